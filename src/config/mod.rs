@@ -1,0 +1,1 @@
+//! fail2ban's configuration, read as fail2ban reads it.
