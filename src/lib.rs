@@ -3,3 +3,4 @@
 //! The library holds every part; the binaries in `src/bin` are glue.
 
 pub mod config;
+pub mod filter;
