@@ -1,1 +1,132 @@
 //! fail2ban's configuration, read as fail2ban reads it.
+//!
+//! Reading happens in two stages. The first turns a tree (fail2ban.conf,
+//! jail.conf, jail.d, filter.d, action.d, with their .local overrides) into
+//! the command stream fail2ban's client would send its server: every
+//! include, interpolation and `<tag>` resolved exactly as fail2ban resolves
+//! them, which `fail3ban-client -d` prints. The second stage (`typed`)
+//! checks and types those values for the server.
+//!
+//! ```no_run
+//! let conf = fail3ban::config::read_tree("/etc/fail2ban", false).unwrap();
+//! for cmd in &conf.stream {
+//!     println!("{}", fail3ban::config::format_command(cmd));
+//! }
+//! ```
+
+pub mod definition;
+pub mod error;
+pub mod glob;
+pub mod ini;
+pub mod interp;
+pub mod jail;
+pub mod options;
+pub mod parser;
+pub mod server;
+pub mod stream;
+pub mod tags;
+pub mod time;
+pub mod typed;
+
+pub use error::{ConfigError, ErrorKind};
+pub use stream::{format_command, Command, PyValue};
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use jail::{origin, Jail, Readers, FAIL2BAN_VERSION};
+use parser::Loader;
+
+/// A configuration tree, resolved.
+#[derive(Debug)]
+pub struct Tree {
+    /// The command stream, as `fail2ban-client -d` prints it.
+    pub stream: Vec<Command>,
+    /// Problems found on the way; empty for a clean tree. fail2ban logs most
+    /// of these and goes on; `fail3ban-client -t` reports them all.
+    pub problems: Vec<ConfigError>,
+}
+
+/// Reads the tree under `basedir`. `strict_logs` makes a jail without any
+/// log file a problem, as fail2ban's `-t` does (`-d` tolerates it).
+///
+/// An error is returned when the tree cannot be used at all (bad syntax, an
+/// interpolation that cannot be resolved): fail2ban's reader gives up on the
+/// whole configuration then, too.
+pub fn read_tree(basedir: &str, strict_logs: bool) -> Result<Tree, ConfigError> {
+    if !std::path::Path::new(basedir).is_dir() {
+        return Err(ConfigError::new(
+            basedir,
+            ErrorKind::Unreadable("base configuration directory does not exist".into()),
+        ));
+    }
+    let loader = Loader::new(basedir);
+    let mut stream = server::read(&loader)?;
+    let mut readers = Readers::new(&loader);
+    let mut jails = Vec::new();
+    if let Some(mut cfg) = loader.read_base("jail")? {
+        let file = Arc::new(std::path::PathBuf::from(cfg.read[0].clone()));
+        let mut defaults = IndexMap::new();
+        defaults.insert("fail2ban_version".to_string(), FAIL2BAN_VERSION.to_string());
+        defaults.insert(
+            "fail2ban_confpath".to_string(),
+            loader.basedir().to_string(),
+        );
+        for (k, v) in defaults {
+            cfg.ini.defaults.insert(
+                k,
+                ini::Value {
+                    text: v,
+                    file: file.clone(),
+                },
+            );
+        }
+        let names: Vec<String> = cfg
+            .sections()
+            .filter(|s| *s != "INCLUDES")
+            .map(String::from)
+            .collect();
+        for name in names {
+            if let Some(j) = Jail::read(&mut readers, &mut cfg, &name)? {
+                for (opt, kind) in typed::check_options(&j.opts) {
+                    loader.problem(ConfigError::bare(kind).located(
+                        origin(&cfg, &name, &opt).as_deref(),
+                        &name,
+                        &opt,
+                    ));
+                }
+                jails.push((j, origin(&cfg, &name, "logpath")));
+            }
+        }
+    } else {
+        loader.problem(ConfigError::new(
+            basedir,
+            ErrorKind::NotFound("jail".into()),
+        ));
+    }
+    let mut starts = Vec::new();
+    for (jail, logpath_file) in &mut jails {
+        let mut missing = |name: &str| {
+            tracing::warn!("Have not found any log file for {name} jail");
+            if strict_logs {
+                loader.problem(
+                    ConfigError::bare(ErrorKind::NoLogFile(name.to_string())).located(
+                        logpath_file.as_deref(),
+                        name,
+                        "logpath",
+                    ),
+                );
+            }
+        };
+        stream.extend(jail.stream(&mut missing)?);
+        if jail.error.is_none() {
+            starts.push(vec![PyValue::str("start"), PyValue::str(&jail.name)]);
+        }
+    }
+    stream.extend(starts);
+    Ok(Tree {
+        stream,
+        problems: loader.problems(),
+    })
+}

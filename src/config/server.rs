@@ -1,0 +1,106 @@
+//! fail2ban.conf, fail2ban.d and fail2ban.local: the server's own options.
+
+use super::definition::OptType;
+use super::error::ConfigError;
+use super::jail::read_options;
+use super::parser::{Loader, Merged};
+use super::stream::{Command, PyValue};
+
+/// Options the client reads first (socket, pid file, logging), with their
+/// defaults; the logging ones also override what the server section says.
+const EARLY: &[(&str, &str)] = &[
+    ("socket", "/var/run/fail2ban/fail2ban.sock"),
+    ("pidfile", "/var/run/fail2ban/fail2ban.pid"),
+    ("loglevel", "INFO"),
+    ("logtarget", "/var/log/fail2ban.log"),
+    ("syslogsocket", "auto"),
+];
+
+/// The server options, with their order in the stream.
+const OPTIONS: &[(&str, OptType, Option<&str>, u8)] = &[
+    ("loglevel", OptType::Str, Some("INFO"), 12),
+    ("logtarget", OptType::Str, Some("STDERR"), 13),
+    ("syslogsocket", OptType::Str, Some("auto"), 11),
+    ("allowipv6", OptType::Str, Some("auto"), 14),
+    (
+        "dbfile",
+        OptType::Str,
+        Some("/var/lib/fail2ban/fail2ban.sqlite3"),
+        50,
+    ),
+    ("dbmaxmatches", OptType::Int, None, 51),
+    ("dbpurgeage", OptType::Str, Some("1d"), 51),
+];
+
+fn specs<'a>(
+    list: impl Iterator<Item = (&'a str, OptType, Option<&'a str>)>,
+) -> Vec<(&'a str, OptType, Option<PyValue>)> {
+    list.map(|(n, t, d)| (n, t, d.map(PyValue::str))).collect()
+}
+
+/// The early options (socket, pidfile, logging) of a tree.
+pub fn early_options(loader: &Loader) -> Result<indexmap::IndexMap<String, PyValue>, ConfigError> {
+    let cfg = loader.read_base("fail2ban")?.unwrap_or_default();
+    early(loader, &cfg)
+}
+
+fn early(
+    loader: &Loader,
+    cfg: &Merged,
+) -> Result<indexmap::IndexMap<String, PyValue>, ConfigError> {
+    read_options(
+        loader,
+        cfg,
+        "Definition",
+        &specs(EARLY.iter().map(|(n, d)| (*n, OptType::Str, Some(*d)))),
+    )
+}
+
+/// The server's part of the command stream.
+pub fn read(loader: &Loader) -> Result<Vec<Command>, ConfigError> {
+    let cfg: Merged = loader.read_base("fail2ban")?.unwrap_or_default();
+    let file = cfg
+        .read
+        .first()
+        .cloned()
+        .unwrap_or_else(|| format!("{}/fail2ban.conf", loader.basedir()));
+    let early = early(loader, &cfg)?;
+    let mut opts = read_options(
+        loader,
+        &cfg,
+        "Definition",
+        &specs(OPTIONS.iter().map(|(n, t, d, _)| (*n, *t, *d))),
+    )?;
+    // The client's own reading of the logging options wins, as in fail2ban.
+    for k in ["loglevel", "logtarget", "syslogsocket"] {
+        if let Some(v) = early.get(k) {
+            opts.insert(k.to_string(), v.clone());
+        }
+    }
+    for (opt, kind) in super::typed::check_options(&opts) {
+        loader.problem(
+            ConfigError::new(&file, kind)
+                .in_section("Definition")
+                .for_option(&opt),
+        );
+    }
+    let mut ordered: Vec<(u8, Command)> = Vec::new();
+    if cfg.has_section("Thread") {
+        let thread = read_options(loader, &cfg, "Thread", &[("stacksize", OptType::Int, None)])?;
+        if !thread.is_empty() {
+            let d = PyValue::Dict(thread.into_iter().collect());
+            ordered.push((0, vec!["set".into(), "thread".into(), d]));
+        }
+    }
+    for (name, _, _, order) in OPTIONS {
+        if let Some(v) = opts.get(*name) {
+            ordered.push((*order, vec!["set".into(), (*name).into(), v.clone()]));
+        }
+    }
+    // Same order, then by option name, as fail2ban sorts them.
+    ordered.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| a.1[1].to_text().cmp(&b.1[1].to_text()))
+    });
+    Ok(ordered.into_iter().map(|(_, c)| c).collect())
+}

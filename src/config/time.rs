@@ -1,0 +1,174 @@
+//! fail2ban's time strings: `600`, `10m`, `1h30m`, `1d 12h`, `-1`,
+//! `1year-6mo`, `2*1h`. Units follow a number (or a space); adjacent terms
+//! add up; `+ - * /` and parentheses work as in arithmetic.
+
+/// Seconds per unit, by every spelling fail2ban accepts. `m` is minutes;
+/// months are `mo`/`mon`/`month(s)`, a twelfth of an average year.
+fn unit_seconds(word: &str) -> Option<f64> {
+    const DAY: f64 = 86400.0;
+    const YEAR: f64 = (365.0 * 3.0 + 366.0) * DAY / 4.0;
+    Some(match word.to_ascii_lowercase().as_str() {
+        "day" | "days" | "da" | "d" | "dd" => DAY,
+        "week" | "weeks" | "we" | "wee" | "w" | "ww" => 7.0 * DAY,
+        "month" | "months" | "mo" | "mon" => YEAR / 12.0,
+        "year" | "years" | "ye" | "yea" | "y" | "yy" => YEAR,
+        "second" | "seconds" | "se" | "sec" | "s" | "ss" => 1.0,
+        "minute" | "minutes" | "mi" | "min" | "m" | "mm" => 60.0,
+        "hour" | "hours" | "ho" | "hou" | "h" | "hh" => 3600.0,
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Num(f64),
+    Op(char),
+    Open,
+    Close,
+}
+
+fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
+    let mut out = Vec::new();
+    let b: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c.is_ascii_digit() || c == '.' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_digit() || b[i] == '.') {
+                i += 1;
+            }
+            let text: String = b[start..i].iter().collect();
+            let mut n: f64 = text.parse().map_err(|_| format!("bad number {text:?}"))?;
+            let mut j = i;
+            while j < b.len() && b[j].is_whitespace() {
+                j += 1;
+            }
+            let wstart = j;
+            while j < b.len() && b[j].is_ascii_alphabetic() {
+                j += 1;
+            }
+            if j > wstart {
+                let word: String = b[wstart..j].iter().collect();
+                n *= unit_seconds(&word).ok_or_else(|| format!("unknown unit {word:?}"))?;
+                i = j;
+            }
+            // Adjacent terms add up: `1h 30m` is `1h + 30m`.
+            if matches!(out.last(), Some(Tok::Num(_)) | Some(Tok::Close)) {
+                out.push(Tok::Op('+'));
+            }
+            out.push(Tok::Num(n));
+        } else if "+-*/".contains(c) {
+            out.push(Tok::Op(c));
+            i += 1;
+        } else if c == '(' {
+            out.push(Tok::Open);
+            i += 1;
+        } else if c == ')' {
+            out.push(Tok::Close);
+            i += 1;
+        } else {
+            return Err(format!("unexpected {c:?}"));
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos)
+    }
+
+    fn expr(&mut self) -> Result<f64, String> {
+        let mut v = self.term()?;
+        while let Some(Tok::Op(op @ ('+' | '-'))) = self.peek().cloned() {
+            self.pos += 1;
+            let r = self.term()?;
+            v = if op == '+' { v + r } else { v - r };
+        }
+        Ok(v)
+    }
+
+    fn term(&mut self) -> Result<f64, String> {
+        let mut v = self.factor()?;
+        while let Some(Tok::Op(op @ ('*' | '/'))) = self.peek().cloned() {
+            self.pos += 1;
+            let r = self.factor()?;
+            v = if op == '*' { v * r } else { v / r };
+        }
+        Ok(v)
+    }
+
+    fn factor(&mut self) -> Result<f64, String> {
+        match self.peek().cloned() {
+            Some(Tok::Num(n)) => {
+                self.pos += 1;
+                Ok(n)
+            }
+            Some(Tok::Op('-')) => {
+                self.pos += 1;
+                Ok(-self.factor()?)
+            }
+            Some(Tok::Op('+')) => {
+                self.pos += 1;
+                self.factor()
+            }
+            Some(Tok::Open) => {
+                self.pos += 1;
+                let v = self.expr()?;
+                if self.peek() != Some(&Tok::Close) {
+                    return Err("missing ')'".into());
+                }
+                self.pos += 1;
+                Ok(v)
+            }
+            _ => Err("expected a number".into()),
+        }
+    }
+}
+
+/// Seconds that a fail2ban time string stands for.
+pub fn str2seconds(s: &str) -> Result<f64, String> {
+    let toks = tokenize(s)?;
+    if toks.is_empty() {
+        return Err("empty time".into());
+    }
+    let mut p = Parser { toks, pos: 0 };
+    let v = p.expr()?;
+    if p.pos != p.toks.len() {
+        return Err("trailing text".into());
+    }
+    if !v.is_finite() {
+        return Err("not a finite time".into());
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail2ban_time_strings() {
+        assert_eq!(str2seconds("600"), Ok(600.0));
+        assert_eq!(str2seconds("10m"), Ok(600.0));
+        assert_eq!(str2seconds("1h30m"), Ok(5400.0));
+        assert_eq!(str2seconds("0d 1h 30m"), Ok(5400.0));
+        assert_eq!(str2seconds("1hour+30min"), Ok(5400.0));
+        assert_eq!(str2seconds("-1"), Ok(-1.0));
+        assert_eq!(str2seconds("1w"), Ok(604800.0));
+        assert_eq!(str2seconds("1year-6mo"), Ok(15778800.0));
+        assert_eq!(str2seconds("6 months"), Ok(15778800.0));
+        assert_eq!(str2seconds("2*1h"), Ok(7200.0));
+        assert!(str2seconds("ten minutes").is_err());
+        assert!(str2seconds("10x").is_err());
+        assert!(str2seconds("").is_err());
+    }
+}
