@@ -1,1 +1,7 @@
-// placeholder
+//! fail3ban's integration tests: one binary, one module per part.
+
+// The reference fail2ban, fetched and run for differential tests.
+#[macro_use]
+mod reference;
+// Configuration trees read by fail3ban-client and fail2ban-client.
+mod config;
