@@ -3,3 +3,5 @@
 //! Pure and synchronous: no files, jails or bans.
 
 pub mod date;
+pub mod pcre;
+pub mod pyre;
