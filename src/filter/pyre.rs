@@ -97,18 +97,16 @@ pub fn translate(py: &str) -> Translated {
                 class_start = i;
                 continue;
             }
-            '{' => {
-                // `{,n}` -> `{0,n}`
-                if chars.get(i + 1) == Some(&',') {
-                    let digits = chars[i + 2..]
-                        .iter()
-                        .take_while(|c| c.is_ascii_digit())
-                        .count();
-                    if digits > 0 && chars.get(i + 2 + digits) == Some(&'}') {
-                        out.push_str("{0,");
-                        i += 2;
-                        continue;
-                    }
+            // `{,n}` -> `{0,n}`
+            '{' if chars.get(i + 1) == Some(&',') => {
+                let digits = chars[i + 2..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit())
+                    .count();
+                if digits > 0 && chars.get(i + 2 + digits) == Some(&'}') {
+                    out.push_str("{0,");
+                    i += 2;
+                    continue;
                 }
             }
             '(' if chars.get(i + 1) == Some(&'?') => {
@@ -165,7 +163,11 @@ fn flag_group(s: &[char], flags: &mut CompileFlags) -> Option<(usize, String)> {
     if on.is_empty() && off.is_empty() {
         return None;
     }
-    let keep = |f: &str| f.chars().filter(|c| "imsx".contains(*c)).collect::<String>();
+    let keep = |f: &str| {
+        f.chars()
+            .filter(|c| "imsx".contains(*c))
+            .collect::<String>()
+    };
     match s.get(j) {
         Some(')') if !minus => {
             for c in on.chars() {
