@@ -13,21 +13,37 @@ use serde_json::Value;
 /// log of the same name, and prints, per line, the split around the date,
 /// the time and the failures found.
 const ORACLE: &str = r##"
-import json, os, sys
+import json, os, re, sys
 from fail2ban.client.filterreader import FilterReader
 from fail2ban.server.filter import Filter
-cfg, logs = sys.argv[1], sys.argv[2]
-out = []
-for name in sys.argv[3:]:
-    path = os.path.join(logs, name)
-    if not os.path.isfile(path):
-        continue
+cfg, logs, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+
+def sample_lines(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\r\n")
+            if line.strip() and not line.startswith("#"):
+                yield line
+
+def variants(path):
+    # the filter options the sample file itself tests (e.g. mode=aggressive)
+    found = [{}]
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = re.match(r"^#+ ?filterOptions:(.+)$", line)
+            if not m: continue
+            for o in (lambda v: v if isinstance(v, list) else [v])(json.loads(m.group(1))):
+                o = dict((k, v) for k, v in o.items() if not k.startswith("test."))
+                if o not in found: found.append(o)
+    return found
+
+def run(name, fopts, lines):
     try:
-        rd = FilterReader(name, "jail", {}, basedir=cfg)
+        rd = FilterReader(name, "jail", fopts, basedir=cfg)
         rd.read(); rd.getOptions({})
         conv = rd.convert()
     except Exception as e:
-        out.append({"name": name, "error": "reader: %s" % e}); continue
+        return {"name": name, "fopts": fopts, "error": "reader: %s" % e}
     opts = {"failregex": [], "ignoreregex": [], "prefregex": None, "maxlines": 1, "datepattern": None}
     for opt in conv:
         vals = opt[3] if opt[0] == 'multi-set' else [opt[3]]
@@ -47,31 +63,43 @@ for name in sys.argv[3:]:
         for r in opts["ignoreregex"]: flt.addIgnoreRegex(r)
         if opts["datepattern"]: flt.setDatePattern(opts["datepattern"])
     except Exception as e:
-        out.append({"name": name, "error": "filter: %s" % e}); continue
+        return {"name": name, "fopts": fopts, "error": "filter: %s" % e}
     seen = {}
     orig = flt.findFailure
     def spy(tupleLine, date, noDate=False):
         seen["t"] = list(tupleLine); seen["d"] = date
         return orig(tupleLine, date, noDate)
     flt.findFailure = spy
-    lines = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.rstrip("\r\n")
-            if not line.strip() or line.startswith("#"):
-                continue
-            seen.clear()
-            try:
-                ret = flt.processLine(line)
-            except Exception as e:
-                lines.append({"line": line, "error": str(e)}); continue
-            res = []
-            for idx, fid, date, fail in ret:
-                user = fail.get("user")
-                res.append([idx, None if fid is None else str(fid), bool(fail.get("nofail")),
-                            user if isinstance(user, str) else None, len(fail.get("matches", []))])
-            lines.append({"line": line, "t": seen.get("t"), "d": seen.get("d"), "r": res})
-    out.append({"name": name, "opts": opts, "lines": lines})
+    res_lines = []
+    for line in lines:
+        seen.clear()
+        try:
+            ret = flt.processLine(line)
+        except Exception as e:
+            res_lines.append({"line": line, "error": str(e)}); continue
+        res = []
+        for idx, fid, date, fail in ret:
+            user = fail.get("user")
+            res.append([idx, None if fid is None else str(fid), bool(fail.get("nofail")),
+                        user if isinstance(user, str) else None, len(fail.get("matches", []))])
+        res_lines.append({"line": line, "t": seen.get("t"), "d": seen.get("d"), "r": res})
+    return {"name": name, "fopts": fopts, "opts": opts, "lines": res_lines}
+
+out = []
+names = sys.argv[4:]
+if mode == "samples":
+    for name in names:
+        path = os.path.join(logs, name)
+        if os.path.isfile(path):
+            for v in variants(path):
+                out.append(run(name, v, list(sample_lines(path))))
+else:
+    every = []
+    for n in sorted(os.listdir(logs)):
+        if os.path.isfile(os.path.join(logs, n)):
+            every.extend(sample_lines(os.path.join(logs, n)))
+    for name in names:
+        out.append(run(name, {}, every))
 json.dump(out, sys.stdout)
 "##;
 
@@ -98,8 +126,18 @@ fn skip(what: &str) {
 /// Runs the oracle over every stock filter that has a sample log.
 fn oracle() -> Option<Vec<Value>> {
     static CACHE: std::sync::OnceLock<Option<Vec<Value>>> = std::sync::OnceLock::new();
-    CACHE
-        .get_or_init(|| {
+    CACHE.get_or_init(|| run_oracle("samples")).clone()
+}
+
+/// Every stock filter over every sample line of every filter: catches
+/// matches fail2ban would not make.
+fn cross_oracle() -> Option<Vec<Value>> {
+    run_oracle("cross")
+}
+
+fn run_oracle(mode: &str) -> Option<Vec<Value>> {
+    {
+        {
             let root = reference_root()?;
             let pkg = root.join("usr/lib/python3/dist-packages");
             let cfg = root.join("etc/fail2ban");
@@ -118,6 +156,7 @@ fn oracle() -> Option<Vec<Value>> {
                 .arg(ORACLE)
                 .arg(&cfg)
                 .arg(&logs)
+                .arg(mode)
                 .args(&names)
                 .env("PYTHONPATH", &pkg)
                 .output()
@@ -128,8 +167,8 @@ fn oracle() -> Option<Vec<Value>> {
             }
             let v: Value = serde_json::from_slice(&out.stdout).ok()?;
             Some(v.as_array()?.clone())
-        })
-        .clone()
+        }
+    }
 }
 
 fn now() -> f64 {
@@ -200,15 +239,14 @@ fn actual_rows(failures: &[fail3ban::filter::Failure]) -> Vec<Row> {
         .collect()
 }
 
-#[test]
-fn differential_stock_filters_on_sample_logs() {
-    let Some(filters) = oracle() else {
-        return skip("no target/reference or the oracle failed");
-    };
+/// Feeds every line the oracle saw, split around its date as fail2ban split
+/// it, to a fail3ban filter built from the same resolved options, and
+/// compares the failures. Returns (filters, lines, disagreements).
+fn compare(label: &str, filters: &[Value]) -> (usize, usize, usize) {
     let (mut nfilters, mut nlines, mut nfail, mut agree, mut disagree) = (0, 0, 0, 0, 0);
     let mut report = Vec::new();
-    for f in &filters {
-        let name = f["name"].as_str().unwrap_or("?");
+    for f in filters {
+        let name = format!("{}{}", f["name"].as_str().unwrap_or("?"), f["fopts"]);
         if let Some(e) = f.get("error") {
             println!("{name}: reference could not load it: {e}");
             continue;
@@ -249,12 +287,31 @@ fn differential_stock_filters_on_sample_logs() {
         }
     }
     println!(
-        "differential: {nfilters} filters, {nlines} lines, {nfail} failures by fail2ban; \
+        "differential {label}: {nfilters} filters, {nlines} lines, {nfail} failures by fail2ban; \
          {agree} lines agree, {disagree} differ"
     );
     for r in report.iter().take(40) {
         println!("  {r}");
     }
+    (nfilters, nlines, disagree)
+}
+
+#[test]
+fn differential_stock_filters_on_sample_logs() {
+    let Some(filters) = oracle() else {
+        return skip("no target/reference or the oracle failed");
+    };
+    let (nfilters, _, disagree) = compare("own samples", &filters);
+    assert!(nfilters >= 80, "too few filters compared: {nfilters}");
+    assert_eq!(disagree, 0, "fail3ban differs from fail2ban");
+}
+
+#[test]
+fn differential_stock_filters_on_all_samples() {
+    let Some(filters) = cross_oracle() else {
+        return skip("no target/reference or the oracle failed");
+    };
+    let (nfilters, _, disagree) = compare("every filter x every sample", &filters);
     assert!(nfilters >= 80, "too few filters compared: {nfilters}");
     assert_eq!(disagree, 0, "fail3ban differs from fail2ban");
 }
