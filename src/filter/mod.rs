@@ -675,6 +675,9 @@ impl Filter {
                 fail = merged;
                 linked = l;
                 if fail.truthy("nofail") && !self.opts.check_all_regex {
+                    if linked {
+                        self.mlfid_cache.replace(mlfid, fail);
+                    }
                     self.buf = buf;
                     return out;
                 }
@@ -715,12 +718,10 @@ impl Filter {
             let fids: Vec<Option<Fid>> = match ip_text {
                 None => {
                     fail.mlfpending = true;
-                    if linked {
-                        if let Some(m) = &mlfid {
-                            self.mlfid_cache.replace(m, fail.clone());
-                        }
-                    }
                     if !self.opts.check_all_regex && self.opts.ignore_pending {
+                        if let (true, Some(m)) = (linked, &mlfid) {
+                            self.mlfid_cache.replace(m, fail);
+                        }
                         self.buf = buf;
                         return out;
                     }
@@ -738,11 +739,6 @@ impl Filter {
                     .map(Some)
                     .collect(),
             };
-            if linked && fail.ip.is_some() {
-                if let Some(m) = &mlfid {
-                    self.mlfid_cache.replace(m, fail.clone());
-                }
-            }
             for fid in fids {
                 out.failures.push(Failure {
                     failregex: idx,
@@ -755,6 +751,9 @@ impl Filter {
                     nofail: fail.truthy("nofail"),
                 });
             }
+            if let (true, Some(m)) = (linked, &mlfid) {
+                self.mlfid_cache.replace(m, fail);
+            }
             if !self.opts.check_all_regex {
                 break;
             }
@@ -765,7 +764,8 @@ impl Filter {
 
     /// fail2ban's `_mergeFailure`: folds this match into the failure cached
     /// under the same multi-line id. Returns the merged data and whether it
-    /// is (still) the cached entry.
+    /// is (still) the cached entry; if so the caller must put it back with
+    /// `MlfidCache::replace` (fail2ban shares one dict, we move it).
     fn merge_failure(
         &mut self,
         mlfid: &str,
@@ -789,12 +789,14 @@ impl Filter {
         let users;
         let linked;
         if let Some(cached) = self.mlfid_cache.get(mlfid, now) {
-            let mut m = cached.clone();
-            let mut user_fail = fail.clone();
-            // Users are collected on the cached entry.
-            user_fail.users = m.users.take();
-            users = user_fail.update_users();
-            m.users = user_fail.users;
+            // Taken out here, put back by the caller once it is done with it.
+            let mut m = std::mem::take(cached);
+            if let Some(u) = fail.get("user").filter(|u| !u.is_empty()) {
+                m.users
+                    .get_or_insert_with(BTreeSet::new)
+                    .insert(u.to_string());
+            }
+            users = m.users.as_ref().map_or(0, BTreeSet::len);
             if m.pop_truthy("nofail") {
                 nf |= 4;
             }
@@ -840,9 +842,6 @@ impl Filter {
             fail.matches = m;
         } else if nf & 3 == 1 {
             fail.nofail_matches.extend(matched.iter().cloned());
-        }
-        if linked {
-            self.mlfid_cache.replace(mlfid, fail.clone());
         }
         (fail, linked)
     }

@@ -192,16 +192,29 @@ impl Regex {
     pub fn search(&mut self, subject: &str) -> Result<bool, MatchAbort> {
         // SAFETY: subject is valid UTF-8 (it is a &str), so skipping PCRE2's
         // UTF check is sound; md and mctx belong to this pattern.
+        // The JIT entry point skips the interpreter's option checks.
         let rc = unsafe {
-            ffi::pcre2_match_8(
-                self.code,
-                subject.as_ptr(),
-                subject.len(),
-                0,
-                ffi::PCRE2_NO_UTF_CHECK,
-                self.md,
-                self.mctx,
-            )
+            if self.jit {
+                ffi::pcre2_jit_match_8(
+                    self.code,
+                    subject.as_ptr(),
+                    subject.len(),
+                    0,
+                    0,
+                    self.md,
+                    self.mctx,
+                )
+            } else {
+                ffi::pcre2_match_8(
+                    self.code,
+                    subject.as_ptr(),
+                    subject.len(),
+                    0,
+                    ffi::PCRE2_NO_UTF_CHECK,
+                    self.md,
+                    self.mctx,
+                )
+            }
         };
         if rc >= 0 {
             return Ok(true);
