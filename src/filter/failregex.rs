@@ -207,6 +207,7 @@ fn glob_to_local_flags(regex: &str) -> String {
 /// Group numbers resolved once at compile time.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Special {
+    pub content: Option<usize>,
     pub skiplines: Vec<usize>,
 }
 
@@ -256,7 +257,10 @@ impl Regex {
         while let Some(i) = get(&format!("skiplines{}", skiplines.len())) {
             skiplines.push(i);
         }
-        let special = Special { skiplines };
+        let special = Special {
+            content: get("content"),
+            skiplines,
+        };
         let mut alts = Vec::new();
         let mut tuples = Vec::new();
         for (name, idx) in &names {

@@ -194,6 +194,18 @@ impl TupleLine {
 
 type Line = Arc<TupleLine>;
 
+/// Buffers reused from line to line so that a line that matches nothing
+/// allocates little.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// What the failregexes search: the buffered lines without dates.
+    buf: String,
+    /// What the prefregex searched (its groups are read from here).
+    pre_buf: String,
+    /// The buffer as it was when the line came in.
+    org: Vec<Line>,
+}
+
 fn join_lines(lines: &[Line], out: &mut String) {
     out.clear();
     for (i, l) in lines.iter().enumerate() {
@@ -314,7 +326,7 @@ pub struct Filter {
     ignoreregex: Vec<Regex>,
     dates: DateDetector,
     buffer: Vec<Line>,
-    buf: String,
+    scratch: Scratch,
     last_time_text: String,
     last_date: Option<f64>,
     mlfid_cache: MlfidCache,
@@ -373,7 +385,7 @@ impl Filter {
             ignoreregex,
             dates,
             buffer: Vec::new(),
-            buf: String::new(),
+            scratch: Scratch::default(),
             last_time_text: String::new(),
             last_date: None,
             mlfid_cache: MlfidCache::default(),
@@ -556,6 +568,22 @@ impl Filter {
         no_date: bool,
         now: f64,
     ) -> LineOutcome {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let out = self.find_failure_in(line, date, no_date, now, &mut scratch);
+        scratch.org.clear();
+        self.scratch = scratch;
+        out
+    }
+
+    fn find_failure_in(
+        &mut self,
+        line: Line,
+        date: Option<f64>,
+        no_date: bool,
+        now: f64,
+        scratch: &mut Scratch,
+    ) -> LineOutcome {
+        let Scratch { buf, pre_buf, org } = scratch;
         let mut out = LineOutcome {
             time: date,
             ..LineOutcome::default()
@@ -571,38 +599,35 @@ impl Filter {
             self.buffer.clear();
             self.buffer.push(line.clone());
         }
-        let org: Vec<Line> = self.buffer.clone();
-        let mut buf = std::mem::take(&mut self.buf);
-        join_lines(&org, &mut buf);
+        org.extend(self.buffer.iter().cloned());
+        let org: &[Line] = org;
+        join_lines(org, buf);
         let mut buf_valid = true;
 
         if !self.ignoreregex.is_empty()
             && self.ignoreregex.len() + 2 < self.failregex.len()
-            && self.ignore_line(&buf, None, &mut out)
+            && self.ignore_line(buf, None, &mut out)
         {
-            self.buf = buf;
             return out;
         }
 
-        let mut pre_groups: Vec<(String, Option<String>)> = Vec::new();
         if let Some(pre) = self.prefregex.as_mut() {
-            if !pre.search(&buf) {
-                self.buf = buf;
+            if !pre.search(buf) {
                 return out;
             }
             out.prefregex_matched = true;
-            pre_groups = pre.groups(&buf);
-            let content = pre_groups
-                .iter()
-                .position(|(k, _)| k == "content")
-                .map(|i| pre_groups.remove(i).1);
-            if let Some(Some(repl)) =
-                content.filter(|c| c.as_deref().is_some_and(|c| !c.is_empty()))
+            if let Some(c) = pre
+                .group_at(buf, pre.special.content)
+                .filter(|c| !c.is_empty())
             {
+                let repl = Arc::new(TupleLine::new("", "", c));
                 self.buffer.clear();
-                self.buffer.push(Arc::new(TupleLine::new("", "", &repl)));
-                buf_valid = false;
+                self.buffer.push(repl);
             }
+            // Keep what the prefregex searched: its groups are read on a
+            // failure, after `buf` was rebuilt.
+            std::mem::swap(buf, pre_buf);
+            buf_valid = false;
         }
 
         let defcidr = if self.opts.usedns == UseDns::Raw || self.opts.return_raw_host {
@@ -613,19 +638,17 @@ impl Filter {
 
         for idx in 0..self.failregex.len() {
             if !buf_valid {
-                let cur = std::mem::take(&mut self.buffer);
-                join_lines(&cur, &mut buf);
-                self.buffer = cur;
+                join_lines(&self.buffer, buf);
                 buf_valid = true;
             }
             let fr = self.failregex[idx].regex_mut();
-            if !fr.search(&buf) {
+            if !fr.search(buf) {
                 continue;
             }
-            let groups = fr.groups(&buf);
-            let (matched, unmatched) = matched_lines(fr, &buf, &org);
+            let groups = fr.groups(buf);
+            let (matched, unmatched) = matched_lines(fr, buf, org);
             if !self.ignoreregex.is_empty()
-                && self.ignore_line(&buf, Some((&matched, &unmatched)), &mut out)
+                && self.ignore_line(buf, Some((&matched, &unmatched)), &mut out)
             {
                 buf_valid = false;
                 if !self.opts.check_all_regex {
@@ -653,9 +676,11 @@ impl Filter {
                 buf_valid = false;
             }
             let mut fail = FailData::default();
-            for (k, v) in &pre_groups {
-                if let Some(v) = v {
-                    fail.groups.insert(k.clone(), v.clone());
+            if let Some(pre) = self.prefregex.as_ref() {
+                for (k, v) in pre.groups(pre_buf) {
+                    if let (Some(v), false) = (v, k == "content") {
+                        fail.groups.insert(k, v);
+                    }
                 }
             }
             for (k, v) in groups {
@@ -678,7 +703,6 @@ impl Filter {
                     if linked {
                         self.mlfid_cache.replace(mlfid, fail);
                     }
-                    self.buf = buf;
                     return out;
                 }
             } else {
@@ -722,7 +746,6 @@ impl Filter {
                         if let (true, Some(m)) = (linked, &mlfid) {
                             self.mlfid_cache.replace(m, fail);
                         }
-                        self.buf = buf;
                         return out;
                     }
                     vec![None]
@@ -758,7 +781,6 @@ impl Filter {
                 break;
             }
         }
-        self.buf = buf;
         out
     }
 
