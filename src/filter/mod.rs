@@ -945,3 +945,110 @@ fn text_to_ip(text: &str, use_dns: UseDns) -> Vec<Fid> {
     }
     ips
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(fail: &[&str], ignore: &[&str], pre: Option<&str>) -> Filter {
+        Filter::new(FilterOptions {
+            failregex: fail.iter().map(|s| s.to_string()).collect(),
+            ignoreregex: ignore.iter().map(|s| s.to_string()).collect(),
+            prefregex: pre.map(str::to_string),
+            check_find_time: false,
+            ..FilterOptions::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn date_is_cut_before_matching() {
+        let mut f = filter(
+            &[r"^ host sshd\[\d+\]: Failed for <F-USER>\S+</F-USER> from <HOST>$"],
+            &[],
+            None,
+        );
+        let out = f.process_line(
+            "Jan  2 03:04:05 host sshd[12]: Failed for bob from 192.0.2.1",
+            1.7e9,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].fid.as_ref().unwrap().to_string(), "192.0.2.1");
+        assert_eq!(out[0].data["user"], "bob");
+        assert_eq!(out[0].matches.len(), 1);
+        assert!(out[0].matches[0].starts_with("Jan  2"));
+    }
+
+    #[test]
+    fn ignoreregex_vetoes_and_is_reported() {
+        let mut f = filter(&["from <HOST>"], &["from 192.0.2.9"], None);
+        let o = f.process_line_outcome("x from 192.0.2.9", 0.0);
+        assert!(o.failures.is_empty());
+        assert_eq!(o.ignored_by, vec![0]);
+        assert!(o.is_ignored());
+        assert_eq!(f.process_line("x from 192.0.2.8", 0.0).len(), 1);
+    }
+
+    #[test]
+    fn prefregex_content_and_fid() {
+        let mut f = filter(
+            &["^bad <F-ID>\\w+</F-ID>$"],
+            &[],
+            Some("^app: <F-CONTENT>.+</F-CONTENT>$"),
+        );
+        let out = f.process_line("app: bad token42", 0.0);
+        assert_eq!(out[0].fid, Some(Fid::Raw("token42".into())));
+        assert!(f.process_line("other: bad token42", 0.0).is_empty());
+    }
+
+    #[test]
+    fn multi_line_id_carries_the_host() {
+        let mut f = filter(
+            &[
+                r"^\[<F-MLFID>\d+</F-MLFID>\] <F-NOFAIL>connect</F-NOFAIL> from <ADDR>$",
+                r"^\[<F-MLFID>\d+</F-MLFID>\] auth failed$",
+            ],
+            &[],
+            None,
+        );
+        assert!(f
+            .process_line("[7] connect from 192.0.2.3", 100.0)
+            .is_empty());
+        let out = f.process_line("[7] auth failed", 101.0);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].fid.as_ref().unwrap().to_string(), "192.0.2.3");
+        assert_eq!(out[0].matches.len(), 2);
+    }
+
+    #[test]
+    fn backtracking_bomb_is_cut_short() {
+        let mut f = Filter::new(FilterOptions {
+            failregex: vec![r"^(\w+\s?)*$<F-ID/>".into()],
+            check_find_time: false,
+            limits: Limits {
+                match_limit: 100_000,
+                ..Limits::default()
+            },
+            ..FilterOptions::default()
+        })
+        .unwrap();
+        let line = format!("{}!", "ab ".repeat(5000));
+        let t = std::time::Instant::now();
+        assert!(f.process_line(&line, 0.0).is_empty());
+        assert!(t.elapsed().as_secs_f64() < 1.0);
+    }
+
+    #[test]
+    fn bad_options_are_errors() {
+        let e = Filter::new(FilterOptions {
+            failregex: vec!["(unclosed <HOST>".into()],
+            ..FilterOptions::default()
+        });
+        assert!(matches!(e, Err(FilterError::Compile { .. })));
+        let e = Filter::new(FilterOptions {
+            maxlines: 0,
+            ..FilterOptions::default()
+        });
+        assert!(matches!(e, Err(FilterError::MaxLines)));
+    }
+}
