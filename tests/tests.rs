@@ -5,3 +5,5 @@
 mod reference;
 // Configuration trees read by fail3ban-client and fail2ban-client.
 mod config;
+// Regex engine and Filter against the reference fail2ban.
+mod filter;

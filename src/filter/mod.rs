@@ -1,5 +1,1054 @@
 //! Filters: a log line and the time now in, failures out.
 //!
-//! Pure and synchronous: no files, jails or bans.
+//! Pure and synchronous: no files, jails or bans. A [`Filter`] mirrors
+//! fail2ban's `Filter.processLine`/`findFailure`: the date is found and cut
+//! out of the line, the prefregex must match, then each failregex is tried,
+//! ignoreregex can veto a match, and multi-line failures are stitched
+//! together by `<F-MLFID>` with the same cache rules as fail2ban.
 
 pub mod date;
+// TEMPORARY: replaced by `date::DateDetector` when branch `date` lands.
+mod date_stub;
+pub mod failregex;
+pub mod ipaddr;
+pub mod pcre;
+pub mod pyre;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+
+pub use date_stub::DateDetector;
+pub use failregex::{FailRegex, Regex, UseDns};
+pub use ipaddr::{Addr, Fid};
+pub use pcre::Limits;
+
+/// Errors building a filter.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FilterError {
+    /// A regex is empty after tag expansion.
+    #[error("Cannot add empty regex")]
+    EmptyRegex,
+    /// PCRE2 rejected a regex.
+    #[error("Unable to compile regular expression '{regex}':\n{message}")]
+    Compile {
+        /// The regex with tags expanded.
+        regex: String,
+        /// PCRE2's message.
+        message: String,
+    },
+    /// A failregex has no group that identifies the failure.
+    #[error("No failure-id group in '{regex}'")]
+    NoFailureId {
+        /// The regex with tags expanded.
+        regex: String,
+    },
+    /// `maxlines` must be at least 1.
+    #[error("maxlines must be integer greater than zero")]
+    MaxLines,
+    /// The date pattern or time zone was rejected by the date detector.
+    #[error("datepattern {pattern:?}: {message}")]
+    Date {
+        /// The pattern or time zone.
+        pattern: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Everything a filter is built from: resolved option values (as strings
+/// from the config engine, already interpolated) plus the switches fail2ban
+/// and fail2ban-regex set on a filter.
+#[derive(Debug, Clone)]
+pub struct FilterOptions {
+    /// `failregex`, one per line.
+    pub failregex: Vec<String>,
+    /// `ignoreregex`, one per line.
+    pub ignoreregex: Vec<String>,
+    /// `prefregex`.
+    pub prefregex: Option<String>,
+    /// `datepattern`; `None` means fail2ban's default templates.
+    pub datepattern: Option<String>,
+    /// `maxlines`: lines buffered for multi-line regexes.
+    pub maxlines: usize,
+    /// `usedns`.
+    pub usedns: UseDns,
+    /// `logtimezone`.
+    pub logtimezone: Option<String>,
+    /// `findtime` in seconds: outside operation mode, older lines are skipped.
+    pub findtime: f64,
+    /// Try every failregex on every line (fail2ban-regex does); the daemon
+    /// stops at the first match.
+    pub check_all_regex: bool,
+    /// Drop multi-line failures that have no id yet (the daemon does).
+    pub ignore_pending: bool,
+    /// Keep hosts as found, never resolve (fail2ban-regex `--raw`).
+    pub return_raw_host: bool,
+    /// Apply time sanity rules (the daemon does; fail2ban-regex does not).
+    pub check_find_time: bool,
+    /// In operation (tailing new lines) rather than reading a backlog.
+    pub in_operation: bool,
+    /// PCRE2 limits for every regex of the filter.
+    pub limits: Limits,
+}
+
+impl Default for FilterOptions {
+    fn default() -> Self {
+        FilterOptions {
+            failregex: Vec::new(),
+            ignoreregex: Vec::new(),
+            prefregex: None,
+            datepattern: None,
+            maxlines: 1,
+            usedns: UseDns::Warn,
+            logtimezone: None,
+            findtime: 600.0,
+            check_all_regex: false,
+            ignore_pending: true,
+            return_raw_host: false,
+            check_find_time: true,
+            in_operation: true,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// One failure found in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// Index of the failregex that matched.
+    pub failregex: usize,
+    /// The failure id: address, or the `<F-ID>` value. `None` only for a
+    /// pending multi-line failure (with `ignore_pending` off).
+    pub fid: Option<Fid>,
+    /// The address when the id is something else (`<F-ID>` plus `<HOST>`).
+    pub ip: Option<Fid>,
+    /// Failure time, unix seconds.
+    pub time: f64,
+    /// The log lines that make up the failure, whole.
+    pub matches: Vec<String>,
+    /// Named groups that matched (`user`, `ip4`, custom `F-*` names...).
+    pub data: BTreeMap<String, String>,
+    /// Every user seen with this multi-line id.
+    pub users: BTreeSet<String>,
+    /// Not a failure: matched by `<F-NOFAIL>` or gained by `<F-MLFGAINED>`.
+    pub nofail: bool,
+}
+
+/// What happened to one line, for fail2ban-regex-like callers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LineOutcome {
+    /// Failures found (including `nofail` ones with `check_all_regex`).
+    pub failures: Vec<Failure>,
+    /// Indices of the ignoreregex that matched.
+    pub ignored_by: Vec<usize>,
+    /// Whether the prefregex matched (false if there is none).
+    pub prefregex_matched: bool,
+    /// Time given to the line (`None` if no date and no fallback).
+    pub time: Option<f64>,
+}
+
+impl LineOutcome {
+    /// fail2ban-regex's "ignored": an ignoreregex or a nofail matched.
+    pub fn is_ignored(&self) -> bool {
+        !self.ignored_by.is_empty() || self.failures.iter().any(|f| f.nofail)
+    }
+
+    /// fail2ban-regex's "matched": a real failure was found.
+    pub fn is_matched(&self) -> bool {
+        self.failures.iter().any(|f| !f.nofail)
+    }
+}
+
+/// A buffered line split around its date: `text[..b]`, `text[b..d]`,
+/// `text[d..]`. fail2ban matches on before + after.
+#[derive(Debug)]
+struct TupleLine {
+    text: String,
+    b: usize,
+    d: usize,
+}
+
+impl TupleLine {
+    fn new(before: &str, date: &str, after: &str) -> TupleLine {
+        let mut text = String::with_capacity(before.len() + date.len() + after.len());
+        text.push_str(before);
+        text.push_str(date);
+        text.push_str(after);
+        TupleLine {
+            text,
+            b: before.len(),
+            d: before.len() + date.len(),
+        }
+    }
+    fn push_undated(&self, out: &mut String) {
+        out.push_str(&self.text[..self.b]);
+        out.push_str(&self.text[self.d..]);
+    }
+    fn undated_eq(&self, s: &str) -> bool {
+        let (a, c) = (&self.text[..self.b], &self.text[self.d..]);
+        s.len() == a.len() + c.len() && s.starts_with(a) && s.ends_with(c)
+    }
+}
+
+type Line = Arc<TupleLine>;
+
+/// Buffers reused from line to line so that a line that matches nothing
+/// allocates little.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// What the failregexes search: the buffered lines without dates.
+    buf: String,
+    /// What the prefregex searched (its groups are read from here).
+    pre_buf: String,
+    /// The buffer as it was when the line came in.
+    org: Vec<Line>,
+}
+
+fn join_lines(lines: &[Line], out: &mut String) {
+    out.clear();
+    for (i, l) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        l.push_undated(out);
+    }
+    out.push('\n');
+}
+
+/// Failure data as fail2ban keeps it in a dict while merging.
+#[derive(Debug, Clone, Default)]
+struct FailData {
+    groups: BTreeMap<String, String>,
+    users: Option<BTreeSet<String>>,
+    matches: Vec<Line>,
+    nofail_matches: Vec<Line>,
+    mlfpending: bool,
+    ip: Option<Fid>,
+}
+
+impl FailData {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.groups.get(k).map(String::as_str)
+    }
+    /// Python truthiness of a group value: set and not empty.
+    fn truthy(&self, k: &str) -> bool {
+        self.get(k).is_some_and(|v| !v.is_empty())
+    }
+    fn pop_truthy(&mut self, k: &str) -> bool {
+        self.groups.remove(k).is_some_and(|v| !v.is_empty())
+    }
+    fn update_users(&mut self) -> usize {
+        if let Some(u) = self
+            .get("user")
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+        {
+            self.users.get_or_insert_with(BTreeSet::new).insert(u);
+        }
+        self.users.as_ref().map_or(0, BTreeSet::len)
+    }
+}
+
+/// fail2ban's multi-line id cache: at most 100 entries, 5 minutes each,
+/// oldest dropped first.
+#[derive(Debug, Default)]
+struct MlfidCache {
+    entries: VecDeque<(String, FailData, f64)>,
+}
+
+const MLFID_MAX_COUNT: usize = 100;
+const MLFID_MAX_TIME: f64 = 300.0;
+
+impl MlfidCache {
+    fn get(&mut self, k: &str, now: f64) -> Option<&mut FailData> {
+        let pos = self.entries.iter().position(|e| e.0 == k)?;
+        if self.entries[pos].2 <= now {
+            self.entries.remove(pos);
+            return None;
+        }
+        Some(&mut self.entries[pos].1)
+    }
+    fn set(&mut self, k: &str, v: FailData, now: f64) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.0 == k) {
+            e.1 = v;
+            e.2 = now + MLFID_MAX_TIME;
+            return;
+        }
+        if self.entries.len() >= MLFID_MAX_COUNT {
+            // Like fail2ban: pop from the front until a live entry was
+            // popped while there is room (that live entry is lost too).
+            while let Some(e) = self.entries.pop_front() {
+                if e.2 > now && self.entries.len() < MLFID_MAX_COUNT {
+                    break;
+                }
+            }
+        }
+        self.entries
+            .push_back((k.to_string(), v, now + MLFID_MAX_TIME));
+    }
+    fn unset(&mut self, k: &str) {
+        self.entries.retain(|e| e.0 != k);
+    }
+    fn replace(&mut self, k: &str, v: FailData) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.0 == k) {
+            e.1 = v;
+        }
+    }
+}
+
+/// How the address text of a failure is turned into an id (fail2ban's
+/// `cidr` argument to `IPAddr`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cidr {
+    Unspec,
+    Raw,
+    Family(ipaddr::Family),
+    Plen(u32),
+}
+
+fn make_fid(text: &str, cidr: Cidr) -> Fid {
+    match cidr {
+        Cidr::Raw => Fid::Raw(text.to_string()),
+        Cidr::Unspec => ipaddr::parse_unspec(text),
+        Cidr::Family(f) => ipaddr::parse(text, f, None),
+        Cidr::Plen(p) => ipaddr::parse(text, ipaddr::Family::Any, Some(p)),
+    }
+}
+
+/// A filter: fail2ban's failregex/ignoreregex/prefregex machine over a
+/// buffer of `maxlines` lines.
+pub struct Filter {
+    opts: FilterOptions,
+    prefregex: Option<Regex>,
+    failregex: Vec<FailRegex>,
+    ignoreregex: Vec<Regex>,
+    dates: DateDetector,
+    buffer: Vec<Line>,
+    scratch: Scratch,
+    last_time_text: String,
+    last_date: Option<f64>,
+    mlfid_cache: MlfidCache,
+    next_no_time_warn: f64,
+    next_sim_time_warn: f64,
+    next_old_warn: f64,
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter")
+            .field("failregex", &self.opts.failregex)
+            .field("maxlines", &self.opts.maxlines)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Filter {
+    /// Builds a filter; every regex is compiled (and JIT-compiled) here.
+    pub fn new(opts: FilterOptions) -> Result<Filter, FilterError> {
+        if opts.maxlines == 0 {
+            return Err(FilterError::MaxLines);
+        }
+        let multiline = opts.maxlines > 1;
+        let prefregex = match opts.prefregex.as_deref() {
+            Some(p) if !p.is_empty() => Some(Regex::new(p, false, opts.usedns, opts.limits)?),
+            _ => None,
+        };
+        let failregex = opts
+            .failregex
+            .iter()
+            .map(|r| FailRegex::new(r, prefregex.as_ref(), multiline, opts.usedns, opts.limits))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ignoreregex = opts
+            .ignoreregex
+            .iter()
+            .map(|r| Regex::new(r, false, opts.usedns, opts.limits))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut dates = match opts.datepattern.as_deref() {
+            None => DateDetector::new_default(),
+            Some(p) => DateDetector::from_pattern(p).map_err(|e| FilterError::Date {
+                pattern: p.to_string(),
+                message: e.to_string(),
+            })?,
+        };
+        dates
+            .set_timezone(opts.logtimezone.as_deref())
+            .map_err(|e| FilterError::Date {
+                pattern: opts.logtimezone.clone().unwrap_or_default(),
+                message: e.to_string(),
+            })?;
+        Ok(Filter {
+            opts,
+            prefregex,
+            failregex,
+            ignoreregex,
+            dates,
+            buffer: Vec::new(),
+            scratch: Scratch::default(),
+            last_time_text: String::new(),
+            last_date: None,
+            mlfid_cache: MlfidCache::default(),
+            next_no_time_warn: f64::MIN,
+            next_sim_time_warn: f64::MIN,
+            next_old_warn: f64::MIN,
+        })
+    }
+
+    /// The options the filter was built from.
+    pub fn options(&self) -> &FilterOptions {
+        &self.opts
+    }
+
+    /// The compiled failregexes.
+    pub fn failregexes(&self) -> &[FailRegex] {
+        &self.failregex
+    }
+
+    /// The compiled ignoreregexes.
+    pub fn ignoreregexes(&self) -> &[Regex] {
+        &self.ignoreregex
+    }
+
+    /// The compiled prefregex.
+    pub fn prefregex(&self) -> Option<&Regex> {
+        self.prefregex.as_ref()
+    }
+
+    /// Lines currently buffered (multi-line filters).
+    pub fn buffered_lines(&self) -> impl Iterator<Item = &str> {
+        self.buffer.iter().map(|l| l.text.as_str())
+    }
+
+    /// Processes one log line (without its newline); `now` is unix time.
+    pub fn process_line(&mut self, line: &str, now: f64) -> Vec<Failure> {
+        self.process_line_outcome(line, now).failures
+    }
+
+    /// Like [`Filter::process_line`], with what fail2ban-regex reports.
+    pub fn process_line_outcome(&mut self, line: &str, now: f64) -> LineOutcome {
+        let mut tuple: (&str, &str, &str) = ("", "", line);
+        let mut date = None;
+        let mut last_text_tuple = false;
+        let mut no_date = false;
+        match self.dates.match_time(line, now) {
+            Some(m) if m.span.start < m.span.end && line.get(m.span.clone()).is_some() => {
+                let (s, e) = (m.span.start, m.span.end);
+                tuple = (&line[..s], &line[s..e], &line[e..]);
+                date = Some(m.time);
+                self.last_time_text.clear();
+                self.last_time_text.push_str(&line[s..e]);
+                self.last_date = Some(m.time);
+            }
+            Some(_) => {
+                // Found but empty (`{NONE}` or an optional date): reuse a
+                // recent date, else now.
+                match self.last_date {
+                    Some(d) if d > now - 60.0 => {
+                        last_text_tuple = true;
+                        date = Some(d);
+                    }
+                    _ => date = Some(now),
+                }
+            }
+            None => {}
+        }
+        if date.is_none() {
+            no_date = true;
+            match self.last_date {
+                Some(d) if d > now - 60.0 => {
+                    last_text_tuple = true;
+                    date = Some(d);
+                }
+                _ if self.opts.check_find_time && self.opts.in_operation => date = Some(now),
+                _ => {}
+            }
+        }
+        if let (true, Some(d)) = (self.opts.check_find_time, date) {
+            if self.opts.in_operation {
+                let delta = (d - now) as i64;
+                if delta.abs() > 60 {
+                    if now >= self.next_sim_time_warn {
+                        self.next_sim_time_warn = now + 86400.0;
+                        tracing::warn!(
+                            "Detected a log entry {}s {} the current time in operation mode. \
+                             This looks like a {} problem. Treating such entries as if they just happened.",
+                            delta.abs(),
+                            if delta < 0 { "before" } else { "after" },
+                            if (-3300..0).contains(&delta) { "latency" } else { "timezone" }
+                        );
+                        tracing::warn!(
+                            "Please check a jail for a timing issue. Line with odd timestamp: {line}"
+                        );
+                    }
+                    date = Some(now);
+                    self.last_date = Some(now);
+                }
+            } else if d < now - self.opts.findtime {
+                if now >= self.next_old_warn {
+                    self.next_old_warn = now + 86400.0;
+                    tracing::warn!(
+                        "Ignoring all log entries older than {}s; these are probably messages \
+                         generated while fail2ban was not running.",
+                        self.opts.findtime
+                    );
+                }
+                return LineOutcome {
+                    time: date,
+                    ..LineOutcome::default()
+                };
+            }
+        }
+        let tl = if last_text_tuple {
+            TupleLine::new("", &self.last_time_text, line)
+        } else {
+            TupleLine::new(tuple.0, tuple.1, tuple.2)
+        };
+        self.find_failure(Arc::new(tl), date, no_date, now)
+    }
+
+    /// Processes a line whose time is already known (the journal): `before`,
+    /// `date_text` and `after` are the line split around its date text
+    /// (`before` and `date_text` may be empty).
+    pub fn process_dated(
+        &mut self,
+        before: &str,
+        date_text: &str,
+        after: &str,
+        time: f64,
+        now: f64,
+    ) -> LineOutcome {
+        self.last_time_text.clear();
+        self.last_time_text.push_str(date_text);
+        self.last_date = Some(time);
+        let tl = TupleLine::new(before, date_text, after);
+        self.find_failure(Arc::new(tl), Some(time), false, now)
+    }
+
+    /// Runs the ignoreregexes on `buf` (or on the failregex's matched lines
+    /// in multi-line mode). Returns whether one matched.
+    fn ignore_line(
+        &mut self,
+        buf: &str,
+        matched: Option<(&[Line], &[Line])>,
+        out: &mut LineOutcome,
+    ) -> bool {
+        let mut own;
+        let subject = match matched {
+            Some((m, _)) if self.opts.maxlines > 1 => {
+                own = String::new();
+                join_lines(m, &mut own);
+                own.as_str()
+            }
+            _ => buf,
+        };
+        let mut found = false;
+        for (i, re) in self.ignoreregex.iter_mut().enumerate() {
+            if re.search(subject) {
+                found = true;
+                out.ignored_by.push(i);
+                if !self.opts.check_all_regex || self.opts.maxlines > 1 {
+                    if let Some((_, unmatched)) = matched {
+                        self.buffer.clear();
+                        self.buffer.extend(unmatched.iter().cloned());
+                    }
+                }
+                if !self.opts.check_all_regex {
+                    break;
+                }
+            }
+        }
+        found
+    }
+
+    fn find_failure(
+        &mut self,
+        line: Line,
+        date: Option<f64>,
+        no_date: bool,
+        now: f64,
+    ) -> LineOutcome {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let out = self.find_failure_in(line, date, no_date, now, &mut scratch);
+        scratch.org.clear();
+        self.scratch = scratch;
+        out
+    }
+
+    fn find_failure_in(
+        &mut self,
+        line: Line,
+        date: Option<f64>,
+        no_date: bool,
+        now: f64,
+        scratch: &mut Scratch,
+    ) -> LineOutcome {
+        let Scratch { buf, pre_buf, org } = scratch;
+        let mut out = LineOutcome {
+            time: date,
+            ..LineOutcome::default()
+        };
+        let maxlines = self.opts.maxlines;
+        if maxlines > 1 {
+            self.buffer.push(line.clone());
+            if self.buffer.len() > maxlines {
+                let extra = self.buffer.len() - maxlines;
+                self.buffer.drain(..extra);
+            }
+        } else {
+            self.buffer.clear();
+            self.buffer.push(line.clone());
+        }
+        org.extend(self.buffer.iter().cloned());
+        let org: &[Line] = org;
+        join_lines(org, buf);
+        let mut buf_valid = true;
+
+        if !self.ignoreregex.is_empty()
+            && self.ignoreregex.len() + 2 < self.failregex.len()
+            && self.ignore_line(buf, None, &mut out)
+        {
+            return out;
+        }
+
+        if let Some(pre) = self.prefregex.as_mut() {
+            if !pre.search(buf) {
+                return out;
+            }
+            out.prefregex_matched = true;
+            if let Some(c) = pre
+                .group_at(buf, pre.special.content)
+                .filter(|c| !c.is_empty())
+            {
+                let repl = Arc::new(TupleLine::new("", "", c));
+                self.buffer.clear();
+                self.buffer.push(repl);
+            }
+            // Keep what the prefregex searched: its groups are read on a
+            // failure, after `buf` was rebuilt.
+            std::mem::swap(buf, pre_buf);
+            buf_valid = false;
+        }
+
+        let defcidr = if self.opts.usedns == UseDns::Raw || self.opts.return_raw_host {
+            Cidr::Raw
+        } else {
+            Cidr::Unspec
+        };
+
+        for idx in 0..self.failregex.len() {
+            if !buf_valid {
+                join_lines(&self.buffer, buf);
+                buf_valid = true;
+            }
+            let fr = self.failregex[idx].regex_mut();
+            if !fr.search(buf) {
+                continue;
+            }
+            let groups = fr.groups(buf);
+            let (matched, unmatched) = matched_lines(fr, buf, org);
+            if !self.ignoreregex.is_empty()
+                && self.ignore_line(buf, Some((&matched, &unmatched)), &mut out)
+            {
+                buf_valid = false;
+                if !self.opts.check_all_regex {
+                    break;
+                }
+                continue;
+            }
+            if no_date {
+                if now >= self.next_no_time_warn {
+                    self.next_no_time_warn = now + 86400.0;
+                    tracing::warn!(
+                        "Found a match but no valid date/time found for {:?}. Match without a timestamp: {}. \
+                         Please try setting a custom date pattern (see man page jail.conf(5)).",
+                        line.text.get(line.b..line.d).unwrap_or(""),
+                        matched.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
+                    );
+                }
+                if date.is_none() && self.opts.check_find_time {
+                    continue;
+                }
+            }
+            if !self.opts.check_all_regex || maxlines > 1 {
+                self.buffer.clear();
+                self.buffer.extend(unmatched.iter().cloned());
+                buf_valid = false;
+            }
+            let mut fail = FailData::default();
+            if let Some(pre) = self.prefregex.as_ref() {
+                for (k, v) in pre.groups(pre_buf) {
+                    if let (Some(v), false) = (v, k == "content") {
+                        fail.groups.insert(k, v);
+                    }
+                }
+            }
+            for (k, v) in groups {
+                match v {
+                    Some(v) => {
+                        fail.groups.insert(k, v);
+                    }
+                    None => {
+                        fail.groups.remove(&k);
+                    }
+                }
+            }
+            let mlfid = fail.get("mlfid").map(str::to_string);
+            let mut linked = false;
+            if let Some(mlfid) = &mlfid {
+                let (merged, l) = self.merge_failure(mlfid, fail, &matched, now);
+                fail = merged;
+                linked = l;
+                if fail.truthy("nofail") && !self.opts.check_all_regex {
+                    if linked {
+                        self.mlfid_cache.replace(mlfid, fail);
+                    }
+                    return out;
+                }
+            } else {
+                fail.matches.extend(matched.iter().cloned());
+            }
+
+            let mut cidr = defcidr;
+            let mut raw = defcidr == Cidr::Raw;
+            let fid_text = fail.get("fid").map(str::to_string);
+            let plen = || {
+                fail.get("cidr")
+                    .filter(|c| !c.is_empty())
+                    .and_then(|c| c.parse::<u32>().ok())
+            };
+            let ip_text: Option<String> = if let Some(ip) = fail.get("ip4") {
+                cidr = plen().map_or(Cidr::Family(ipaddr::Family::V4), Cidr::Plen);
+                raw = true;
+                Some(ip.to_string())
+            } else if let Some(ip) = fail.get("ip6") {
+                cidr = plen().map_or(Cidr::Family(ipaddr::Family::V6), Cidr::Plen);
+                raw = true;
+                Some(ip.to_string())
+            } else if let Some(dns) = fail.get("dns") {
+                Some(dns.to_string())
+            } else {
+                if fid_text.is_none() && mlfid.is_none() {
+                    tracing::error!(
+                        regex = %self.failregex[idx].regex().expanded(),
+                        "No group found in {:?}",
+                        buf
+                    );
+                    continue;
+                }
+                raw = true;
+                fid_text.clone()
+            };
+            let fids: Vec<Option<Fid>> = match ip_text {
+                None => {
+                    fail.mlfpending = true;
+                    if !self.opts.check_all_regex && self.opts.ignore_pending {
+                        if let (true, Some(m)) = (linked, &mlfid) {
+                            self.mlfid_cache.replace(m, fail);
+                        }
+                        return out;
+                    }
+                    vec![None]
+                }
+                Some(ip) if raw => match &fid_text {
+                    Some(f) if *f != ip => {
+                        fail.ip = Some(make_fid(&ip, cidr));
+                        vec![Some(make_fid(f, defcidr))]
+                    }
+                    _ => vec![Some(make_fid(&ip, cidr))],
+                },
+                Some(ip) => text_to_ip(&ip, self.opts.usedns)
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+            };
+            for fid in fids {
+                out.failures.push(Failure {
+                    failregex: idx,
+                    fid,
+                    ip: fail.ip.clone(),
+                    time: date.unwrap_or(now),
+                    matches: fail.matches.iter().map(|l| l.text.clone()).collect(),
+                    data: fail.groups.clone(),
+                    users: fail.users.clone().unwrap_or_default(),
+                    nofail: fail.truthy("nofail"),
+                });
+            }
+            if let (true, Some(m)) = (linked, &mlfid) {
+                self.mlfid_cache.replace(m, fail);
+            }
+            if !self.opts.check_all_regex {
+                break;
+            }
+        }
+        out
+    }
+
+    /// fail2ban's `_mergeFailure`: folds this match into the failure cached
+    /// under the same multi-line id. Returns the merged data and whether it
+    /// is (still) the cached entry; if so the caller must put it back with
+    /// `MlfidCache::replace` (fail2ban shares one dict, we move it).
+    fn merge_failure(
+        &mut self,
+        mlfid: &str,
+        mut fail: FailData,
+        matched: &[Line],
+        now: f64,
+    ) -> (FailData, bool) {
+        let mut nf = 0u8;
+        if fail.truthy("mlfgained") {
+            nf |= 8 | 1;
+            if !fail.truthy("nofail") {
+                let g = fail.get("mlfgained").unwrap_or_default().to_string();
+                fail.groups.insert("nofail".into(), g);
+            }
+        } else if fail.truthy("nofail") {
+            nf |= 1;
+        }
+        if fail.pop_truthy("mlfforget") {
+            nf |= 2;
+        }
+        let users;
+        let linked;
+        if let Some(cached) = self.mlfid_cache.get(mlfid, now) {
+            // Taken out here, put back by the caller once it is done with it.
+            let mut m = std::mem::take(cached);
+            if let Some(u) = fail.get("user").filter(|u| !u.is_empty()) {
+                m.users
+                    .get_or_insert_with(BTreeSet::new)
+                    .insert(u.to_string());
+            }
+            users = m.users.as_ref().map_or(0, BTreeSet::len);
+            if m.pop_truthy("nofail") {
+                nf |= 4;
+            }
+            if m.pop_truthy("mlfgained") {
+                nf |= 4;
+            }
+            if nf & 8 != 0 {
+                m.mlfpending = false;
+            }
+            if nf & 4 == 0 && !m.mlfpending {
+                m.matches.clear();
+            }
+            for (k, v) in fail.groups {
+                m.groups.insert(k, v);
+            }
+            fail = m;
+            if nf & 2 != 0 {
+                self.mlfid_cache.unset(mlfid);
+                linked = false;
+            } else {
+                linked = true;
+            }
+        } else if nf & 2 == 0 {
+            users = fail.update_users();
+            // A new entry: fail2ban caches it here, so it ages from now.
+            self.mlfid_cache.set(mlfid, FailData::default(), now);
+            linked = true;
+        } else {
+            users = 0;
+            linked = false;
+        }
+        if std::mem::take(&mut fail.mlfpending) || users > 1 {
+            fail.groups.remove("nofail");
+            fail.groups.remove("mlfgained");
+            nf &= !(8 | 1);
+        }
+        if nf & 1 == 0 {
+            let mut m = std::mem::take(&mut fail.nofail_matches);
+            m.append(&mut fail.matches);
+            if nf & 8 == 0 {
+                m.extend(matched.iter().cloned());
+            }
+            fail.matches = m;
+        } else if nf & 3 == 1 {
+            fail.nofail_matches.extend(matched.iter().cloned());
+        }
+        (fail, linked)
+    }
+}
+
+/// fail2ban's `Regex.search` bookkeeping: which buffered lines the match
+/// covers (minus lines eaten by `<SKIPLINES>`) and which it leaves.
+fn matched_lines(re: &Regex, buf: &str, org: &[Line]) -> (Vec<Line>, Vec<Line>) {
+    if org.len() <= 1 {
+        return (org.to_vec(), Vec::new());
+    }
+    let (start, end) = re.span();
+    let bytes = buf.as_bytes();
+    let line_start = bytes[..(start + 1).min(bytes.len())]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    // An empty match at 0 makes Python search from the last char.
+    let from = if end == 0 {
+        bytes.len().saturating_sub(1)
+    } else {
+        end - 1
+    };
+    let line_end = bytes[from.min(bytes.len())..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |p| from + p + 1);
+    let count = |upto: usize| bytes[..upto].iter().filter(|&&b| b == b'\n').count();
+    let (c1, c2) = (
+        count(line_start).min(org.len()),
+        count(line_end).min(org.len()),
+    );
+    let mut matched: Vec<Line> = org[c1..c2.max(c1)].to_vec();
+    let mut unmatched: Vec<Line> = org[..c1].to_vec();
+    let mut n = 0;
+    for skipped in re.skipped_lines(buf) {
+        if let Some(m) = matched[n.min(matched.len())..]
+            .iter()
+            .position(|l| l.undated_eq(skipped))
+        {
+            unmatched.push(matched.remove(n + m));
+            n += m;
+        }
+    }
+    unmatched.extend(org[c2.max(c1)..].iter().cloned());
+    (matched, unmatched)
+}
+
+/// fail2ban's `DNSUtils.textToIp`: an address as is, else a DNS lookup when
+/// `usedns` allows it.
+fn text_to_ip(text: &str, use_dns: UseDns) -> Vec<Fid> {
+    if let Some(ip) = ipaddr::search_ip(text) {
+        if let f @ Fid::Addr(_) = ipaddr::parse_unspec(ip) {
+            return vec![f];
+        }
+    }
+    if !matches!(use_dns, UseDns::Yes | UseDns::Warn) {
+        return Vec::new();
+    }
+    let mut ips: Vec<Fid> = match (text, 0u16).to_socket_addrs() {
+        Ok(addrs) => addrs
+            .map(
+                |a| match ipaddr::parse(&a.ip().to_string(), ipaddr::Family::Any, None) {
+                    f @ Fid::Addr(_) => f,
+                    Fid::Raw(r) => Fid::Raw(r),
+                },
+            )
+            .collect(),
+        Err(e) => {
+            tracing::warn!("Unable to find a corresponding IP address for {text}: {e}");
+            Vec::new()
+        }
+    };
+    ips.sort();
+    ips.dedup();
+    if use_dns == UseDns::Warn && !ips.is_empty() {
+        let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
+        tracing::warn!("Determined IP using DNS Lookup: {text} = {list:?}");
+    }
+    ips
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(fail: &[&str], ignore: &[&str], pre: Option<&str>) -> Filter {
+        Filter::new(FilterOptions {
+            failregex: fail.iter().map(|s| s.to_string()).collect(),
+            ignoreregex: ignore.iter().map(|s| s.to_string()).collect(),
+            prefregex: pre.map(str::to_string),
+            check_find_time: false,
+            ..FilterOptions::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn date_is_cut_before_matching() {
+        let mut f = filter(
+            &[r"^ host sshd\[\d+\]: Failed for <F-USER>\S+</F-USER> from <HOST>$"],
+            &[],
+            None,
+        );
+        let out = f.process_line(
+            "Jan  2 03:04:05 host sshd[12]: Failed for bob from 192.0.2.1",
+            1.7e9,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].fid.as_ref().unwrap().to_string(), "192.0.2.1");
+        assert_eq!(out[0].data["user"], "bob");
+        assert_eq!(out[0].matches.len(), 1);
+        assert!(out[0].matches[0].starts_with("Jan  2"));
+    }
+
+    #[test]
+    fn ignoreregex_vetoes_and_is_reported() {
+        let mut f = filter(&["from <HOST>"], &["from 192.0.2.9"], None);
+        let o = f.process_line_outcome("x from 192.0.2.9", 0.0);
+        assert!(o.failures.is_empty());
+        assert_eq!(o.ignored_by, vec![0]);
+        assert!(o.is_ignored());
+        assert_eq!(f.process_line("x from 192.0.2.8", 0.0).len(), 1);
+    }
+
+    #[test]
+    fn prefregex_content_and_fid() {
+        let mut f = filter(
+            &["^bad <F-ID>\\w+</F-ID>$"],
+            &[],
+            Some("^app: <F-CONTENT>.+</F-CONTENT>$"),
+        );
+        let out = f.process_line("app: bad token42", 0.0);
+        assert_eq!(out[0].fid, Some(Fid::Raw("token42".into())));
+        assert!(f.process_line("other: bad token42", 0.0).is_empty());
+    }
+
+    #[test]
+    fn multi_line_id_carries_the_host() {
+        let mut f = filter(
+            &[
+                r"^\[<F-MLFID>\d+</F-MLFID>\] <F-NOFAIL>connect</F-NOFAIL> from <ADDR>$",
+                r"^\[<F-MLFID>\d+</F-MLFID>\] auth failed$",
+            ],
+            &[],
+            None,
+        );
+        assert!(f
+            .process_line("[7] connect from 192.0.2.3", 100.0)
+            .is_empty());
+        let out = f.process_line("[7] auth failed", 101.0);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].fid.as_ref().unwrap().to_string(), "192.0.2.3");
+        assert_eq!(out[0].matches.len(), 2);
+    }
+
+    #[test]
+    fn backtracking_bomb_is_cut_short() {
+        let mut f = Filter::new(FilterOptions {
+            failregex: vec![r"^(\w+\s?)*$<F-ID/>".into()],
+            check_find_time: false,
+            limits: Limits {
+                match_limit: 100_000,
+                ..Limits::default()
+            },
+            ..FilterOptions::default()
+        })
+        .unwrap();
+        let line = format!("{}!", "ab ".repeat(5000));
+        let t = std::time::Instant::now();
+        assert!(f.process_line(&line, 0.0).is_empty());
+        assert!(t.elapsed().as_secs_f64() < 1.0);
+    }
+
+    #[test]
+    fn bad_options_are_errors() {
+        let e = Filter::new(FilterOptions {
+            failregex: vec!["(unclosed <HOST>".into()],
+            ..FilterOptions::default()
+        });
+        assert!(matches!(e, Err(FilterError::Compile { .. })));
+        let e = Filter::new(FilterOptions {
+            maxlines: 0,
+            ..FilterOptions::default()
+        });
+        assert!(matches!(e, Err(FilterError::MaxLines)));
+    }
+}

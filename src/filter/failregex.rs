@@ -1,0 +1,551 @@
+//! fail2ban's regex tags (`<HOST>`, `<F-ID>`, `<F-USER>`...) expanded into
+//! named groups, compiled for PCRE2.
+//!
+//! The expansions are fail2ban's own, character for character, so that the
+//! same lines match and the same text lands in the same group.
+
+use super::pcre::{self, Limits, MatchAbort};
+use super::pyre;
+use super::FilterError;
+
+/// IPv4 address as fail2ban spells it (deliberately loose: `999.1.1.1`
+/// matches and is later kept as a raw id).
+pub const IP4_RE: &str = r"(?:\d{1,3}\.){3}\d{1,3}";
+/// IPv6 address as fail2ban spells it.
+pub const IP6_RE: &str = r"(?:[0-9a-fA-F]{1,4}::?|::){1,7}(?:[0-9a-fA-F]{1,4}|(?<=:):)";
+
+fn r_ip4() -> String {
+    format!("(?:::f{{4,6}}:)?(?P<ip4>{IP4_RE})")
+}
+fn r_ip6() -> String {
+    format!("(?P<ip6>{IP6_RE})")
+}
+const R_DNS: &str = r"(?P<dns>[\w\-.^_]*\w)";
+const R_CIDR: &str = r"(?P<cidr>\d+)";
+fn r_addr() -> String {
+    format!(r"\[?(?:{}|{})\]?", r_ip4(), r_ip6())
+}
+fn r_host() -> String {
+    format!("(?:{}|{R_DNS})", r_addr())
+}
+fn r_subnet() -> String {
+    format!(r"\[?(?:{}|{})(?:/{R_CIDR})?\]?", r_ip4(), r_ip6())
+}
+
+/// How `<HOST>` expands: with `usedns = no` it only matches addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UseDns {
+    /// Resolve names found in `<HOST>`.
+    Yes,
+    /// Resolve, and warn when a name was resolved.
+    #[default]
+    Warn,
+    /// Never resolve; `<HOST>` matches addresses only.
+    No,
+    /// Never resolve; names are kept as raw ids.
+    Raw,
+}
+
+impl UseDns {
+    /// Parses fail2ban's `usedns` value; unknown values fall back to `no`
+    /// with an error logged, as fail2ban does.
+    pub fn parse(s: &str) -> UseDns {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "yes" | "true" => UseDns::Yes,
+            "warn" => UseDns::Warn,
+            "no" | "false" => UseDns::No,
+            "raw" => UseDns::Raw,
+            other => {
+                tracing::error!("Incorrect value {other:?} specified for usedns. Using safe 'no'");
+                UseDns::No
+            }
+        }
+    }
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Expands fail2ban's tags in `regex`, as fail2ban's `_resolveHostTag`.
+pub fn expand_tags(regex: &str, use_dns: UseDns) -> String {
+    let mut out = String::with_capacity(regex.len() * 2);
+    let mut open_tags: Vec<String> = Vec::new();
+    let mut skiplines = 0;
+    let mut rest = regex;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        let after = &rest[lt + 1..];
+        // `</?[\w\-]+/?>`
+        let mut k = 0;
+        if after.starts_with('/') {
+            k = 1;
+        }
+        let word_len: usize = after[k..]
+            .chars()
+            .take_while(|&c| is_word(c) || c == '-')
+            .map(char::len_utf8)
+            .sum();
+        let mut end = k + word_len;
+        if word_len > 0 && after[end..].starts_with('/') {
+            end += 1;
+        }
+        if word_len == 0 || !after[end..].starts_with('>') {
+            out.push('<');
+            rest = after;
+            continue;
+        }
+        let tag = &rest[lt..lt + 1 + end + 1];
+        let tn = &after[..end];
+        rest = &after[end + 1..];
+        out.push_str(&subst_tag(tag, tn, use_dns, &mut open_tags, &mut skiplines));
+    }
+    out.push_str(rest);
+    out
+}
+
+fn subst_tag(
+    tag: &str,
+    tn: &str,
+    use_dns: UseDns,
+    open: &mut Vec<String>,
+    skiplines: &mut usize,
+) -> String {
+    match tn {
+        "HOST" => {
+            return if use_dns == UseDns::No {
+                r_addr()
+            } else {
+                r_host()
+            }
+        }
+        "SKIPLINES" => {
+            let s = format!(r"\n(?P<skiplines{}>(?:(?:.*\n)*?))", *skiplines);
+            *skiplines += 1;
+            return s;
+        }
+        "IP4" | "F-IP4/" => return r_ip4(),
+        "IP6" | "F-IP6/" => return r_ip6(),
+        "ADDR" | "F-ADDR/" => return r_addr(),
+        "CIDR" | "F-CIDR/" => return R_CIDR.to_string(),
+        "SUBNET" | "F-SUBNET/" => return r_subnet(),
+        "DNS" | "F-DNS/" => return R_DNS.to_string(),
+        "F-ID/" => return r"(?P<fid>\S+)".to_string(),
+        "F-PORT/" => return r"(?P<fport>\w+)".to_string(),
+        _ => {}
+    }
+    // `^(/?)F-([A-Z0-9_\-]+)$`
+    let (close, name) = match tn.strip_prefix('/') {
+        Some(n) => (true, n),
+        None => (false, tn),
+    };
+    let Some(name) = name.strip_prefix("F-") else {
+        return tag.to_string();
+    };
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        return tag.to_string();
+    }
+    if close {
+        return if open.iter().any(|t| t == name) {
+            ")".to_string()
+        } else {
+            tag.to_string()
+        };
+    }
+    if !open.iter().any(|t| t == name) {
+        open.push(name.to_string());
+    }
+    format!("(?P<{}>", map_tag_to_opt(name))
+}
+
+/// fail2ban's short names for some custom tags (`F-ID` -> `fid`).
+fn map_tag_to_opt(tag: &str) -> String {
+    let t = tag.to_lowercase();
+    match t.as_str() {
+        "id" => "fid".to_string(),
+        "port" => "fport".to_string(),
+        _ => t,
+    }
+}
+
+/// Rewrites `((?i)x)` and `(?:(?i)x)` to `(?i:x)`, as fail2ban does before
+/// compiling.
+fn glob_to_local_flags(regex: &str) -> String {
+    let b = regex.as_bytes();
+    let mut out = String::with_capacity(regex.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        if b[i] == b'(' && (i == 0 || b[i - 1] != b'\\') {
+            let mut j = i + 1;
+            if b[j..].starts_with(b"?:") {
+                j += 2;
+            }
+            if b[j..].starts_with(b"(?") {
+                let k = j + 2;
+                let letters = b[k..].iter().take_while(|c| c.is_ascii_lowercase()).count();
+                if letters > 0 && b.get(k + letters) == Some(&b')') {
+                    out.push_str(&regex[copied..i]);
+                    out.push_str(&regex[j..k + letters]);
+                    out.push(':');
+                    i = k + letters + 1;
+                    copied = i;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&regex[copied..]);
+    out
+}
+
+/// Group numbers resolved once at compile time.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Special {
+    pub content: Option<usize>,
+    pub skiplines: Vec<usize>,
+}
+
+/// A compiled fail2ban regex (prefregex, ignoreregex, or the base of a
+/// failregex): tags expanded, translated for PCRE2 and JIT-compiled.
+#[derive(Debug)]
+pub struct Regex {
+    source: String,
+    expanded: String,
+    re: pcre::Regex,
+    /// Named groups in name order (fail2ban sorts alt/tuple names).
+    names: Vec<(String, usize)>,
+    /// `alt_user_1` -> `user` merges, sorted by group name.
+    alts: Vec<(usize, String)>,
+    /// `tuple_id_1` -> `id` combinations, sorted by group name.
+    tuples: Vec<(usize, String)>,
+    pub(crate) special: Special,
+}
+
+impl Regex {
+    /// Compiles a fail2ban regex. `multiline` is fail2ban's `maxlines > 1`.
+    pub fn new(
+        regex: &str,
+        multiline: bool,
+        use_dns: UseDns,
+        limits: Limits,
+    ) -> Result<Regex, FilterError> {
+        let expanded = expand_tags(regex, use_dns);
+        if expanded.trim_start().is_empty() {
+            return Err(FilterError::EmptyRegex);
+        }
+        let expanded = glob_to_local_flags(&expanded);
+        let tr = pyre::translate(&expanded);
+        let mut flags = tr.flags;
+        flags.multiline |= multiline;
+        let re = pcre::Regex::new(&tr.pattern, flags, limits).map_err(|message| {
+            FilterError::Compile {
+                regex: expanded.clone(),
+                message,
+            }
+        })?;
+        let mut names: Vec<(String, usize)> =
+            re.names().iter().map(|(k, v)| (k.clone(), *v)).collect();
+        names.sort();
+        let get = |n: &str| re.names().get(n).copied();
+        let mut skiplines = Vec::new();
+        while let Some(i) = get(&format!("skiplines{}", skiplines.len())) {
+            skiplines.push(i);
+        }
+        let special = Special {
+            content: get("content"),
+            skiplines,
+        };
+        let mut alts = Vec::new();
+        let mut tuples = Vec::new();
+        for (name, idx) in &names {
+            // `^(alt_|tuple_)(.*?)(?:_\d+)?$`, only for names longer than `alt_`
+            if name.len() <= 4 {
+                continue;
+            }
+            let (list, rest) = if let Some(r) = name.strip_prefix("alt_") {
+                (&mut alts, r)
+            } else if let Some(r) = name.strip_prefix("tuple_") {
+                (&mut tuples, r)
+            } else {
+                continue;
+            };
+            let base = match rest.rfind('_') {
+                Some(p)
+                    if p + 1 < rest.len() && rest[p + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    &rest[..p]
+                }
+                _ => rest,
+            };
+            list.push((*idx, map_tag_to_opt(base)));
+        }
+        Ok(Regex {
+            source: regex.to_string(),
+            expanded,
+            re,
+            names,
+            alts,
+            tuples,
+            special,
+        })
+    }
+
+    /// The regex as configured (tags not expanded).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The regex with tags expanded, as fail2ban reports it.
+    pub fn expanded(&self) -> &str {
+        &self.expanded
+    }
+
+    /// Whether PCRE2 JIT compiled it.
+    pub fn is_jit(&self) -> bool {
+        self.re.is_jit()
+    }
+
+    /// Whether the regex has a named group `name`.
+    pub fn has_group(&self, name: &str) -> bool {
+        self.re.names().contains_key(name)
+    }
+
+    /// Searches `subject`. A match limit hit counts as no match, with a
+    /// warning: a hostile line must not stall the filter.
+    pub fn search(&mut self, subject: &str) -> bool {
+        match self.re.search(subject) {
+            Ok(m) => m,
+            Err(MatchAbort::Limit) => {
+                tracing::warn!(
+                    regex = %self.source,
+                    len = subject.len(),
+                    "regex match limit reached; line treated as not matching"
+                );
+                false
+            }
+            Err(MatchAbort::Other(code)) => {
+                tracing::warn!(
+                    regex = %self.source,
+                    error = %pcre::error_message(code),
+                    "regex match failed; line treated as not matching"
+                );
+                false
+            }
+        }
+    }
+
+    /// Span of the whole match of the last successful search.
+    pub fn span(&self) -> (usize, usize) {
+        self.re.group(0).unwrap_or((0, 0))
+    }
+
+    /// Text of group number `i` in `subject` (the string last searched).
+    pub fn group_at<'s>(&self, subject: &'s str, i: Option<usize>) -> Option<&'s str> {
+        let (s, e) = self.re.group(i?)?;
+        subject.get(s..e)
+    }
+
+    /// Text of the named group in `subject` (the string last searched).
+    pub fn group<'s>(&self, subject: &'s str, name: &str) -> Option<&'s str> {
+        self.group_at(subject, self.re.names().get(name).copied())
+    }
+
+    /// All named groups of the last match, as fail2ban's `getGroups`: every
+    /// group with its value or `None`, then alternate names merged (the
+    /// first non-empty `alt_user*` fills an empty `user`) and tuples
+    /// combined.
+    pub fn groups(&self, subject: &str) -> Vec<(String, Option<String>)> {
+        let mut g: Vec<(String, Option<String>)> = self
+            .names
+            .iter()
+            .map(|(n, i)| {
+                (
+                    n.clone(),
+                    self.group_at(subject, Some(*i)).map(str::to_string),
+                )
+            })
+            .collect();
+        fn get<'a>(g: &'a [(String, Option<String>)], n: &str) -> Option<&'a str> {
+            g.iter()
+                .find(|(k, _)| k == n)
+                .and_then(|(_, v)| v.as_deref())
+        }
+        fn set(g: &mut Vec<(String, Option<String>)>, n: &str, v: String) {
+            match g.iter_mut().find(|(k, _)| k == n) {
+                Some(e) => e.1 = Some(v),
+                None => g.push((n.to_string(), Some(v))),
+            }
+        }
+        for (idx, target) in &self.alts {
+            let v = self.group_at(subject, Some(*idx)).unwrap_or("");
+            if !v.is_empty() && get(&g, target).is_none_or(str::is_empty) {
+                set(&mut g, target, v.to_string());
+            }
+        }
+        // fail2ban builds a Python tuple; its repr is the closest string form.
+        let mut tuples: Vec<(String, Vec<Option<String>>)> = Vec::new();
+        for (idx, target) in &self.tuples {
+            let v = self.group_at(subject, Some(*idx)).map(str::to_string);
+            match tuples.iter_mut().find(|(t, _)| t == target) {
+                Some((_, parts)) => parts.push(v),
+                None => tuples.push((target.clone(), vec![get(&g, target).map(str::to_string), v])),
+            }
+        }
+        for (target, parts) in tuples {
+            let items: Vec<String> = parts
+                .iter()
+                .map(|p| match p {
+                    Some(s) => format!("'{s}'"),
+                    None => "None".to_string(),
+                })
+                .collect();
+            set(&mut g, &target, format!("({})", items.join(", ")));
+        }
+        g
+    }
+
+    /// Lines captured by `<SKIPLINES>` in the last match.
+    pub(crate) fn skipped_lines<'s>(&self, subject: &'s str) -> Vec<&'s str> {
+        let mut out = Vec::new();
+        for &i in &self.special.skiplines {
+            if let Some(t) = self.group_at(subject, Some(i)) {
+                // Python's splitlines(): also splits on \r and other breaks,
+                // but the buffer only ever joins with \n.
+                out.extend(t.lines());
+            }
+        }
+        out
+    }
+}
+
+/// A failregex: a [`Regex`] that must identify the failure (by `<HOST>`,
+/// `<ADDR>`, `<F-ID>`, `<F-MLFID>`..., here or in the prefregex).
+#[derive(Debug)]
+pub struct FailRegex {
+    regex: Regex,
+}
+
+const FAILURE_ID_PRESENTS: [&str; 5] = ["fid", "ip4", "ip6", "dns", "mlfid"];
+
+impl FailRegex {
+    /// Compiles a failregex; `prefregex` is the filter's, if any.
+    pub fn new(
+        regex: &str,
+        prefregex: Option<&Regex>,
+        multiline: bool,
+        use_dns: UseDns,
+        limits: Limits,
+    ) -> Result<FailRegex, FilterError> {
+        let regex = Regex::new(regex, multiline, use_dns, limits)?;
+        let has_id = |r: &Regex| FAILURE_ID_PRESENTS.iter().any(|g| r.has_group(g));
+        if !has_id(&regex) && !prefregex.is_some_and(has_id) {
+            return Err(FilterError::NoFailureId {
+                regex: regex.expanded.clone(),
+            });
+        }
+        Ok(FailRegex { regex })
+    }
+
+    /// The underlying regex.
+    pub fn regex(&self) -> &Regex {
+        &self.regex
+    }
+
+    /// The underlying regex, for searching.
+    pub fn regex_mut(&mut self) -> &mut Regex {
+        &mut self.regex
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_expands_like_fail2ban() {
+        let e = expand_tags("from <HOST> port", UseDns::Warn);
+        assert!(e.contains("(?P<ip4>") && e.contains("(?P<ip6>") && e.contains("(?P<dns>"));
+        let e = expand_tags("from <HOST>", UseDns::No);
+        assert!(!e.contains("(?P<dns>"));
+        assert_eq!(expand_tags("<F-ID/>", UseDns::No), r"(?P<fid>\S+)");
+    }
+
+    #[test]
+    fn custom_tags() {
+        assert_eq!(
+            expand_tags("user <F-USER>\\S+</F-USER> x", UseDns::No),
+            "user (?P<user>\\S+) x"
+        );
+        assert_eq!(expand_tags("<F-ID>a</F-ID>", UseDns::No), "(?P<fid>a)");
+        // A close tag that was never opened stays as it is.
+        assert_eq!(expand_tags("</F-USER>", UseDns::No), "</F-USER>");
+        // Lower case and unknown tags stay as they are.
+        assert_eq!(
+            expand_tags("<F-user> <foo> <", UseDns::No),
+            "<F-user> <foo> <"
+        );
+        assert_eq!(
+            expand_tags("<F-ALT_USER1>x</F-ALT_USER1>", UseDns::No),
+            "(?P<alt_user1>x)"
+        );
+    }
+
+    #[test]
+    fn skiplines_are_numbered() {
+        let e = expand_tags("a<SKIPLINES>b<SKIPLINES>", UseDns::No);
+        assert!(e.contains("skiplines0") && e.contains("skiplines1"));
+    }
+
+    #[test]
+    fn global_flags_made_local() {
+        assert_eq!(glob_to_local_flags("a(?:(?i)expn|vrfy)"), "a(?i:expn|vrfy)");
+        assert_eq!(glob_to_local_flags("a((?i)x)"), "a(?i:x)");
+        assert_eq!(glob_to_local_flags(r"a\((?i)x)"), r"a\((?i)x)");
+    }
+
+    #[test]
+    fn groups_and_alternates() {
+        let mut r = Regex::new(
+            r"user (?:<F-USER>\w+</F-USER>|<F-ALT_USER>\S+</F-ALT_USER>) from <HOST>",
+            false,
+            UseDns::Warn,
+            Limits::default(),
+        )
+        .unwrap();
+        let s = "user j@x from 10.0.0.1";
+        assert!(r.search(s));
+        let g = r.groups(s);
+        let get = |n: &str| g.iter().find(|(k, _)| k == n).unwrap().1.clone();
+        assert_eq!(get("user").as_deref(), Some("j@x"));
+        assert_eq!(get("ip4").as_deref(), Some("10.0.0.1"));
+        assert_eq!(get("ip6"), None);
+    }
+
+    #[test]
+    fn failregex_needs_an_id() {
+        let e = FailRegex::new("^foo$", None, false, UseDns::No, Limits::default());
+        assert!(matches!(e, Err(FilterError::NoFailureId { .. })));
+        let pre = Regex::new("<F-MLFID>x</F-MLFID>", false, UseDns::No, Limits::default()).unwrap();
+        assert!(FailRegex::new("^foo$", Some(&pre), false, UseDns::No, Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn conditional_by_name_compiles() {
+        let mut r = Regex::new(
+            r"(?:(?P<cond_user>u) )?(?(cond_user)a|b)<F-ID/>",
+            false,
+            UseDns::No,
+            Limits::default(),
+        )
+        .unwrap();
+        assert!(r.search("u ax"));
+        assert!(r.search("bx"));
+        assert!(!r.search("u bx") || r.span().0 > 0);
+    }
+}

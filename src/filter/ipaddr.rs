@@ -1,0 +1,252 @@
+//! Failure ids: an address (fail2ban's `IPAddr`) or a raw string.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// An address with its prefix length, as fail2ban's `IPAddr` holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Addr {
+    /// The address, host bits cleared when `plen` is shorter than the
+    /// address.
+    pub ip: IpAddr,
+    /// Prefix length (32 or 128 for a single address).
+    pub plen: u8,
+}
+
+impl Addr {
+    /// A single address.
+    pub fn single(ip: IpAddr) -> Addr {
+        let plen = if ip.is_ipv4() { 32 } else { 128 };
+        Addr { ip, plen }
+    }
+
+    /// Whether this is one address, not a subnet.
+    pub fn is_single(&self) -> bool {
+        self.plen == if self.ip.is_ipv4() { 32 } else { 128 }
+    }
+
+    fn masked(ip: IpAddr, plen: u32) -> Addr {
+        match ip {
+            IpAddr::V4(v) => {
+                let plen = plen.min(32);
+                let mask = if plen == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - plen)
+                };
+                Addr {
+                    ip: IpAddr::V4(Ipv4Addr::from(u32::from(v) & mask)),
+                    plen: plen as u8,
+                }
+            }
+            IpAddr::V6(v) => {
+                let plen = plen.min(128);
+                let mask = if plen == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - plen)
+                };
+                Addr {
+                    ip: IpAddr::V6(Ipv6Addr::from(u128::from(v) & mask)),
+                    plen: plen as u8,
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            IpAddr::V4(v) => write!(f, "{v}")?,
+            IpAddr::V6(v) => {
+                let s = v.segments();
+                // glibc's inet_ntop writes IPv4-compatible addresses (::/96)
+                // in dotted form; Rust only does that for ::ffff:0:0/96.
+                if s[..6] == [0; 6] && (s[6] != 0 || s[7] > 1) {
+                    let o = v.octets();
+                    write!(f, "::{}.{}.{}.{}", o[12], o[13], o[14], o[15])?
+                } else {
+                    write!(f, "{v}")?
+                }
+            }
+        }
+        // fail2ban omits a zero prefix length too.
+        if !self.is_single() && self.plen > 0 {
+            write!(f, "/{}", self.plen)?;
+        }
+        Ok(())
+    }
+}
+
+/// What identifies a failure: an address, or any other string (a user
+/// name, a session id, an address that did not parse).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fid {
+    /// A valid address or subnet.
+    Addr(Addr),
+    /// Anything else, kept verbatim.
+    Raw(String),
+}
+
+impl Fid {
+    /// The address, if this id is one.
+    pub fn addr(&self) -> Option<&Addr> {
+        match self {
+            Fid::Addr(a) => Some(a),
+            Fid::Raw(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Fid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fid::Addr(a) => a.fmt(f),
+            Fid::Raw(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Which families to try, like fail2ban's negative `cidr` codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4 only.
+    V4,
+    /// IPv6 only.
+    V6,
+    /// Either.
+    Any,
+}
+
+/// Parses like fail2ban's `IPAddr(text, cidr)` with a family code or an
+/// explicit prefix length; invalid input gives `Fid::Raw(text)`.
+pub fn parse(text: &str, family: Family, cidr: Option<u32>) -> Fid {
+    let ip = match family {
+        Family::V4 => text.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
+        Family::V6 => text.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
+        Family::Any => text.parse::<IpAddr>().ok(),
+    };
+    let Some(ip) = ip else {
+        return Fid::Raw(text.to_string());
+    };
+    if let Some(c) = cidr {
+        return Fid::Addr(Addr::masked(ip, c));
+    }
+    match ip {
+        IpAddr::V6(v) => match v.to_ipv4_mapped() {
+            Some(v4) => Fid::Addr(Addr::single(IpAddr::V4(v4))),
+            None => Fid::Addr(Addr::single(ip)),
+        },
+        IpAddr::V4(_) => Fid::Addr(Addr::single(ip)),
+    }
+}
+
+/// Parses like fail2ban's `IPAddr(text)`: brackets stripped, an optional
+/// `/plen` or `/mask` suffix honoured.
+pub fn parse_unspec(text: &str) -> Fid {
+    let mut s = text;
+    if s.len() > 2 && s.starts_with('[') && s.ends_with(']') {
+        s = &s[1..s.len() - 1];
+    }
+    let Some((addr, mask)) = s.split_once('/') else {
+        return parse(s, Family::Any, None);
+    };
+    let plen = if mask.contains('.') || mask.contains(':') {
+        match parse(mask, Family::Any, None) {
+            Fid::Addr(m) => mask_to_plen(m.ip),
+            Fid::Raw(_) => None,
+        }
+    } else {
+        mask.parse::<u32>().ok()
+    };
+    match plen {
+        Some(p) => match parse(addr, Family::Any, Some(p)) {
+            Fid::Addr(a) => Fid::Addr(a),
+            Fid::Raw(_) => Fid::Raw(addr.to_string()),
+        },
+        None => Fid::Raw(text.to_string()),
+    }
+}
+
+fn mask_to_plen(ip: IpAddr) -> Option<u32> {
+    let (bits, width) = match ip {
+        IpAddr::V4(v) => (u32::from(v) as u128, 32),
+        IpAddr::V6(v) => (u128::from(v), 128),
+    };
+    let ones = bits.count_ones();
+    let expect = if ones == 0 {
+        0
+    } else {
+        (u128::MAX >> (128 - ones)) << (width - ones)
+    };
+    (bits == expect).then_some(ones)
+}
+
+/// fail2ban's `searchIP`: the whole text is an IPv4 or (bracketed) IPv6
+/// address by fail2ban's loose patterns; returns the address part.
+pub fn search_ip(text: &str) -> Option<&str> {
+    let v4 = text.split('.').count() == 4
+        && text
+            .split('.')
+            .all(|p| (1..=3).contains(&p.chars().count()) && p.chars().all(char::is_numeric));
+    if v4 {
+        return Some(text);
+    }
+    let inner = text.strip_prefix('[').unwrap_or(text);
+    let inner = inner.strip_suffix(']').unwrap_or(inner);
+    if !inner.is_empty()
+        && inner.contains(':')
+        && inner.chars().all(|c| c.is_ascii_hexdigit() || c == ':')
+    {
+        return Some(inner);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_like_fail2ban() {
+        assert_eq!(parse("1.2.3.4", Family::V4, None).to_string(), "1.2.3.4");
+        assert_eq!(
+            parse("01.2.3.4", Family::V4, None),
+            Fid::Raw("01.2.3.4".into())
+        );
+        assert_eq!(
+            parse("999.2.3.4", Family::V4, None),
+            Fid::Raw("999.2.3.4".into())
+        );
+        assert_eq!(
+            parse("::ffff:1.2.3.4", Family::V6, None).to_string(),
+            "1.2.3.4"
+        );
+        assert_eq!(
+            parse("2001:DB8::1", Family::V6, None).to_string(),
+            "2001:db8::1"
+        );
+        assert_eq!(
+            parse("1.2.3.4", Family::Any, Some(24)).to_string(),
+            "1.2.3.0/24"
+        );
+        assert_eq!(parse_unspec("[::1]").to_string(), "::1");
+        assert_eq!(
+            parse_unspec("10.1.2.3/255.255.0.0").to_string(),
+            "10.1.0.0/16"
+        );
+        assert_eq!(parse_unspec("host.example").to_string(), "host.example");
+        assert_eq!(
+            parse("::1.2.3.4", Family::V6, None).to_string(),
+            "::1.2.3.4"
+        );
+    }
+
+    #[test]
+    fn search_ip_is_whole_text() {
+        assert_eq!(search_ip("1.2.3.4"), Some("1.2.3.4"));
+        assert_eq!(search_ip("[::1]"), Some("::1"));
+        assert_eq!(search_ip("example.com"), None);
+    }
+}

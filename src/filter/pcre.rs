@@ -1,0 +1,335 @@
+//! A thin, allocation-free wrapper over PCRE2 (through `pcre2-sys`).
+//!
+//! The `pcre2` crate hides the match context, so it cannot set a match limit;
+//! a crafted log line must not stall a jail, so we talk to PCRE2 directly.
+//! Each [`Regex`] owns its match data, match context and JIT stack: matching
+//! takes `&mut self` and never allocates.
+
+use std::collections::HashMap;
+use std::ptr;
+
+use pcre2_sys as ffi;
+
+/// Limits applied to every match.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// PCRE2 match limit (backtracking steps); with JIT it bounds the
+    /// number of JIT calls and backtracks.
+    pub match_limit: u32,
+    /// Maximum JIT stack in bytes.
+    pub jit_stack_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // Measured: stock filters need well under 10k steps on real lines; a
+        // million steps is a few milliseconds of JIT time at worst.
+        Limits {
+            match_limit: 1_000_000,
+            jit_stack_max: 1 << 20,
+        }
+    }
+}
+
+/// Why a match attempt gave up without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchAbort {
+    /// The match limit or the JIT stack was exhausted.
+    Limit,
+    /// Any other PCRE2 error code.
+    Other(i32),
+}
+
+/// PCRE2's message for an error code.
+pub fn error_message(code: i32) -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buffer and its length are valid; PCRE2 NUL-terminates.
+    let n = unsafe { ffi::pcre2_get_error_message_8(code, buf.as_mut_ptr(), buf.len()) };
+    if n < 0 {
+        return format!("PCRE2 error {code}");
+    }
+    String::from_utf8_lossy(&buf[..n as usize]).into_owned()
+}
+
+/// A compiled, JIT-compiled pattern together with its matching state.
+pub struct Regex {
+    code: *mut ffi::pcre2_code_8,
+    md: *mut ffi::pcre2_match_data_8,
+    mctx: *mut ffi::pcre2_match_context_8,
+    jit_stack: *mut ffi::pcre2_jit_stack_8,
+    jit: bool,
+    names: HashMap<String, usize>,
+    group_count: usize,
+}
+
+// SAFETY: the raw pointers are owned exclusively by this value; PCRE2 objects
+// have no thread affinity. Matching needs `&mut self`, so no sharing happens.
+unsafe impl Send for Regex {}
+
+impl std::fmt::Debug for Regex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Regex")
+            .field("jit", &self.jit)
+            .field("groups", &self.group_count)
+            .finish()
+    }
+}
+
+/// Compile options beyond the defaults (UTF, UCP, LF newlines).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompileFlags {
+    pub caseless: bool,
+    pub multiline: bool,
+    pub dotall: bool,
+    pub extended: bool,
+    /// Python's `re.ASCII`: classes like `\w` are ASCII only.
+    pub ascii: bool,
+}
+
+impl Regex {
+    /// Compiles `pattern` (already in PCRE2 syntax). The error is PCRE2's
+    /// message with the offset of the problem.
+    pub fn new(pattern: &str, flags: CompileFlags, limits: Limits) -> Result<Regex, String> {
+        let mut opts = ffi::PCRE2_UTF;
+        if !flags.ascii {
+            opts |= ffi::PCRE2_UCP;
+        }
+        if flags.caseless {
+            opts |= ffi::PCRE2_CASELESS;
+        }
+        if flags.multiline {
+            opts |= ffi::PCRE2_MULTILINE;
+        }
+        if flags.dotall {
+            opts |= ffi::PCRE2_DOTALL;
+        }
+        if flags.extended {
+            opts |= ffi::PCRE2_EXTENDED;
+        }
+        let mut errcode = 0;
+        let mut erroff = 0usize;
+        // SAFETY: all pointers are valid or null as PCRE2 allows; every
+        // object created here is freed in Drop or on the error paths.
+        unsafe {
+            let cctx = ffi::pcre2_compile_context_create_8(ptr::null_mut());
+            if cctx.is_null() {
+                return Err("out of memory".into());
+            }
+            ffi::pcre2_set_newline_8(cctx, ffi::PCRE2_NEWLINE_LF);
+            let code = ffi::pcre2_compile_8(
+                pattern.as_ptr(),
+                pattern.len(),
+                opts,
+                &mut errcode,
+                &mut erroff,
+                cctx,
+            );
+            ffi::pcre2_compile_context_free_8(cctx);
+            if code.is_null() {
+                return Err(format!("{} at offset {}", error_message(errcode), erroff));
+            }
+            let mut re = Regex {
+                code,
+                md: ptr::null_mut(),
+                mctx: ptr::null_mut(),
+                jit_stack: ptr::null_mut(),
+                jit: false,
+                names: HashMap::new(),
+                group_count: 0,
+            };
+            re.jit = ffi::pcre2_jit_compile_8(code, ffi::PCRE2_JIT_COMPLETE) == 0;
+            if !re.jit {
+                tracing::debug!(pattern, "PCRE2 JIT unavailable, using the interpreter");
+            }
+            re.md = ffi::pcre2_match_data_create_from_pattern_8(code, ptr::null_mut());
+            re.mctx = ffi::pcre2_match_context_create_8(ptr::null_mut());
+            if re.md.is_null() || re.mctx.is_null() {
+                return Err("out of memory".into());
+            }
+            ffi::pcre2_set_match_limit_8(re.mctx, limits.match_limit);
+            // The interpreter also honours these; JIT ignores the depth limit.
+            ffi::pcre2_set_depth_limit_8(re.mctx, limits.match_limit.min(100_000));
+            ffi::pcre2_set_heap_limit_8(re.mctx, 64 * 1024);
+            if re.jit {
+                re.jit_stack = ffi::pcre2_jit_stack_create_8(
+                    32 * 1024,
+                    limits.jit_stack_max.max(32 * 1024),
+                    ptr::null_mut(),
+                );
+                if !re.jit_stack.is_null() {
+                    ffi::pcre2_jit_stack_assign_8(re.mctx, None, re.jit_stack as *mut _);
+                }
+            }
+            let mut count: u32 = 0;
+            ffi::pcre2_pattern_info_8(
+                code,
+                ffi::PCRE2_INFO_CAPTURECOUNT,
+                &mut count as *mut u32 as *mut _,
+            );
+            re.group_count = count as usize;
+            re.names = read_names(code);
+            Ok(re)
+        }
+    }
+
+    /// Whether the pattern runs JIT-compiled.
+    pub fn is_jit(&self) -> bool {
+        self.jit
+    }
+
+    /// Number of capture groups (not counting the whole match).
+    pub fn group_count(&self) -> usize {
+        self.group_count
+    }
+
+    /// Named groups and their numbers.
+    pub fn names(&self) -> &HashMap<String, usize> {
+        &self.names
+    }
+
+    /// Searches `subject` from its start. On a match the offsets are
+    /// available through [`Regex::group`] until the next call.
+    pub fn search(&mut self, subject: &str) -> Result<bool, MatchAbort> {
+        // SAFETY: subject is valid UTF-8 (it is a &str), so skipping PCRE2's
+        // UTF check is sound; md and mctx belong to this pattern.
+        // The JIT entry point skips the interpreter's option checks.
+        let rc = unsafe {
+            if self.jit {
+                ffi::pcre2_jit_match_8(
+                    self.code,
+                    subject.as_ptr(),
+                    subject.len(),
+                    0,
+                    0,
+                    self.md,
+                    self.mctx,
+                )
+            } else {
+                ffi::pcre2_match_8(
+                    self.code,
+                    subject.as_ptr(),
+                    subject.len(),
+                    0,
+                    ffi::PCRE2_NO_UTF_CHECK,
+                    self.md,
+                    self.mctx,
+                )
+            }
+        };
+        if rc >= 0 {
+            return Ok(true);
+        }
+        match rc {
+            ffi::PCRE2_ERROR_NOMATCH => Ok(false),
+            ffi::PCRE2_ERROR_MATCHLIMIT
+            | ffi::PCRE2_ERROR_JIT_STACKLIMIT
+            | ffi::PCRE2_ERROR_DEPTHLIMIT
+            | ffi::PCRE2_ERROR_HEAPLIMIT => Err(MatchAbort::Limit),
+            rc => Err(MatchAbort::Other(rc)),
+        }
+    }
+
+    /// Byte span of group `i` (0 = whole match) of the last successful search.
+    pub fn group(&self, i: usize) -> Option<(usize, usize)> {
+        if i > self.group_count {
+            return None;
+        }
+        // SAFETY: the ovector has group_count + 1 pairs (match data was
+        // created from this pattern).
+        unsafe {
+            let ov = ffi::pcre2_get_ovector_pointer_8(self.md);
+            let s = *ov.add(2 * i);
+            let e = *ov.add(2 * i + 1);
+            if s == ffi::PCRE2_UNSET {
+                None
+            } else {
+                Some((s, e))
+            }
+        }
+    }
+}
+
+/// Reads PCRE2's name table.
+unsafe fn read_names(code: *const ffi::pcre2_code_8) -> HashMap<String, usize> {
+    let mut names = HashMap::new();
+    let mut count: u32 = 0;
+    let mut entry: u32 = 0;
+    let mut table: *const u8 = ptr::null();
+    ffi::pcre2_pattern_info_8(
+        code,
+        ffi::PCRE2_INFO_NAMECOUNT,
+        &mut count as *mut u32 as *mut _,
+    );
+    ffi::pcre2_pattern_info_8(
+        code,
+        ffi::PCRE2_INFO_NAMEENTRYSIZE,
+        &mut entry as *mut u32 as *mut _,
+    );
+    ffi::pcre2_pattern_info_8(
+        code,
+        ffi::PCRE2_INFO_NAMETABLE,
+        &mut table as *mut *const u8 as *mut _,
+    );
+    if table.is_null() {
+        return names;
+    }
+    for i in 0..count as usize {
+        let e = std::slice::from_raw_parts(table.add(i * entry as usize), entry as usize);
+        let num = ((e[0] as usize) << 8) | e[1] as usize;
+        let name = &e[2..];
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        names.insert(String::from_utf8_lossy(&name[..end]).into_owned(), num);
+    }
+    names
+}
+
+impl Drop for Regex {
+    fn drop(&mut self) {
+        // SAFETY: each pointer was created by PCRE2 and is freed once; the
+        // free functions accept null.
+        unsafe {
+            ffi::pcre2_match_data_free_8(self.md);
+            ffi::pcre2_match_context_free_8(self.mctx);
+            if !self.jit_stack.is_null() {
+                ffi::pcre2_jit_stack_free_8(self.jit_stack);
+            }
+            ffi::pcre2_code_free_8(self.code);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_matches_and_names() {
+        let mut re = Regex::new(
+            r"from (?P<ip>\d+\.\d+)(?: (?P<x>y))?",
+            CompileFlags::default(),
+            Limits::default(),
+        )
+        .unwrap();
+        assert!(re.is_jit());
+        assert_eq!(re.names()["ip"], 1);
+        assert!(re.search("login from 1.2 ok").unwrap());
+        assert_eq!(re.group(1), Some((11, 14)));
+        assert_eq!(re.group(2), None);
+        assert!(!re.search("nothing").unwrap());
+    }
+
+    #[test]
+    fn bad_pattern_is_an_error() {
+        let e = Regex::new("(a", CompileFlags::default(), Limits::default()).unwrap_err();
+        assert!(e.contains("offset"), "{e}");
+    }
+
+    #[test]
+    fn catastrophic_backtracking_is_bounded() {
+        let mut re = Regex::new(r"^(a+)+$", CompileFlags::default(), Limits::default()).unwrap();
+        let s = format!("{}b", "a".repeat(64));
+        let t = std::time::Instant::now();
+        assert_eq!(re.search(&s), Err(MatchAbort::Limit));
+        assert!(t.elapsed().as_secs_f64() < 1.0);
+    }
+}
