@@ -375,6 +375,13 @@ fn dumps_match_fail2ban() {
     std::fs::write(every.dir.path().join("jail.local"), local).unwrap();
     trees.push(every);
     trees.extend(crafted(root));
+    // fail2ban's own test tree (broken actions, logtype checks, Init options).
+    let own = Tree::bare("fail2ban's tests/config tree", &[]);
+    copy_dir(
+        &reference::package(root).join("tests/config"),
+        own.dir.path(),
+    );
+    trees.push(own);
 
     let mut lines = 0;
     for t in &trees {
@@ -387,7 +394,7 @@ fn dumps_match_fail2ban() {
         trees.len(),
         jails.len()
     );
-    assert!(trees.len() >= 12);
+    assert!(trees.len() >= 15);
 }
 
 /// `-t` output of fail3ban for a tree: (success, stdout + stderr).

@@ -58,7 +58,6 @@ pub fn stock_tree(root: &Path) -> PathBuf {
 }
 
 /// The reference's Python package (sample logs, test filters, source).
-#[allow(dead_code)]
 pub fn package(root: &Path) -> PathBuf {
     root.join("usr/lib/python3/dist-packages/fail2ban")
 }
