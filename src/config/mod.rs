@@ -130,3 +130,58 @@ pub fn read_tree(basedir: &str, strict_logs: bool) -> Result<Tree, ConfigError> 
         problems: loader.problems(),
     })
 }
+
+/// Where a filter file comes from.
+#[derive(Debug, Clone)]
+pub enum FilterSource<'a> {
+    /// `filter.d/<name>` under a configuration directory, with its .local
+    /// files, as a jail reads it.
+    Named { basedir: &'a str, name: &'a str },
+    /// One file outside any tree, with its includes.
+    File(&'a str),
+}
+
+/// Reads one filter with parameters (`sshd[mode=aggressive]`'s options) the
+/// way fail2ban-regex does, for a jail named `jail` on `backend`, and
+/// returns its commands (`addfailregex`, `prefregex`, `datepattern`, ...).
+pub fn read_filter(
+    source: FilterSource,
+    params: IndexMap<String, String>,
+    jail: &str,
+    backend: &str,
+) -> Result<Vec<Command>, ConfigError> {
+    let (loader, merged, name) = match source {
+        FilterSource::Named { basedir, name } => {
+            let loader = Loader::new(basedir);
+            let merged = loader.read_base(&format!("filter.d/{name}"))?;
+            (loader, merged, name.to_string())
+        }
+        FilterSource::File(path) => {
+            let loader = Loader::new("/");
+            let merged = loader.read_files(&[path.to_string()])?;
+            let merged = (!merged.read.is_empty()).then_some(merged);
+            let stem = std::path::Path::new(path)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or(path)
+                .to_string();
+            (loader, merged, stem)
+        }
+    };
+    let Some(merged) = merged else {
+        return Err(ConfigError::bare(ErrorKind::UnknownFilter(name)));
+    };
+    if let Some(p) = loader.problems().into_iter().next() {
+        return Err(p);
+    }
+    let mut def = definition::Definition::new(
+        definition::Kind::Filter,
+        &name,
+        jail,
+        params,
+        std::rc::Rc::new(merged),
+    );
+    def.apply_auto_options(backend);
+    def.get_options(&IndexMap::new(), false)?;
+    def.filter_stream()
+}
