@@ -424,14 +424,23 @@ pub(super) struct Now {
 #[derive(Debug, Clone)]
 pub(super) struct LocalZone {
     pub tz: TimeZone,
+    /// For a zone given as a POSIX TZ string (no IANA name), the offset glibc
+    /// uses before 1970: it computes the rule's transitions within 1970 for
+    /// any earlier year, so the offset of 1970-01-01 applies.
+    pre_1970: Option<i64>,
     now_key: Option<(i64, Now)>,
     minute: Option<(i64, i64)>,
 }
 
 impl LocalZone {
     pub(super) fn new(tz: TimeZone) -> LocalZone {
+        let pre_1970 = tz
+            .iana_name()
+            .is_none()
+            .then(|| i64::from(tz.to_offset(Timestamp::UNIX_EPOCH).seconds()));
         LocalZone {
             tz,
+            pre_1970,
             now_key: None,
             minute: None,
         }
@@ -465,6 +474,9 @@ impl LocalZone {
     /// resolved like glibc's `mktime` with `tm_isdst = -1` (the offset in
     /// force before the transition).
     fn unix_of(&mut self, local: i64) -> Option<i64> {
+        if let Some(off) = self.pre_1970.filter(|_| local < 0) {
+            return Some(local - off);
+        }
         let key = local.div_euclid(60);
         if let Some((k, base)) = self.minute {
             if k == key {
