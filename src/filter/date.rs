@@ -636,7 +636,11 @@ fn char_idx(line: &str, b: usize) -> usize {
 
 /// Byte offset of a char index; `None` past the end of the line.
 fn byte_idx(line: &str, c: usize) -> Option<usize> {
-    if c <= line.len() && line.as_bytes()[..c].is_ascii() {
+    if c > line.len() {
+        // a line never has more chars than bytes
+        return None;
+    }
+    if line.as_bytes()[..c].is_ascii() {
         return Some(c);
     }
     line.char_indices()

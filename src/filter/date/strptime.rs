@@ -210,24 +210,32 @@ const DAYS: [&str; 7] = [
     "sunday",
 ];
 
-fn month_index(v: &str, abbr: bool) -> Option<i64> {
+/// Position of `v` in `names` (full or 3-letter), compared as Python
+/// compares `v.lower()`.
+fn name_index(names: &[&'static str], v: &str, abbr: bool) -> Option<usize> {
+    let name = |n: &'static str| if abbr { &n[..3] } else { n };
+    if v.is_ascii() {
+        return names.iter().position(|n| name(n).eq_ignore_ascii_case(v));
+    }
     let v = v.to_lowercase();
-    MONTHS
-        .iter()
-        .position(|m| if abbr { m[..3] == v } else { *m == v })
-        .map(|i| i as i64 + 1)
+    names.iter().position(|n| name(n) == v)
+}
+
+fn month_index(v: &str, abbr: bool) -> Option<i64> {
+    name_index(&MONTHS, v, abbr).map(|i| i as i64 + 1)
 }
 
 fn weekday_index(v: &str, abbr: bool) -> Option<i64> {
-    let v = v.to_lowercase();
-    DAYS.iter()
-        .position(|d| if abbr { d[..3] == v } else { *d == v })
-        .map(|i| i as i64)
+    name_index(&DAYS, v, abbr).map(|i| i as i64)
 }
 
 /// Python's `int(str)`: surrounding whitespace, a sign, digits with single
 /// underscores between them. Non-ASCII digits are not supported.
 pub(super) fn py_int(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if !b.is_empty() && b.len() <= 18 && b.iter().all(u8::is_ascii_digit) {
+        return Some(b.iter().fold(0, |v, &c| v * 10 + i64::from(c - b'0')));
+    }
     let s = s.trim();
     let (neg, digits) = match s.as_bytes().first()? {
         b'-' => (true, &s[1..]),
@@ -507,13 +515,40 @@ impl LocalZone {
     }
 }
 
-/// The strptime fields found in one match.
-#[derive(Debug, Default)]
+/// Most strptime groups a regex can have: group names are unique, and few
+/// name a field.
+pub(super) const MAX_FIELDS: usize = 32;
+
+/// The strptime fields found in one match (no allocation: this runs for
+/// every line).
+#[derive(Debug)]
 pub(super) struct Fields<'a> {
-    /// `(field, captured text)` in the order of the groups in the regex.
-    pub found: Vec<(Field, &'a str)>,
+    found: [(Field, &'a str); MAX_FIELDS],
+    len: usize,
     /// The `p` group: absent, present but unmatched, or its text.
     pub ampm: Option<Option<&'a str>>,
+}
+
+impl<'a> Fields<'a> {
+    pub(super) fn new() -> Fields<'a> {
+        Fields {
+            found: [(Field::AmPm, ""); MAX_FIELDS],
+            len: 0,
+            ampm: None,
+        }
+    }
+
+    /// Adds a captured field, in the order of the groups in the regex.
+    pub(super) fn push(&mut self, field: Field, text: &'a str) {
+        if self.len < MAX_FIELDS {
+            self.found[self.len] = (field, text);
+            self.len += 1;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(Field, &'a str)> {
+        self.found[..self.len].iter()
+    }
 }
 
 /// Unix time of the captured fields, as fail2ban computes it; `None` where
@@ -528,7 +563,7 @@ pub(super) fn fields_to_time(
     let (mut hour, mut minute, mut second) = (0, 0, 0);
     let mut tzoffset: Option<i32> = None;
     let (mut weekday, mut julian, mut week) = (None, None, None);
-    for &(field, val) in &fields.found {
+    for &(field, val) in fields.iter() {
         match field {
             Field::Year2 => {
                 let y = py_int(val)?;

@@ -325,6 +325,7 @@ impl Template {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, n)| Some((i, Field::from_group(n.as_deref()?)?)))
+                    .take(strptime::MAX_FIELDS)
                     .collect(),
             },
             k => k,
@@ -461,12 +462,12 @@ impl Template {
         let text = |i: usize| locs.get(i).and_then(|(s, e)| line.get(s..e));
         match &self.kind {
             Kind::Pattern { fields } => {
-                let mut f = Fields::default();
+                let mut f = Fields::new();
                 for &(i, field) in fields {
                     if field == Field::AmPm {
                         f.ampm = Some(text(i));
                     } else if let Some(t) = text(i) {
-                        f.found.push((field, t));
+                        f.push(field, t);
                     }
                 }
                 strptime::fields_to_time(&f, default_tz, now, zone).map(|t| t as f64)
