@@ -274,12 +274,17 @@ fn bound(regex: &str, begin: Begin, end: bool, name: &mut String) -> (String, u8
     (r, flags)
 }
 
+/// Backtracking steps allowed per start position. Built-in templates need a
+/// few dozen; this only stops a catastrophic user pattern (the crate has no
+/// match-limit setter, hence the inline start option).
+const MATCH_LIMIT: u32 = 100_000;
+
 fn compile(pattern: &str, regex: &str) -> Result<Regex, DateError> {
     RegexBuilder::new()
         .utf(true)
         .ucp(true)
         .jit_if_available(true)
-        .build(&to_pcre2(regex))
+        .build(&format!("(*LIMIT_MATCH={MATCH_LIMIT}){}", to_pcre2(regex)))
         .map_err(|source| DateError::Regex {
             pattern: pattern.to_owned(),
             regex: regex.to_owned(),

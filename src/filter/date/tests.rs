@@ -444,3 +444,18 @@ fn hostile_lines() {
     let _ = get(&mut d, "Jan 23 21:59:59");
     assert_eq!(d.match_time("Jan 23 21:59:59", f64::NAN), None);
 }
+
+#[test]
+fn catastrophic_pattern_is_bounded() {
+    let mut d = dd(Some("{UNB}(a+)+%H:%M:%S"));
+    let line = "a".repeat(40) + "x";
+    let t = std::time::Instant::now();
+    assert_eq!(d.find(&line, NOW), None);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn detector_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<DateDetector>();
+}
