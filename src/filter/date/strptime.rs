@@ -624,8 +624,8 @@ pub(super) fn fields_to_time(
             if !(1..=9999).contains(&year) {
                 return None;
             }
-            let days = days_from_civil(year, 1, 1) + j - 1;
-            if days * 86_400 < MIN_NAIVE || days * 86_400 > MAX_NAIVE {
+            let days = days_from_civil(year, 1, 1).checked_add(j.checked_sub(1)?)?;
+            if !(MIN_NAIVE.div_euclid(86_400)..=MAX_NAIVE.div_euclid(86_400)).contains(&days) {
                 return None;
             }
             let (y, m, d) = civil_from_days(days);
@@ -713,11 +713,12 @@ fn julian_from_week(year: i64, week: i64, weekday: i64, starts_mon: bool) -> Opt
         weekday = (weekday + 1) % 7;
     }
     let week0 = (7 - first) % 7;
-    Some(if week == 0 {
-        1 + weekday - first
+    if week == 0 {
+        Some(1 + weekday - first)
     } else {
-        1 + week0 + 7 * (week - 1) + weekday
-    })
+        7i64.checked_mul(week.checked_sub(1)?)?
+            .checked_add(1 + week0 + weekday)
+    }
 }
 
 #[cfg(test)]

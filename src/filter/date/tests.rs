@@ -455,6 +455,24 @@ fn catastrophic_pattern_is_bounded() {
 }
 
 #[test]
+fn huge_numbers_do_not_overflow() {
+    for p in [
+        r"^(?P<j>\d+) %H:%M",
+        r"^%Y (?P<U>\d+) (?P<w>\d+)",
+        r"^(?P<Y>\d+)-(?P<m>\d+)-(?P<d>\d+)",
+    ] {
+        let mut d = dd(Some(p));
+        for line in [
+            "999999999999999999 10:00",
+            "2005 999999999999999999 1",
+            "999999999999999999-1-1",
+        ] {
+            let _ = d.find(line, NOW);
+        }
+    }
+}
+
+#[test]
 fn detector_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<DateDetector>();
