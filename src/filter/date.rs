@@ -28,7 +28,10 @@
 //! Known differences from fail2ban: a regex that does not compile is
 //! reported when the detector is built (fail2ban reports it at first use);
 //! digits outside ASCII never form a date; a conversion that would raise an
-//! exception in fail2ban yields no time.
+//! exception in fail2ban yields no time; `{NONE}` on an empty line gives an
+//! empty match where fail2ban raises; the count of successful searches that
+//! steers the search order is kept per detector (fail2ban shares it across
+//! all detectors of a process, which only matters with several jails).
 
 mod pyre;
 mod strptime;
