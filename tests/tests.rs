@@ -7,3 +7,5 @@ mod reference;
 mod config;
 // Regex engine and Filter against the reference fail2ban.
 mod filter;
+// Date detection against the reference fail2ban's DateDetector.
+mod date;

@@ -1,15 +1,50 @@
 //! Date detection as fail2ban's `DateDetector` does it.
 //!
-//! API contract (implementation pending on branch `date`):
+//! A detector holds an ordered list of date templates. For each line it
+//! first tries the template that won last time, within the same place of
+//! the line; otherwise it searches all templates in order, prefers the date
+//! nearest to the line start, and moves frequent winners towards the front
+//! of the list. These rules decide which date wins when a line holds
+//! several, so they follow fail2ban exactly.
 //!
-//! ```ignore
-//! let mut dd = DateDetector::new_default();             // fail2ban's default template set
-//! let mut dd = DateDetector::from_pattern("{^LN-BEG}")?; // a filter's `datepattern`
-//! dd.set_timezone(Some("UTC"))?;                         // `logtimezone`
-//! let m: Option<DateMatch> = dd.match_time(line, now);   // now: unix seconds
 //! ```
+//! use fail3ban::filter::date::DateDetector;
+//!
+//! let mut dd = DateDetector::new_default();
+//! dd.set_timezone(Some("UTC")).unwrap();
+//! let line = "2005-01-23 21:59:59 sshd[1]: Failed password";
+//! let m = dd.match_time(line, 1_124_013_600.0).unwrap();
+//! assert_eq!(m.time, 1_106_517_599.0);
+//! assert_eq!(&line[m.span], "2005-01-23 21:59:59");
+//! assert_eq!(dd.last_template(), Some("{^LN-BEG}ExYear(?P<_sep>[-/.])Month(?P=_sep)Day(?:T|  ?)24hour:Minute:Second(?:[.,]Microseconds)?(?:\\s*Zone offset)?"));
+//! ```
+//!
+//! Times: `now` is Unix seconds (`f64`), injected by the caller and used for
+//! dates without a year or a day; the detector never reads the clock while
+//! matching. The one exception is `%ExY`, whose accepted decades (2000 up to
+//! three years from now) are fixed from the system clock once per process,
+//! as fail2ban fixes them when it starts.
+//!
+//! Known differences from fail2ban: a regex that does not compile is
+//! reported when the detector is built (fail2ban reports it at first use);
+//! digits outside ASCII never form a date; a conversion that would raise an
+//! exception in fail2ban yields no time; `{NONE}` on an empty line gives an
+//! empty match where fail2ban raises; the count of successful searches that
+//! steers the search order is kept per detector (fail2ban shares it across
+//! all detectors of a process, which only matters with several jails).
 
+mod pyre;
+mod strptime;
+mod template;
+
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
+use std::sync::{Arc, LazyLock};
+
+use jiff::tz::TimeZone;
+use pcre2::bytes::CaptureLocations;
+
+use template::{Template, LINE_BEGIN, LINE_END};
 
 /// Where a date was found in a line and the time it stands for.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,3 +55,609 @@ pub struct DateMatch {
     /// matching failregex).
     pub span: Range<usize>,
 }
+
+/// What [`DateDetector::find`] saw: a template matched, the date text it
+/// cut out, and the time if fail2ban could convert it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DateFound {
+    /// Byte range of the date text (regex group 1). Empty when a template
+    /// matched nothing (e.g. `{NONE}`): fail2ban then uses the last date
+    /// seen or now.
+    pub span: Range<usize>,
+    /// Unix time, `None` when the text does not convert (invalid day,
+    /// unknown zone...). fail2ban still cuts the text out of the line then.
+    pub time: Option<f64>,
+}
+
+/// A template of a detector and how often it won, as fail2ban-regex prints
+/// them under "Date template hits".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TemplateHits<'a> {
+    /// Name as fail2ban prints it.
+    pub name: &'a str,
+    /// Lines this template gave the date of.
+    pub hits: u64,
+    /// The `datepattern` it comes from (pattern templates only).
+    pub pattern: Option<&'a str>,
+    /// Its regex, in Python syntax as fail2ban prints it.
+    pub regex: &'a str,
+    /// fail2ban's sorting weight: hits x base weight / distance.
+    pub weight: f64,
+}
+
+/// Errors building a detector.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DateError {
+    /// A `%` that starts no known directive, or a similar pattern error.
+    #[error("invalid datepattern {pattern:?}: {reason}")]
+    Pattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The regex built from a pattern does not compile.
+    #[error("datepattern {pattern:?}: regex {regex:?} does not compile: {source}")]
+    Regex {
+        /// The pattern as given.
+        pattern: String,
+        /// The regex fail2ban would build from it.
+        regex: String,
+        /// The PCRE2 error.
+        source: pcre2::Error,
+    },
+    /// Two templates with the same name.
+    #[error("there is already a date template named {0:?}")]
+    Duplicate(String),
+    /// A `logtimezone` fail2ban does not accept.
+    #[error("unknown or unsupported time zone: {0:?}")]
+    TimeZone(String),
+}
+
+/// fail2ban's default templates, in its order.
+const DEFAULT_PATTERNS: [&str; 17] = [
+    r"%ExY(?P<_sep>[-/.])%m(?P=_sep)%d(?:T|  ?)%H:%M:%S(?:[.,]%f)?(?:\s*%z)?",
+    r"(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+    r"(?:%a )?%b %d %ExY %k:%M:%S(?:\.%f)?",
+    r"%d(?P<_sep>[-/])%m(?P=_sep)(?:%ExY|%Exy) %k:%M:%S",
+    r"%d(?P<_sep>[-/])%b(?P=_sep)%ExY[ :]?%H:%M:%S(?:\.%f)?(?: %z)?",
+    r"%m/%d/%ExY:%H:%M:%S",
+    r"%m-%d-%ExY %k:%M:%S(?:\.%f)?",
+    "EPOCH",
+    "{^LN-BEG}%H:%M:%S",
+    "^<%m/%d/%Exy@%H:%M:%S>",
+    r"%Exy%Exm%Exd  ?%H:%M:%S",
+    r"%b %d, %ExY %I:%M:%S %p",
+    r"^%b-%d-%Exy %k:%M:%S",
+    r"%ExY%Exm%Exd(?:T|  ?)%ExH%ExM%ExS(?:[.,]%f)?(?:\s*%z)?",
+    r"(?:%Z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+    r"(?:%z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+    "TAI64N",
+];
+
+/// The default templates, built once per process.
+struct Defaults {
+    ex_year: String,
+    /// The 17 templates as listed.
+    plain: Vec<Arc<Template>>,
+    /// Line-anchored copies of the unanchored ones (weight 100), then the
+    /// plain ones: the list a default detector starts with.
+    all: Vec<Arc<Template>>,
+    /// The anchored copies by the key fail2ban caches them under: a user
+    /// pattern with the same key shares the template (and its weight).
+    anchored: HashMap<String, Arc<Template>>,
+}
+
+static DEFAULTS: LazyLock<Defaults> = LazyLock::new(|| {
+    let year = jiff::Zoned::now().year();
+    let ex_year = strptime::ex_year_regex(i32::from(year));
+    let none = HashMap::new();
+    let plain: Vec<Arc<Template>> = DEFAULT_PATTERNS
+        .iter()
+        .map(|p| template_for(p, &ex_year, &none).expect("default date templates compile"))
+        .collect();
+    let mut anchored = HashMap::new();
+    let mut first = Vec::new();
+    for t in &plain {
+        if t.name.starts_with("{^LN-BEG}") || t.name.starts_with('^') {
+            continue;
+        }
+        let key_src = format!("{{^LN-BEG}}{}", t.pattern.as_deref().unwrap_or(&t.name));
+        let mut a =
+            (*template_for(&key_src, &ex_year, &none).expect("anchored templates compile")).clone();
+        if a.name != t.name {
+            a.weight = 100.0;
+            let a = Arc::new(a);
+            anchored.insert(cache_key(&key_src), Arc::clone(&a));
+            first.push(a);
+        }
+    }
+    let all = first.into_iter().chain(plain.iter().cloned()).collect();
+    Defaults {
+        ex_year,
+        plain,
+        all,
+        anchored,
+    }
+});
+
+/// fail2ban looks templates up by the pattern, upper-cased unless it has a
+/// `%` directive.
+fn cache_key(pattern: &str) -> String {
+    if pattern.contains('%') {
+        pattern.to_owned()
+    } else {
+        pattern.to_uppercase()
+    }
+}
+
+/// The template a single `datepattern` line stands for (special names
+/// EPOCH, LEPOCH, TAI64N and `{EPOCH}` markers, else a strptime pattern).
+fn template_for(
+    pattern: &str,
+    ex_year: &str,
+    anchored: &HashMap<String, Arc<Template>>,
+) -> Result<Arc<Template>, DateError> {
+    let key = cache_key(pattern);
+    if let Some(t) = anchored.get(&key) {
+        return Ok(Arc::clone(t));
+    }
+    let t = if key.contains("EPOCH") && !template::epoch_markers(pattern).is_empty() {
+        Template::epoch(false, Some(pattern), key.contains("LEPOCH"))?
+    } else {
+        match key.as_str() {
+            "EPOCH" => Template::epoch(false, None, false)?,
+            "{^LN-BEG}EPOCH" | "^EPOCH" => Template::epoch(true, None, false)?,
+            "LEPOCH" => Template::epoch(false, None, true)?,
+            "{^LN-BEG}LEPOCH" | "^LEPOCH" => Template::epoch(true, None, true)?,
+            "TAI64N" => Template::tai64n(false)?,
+            "{^LN-BEG}TAI64N" | "^TAI64N" => Template::tai64n(true)?,
+            _ => Template::pattern(pattern, ex_year)?,
+        }
+    };
+    Ok(Arc::new(t))
+}
+
+/// Drops the boundaries a template adds itself, so that it can sit inside a
+/// `{DATE}` of a user pattern.
+fn unbound(s: &str) -> &str {
+    let s = s.strip_prefix("{UNB}").unwrap_or(s);
+    let s = s.strip_prefix("{^LN-BEG}").unwrap_or(s);
+    let s = s
+        .strip_prefix(r"(^|\b|\W)")
+        .or_else(|| s.strip_prefix(r"(?:^|\b|\W)"))
+        .unwrap_or(s);
+    s.strip_suffix(r"(?=\b|\W|$)").unwrap_or(s)
+}
+
+/// Replaces each unescaped `{DATE}` (any case) of `pre` by `with`.
+fn replace_date(pre: &str, with: &str) -> String {
+    let upper = pre.to_ascii_uppercase();
+    let mut out = String::with_capacity(pre.len() + with.len());
+    let mut last = 0;
+    let mut i = 0;
+    while let Some(off) = upper[i..].find("{DATE}") {
+        let at = i + off;
+        if at == 0 || pre.as_bytes()[at - 1] != b'\\' {
+            out.push_str(&pre[last..at]);
+            out.push_str(with);
+            last = at + 6;
+        }
+        i = at + 6;
+    }
+    out.push_str(&pre[last..]);
+    out
+}
+
+struct Entry {
+    tpl: Arc<Template>,
+    locs: CaptureLocations,
+    /// Lines won.
+    hits: u64,
+    /// Successful searches, won or not (fail2ban's `template.hits`).
+    matched: u64,
+    /// Byte range of the search `locs` holds the captures of.
+    locs_range: Option<(usize, usize)>,
+    last_used: f64,
+    /// Char offset of its last winning match.
+    distance: usize,
+}
+
+impl Entry {
+    fn new(tpl: Arc<Template>) -> Entry {
+        Entry {
+            locs: tpl.capture_locations(),
+            tpl,
+            hits: 0,
+            matched: 0,
+            locs_range: None,
+            last_used: 0.0,
+            distance: 0x7fff_ffff,
+        }
+    }
+
+    fn weight(&self) -> f64 {
+        self.hits as f64 * self.tpl.weight / self.distance.max(1) as f64
+    }
+}
+
+/// A match found during one detection: template index, char offsets of the
+/// whole match, byte offsets of the match and of the date text.
+#[derive(Clone)]
+struct Cand {
+    idx: usize,
+    dist: usize,
+    end: usize,
+    date: Option<Range<usize>>,
+    all: Range<usize>,
+    /// Byte range searched.
+    range: (usize, usize),
+}
+
+/// Finds dates in log lines; see the module documentation.
+pub struct DateDetector {
+    entries: Vec<Entry>,
+    names: HashSet<String>,
+    /// Char offset of the last winning match, the char before it and the
+    /// char at it (`None`: outside the line).
+    last_pos: (usize, Option<char>, Option<char>),
+    /// Char end of the last winning match, the char before and after it.
+    last_end: (usize, Option<char>, Option<char>),
+    last_idx: usize,
+    first_unused: usize,
+    default_tz: Option<i32>,
+    zone: strptime::LocalZone,
+}
+
+impl std::fmt::Debug for DateDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DateDetector")
+            .field("templates", &self.templates().collect::<Vec<_>>())
+            .field("default_tz", &self.default_tz)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds after which fail2ban considers a template long unused.
+const UNUSED_TIME: f64 = 300.0;
+
+impl DateDetector {
+    fn empty() -> DateDetector {
+        DateDetector {
+            entries: Vec::new(),
+            names: HashSet::new(),
+            last_pos: (1, None, None),
+            last_end: (0x7fff_ffff, None, None),
+            last_idx: usize::MAX,
+            first_unused: 0,
+            default_tz: None,
+            zone: strptime::LocalZone::new(TimeZone::system()),
+        }
+    }
+
+    /// fail2ban's default template set, local time in the system zone (the
+    /// `TZ` environment variable, else /etc/localtime).
+    pub fn new_default() -> DateDetector {
+        let mut dd = DateDetector::empty();
+        dd.add_defaults(None);
+        dd
+    }
+
+    /// A detector for a filter's `datepattern` value (after config
+    /// interpolation, so `%` is single): one pattern per line. Besides
+    /// strptime patterns it takes `{^LN-BEG}` (the line-anchored defaults),
+    /// `{DEFAULT}`, patterns with `{DATE}` (each default inside the pattern),
+    /// `{NONE}`, EPOCH, LEPOCH and TAI64N. An empty value means the defaults.
+    pub fn from_pattern(value: &str) -> Result<DateDetector, DateError> {
+        let mut dd = DateDetector::empty();
+        for p in value.split('\n').map(str::trim).filter(|p| !p.is_empty()) {
+            dd.append(p)?;
+        }
+        if dd.entries.is_empty() {
+            dd.add_defaults(None);
+        }
+        Ok(dd)
+    }
+
+    fn push(&mut self, tpl: Arc<Template>, ignore_dup: bool) -> Result<(), DateError> {
+        if !self.names.insert(tpl.name.clone()) {
+            if ignore_dup {
+                return Ok(());
+            }
+            return Err(DateError::Duplicate(tpl.name.clone()));
+        }
+        self.entries.push(Entry::new(tpl));
+        Ok(())
+    }
+
+    fn add_defaults(&mut self, only_flags: Option<u8>) {
+        for t in &DEFAULTS.all {
+            if only_flags.is_some_and(|f| t.flags & f == 0) {
+                continue;
+            }
+            // only duplicate names can fail, and those are ignored here
+            let _ = self.push(Arc::clone(t), true);
+        }
+    }
+
+    fn append(&mut self, pattern: &str) -> Result<(), DateError> {
+        let key = cache_key(pattern);
+        let d = &*DEFAULTS;
+        match key.as_str() {
+            "{^LN-BEG}" => self.add_defaults(Some(LINE_BEGIN)),
+            "{DEFAULT}" => self.add_defaults(None),
+            k if k.contains("{DATE}") => {
+                let ignore_dup = !self.entries.is_empty();
+                for t in &d.plain {
+                    let inner = t.pattern.as_deref().unwrap_or(&t.name);
+                    let wrapped = replace_date(pattern, unbound(inner));
+                    let tpl = template_for(&wrapped, &d.ex_year, &d.anchored)?;
+                    self.push(tpl, ignore_dup)?;
+                }
+            }
+            "{NONE}" => {
+                let tpl = Arc::new(Template::pattern("{UNB}^", &d.ex_year)?);
+                self.push(tpl, false)?;
+            }
+            _ => {
+                let tpl = template_for(pattern, &d.ex_year, &d.anchored)?;
+                self.push(tpl, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `logtimezone`: the zone of dates that carry none. fail2ban
+    /// accepts `UTC`/`GMT`/`Z` or a known abbreviation (CET, EST, ...),
+    /// optionally followed by `[+-]hh[[:]mm]`, or the offset alone. `None`
+    /// means local time.
+    pub fn set_timezone(&mut self, tz: Option<&str>) -> Result<(), DateError> {
+        self.default_tz = match tz {
+            None => None,
+            Some(tz) => {
+                Some(strptime::zone_offset(tz).ok_or_else(|| DateError::TimeZone(tz.to_owned()))?)
+            }
+        };
+        Ok(())
+    }
+
+    /// Sets the zone "local time" means (the system zone by default); for
+    /// tests and for daemons that must not depend on their environment.
+    pub fn set_local_timezone(&mut self, tz: TimeZone) {
+        self.zone = strptime::LocalZone::new(tz);
+    }
+
+    /// The templates in their current order, with their hits.
+    pub fn templates(&self) -> impl Iterator<Item = TemplateHits<'_>> + '_ {
+        self.entries.iter().map(|e| TemplateHits {
+            name: &e.tpl.name,
+            hits: e.hits,
+            pattern: e.tpl.pattern.as_deref(),
+            regex: &e.tpl.regex,
+            weight: e.weight(),
+        })
+    }
+
+    /// Name of the template that won the last line with a date.
+    pub fn last_template(&self) -> Option<&str> {
+        self.entries.get(self.last_idx).map(|e| e.tpl.name.as_str())
+    }
+
+    /// The date of a line and its position, if a template matches and its
+    /// text converts to a time. `now` is Unix seconds.
+    pub fn match_time(&mut self, line: &str, now: f64) -> Option<DateMatch> {
+        let f = self.find(line, now)?;
+        if f.span.is_empty() {
+            return None;
+        }
+        Some(DateMatch {
+            time: f.time?,
+            span: f.span,
+        })
+    }
+
+    /// Like [`match_time`](Self::match_time), but also reports a template
+    /// that matched without a usable time, as fail2ban's filter needs.
+    pub fn find(&mut self, line: &str, now: f64) -> Option<DateFound> {
+        let cand = self.search(line)?;
+        self.win(line, &cand, now);
+        let idx = self.last_idx;
+        let span = match &cand.date {
+            Some(r) => r.clone(),
+            None => cand.all.start..cand.all.start,
+        };
+        let e = &mut self.entries[idx];
+        if e.locs_range != Some(cand.range) {
+            // the winner was searched again since this match: redo it
+            let (start, end) = cand.range;
+            e.tpl.search(&mut e.locs, line, start, end);
+            e.locs_range = Some(cand.range);
+        }
+        let time = match self.zone.now(now) {
+            Some(now) if !span.is_empty() => {
+                let e = &self.entries[idx];
+                e.tpl
+                    .time(&e.locs, line, self.default_tz, now, &mut self.zone)
+            }
+            _ => None,
+        };
+        Some(DateFound { span, time })
+    }
+
+    /// Runs template `i` on the line within char offsets `[from, to)`.
+    fn try_template(&mut self, i: usize, line: &str, from: usize, to: usize) -> Option<Cand> {
+        let start = byte_idx(line, from).unwrap_or(line.len());
+        let end = byte_idx(line, to).unwrap_or(line.len());
+        let e = &mut self.entries[i];
+        e.locs_range = None;
+        let hit = e.tpl.search(&mut e.locs, line, start, end)?;
+        e.locs_range = Some((start, end));
+        e.matched += 1;
+        Some(Cand {
+            idx: i,
+            dist: char_idx(line, hit.all.start),
+            end: char_idx(line, hit.all.end),
+            date: hit.date,
+            all: hit.all,
+            range: (start, end),
+        })
+    }
+
+    fn search(&mut self, line: &str) -> Option<Cand> {
+        const ANCHORED: u8 = LINE_BEGIN | LINE_END;
+        let n = self.entries.len();
+        let mut found: Option<Cand> = None;
+        let mut skip = usize::MAX;
+        let i = self.last_idx;
+        if i < n {
+            let flags = self.entries[i].tpl.flags;
+            let m = if flags & ANCHORED != 0 {
+                skip = i;
+                self.try_template(i, line, 0, usize::MAX)
+            } else {
+                let (d, before, at) = self.last_pos;
+                let (e, e_before, e_after) = self.last_end;
+                // same surroundings as last time: search only there
+                let left = char_at(line, d as isize - 1) == before
+                    || (char_at(line, d as isize) == at && !at.is_some_and(char::is_alphanumeric));
+                let right = char_at(line, e as isize) == e_after
+                    || (char_at(line, e as isize - 1) == e_before
+                        && !e_before.is_some_and(char::is_alphanumeric));
+                if left && right {
+                    self.try_template(i, line, d, e)
+                } else {
+                    skip = i;
+                    self.try_template(i, line, 0, usize::MAX)
+                }
+            };
+            if let Some(m) = m {
+                if n == 1
+                    || flags & ANCHORED != 0
+                    || (m.dist == self.last_pos.0 && m.end == self.last_end.0)
+                {
+                    return Some(m);
+                }
+                found = Some(m);
+            }
+        }
+        for i in 0..n {
+            if i == skip {
+                continue;
+            }
+            let Some(m) = self.try_template(i, line, 0, usize::MAX) else {
+                continue;
+            };
+            let e = &self.entries[i];
+            if i + 1 >= n
+                || e.tpl.flags & ANCHORED != 0
+                || (m.dist == 0 && e.hits > 0 && self.entries[i + 1].matched == 0)
+            {
+                return Some(m);
+            }
+            if m.dist > e.distance || m.dist > self.last_pos.0 {
+                // maybe a date inside the message: keep the nearest, go on
+                if m.dist < found.as_ref().map_or(0x7fff_ffff, |f| f.dist) {
+                    found = Some(m);
+                }
+                continue;
+            }
+            return Some(m);
+        }
+        found
+    }
+
+    fn win(&mut self, line: &str, m: &Cand, now: f64) {
+        let mut i = m.idx;
+        let e = &mut self.entries[i];
+        e.hits += 1;
+        e.last_used = now;
+        e.distance = m.dist;
+        if self.first_unused == i {
+            self.first_unused += 1;
+        }
+        self.last_pos = (
+            m.dist,
+            char_at(line, m.dist as isize - 1),
+            char_at(line, m.dist as isize),
+        );
+        let before_end = if m.end == 0 {
+            line.chars().next_back()
+        } else {
+            char_at(line, m.end as isize - 1)
+        };
+        self.last_end = (m.end, before_end, char_at(line, m.end as isize));
+        if i != 0 && i != self.last_idx {
+            i = self.reorder(i);
+        }
+        self.last_idx = i;
+    }
+
+    /// Moves a winner up: to the first unused place or half-way to the
+    /// front if it outweighs what is there, else one place if it outweighs
+    /// its neighbour.
+    fn reorder(&mut self, num: usize) -> usize {
+        let e = &self.entries[num];
+        let untime = e.last_used - UNUSED_TIME;
+        let weight = e.weight();
+        let moveable = |pos: usize| {
+            let p = &self.entries[pos];
+            weight > p.weight() || untime > p.last_used
+        };
+        let mut pos = if self.first_unused < num {
+            self.first_unused
+        } else {
+            num / 2
+        };
+        if !moveable(pos) {
+            if pos == num - 1 {
+                return num;
+            }
+            pos = num - 1;
+            if !moveable(pos) {
+                return num;
+            }
+        }
+        let e = self.entries.remove(num);
+        self.entries.insert(pos, e);
+        while self.first_unused < self.entries.len() && self.entries[self.first_unused].hits > 0 {
+            self.first_unused += 1;
+        }
+        pos
+    }
+}
+
+/// Char index of a byte offset on a char boundary.
+fn char_idx(line: &str, b: usize) -> usize {
+    let prefix = &line.as_bytes()[..b];
+    if prefix.is_ascii() {
+        b
+    } else {
+        line[..b].chars().count()
+    }
+}
+
+/// Byte offset of a char index; `None` past the end of the line.
+fn byte_idx(line: &str, c: usize) -> Option<usize> {
+    if c > line.len() {
+        // a line never has more chars than bytes
+        return None;
+    }
+    if line.as_bytes()[..c].is_ascii() {
+        return Some(c);
+    }
+    line.char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(line.len()))
+        .nth(c)
+}
+
+/// Python's `line[c:c+1]`: the char at a char index, `None` for the empty
+/// string (negative or past the end).
+fn char_at(line: &str, c: isize) -> Option<char> {
+    let c = usize::try_from(c).ok()?;
+    line.get(byte_idx(line, c)?..)?.chars().next()
+}
+
+#[cfg(test)]
+mod tests;

@@ -7,8 +7,6 @@
 //! together by `<F-MLFID>` with the same cache rules as fail2ban.
 
 pub mod date;
-// TEMPORARY: replaced by `date::DateDetector` when branch `date` lands.
-mod date_stub;
 pub mod failregex;
 pub mod ipaddr;
 pub mod pcre;
@@ -18,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
-pub use date_stub::DateDetector;
+pub use date::DateDetector;
 pub use failregex::{FailRegex, Regex, UseDns};
 pub use ipaddr::{Addr, Fid};
 pub use pcre::Limits;

@@ -1,0 +1,549 @@
+//! One date template: how fail2ban turns a `datepattern` into a regex
+//! (boundaries, `{^LN-BEG}`, `{UNB}`, `**`), the regex itself, and what the
+//! match means (strptime fields, epoch seconds or a TAI64N label).
+
+use std::ops::Range;
+
+use pcre2::bytes::{CaptureLocations, Regex, RegexBuilder};
+
+use super::pyre::to_pcre2;
+use super::strptime::{self, Field, Fields, LocalZone, Now};
+use super::DateError;
+
+/// The regex only matches at the beginning of the line.
+pub(super) const LINE_BEGIN: u8 = 8;
+/// The regex only matches at the end of the line.
+pub(super) const LINE_END: u8 = 4;
+const WORD_BEGIN: u8 = 2;
+const WORD_END: u8 = 1;
+
+/// Which boundary a template gets on its left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Begin {
+    /// None (`{UNB}` or the pattern asks for none).
+    No,
+    /// Start of a word: `(?=^|\b|\W)`.
+    Word,
+    /// Start of the line, after at most two non-word characters.
+    Line,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Pattern { fields: Vec<(usize, Field)> },
+    Epoch { group: usize, long: bool },
+    Tai64n,
+}
+
+/// A compiled date template.
+#[derive(Debug, Clone)]
+pub(super) struct Template {
+    /// Name as fail2ban prints it (fail2ban-regex "Date template hits").
+    pub name: String,
+    /// The `datepattern` it was built from, for pattern templates.
+    pub pattern: Option<String>,
+    /// The regex in Python syntax, as fail2ban builds it.
+    pub regex: String,
+    pub flags: u8,
+    /// 100 for the line-anchored copies of the default templates, so that
+    /// they bubble up first.
+    pub weight: f64,
+    re: Regex,
+    kind: Kind,
+}
+
+/// Where one template matched.
+pub(super) struct Hit {
+    /// Whole match (byte offsets).
+    pub all: Range<usize>,
+    /// Group 1, the date text fail2ban cuts out of the line (`None` if the
+    /// group did not take part).
+    pub date: Option<Range<usize>>,
+}
+
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80
+}
+
+/// End of a `(?flags)` group at `i` (`\(\?\w+\)`), if there is one.
+fn flag_group_end(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'(') || b.get(i + 1) != Some(&b'?') {
+        return None;
+    }
+    let mut j = i + 2;
+    while j < b.len() && is_word(b[j]) {
+        j += 1;
+    }
+    (j > i + 2 && b.get(j) == Some(&b')')).then_some(j + 1)
+}
+
+fn count_parens(b: &[u8], i: usize) -> usize {
+    b[i..].iter().take_while(|&&c| c == b'(').count()
+}
+
+/// Positions reachable after `\(*(?:\(\?\w+\))?` at the start of `b`, in the
+/// order a backtracking engine tries them.
+fn after_open(b: &[u8]) -> Vec<usize> {
+    let n = count_parens(b, 0);
+    let mut v = Vec::new();
+    for k in (0..=n).rev() {
+        if let Some(e) = flag_group_end(b, k) {
+            v.push(e);
+        }
+        v.push(k);
+    }
+    v
+}
+
+/// The regex begins with a line anchor or `**`, so it needs no left word
+/// boundary.
+fn starts_unbound(r: &str) -> bool {
+    let b = r.as_bytes();
+    after_open(b).into_iter().any(|c| {
+        let p = c + count_parens(b, c);
+        b.get(c) == Some(&b'^')
+            || b[p..].starts_with(b"**")
+            || (b.get(c) == Some(&b'(')
+                && (b[c + 1..].starts_with(b"^") || b[c + 1..].starts_with(b"?:^")))
+    })
+}
+
+/// The byte before `i` is not a backslash.
+fn unescaped(b: &[u8], i: usize) -> bool {
+    i == 0 || b[i - 1] != b'\\'
+}
+
+/// The regex ends with `$`, `\b`, `\s` or `**`, so it needs no right word
+/// boundary.
+fn ends_unbound(r: &str) -> bool {
+    let b = r.as_bytes();
+    let n = b.len();
+    let tail = |s: &[u8]| n >= s.len() && b.ends_with(s) && unescaped(b, n - s.len());
+    if tail(b"$") || tail(b"$)") || tail(b"\\b") || tail(b"\\s") {
+        return true;
+    }
+    trailing_stars(b).is_some()
+}
+
+/// Start of a `**` followed only by `)`s at the end of `b`.
+fn trailing_stars(b: &[u8]) -> Option<usize> {
+    let m = b.len() - b.iter().rev().take_while(|&&c| c == b')').count();
+    (m >= 2 && &b[m - 2..m] == b"**" && unescaped(b, m - 2)).then(|| m - 2)
+}
+
+/// Has a capturing group: a `(` neither escaped, nor followed by `?`, nor
+/// right after `(?`.
+fn has_group(r: &str) -> bool {
+    let b = r.as_bytes();
+    (0..b.len()).any(|i| {
+        b[i] == b'('
+            && b.get(i + 1) != Some(&b'?')
+            && unescaped(b, i)
+            && !(i >= 2 && &b[i - 2..i] == b"(?")
+    })
+}
+
+/// Wraps the body of the regex into group 1, leaving a leading `^` (and
+/// flag groups around it) and a trailing `$` outside.
+fn wrap_group(r: &str) -> String {
+    if r.contains('\n') {
+        return r.to_owned();
+    }
+    let b = r.as_bytes();
+    let mut p = flag_group_end(b, 0).unwrap_or(0);
+    if b.get(p) == Some(&b'^') {
+        p += 1;
+    }
+    if let Some(e) = flag_group_end(b, p) {
+        p = e;
+    }
+    let (body, dollar) = match r[p..].strip_suffix('$') {
+        Some(body) => (body, "$"),
+        None => (&r[p..], ""),
+    };
+    format!("{}({}){}", &r[..p], body, dollar)
+}
+
+fn line_begin(r: &str) -> bool {
+    let b = r.as_bytes();
+    [flag_group_end(b, 0), Some(0)]
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            let s = &b[c..];
+            s.starts_with(b"^")
+                || ((s.starts_with(b"(^") || s.starts_with(b"(?:^"))
+                    && s.get(if s[1] == b'^' { 2 } else { 4 }) != Some(&b'|'))
+        })
+}
+
+fn line_end(r: &str) -> bool {
+    let b = r.as_bytes();
+    let n = b.len();
+    [1, 2].into_iter().any(|k| {
+        n >= k
+            && (if k == 1 {
+                b.ends_with(b"$")
+            } else {
+                b.ends_with(b"$)")
+            })
+            && (n == k || !matches!(b[n - k - 1], b'\\' | b'|'))
+    })
+}
+
+/// Removes the `**` markers (no boundary) at both ends.
+fn strip_stars(r: &str) -> String {
+    let b = r.as_bytes();
+    let mut cut: Vec<usize> = Vec::new();
+    for c in after_open(b) {
+        let p = c + count_parens(b, c);
+        if b[p..].starts_with(b"**") {
+            cut.push(p);
+            break;
+        }
+    }
+    if let Some(p) = trailing_stars(b) {
+        if cut.first().is_none_or(|&c| p >= c + 2) {
+            cut.push(p);
+        }
+    }
+    let mut out = r.to_owned();
+    for &p in cut.iter().rev() {
+        out.replace_range(p..p + 2, "");
+    }
+    out
+}
+
+/// The first `(?flags)` with lower-case letters, which fail2ban moves to the
+/// front of the final regex.
+fn global_flags(r: &str) -> Option<Range<usize>> {
+    let b = r.as_bytes();
+    (0..b.len()).find_map(|i| {
+        if b[i] != b'(' || b.get(i + 1) != Some(&b'?') {
+            return None;
+        }
+        let n = b[i + 2..]
+            .iter()
+            .take_while(|c| c.is_ascii_lowercase())
+            .count();
+        (n > 0 && b.get(i + 2 + n) == Some(&b')')).then(|| i..i + 3 + n)
+    })
+}
+
+/// Applies fail2ban's boundary rules to a regex; returns it with its flags.
+/// `name` gets the `{^LN-BEG}` prefix when the line boundary is added.
+fn bound(regex: &str, begin: Begin, end: bool, name: &mut String) -> (String, u8) {
+    let mut r = regex.trim().to_owned();
+    let gf = global_flags(&r).map(|g| {
+        let s = r[g.clone()].to_owned();
+        r.replace_range(g, "");
+        s
+    });
+    let bound_begin = begin != Begin::No && !starts_unbound(&r);
+    let bound_end = end && !ends_unbound(&r);
+    if !has_group(&r) {
+        r = wrap_group(&r);
+    }
+    let mut flags = 0;
+    if bound_begin {
+        if begin == Begin::Line {
+            flags |= LINE_BEGIN;
+            r.insert_str(0, r"^(?:\W{0,2})?");
+            if !name.starts_with("{^LN-BEG}") {
+                name.insert_str(0, "{^LN-BEG}");
+            }
+        } else {
+            flags |= WORD_BEGIN;
+            r.insert_str(0, r"(?=^|\b|\W)");
+        }
+    }
+    if bound_end {
+        flags |= WORD_END;
+        r.push_str(r"(?=\b|\W|$)");
+    }
+    if line_begin(&r) {
+        flags |= LINE_BEGIN;
+    }
+    if line_end(&r) {
+        flags |= LINE_END;
+    }
+    let mut r = strip_stars(&r);
+    if let Some(gf) = gf {
+        r.insert_str(0, &gf);
+    }
+    (r, flags)
+}
+
+/// Backtracking steps allowed per start position. Built-in templates need a
+/// few dozen; this only stops a catastrophic user pattern (the crate has no
+/// match-limit setter, hence the inline start option).
+const MATCH_LIMIT: u32 = 100_000;
+
+fn compile(pattern: &str, regex: &str) -> Result<Regex, DateError> {
+    RegexBuilder::new()
+        .utf(true)
+        .ucp(true)
+        .jit_if_available(true)
+        .build(&format!("(*LIMIT_MATCH={MATCH_LIMIT}){}", to_pcre2(regex)))
+        .map_err(|source| DateError::Regex {
+            pattern: pattern.to_owned(),
+            regex: regex.to_owned(),
+            source,
+        })
+}
+
+/// `{EPOCH}`/`{LEPOCH}` (any case, not escaped) in a pattern: their ranges.
+pub(super) fn epoch_markers(pattern: &str) -> Vec<(Range<usize>, bool)> {
+    let upper = pattern.to_ascii_uppercase();
+    let b = upper.as_bytes();
+    let mut v = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'{' && unescaped(b, i) {
+            for (tok, long) in [(&b"{EPOCH}"[..], false), (&b"{LEPOCH}"[..], true)] {
+                if b[i..].starts_with(tok) {
+                    v.push((i..i + tok.len(), long));
+                }
+            }
+        }
+        i += 1;
+    }
+    v
+}
+
+const EPOCH_RE: &str = r"\d{10,11}\b(?:\.\d{3,6})?";
+const LONG_EPOCH_RE: &str = r"\d{10,11}(?:\d{3}(?:\.\d{1,6}|\d{3})?)?";
+
+impl Template {
+    fn new(
+        name: String,
+        pattern: Option<String>,
+        regex: String,
+        flags: u8,
+        kind: Kind,
+    ) -> Result<Template, DateError> {
+        let re = compile(pattern.as_deref().unwrap_or(&name), &regex)?;
+        let kind = match kind {
+            Kind::Pattern { .. } => Kind::Pattern {
+                fields: re
+                    .capture_names()
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| Some((i, Field::from_group(n.as_deref()?)?)))
+                    .take(strptime::MAX_FIELDS)
+                    .collect(),
+            },
+            k => k,
+        };
+        Ok(Template {
+            name,
+            pattern,
+            regex,
+            flags,
+            weight: 1.0,
+            re,
+            kind,
+        })
+    }
+
+    /// A strptime pattern (`DatePatternRegex`), with `{UNB}` and
+    /// `{^LN-BEG}` prefixes.
+    pub(super) fn pattern(pattern: &str, ex_year: &str) -> Result<Template, DateError> {
+        let (mut begin, mut end) = (Begin::Word, true);
+        let mut p = pattern;
+        if let Some(rest) = p.strip_prefix("{UNB}") {
+            p = rest;
+            begin = Begin::No;
+            end = false;
+        }
+        if begin != Begin::No {
+            if let Some(rest) = p.strip_prefix("{^LN-BEG}") {
+                p = rest;
+                begin = Begin::Line;
+            }
+        }
+        let (mut regex, mut name) =
+            strptime::expand(p, ex_year).ok_or_else(|| DateError::Pattern {
+                pattern: pattern.to_owned(),
+                reason: "unknown directive or unescaped `%`".to_owned(),
+            })?;
+        if strptime::wants_ignore_case(p) {
+            regex.insert_str(0, "(?iu)");
+        }
+        let (regex, flags) = bound(&regex, begin, end, &mut name);
+        Template::new(
+            name,
+            Some(pattern.to_owned()),
+            regex,
+            flags,
+            Kind::Pattern { fields: Vec::new() },
+        )
+    }
+
+    /// Unix seconds (`EPOCH`) or milli/microseconds too (`LEPOCH`): at the
+    /// line start, in `[...]` there, or in a SELinux `audit(...)`; or only at
+    /// the line start; or where a custom pattern puts `{EPOCH}`.
+    pub(super) fn epoch(
+        line_begin_only: bool,
+        pattern: Option<&str>,
+        long: bool,
+    ) -> Result<Template, DateError> {
+        let num = if long { LONG_EPOCH_RE } else { EPOCH_RE };
+        let mut name = match (pattern, long) {
+            (Some(p), _) => p.to_owned(),
+            (None, false) => "Epoch".to_owned(),
+            (None, true) => "LongEpoch".to_owned(),
+        };
+        let (regex, flags, group) = if let Some(p) = pattern {
+            let mut r = String::from("(");
+            let mut last = 0;
+            for (m, _) in epoch_markers(p) {
+                r.push_str(&p[last..m.start]);
+                r.push('(');
+                r.push_str(num);
+                r.push(')');
+                last = m.end;
+            }
+            r.push_str(&p[last..]);
+            r.push(')');
+            let (r, f) = bound(&r, Begin::Word, true, &mut name);
+            (r, f, 2)
+        } else if !line_begin_only {
+            let r = r"((?:^|(?P<square>(?<=^\[))|(?P<selinux>(?<=\baudit\()))%s)(?:(?(selinux)(?=:\d+\)))|(?(square)(?=\])))"
+                .replace("%s", num);
+            let (r, f) = bound(&r, Begin::No, true, &mut name);
+            (r, f, 1)
+        } else {
+            let r = r"((?P<square>(?<=^\[))?%s)(?(square)(?=\]))".replace("%s", num);
+            let (r, f) = bound(&r, Begin::Line, true, &mut name);
+            (r, f, 1)
+        };
+        Template::new(name, None, regex, flags, Kind::Epoch { group, long })
+    }
+
+    /// A TAI64N label (`@` and 24 hex digits), anywhere or at the line start.
+    pub(super) fn tai64n(line_begin: bool) -> Result<Template, DateError> {
+        let mut name = "TAI64N".to_owned();
+        let begin = if line_begin { Begin::Line } else { Begin::No };
+        let (regex, flags) = bound("@[0-9a-f]{24}", begin, true, &mut name);
+        Template::new(name, None, regex, flags, Kind::Tai64n)
+    }
+
+    pub(super) fn capture_locations(&self) -> CaptureLocations {
+        self.re.capture_locations()
+    }
+
+    /// Searches `line[..end]` from `start` (byte offsets; a regex may look
+    /// behind `start`, never past `end`).
+    pub(super) fn search(
+        &self,
+        locs: &mut CaptureLocations,
+        line: &str,
+        start: usize,
+        end: usize,
+    ) -> Option<Hit> {
+        let end = end.min(line.len());
+        if start > end {
+            return None;
+        }
+        let subject = &line.as_bytes()[..end];
+        // an engine error (JIT stack exhausted) counts as no date
+        let m = self.re.captures_read_at(locs, subject, start).ok()??;
+        Some(Hit {
+            all: m.start()..m.end(),
+            date: locs.get(1).map(|(s, e)| s..e),
+        })
+    }
+
+    /// The time the last search with `locs` stands for.
+    pub(super) fn time(
+        &self,
+        locs: &CaptureLocations,
+        line: &str,
+        default_tz: Option<i32>,
+        now: Now,
+        zone: &mut LocalZone,
+    ) -> Option<f64> {
+        let text = |i: usize| locs.get(i).and_then(|(s, e)| line.get(s..e));
+        match &self.kind {
+            Kind::Pattern { fields } => {
+                let mut f = Fields::new();
+                for &(i, field) in fields {
+                    if field == Field::AmPm {
+                        f.ampm = Some(text(i));
+                    } else if let Some(t) = text(i) {
+                        f.push(field, t);
+                    }
+                }
+                strptime::fields_to_time(&f, default_tz, now, zone).map(|t| t as f64)
+            }
+            Kind::Epoch { group, long } => {
+                let v = text(*group)?;
+                let secs: f64 = v.parse().ok()?;
+                Some(if *long && v.len() >= 13 {
+                    if v.len() >= 16 && !v.contains('.') {
+                        secs / 1_000_000.0
+                    } else {
+                        secs / 1000.0
+                    }
+                } else {
+                    secs
+                })
+            }
+            Kind::Tai64n => {
+                let v = text(1)?;
+                let hex = v.get(2..17)?;
+                i64::from_str_radix(hex, 16).ok().map(|s| s as f64)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(r: &str, begin: Begin, end: bool) -> (String, String, u8) {
+        let mut name = r.to_owned();
+        let (re, f) = bound(r, begin, end, &mut name);
+        (re, name, f)
+    }
+
+    #[test]
+    fn group_added() {
+        assert_eq!(b("^a{3,5}b?c*$", Begin::Word, true).0, "^(a{3,5}b?c*)$");
+        assert_eq!(wrap_group("(?i)^x$"), "(?i)^(x)$");
+    }
+
+    #[test]
+    fn boundaries() {
+        let (re, _, f) = b("x", Begin::Word, true);
+        assert_eq!(re, r"(?=^|\b|\W)(x)(?=\b|\W|$)");
+        assert_eq!(f, WORD_BEGIN | WORD_END);
+        let (re, name, f) = b("x", Begin::Line, true);
+        assert_eq!(re, r"^(?:\W{0,2})?(x)(?=\b|\W|$)");
+        assert_eq!(name, "{^LN-BEG}x");
+        assert_eq!(f, LINE_BEGIN | WORD_END);
+        let (re, _, f) = b("(?iu)**time:x**", Begin::Word, true);
+        assert_eq!(re, "(?iu)(time:x)");
+        assert_eq!(f, 0);
+        let (re, _, f) = b(r"\**x\**", Begin::Word, true);
+        assert_eq!(re, r"(?=^|\b|\W)(\**x\**)(?=\b|\W|$)");
+        assert_eq!(f, WORD_BEGIN | WORD_END);
+        let (_, _, f) = b("(?:^|x)", Begin::Word, true);
+        assert_eq!(f, WORD_END);
+        let (_, _, f) = b("x$", Begin::Word, true);
+        assert_eq!(f, WORD_BEGIN | LINE_END);
+    }
+
+    #[test]
+    fn epoch_templates() {
+        let t = Template::epoch(false, None, false).unwrap();
+        assert_eq!(t.name, "Epoch");
+        assert_eq!(t.flags, WORD_END);
+        let t = Template::epoch(true, None, false).unwrap();
+        assert_eq!(t.name, "{^LN-BEG}Epoch");
+        let t = Template::tai64n(false).unwrap();
+        assert_eq!(t.regex, r"(@[0-9a-f]{24})(?=\b|\W|$)");
+    }
+}
