@@ -413,6 +413,11 @@ impl Filter {
         self.prefregex.as_ref()
     }
 
+    /// The date detector, with its templates' hit counts.
+    pub fn dates(&self) -> &DateDetector {
+        &self.dates
+    }
+
     /// Lines currently buffered (multi-line filters).
     pub fn buffered_lines(&self) -> impl Iterator<Item = &str> {
         self.buffer.iter().map(|l| l.text.as_str())

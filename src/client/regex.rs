@@ -1,0 +1,1055 @@
+//! fail3ban-regex: fail2ban-regex's arguments, behaviour and output. Tests a
+//! filter (by name, with options, from a file, or a regex given inline)
+//! against a log file or a line and reports what it finds.
+
+use std::io::{self, BufRead, BufWriter, Read, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use indexmap::IndexMap;
+
+use crate::config::options::extract_options;
+use crate::config::{read_filter, stream::py_repr, FilterSource, PyValue};
+use crate::filter::{Failure, Filter, FilterOptions, UseDns};
+
+const USAGE: &str = "Usage: fail3ban-regex [OPTIONS] <LOG> <REGEX> [IGNOREREGEX]
+
+Tests a filter: fail2ban-regex's arguments and output.
+
+LOG:
+  string                a string representing a log line
+  filename              path to a log file (/var/log/auth.log)
+
+REGEX:
+  string                a string representing a 'failregex'
+  filter                name of filter, optionally with options (sshd[mode=aggressive])
+  filename              path to a filter file (filter.d/sshd.conf)
+
+IGNOREREGEX:
+  string                a string representing an 'ignoreregex'
+  filename              path to a filter file (filter.d/sshd.conf)
+
+Options:
+  -c, --config=DIR      set alternate config directory (default /etc/fail3ban)
+  -d, --datepattern=P   set custom pattern used to match date/times
+  --timezone=TZ, --TZ=TZ
+                        set time-zone used by convert time format
+  -e, --encoding=ENC    file encoding (only UTF-8 and latin-1 are known)
+  -r, --raw             raw hosts, don't resolve dns
+  --usedns=USEDNS       DNS specified replacement of tags <HOST> in regexp
+  -L, --maxlines=N      maxlines for multi-line regex
+  -l, --log-level=L     log level
+  -v, --verbose         increase verbosity
+  --verbosity=N         set numerical level of verbosity (0..4)
+  --verbose-date, --VD  verbose date patterns/regex in output
+  --no-check-all        disable check for all regex's
+  -o, --out=TOKEN       print failure information only (row, id, ip, msg, host, ...)
+  --print-no-missed     do not print any missed lines
+  --print-no-ignored    do not print any ignored lines
+  --print-all-matched   print all matched lines
+  --print-all-missed    print all missed lines, no matter how many
+  --print-all-ignored   print all ignored lines, no matter how many
+  -h, --help            show this help message and exit
+  -V                    show the version";
+
+/// Command-line options, as fail2ban-regex names them.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    pub config: String,
+    pub datepattern: Option<String>,
+    pub timezone: Option<String>,
+    pub encoding: String,
+    pub raw: bool,
+    pub usedns: Option<String>,
+    pub maxlines: usize,
+    pub verbose: u32,
+    pub verbose_date: bool,
+    pub check_all: bool,
+    pub out: Option<String>,
+    pub print_no_missed: bool,
+    pub print_no_ignored: bool,
+    pub print_all_matched: bool,
+    pub print_all_missed: bool,
+    pub print_all_ignored: bool,
+    pub args: Vec<String>,
+}
+
+impl Default for Opts {
+    fn default() -> Opts {
+        Opts {
+            config: "/etc/fail3ban".into(),
+            datepattern: None,
+            timezone: None,
+            encoding: "UTF-8".into(),
+            raw: false,
+            usedns: None,
+            maxlines: 0,
+            verbose: 0,
+            verbose_date: false,
+            check_all: true,
+            out: None,
+            print_no_missed: false,
+            print_no_ignored: false,
+            print_all_matched: false,
+            print_all_missed: false,
+            print_all_ignored: false,
+            args: Vec::new(),
+        }
+    }
+}
+
+/// Why the command line was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    #[error("no such option: {0}")]
+    Unknown(String),
+    #[error("{0} option requires an argument")]
+    MissingValue(String),
+    #[error("option {0}: invalid integer value: {1:?}")]
+    BadInt(String, String),
+    #[error("provide both <LOG> and <REGEX>.")]
+    Args,
+    #[error("--print-no-{0} and --print-all-{0} are mutually exclusive.")]
+    Exclusive(&'static str),
+}
+
+/// What to do after parsing.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Opts),
+    Help,
+    Version,
+}
+
+/// Parses arguments the way Python's optparse does for fail2ban-regex:
+/// options anywhere, `--opt=value` or `--opt value`, `-Xvalue` or `-X value`,
+/// bundled short flags (`-rv`).
+pub fn parse_args(args: &[String]) -> Result<Parsed, UsageError> {
+    let mut o = Opts::default();
+    let mut i = 0;
+    let takes_value = |name: &str| {
+        matches!(
+            name,
+            "-c" | "--config"
+                | "-d"
+                | "--datepattern"
+                | "--timezone"
+                | "--TZ"
+                | "-e"
+                | "--encoding"
+                | "--usedns"
+                | "-L"
+                | "--maxlines"
+                | "-m"
+                | "--journalmatch"
+                | "-l"
+                | "--log-level"
+                | "--verbosity"
+                | "-o"
+                | "--out"
+        )
+    };
+    while i < args.len() {
+        let a = &args[i];
+        i += 1;
+        if a == "--" {
+            o.args.extend(args[i..].iter().cloned());
+            break;
+        }
+        if !a.starts_with('-') || a == "-" {
+            o.args.push(a.clone());
+            continue;
+        }
+        // Split into option names and an attached value.
+        let mut items: Vec<(String, Option<String>)> = Vec::new();
+        if let Some(long) = a.strip_prefix("--") {
+            match long.split_once('=') {
+                Some((n, v)) => items.push((format!("--{n}"), Some(v.to_string()))),
+                None => items.push((a.clone(), None)),
+            }
+        } else {
+            let chars: Vec<char> = a[1..].chars().collect();
+            let mut k = 0;
+            while k < chars.len() {
+                let name = format!("-{}", chars[k]);
+                k += 1;
+                if takes_value(&name) && k < chars.len() {
+                    items.push((name, Some(chars[k..].iter().collect())));
+                    break;
+                }
+                items.push((name, None));
+            }
+        }
+        for (name, mut value) in items {
+            if takes_value(&name) && value.is_none() {
+                value = Some(
+                    args.get(i)
+                        .cloned()
+                        .ok_or_else(|| UsageError::MissingValue(name.clone()))?,
+                );
+                i += 1;
+            }
+            let v = value.unwrap_or_default();
+            let int = |v: &str| {
+                v.trim()
+                    .parse::<usize>()
+                    .map_err(|_| UsageError::BadInt(name.clone(), v.to_string()))
+            };
+            match name.as_str() {
+                "-h" | "--help" => return Ok(Parsed::Help),
+                "-V" | "--version" => return Ok(Parsed::Version),
+                "-c" | "--config" => o.config = v,
+                "-d" | "--datepattern" => o.datepattern = Some(v),
+                "--timezone" | "--TZ" => o.timezone = Some(v),
+                "-e" | "--encoding" => o.encoding = v,
+                "-r" | "--raw" => o.raw = true,
+                "--usedns" => o.usedns = Some(v),
+                "-L" | "--maxlines" => o.maxlines = int(&v)?,
+                "-m" | "--journalmatch" | "-l" | "--log-level" => {}
+                "-v" | "--verbose" => o.verbose += 1,
+                "--verbosity" => o.verbose = int(&v)? as u32,
+                "--verbose-date" | "--VD" => o.verbose_date = true,
+                "-D" | "--debuggex" | "-t" | "--log-traceback" | "--full-traceback" => {}
+                "--no-check-all" => o.check_all = false,
+                "-o" | "--out" => o.out = Some(v),
+                "--print-no-missed" => o.print_no_missed = true,
+                "--print-no-ignored" => o.print_no_ignored = true,
+                "--print-all-matched" => o.print_all_matched = true,
+                "--print-all-missed" => o.print_all_missed = true,
+                "--print-all-ignored" => o.print_all_ignored = true,
+                other => return Err(UsageError::Unknown(other.to_string())),
+            }
+        }
+    }
+    if o.print_no_missed && o.print_all_missed {
+        return Err(UsageError::Exclusive("missed"));
+    }
+    if o.print_no_ignored && o.print_all_ignored {
+        return Err(UsageError::Exclusive("ignored"));
+    }
+    if !(2..=3).contains(&o.args.len()) {
+        return Err(UsageError::Args);
+    }
+    Ok(Parsed::Run(o))
+}
+
+/// A failregex or ignoreregex and how often it hit.
+#[derive(Debug, Clone)]
+struct RegexStat {
+    regex: String,
+    hits: u64,
+    /// (fid, time, several regexes matched) for `-v`.
+    ips: Vec<(String, f64, bool)>,
+}
+
+impl RegexStat {
+    fn new(regex: &str) -> RegexStat {
+        RegexStat {
+            regex: regex.to_string(),
+            hits: 0,
+            ips: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct LineStats {
+    tested: u64,
+    matched: u64,
+    matched_lines: Vec<String>,
+    missed: u64,
+    missed_lines: Vec<String>,
+    ignored: u64,
+    ignored_lines: Vec<String>,
+}
+
+/// fail2ban-regex's `shortstr`: at most 53 characters.
+fn shortstr(s: &str) -> String {
+    if s.chars().count() > 53 {
+        let head: String = s.chars().take(50).collect();
+        format!("{head}...")
+    } else {
+        s.to_string()
+    }
+}
+
+fn pprint_list(out: &mut dyn Write, lines: &[String], header: Option<&str>) -> io::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let head = header.map(|h| format!("|- {h}\n")).unwrap_or_default();
+    writeln!(out, "{head}|  {}\n`-", lines.join("\n|  "))
+}
+
+/// The tool's state while it runs.
+struct Tool<'w> {
+    opts: Opts,
+    out: &'w mut dyn Write,
+    filter_opts: FilterOptions,
+    maxlines_set: bool,
+    datepattern_set: bool,
+    failregex: Vec<RegexStat>,
+    ignoreregex: Vec<RegexStat>,
+    /// Print limit for line lists (fail2ban-regex uses -L, else 20).
+    print_limit: u64,
+    stats: LineStats,
+    prefregex_matched: u64,
+    elapsed: f64,
+}
+
+/// A failure to run, already in fail2ban-regex's words.
+struct Fatal(String);
+
+impl<'w> Tool<'w> {
+    fn say(&mut self, line: &str) -> io::Result<()> {
+        if self.opts.out.is_none() {
+            writeln!(self.out, "{line}")?;
+        }
+        Ok(())
+    }
+
+    fn set_maxlines(&mut self, v: usize) -> io::Result<()> {
+        if !self.maxlines_set {
+            self.filter_opts.maxlines = v;
+            self.maxlines_set = true;
+            self.say(&format!("Use         maxlines : {v}"))?;
+        }
+        Ok(())
+    }
+
+    fn set_datepattern(&mut self, p: &str) -> Result<(), Fatal> {
+        if !self.datepattern_set {
+            self.datepattern_set = true;
+            self.filter_opts.datepattern = Some(p.to_string());
+            let dd = crate::filter::DateDetector::from_pattern(p)
+                .map_err(|e| Fatal(format!("ERROR: {e}")))?;
+            let templates: Vec<_> = dd.templates().collect();
+            let name = if templates.is_empty() || templates.len() > 2 {
+                "Default Detectors".to_string()
+            } else {
+                templates[0].name.to_string()
+            };
+            self.say(&format!("Use      datepattern : {p} : {name}"))
+                .map_err(io_fatal)?;
+        }
+        Ok(())
+    }
+
+    /// fail2ban-regex's `readRegex`: a filter (by name or path, with
+    /// options) or a regex given inline.
+    fn read_regex(&mut self, value: &str, fail: bool) -> Result<(), Fatal> {
+        let kind = if fail { "failregex" } else { "ignoreregex" };
+        let mut basedir = self.opts.config.clone();
+        let mut file: Option<String> = None;
+        let mut name = value.to_string();
+        let mut params = IndexMap::new();
+        if fail && looks_like_filter(value) {
+            let (n, p) = extract_options(value).map_err(|e| {
+                Fatal(format!(
+                    "ERROR: Wrong filter name or options: {}\n       while parsing: {value}",
+                    e.kind
+                ))
+            })?;
+            name = n;
+            params = p;
+            let has_ext = name.chars().rev().take(6).any(|c| c == '.');
+            let tries: Vec<String> = if has_ext {
+                vec![name.clone()]
+            } else {
+                vec![
+                    name.clone(),
+                    format!("{name}.conf"),
+                    format!("{name}.local"),
+                ]
+            };
+            for t in tries {
+                let candidate = if !t.contains('/') {
+                    if Path::new(&basedir)
+                        .file_name()
+                        .is_some_and(|f| f == "filter.d")
+                    {
+                        format!("{basedir}/{t}")
+                    } else {
+                        format!("{basedir}/filter.d/{t}")
+                    }
+                } else {
+                    basedir = Path::new(&t)
+                        .parent()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    t.clone()
+                };
+                if Path::new(&candidate).is_file() {
+                    file = Some(candidate);
+                    break;
+                }
+            }
+        }
+        let Some(_) = file else {
+            self.say(&format!("Use {kind:>11} line : {}", shortstr(value)))
+                .map_err(io_fatal)?;
+            let stat = RegexStat::new(value);
+            if fail {
+                self.failregex.push(stat);
+                self.filter_opts.failregex.push(value.to_string());
+            } else {
+                self.ignoreregex.push(stat);
+                self.filter_opts.ignoreregex.push(value.to_string());
+            }
+            return Ok(());
+        };
+        let in_tree = basedir == self.opts.config
+            || Path::new(&basedir)
+                .file_name()
+                .is_some_and(|f| f == "filter.d")
+            || (!name.chars().rev().take(6).any(|c| c == '.') && !name.contains('/'));
+        let commands = if in_tree {
+            if Path::new(&basedir)
+                .file_name()
+                .is_some_and(|f| f == "filter.d")
+            {
+                basedir = Path::new(&basedir)
+                    .parent()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+            }
+            let stem = Path::new(&name)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or(name.clone());
+            self.say(&format!(
+                "Use {kind:>11} filter file : {stem}, basedir: {basedir}"
+            ))
+            .map_err(io_fatal)?;
+            if !params.is_empty() {
+                self.say(&format!("Use   filter options : {}", py_dict(&params)))
+                    .map_err(io_fatal)?;
+            }
+            read_filter(
+                FilterSource::Named {
+                    basedir: &basedir,
+                    name: &stem,
+                },
+                params,
+                "fail2ban-regex-jail",
+                "auto",
+            )
+        } else {
+            let abs = std::fs::canonicalize(&name)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or(name.clone());
+            self.say(&format!("Use {kind:>11} file : {name}"))
+                .map_err(io_fatal)?;
+            if !params.is_empty() {
+                self.say(&format!("Use   filter options : {}", py_dict(&params)))
+                    .map_err(io_fatal)?;
+            }
+            read_filter(
+                FilterSource::File(&abs),
+                params,
+                "fail2ban-regex-jail",
+                "auto",
+            )
+        };
+        let commands = commands.map_err(|e| {
+            Fatal(format!(
+                "Wrong config file: {e}\nERROR: failed to load filter {value}"
+            ))
+        })?;
+        let mut fails = Vec::new();
+        let mut ignores = Vec::new();
+        for cmd in commands {
+            let (verb, values): (&str, Vec<PyValue>) = match cmd.first().and_then(PyValue::as_str) {
+                Some("multi-set") => match cmd.get(3) {
+                    Some(PyValue::List(l)) => (cmd[2].as_str().unwrap_or(""), l.clone()),
+                    _ => continue,
+                },
+                Some("set") => (
+                    cmd.get(2).and_then(PyValue::as_str).unwrap_or(""),
+                    cmd[3..].to_vec(),
+                ),
+                _ => continue,
+            };
+            for v in values {
+                let text = v.to_text();
+                match verb {
+                    "prefregex" => self.filter_opts.prefregex = Some(text),
+                    "addfailregex" => fails.push(text),
+                    "addignoreregex" => ignores.push(text),
+                    "maxlines" => {
+                        let n = match v {
+                            PyValue::Int(i) if i > 0 => i as usize,
+                            _ => return Err(Fatal(format!(
+                                "ERROR: Invalid value for maxlines ({text:?}) read from {value}"
+                            ))),
+                        };
+                        self.set_maxlines(n).map_err(io_fatal)?;
+                    }
+                    "datepattern" => self.set_datepattern(&text)?,
+                    _ => {}
+                }
+            }
+        }
+        for r in fails {
+            self.failregex.push(RegexStat::new(&r));
+            self.filter_opts.failregex.push(r);
+        }
+        for r in ignores {
+            self.ignoreregex.push(RegexStat::new(&r));
+            self.filter_opts.ignoreregex.push(r);
+        }
+        Ok(())
+    }
+}
+
+fn io_fatal(e: io::Error) -> Fatal {
+    Fatal(format!("ERROR: {e}"))
+}
+
+/// A value that may name a filter: a path-like word with optional options.
+fn looks_like_filter(value: &str) -> bool {
+    let (head, rest) = match value.find('[') {
+        Some(i) => (&value[..i], &value[i..]),
+        None => (value, ""),
+    };
+    let slashes = head.len() - head.trim_start_matches('/').len();
+    let word = &head[slashes..];
+    slashes <= 3
+        && !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_alphanumeric() || "/_-.".contains(c))
+        && (rest.is_empty() || rest.ends_with(']'))
+}
+
+fn py_dict(m: &IndexMap<String, String>) -> String {
+    let parts: Vec<String> = m
+        .iter()
+        .map(|(k, v)| format!("{}: {}", py_repr(k), py_repr(v)))
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// Python's `repr()` of a float.
+fn py_float(t: f64) -> String {
+    let s = format!("{t:?}");
+    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// The text fail2ban-regex prints for `-o ...` of one failure.
+fn format_failure(fmt: &str, f: &Failure, out: &mut Vec<String>) {
+    let fid = f
+        .fid
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "None".into());
+    match fmt {
+        "id" | "fid" => out.push(fid),
+        "ip" => out.push(f.ip.as_ref().map(ToString::to_string).unwrap_or(fid)),
+        "msg" => out.extend(f.matches.iter().cloned()),
+        "row" => {
+            let mut data: Vec<String> = f
+                .data
+                .iter()
+                .map(|(k, v)| format!("{}: {}", py_repr(k), py_repr(v)))
+                .collect();
+            if let Some(ip) = &f.ip {
+                data.push(format!("'ip': {}", py_repr(&ip.to_string())));
+            }
+            out.push(format!(
+                "[{},\t{},\t{{{}}}],",
+                py_repr(&fid),
+                py_float(f.time),
+                data.join(", ")
+            ));
+        }
+        key if !key.contains('<') => {
+            let v = match key {
+                "matches" => Some(format!(
+                    "[{}]",
+                    f.matches
+                        .iter()
+                        .map(|m| py_repr(m))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                "time" => Some(py_float(f.time)),
+                _ => f.data.get(key).cloned(),
+            };
+            out.push(v.unwrap_or_else(|| "None".into()));
+        }
+        template => {
+            let mut s = template.replace("<fid>", &fid).replace("<F-ID>", &fid);
+            s = s.replace(
+                "<ip>",
+                &f.ip
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or(fid.clone()),
+            );
+            s = s.replace("<time>", &py_float(f.time));
+            for (k, v) in &f.data {
+                // Log-derived values are printed, never interpreted: NULs
+                // are made visible so they cannot smuggle a pseudo tag.
+                s = s.replace(
+                    &format!("<F-{}>", k.to_uppercase()),
+                    &v.replace('\0', "\\x00"),
+                );
+            }
+            if s.contains("<msg>") {
+                for m in &f.matches {
+                    out.push(s.replace("<msg>", m));
+                }
+            } else {
+                out.push(s);
+            }
+        }
+    }
+}
+
+/// Where the lines come from.
+enum Source {
+    File(String),
+    Lines(Vec<String>),
+}
+
+fn decode(bytes: &[u8], latin1: bool) -> String {
+    if latin1 {
+        return bytes.iter().map(|&b| b as char).collect();
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// Longest line read from a file; longer ones are cut (with a warning) so a
+/// hostile log cannot exhaust memory.
+const MAX_LINE: usize = 1 << 20;
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Tool<'_> {
+    fn process(&mut self, filter: &mut Filter, source: Source) -> Result<(), Fatal> {
+        let t0 = Instant::now();
+        let latin1 = matches!(
+            self.opts.encoding.to_lowercase().as_str(),
+            "latin-1" | "latin1" | "iso-8859-1"
+        );
+        let out_fmt = self.opts.out.clone();
+        let mut printed: Vec<String> = Vec::new();
+        let multiline = filter.options().maxlines > 1;
+        let mut handle = |tool: &mut Tool, line: &str| -> io::Result<()> {
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.starts_with('#') || line.is_empty() {
+                return Ok(());
+            }
+            let before: Vec<String> = if multiline {
+                filter.buffered_lines().map(str::to_string).collect()
+            } else {
+                Vec::new()
+            };
+            let full = before.len() >= filter.options().maxlines;
+            let outcome = filter.process_line_outcome(line, now());
+            let several = outcome.failures.len() > 1;
+            let ignored = outcome.is_ignored();
+            let real: Vec<&Failure> = outcome.failures.iter().filter(|f| !f.nofail).collect();
+            if let Some(fmt) = &out_fmt {
+                if !real.is_empty() && !ignored {
+                    printed.clear();
+                    for f in &real {
+                        format_failure(fmt, f, &mut printed);
+                    }
+                    for p in &printed {
+                        writeln!(tool.out, "{p}")?;
+                    }
+                }
+                return Ok(());
+            }
+            for f in &outcome.failures {
+                if let Some(r) = tool.failregex.get_mut(f.failregex) {
+                    r.hits += 1;
+                    if tool.opts.verbose > 0 {
+                        let id = f.fid.as_ref().map(ToString::to_string).unwrap_or_default();
+                        r.ips.push((id, f.time, several));
+                    }
+                }
+            }
+            for &i in &outcome.ignored_by {
+                if let Some(r) = tool.ignoreregex.get_mut(i) {
+                    r.hits += 1;
+                }
+            }
+            if outcome.prefregex_matched {
+                tool.prefregex_matched += 1;
+            }
+            if multiline {
+                // Lines a multi-line failure used up count as matched, not
+                // missed, as fail2ban-regex counts them.
+                let now_buf: Vec<&str> = filter.buffered_lines().collect();
+                for b in before.iter().skip(usize::from(full)) {
+                    if !now_buf.contains(&b.as_str()) {
+                        if let Some(pos) = tool.stats.missed_lines.iter().position(|m| m == b) {
+                            tool.stats.missed_lines.remove(pos);
+                        }
+                        if tool.opts.print_all_matched {
+                            tool.stats.matched_lines.push(b.clone());
+                        }
+                        tool.stats.matched += 1;
+                        tool.stats.missed = tool.stats.missed.saturating_sub(1);
+                    }
+                }
+            }
+            let limit = tool.print_limit + 1;
+            if ignored {
+                tool.stats.ignored += 1;
+                if !tool.opts.print_no_ignored
+                    && (tool.opts.print_all_ignored || tool.stats.ignored <= limit)
+                {
+                    tool.stats.ignored_lines.push(line.to_string());
+                }
+            } else if !real.is_empty() {
+                tool.stats.matched += 1;
+                if tool.opts.print_all_matched {
+                    tool.stats.matched_lines.push(line.to_string());
+                }
+            } else {
+                tool.stats.missed += 1;
+                if !tool.opts.print_no_missed
+                    && (tool.opts.print_all_missed || tool.stats.missed <= limit)
+                {
+                    tool.stats.missed_lines.push(line.to_string());
+                }
+            }
+            tool.stats.tested += 1;
+            Ok(())
+        };
+        match source {
+            Source::Lines(lines) => {
+                for l in lines {
+                    handle(self, &l).map_err(io_fatal)?;
+                }
+            }
+            Source::File(path) => {
+                let f = std::fs::File::open(&path).map_err(|e| Fatal(format!("{e}")))?;
+                let mut r = io::BufReader::with_capacity(1 << 20, f);
+                let mut buf = Vec::with_capacity(4096);
+                loop {
+                    buf.clear();
+                    let n = (&mut r)
+                        .take(MAX_LINE as u64)
+                        .read_until(b'\n', &mut buf)
+                        .map_err(io_fatal)?;
+                    if n == 0 {
+                        break;
+                    }
+                    if n == MAX_LINE && buf.last() != Some(&b'\n') {
+                        tracing::warn!("line longer than {MAX_LINE} bytes cut in {path}");
+                        // Skip the rest of the oversized line.
+                        let mut rest = Vec::new();
+                        r.read_until(b'\n', &mut rest).map_err(io_fatal)?;
+                    }
+                    let line = decode(&buf, latin1);
+                    handle(self, &line).map_err(io_fatal)?;
+                }
+            }
+        }
+        self.elapsed = t0.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn print_lines(&mut self, kind: &str) -> io::Result<()> {
+        let (count, lines, all) = match kind {
+            "matched" => (
+                self.stats.matched,
+                &self.stats.matched_lines,
+                self.opts.print_all_matched,
+            ),
+            "ignored" => (
+                self.stats.ignored,
+                &self.stats.ignored_lines,
+                self.opts.print_all_ignored,
+            ),
+            _ => (
+                self.stats.missed,
+                &self.stats.missed_lines,
+                self.opts.print_all_missed,
+            ),
+        };
+        if count == 0 {
+            return Ok(());
+        }
+        let mut cap = kind.to_string();
+        cap[..1].make_ascii_uppercase();
+        let header = format!("{cap} line(s):");
+        if count < self.print_limit || all {
+            let l: Vec<String> = lines.iter().map(|x| x.trim_end().to_string()).collect();
+            pprint_list(self.out, &l, Some(&header))
+        } else {
+            writeln!(
+                self.out,
+                "{header} too many to print.  Use --print-all-{kind} to print all {count} lines"
+            )
+        }
+    }
+
+    fn print_stats(&mut self, filter: &Filter) -> io::Result<()> {
+        writeln!(self.out, "\nResults\n=======")?;
+        if let Some(pre) = filter.prefregex() {
+            writeln!(self.out, "\nPrefregex: {} total", self.prefregex_matched)?;
+            pprint_list(self.out, &[pre.expanded().to_string()], None)?;
+        }
+        for (title, list) in [
+            ("Failregex", self.failregex.clone()),
+            ("Ignoreregex", self.ignoreregex.clone()),
+        ] {
+            let mut total = 0;
+            let mut lines = Vec::new();
+            for (i, r) in list.iter().enumerate() {
+                total += r.hits;
+                if r.hits > 0 || self.opts.verbose > 0 {
+                    lines.push(format!("{:2}) [{}] {}", i + 1, r.hits, r.regex));
+                }
+                if self.opts.verbose > 0 {
+                    for (id, t, several) in &r.ips {
+                        lines.push(format!(
+                            "    {id}  {}{}",
+                            ctime(*t),
+                            if *several {
+                                " (multiple regex matched)"
+                            } else {
+                                ""
+                            }
+                        ));
+                    }
+                }
+            }
+            writeln!(self.out, "\n{title}: {total} total")?;
+            pprint_list(self.out, &lines, Some(" #) [# of hits] regular expression"))?;
+        }
+        writeln!(self.out, "\nDate template hits:")?;
+        let mut lines = Vec::new();
+        for t in filter.dates().templates() {
+            if self.opts.verbose > 0 || t.hits > 0 {
+                lines.push(format!("[{}] {}", t.hits, t.name));
+                if self.opts.verbose_date {
+                    lines.push(format!(
+                        "    # weight: {:.3}, pattern: {}",
+                        t.weight,
+                        t.pattern.unwrap_or("")
+                    ));
+                    lines.push(format!("    # regex:   {}", t.regex));
+                }
+            }
+        }
+        pprint_list(self.out, &lines, Some("[# of hits] date format"))?;
+        let s = &self.stats;
+        writeln!(
+            self.out,
+            "\nLines: {} lines, {} ignored, {} matched, {} missed",
+            s.tested, s.ignored, s.matched, s.missed
+        )?;
+        writeln!(self.out, "[processed in {:.2} sec]", self.elapsed)?;
+        writeln!(self.out)?;
+        if self.opts.print_all_matched {
+            self.print_lines("matched")?;
+        }
+        if !self.opts.print_no_ignored {
+            self.print_lines("ignored")?;
+        }
+        if !self.opts.print_no_missed {
+            self.print_lines("missed")?;
+        }
+        Ok(())
+    }
+}
+
+/// `time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(t))`.
+fn ctime(t: f64) -> String {
+    let ts = jiff::Timestamp::from_second(t as i64).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    ts.to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%a %b %d %H:%M:%S %Y")
+        .to_string()
+}
+
+/// Runs fail3ban-regex with `args` (without the program name), writing to
+/// `out`. Returns the process exit code.
+pub fn run(args: &[String], out: &mut dyn Write) -> i32 {
+    let opts = match parse_args(args) {
+        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Help) => {
+            let _ = writeln!(out, "{USAGE}");
+            return 0;
+        }
+        Ok(Parsed::Version) => {
+            let _ = writeln!(out, "{}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("{USAGE}\n\nERROR: {e}");
+            return 255;
+        }
+    };
+    let mut out = BufWriter::with_capacity(1 << 16, out);
+    let code = match run_opts(opts, &mut out) {
+        Ok(()) => 0,
+        Err(Fatal(msg)) => {
+            let _ = writeln!(out, "{msg}");
+            255
+        }
+    };
+    let _ = out.flush();
+    code
+}
+
+fn run_opts(opts: Opts, out: &mut dyn Write) -> Result<(), Fatal> {
+    if opts.out.is_none() {
+        writeln!(out, "\nRunning tests\n=============\n").map_err(io_fatal)?;
+    }
+    let mut filter_opts = FilterOptions {
+        check_all_regex: opts.check_all && opts.out.is_none(),
+        ignore_pending: opts.out.is_some(),
+        return_raw_host: opts.raw,
+        check_find_time: false,
+        in_operation: false,
+        logtimezone: opts.timezone.clone(),
+        ..FilterOptions::default()
+    };
+    if let Some(d) = &opts.usedns {
+        filter_opts.usedns = UseDns::parse(d);
+    }
+    let print_limit = if opts.maxlines > 0 {
+        opts.maxlines as u64
+    } else {
+        20
+    };
+    let mut tool = Tool {
+        opts: opts.clone(),
+        out,
+        filter_opts,
+        maxlines_set: false,
+        datepattern_set: false,
+        failregex: Vec::new(),
+        ignoreregex: Vec::new(),
+        print_limit,
+        stats: LineStats::default(),
+        prefregex_matched: 0,
+        elapsed: 0.0,
+    };
+    if opts.maxlines > 0 {
+        tool.set_maxlines(opts.maxlines).map_err(io_fatal)?;
+    }
+    if let Some(d) = &opts.datepattern {
+        tool.set_datepattern(d)?;
+    }
+    let (log, regex) = (opts.args[0].clone(), opts.args[1].clone());
+    tool.read_regex(&regex, true)?;
+    if let Some(ig) = opts.args.get(2) {
+        tool.read_regex(ig, false)?;
+    }
+    let source = if Path::new(&log).is_file() {
+        tool.say(&format!("Use         log file : {log}"))
+            .map_err(io_fatal)?;
+        tool.say(&format!("Use         encoding : {}", opts.encoding))
+            .map_err(io_fatal)?;
+        Source::File(log)
+    } else if log.starts_with("systemd-journal") {
+        return Err(Fatal(
+            "Error: reading the systemd journal is not supported by fail3ban-regex yet".into(),
+        ));
+    } else if tool.filter_opts.maxlines <= 1 && !log.contains('\n') {
+        tool.say(&format!(
+            "Use      single line : {}",
+            shortstr(&log.replace('\n', "\\n"))
+        ))
+        .map_err(io_fatal)?;
+        Source::Lines(vec![log])
+    } else {
+        let lines: Vec<String> = log.split('\n').map(String::from).collect();
+        tool.say(&format!("Use      multi line : {} line(s)", lines.len()))
+            .map_err(io_fatal)?;
+        for (i, l) in lines.iter().enumerate() {
+            if i >= 5 {
+                tool.say("| ...").map_err(io_fatal)?;
+                break;
+            }
+            tool.say(&format!("| {:>2.2}: {}", (i + 1).to_string(), shortstr(l)))
+                .map_err(io_fatal)?;
+        }
+        tool.say("`-").map_err(io_fatal)?;
+        Source::Lines(lines)
+    };
+    tool.say("").map_err(io_fatal)?;
+    let mut filter =
+        Filter::new(tool.filter_opts.clone()).map_err(|e| Fatal(format!("ERROR: {e}")))?;
+    tool.process(&mut filter, source)?;
+    if tool.opts.out.is_none() {
+        tool.print_stats(&filter).map_err(io_fatal)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn optparse_like_parsing() {
+        let Parsed::Run(o) = parse_args(&args(&[
+            "-rv", "--out=id", "log", "-L5", "sshd", "-c", "/etc/x",
+        ]))
+        .unwrap() else {
+            panic!()
+        };
+        assert!(o.raw);
+        assert_eq!(o.verbose, 1);
+        assert_eq!(o.out.as_deref(), Some("id"));
+        assert_eq!(o.maxlines, 5);
+        assert_eq!(o.config, "/etc/x");
+        assert_eq!(o.args, vec!["log", "sshd"]);
+        assert!(matches!(parse_args(&args(&["one"])), Err(UsageError::Args)));
+        assert!(matches!(
+            parse_args(&args(&["--bogus", "a", "b"])),
+            Err(UsageError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn filter_names() {
+        assert!(looks_like_filter("sshd"));
+        assert!(looks_like_filter("sshd[mode=aggressive]"));
+        assert!(looks_like_filter("/etc/fail2ban/filter.d/sshd.conf"));
+        assert!(!looks_like_filter("^Failed .* from <HOST>$"));
+        assert!(!looks_like_filter("////x"));
+    }
+
+    #[test]
+    fn a_line_against_an_inline_regex() {
+        let mut out = Vec::new();
+        let code = run(
+            &args(&[
+                "-o",
+                "id",
+                "Jan  1 10:00:00 h sshd[1]: bad 192.0.2.7",
+                "bad <HOST>$",
+            ]),
+            &mut out,
+        );
+        assert_eq!(code, 0);
+        assert_eq!(String::from_utf8(out).unwrap(), "192.0.2.7\n");
+    }
+}
