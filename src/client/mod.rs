@@ -1,4 +1,7 @@
-//! The command-line tools' logic: `fail3ban-regex` (and, with the server,
-//! `fail3ban-client`'s protocol).
+//! The command-line tools' logic: `fail3ban-regex`, and the control
+//! socket's protocol and wording that `fail3ban-client` shares with the
+//! server.
 
+pub mod beautify;
+pub mod protocol;
 pub mod regex;

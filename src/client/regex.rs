@@ -480,9 +480,11 @@ impl<'w> Tool<'w> {
                     "maxlines" => {
                         let n = match v {
                             PyValue::Int(i) if i > 0 => i as usize,
-                            _ => return Err(Fatal(format!(
+                            _ => {
+                                return Err(Fatal(format!(
                                 "ERROR: Invalid value for maxlines ({text:?}) read from {value}"
-                            ))),
+                            )))
+                            }
                         };
                         self.set_maxlines(n).map_err(io_fatal)?;
                     }
