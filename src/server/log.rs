@@ -1,0 +1,354 @@
+//! The server's log in fail2ban's line format:
+//!
+//! ```text
+//! 2026-03-01 12:00:00,123 fail2ban.actions        [4242]: NOTICE  [sshd] Ban 203.0.113.7
+//! ```
+//!
+//! The logger names keep fail2ban's `fail2ban.` prefix on purpose: the stock
+//! recidive filter and existing log tooling match `fail2ban.actions`
+//! literally (`fail3ban.actions` would not be recognised by them).
+//!
+//! Events come from `tracing`. fail2ban's NOTICE level (between INFO and
+//! WARNING) has no tracing level; an INFO event with the field
+//! `notice = true` stands for it (see [`notice!`]).
+
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::Layer;
+
+/// Logs at fail2ban's NOTICE level: `notice!(target: "fail2ban.actions",
+/// "[{}] Ban {}", jail, ip)`.
+#[macro_export]
+macro_rules! notice {
+    (target: $t:expr, $($arg:tt)+) => {
+        tracing::info!(target: $t, notice = true, $($arg)+)
+    };
+}
+
+/// fail2ban's log levels, most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Critical,
+    Error,
+    Warning,
+    Notice,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    /// Parses fail2ban's level names (and their numbers).
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        Some(match s.trim().to_uppercase().as_str() {
+            "CRITICAL" | "FATAL" | "50" => LogLevel::Critical,
+            "ERROR" | "40" => LogLevel::Error,
+            "WARNING" | "WARN" | "30" => LogLevel::Warning,
+            "NOTICE" | "25" => LogLevel::Notice,
+            "INFO" | "20" => LogLevel::Info,
+            "DEBUG" | "TRACEDEBUG" | "HEAVYDEBUG" | "10" | "7" | "5" => LogLevel::Debug,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Critical => "CRITICAL",
+            LogLevel::Error => "ERROR",
+            LogLevel::Warning => "WARNING",
+            LogLevel::Notice => "NOTICE",
+            LogLevel::Info => "INFO",
+            LogLevel::Debug => "DEBUG",
+        }
+    }
+}
+
+/// Where log lines go (fail2ban's `logtarget`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    File(PathBuf),
+    Stdout,
+    Stderr,
+    /// Lines without a time stamp on stdout, for a service manager that
+    /// stamps them itself.
+    Sysout,
+    Syslog,
+    Journal,
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Target {
+        match s.trim() {
+            "STDOUT" => Target::Stdout,
+            "STDERR" => Target::Stderr,
+            "SYSOUT" => Target::Sysout,
+            "SYSLOG" => Target::Syslog,
+            "SYSTEMD-JOURNAL" => Target::Journal,
+            path => Target::File(PathBuf::from(path)),
+        }
+    }
+
+    fn stamped(&self) -> bool {
+        !matches!(self, Target::Sysout | Target::Syslog | Target::Journal)
+    }
+}
+
+enum Sink {
+    File(File),
+    Stdout,
+    Stderr,
+    Datagram(std::os::unix::net::UnixDatagram, PathBuf),
+}
+
+struct Inner {
+    target: Target,
+    level: LogLevel,
+    sink: Sink,
+}
+
+/// The log, shared by the tracing layer and the server (which changes its
+/// level and target, and reopens the file after rotation).
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Mutex<Inner>>,
+    pid: u32,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let i = self.inner.lock().expect("log lock");
+        f.debug_struct("Log")
+            .field("target", &i.target)
+            .field("level", &i.level)
+            .finish()
+    }
+}
+
+fn open_sink(target: &Target) -> io::Result<Sink> {
+    Ok(match target {
+        Target::File(p) => {
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            Sink::File(OpenOptions::new().create(true).append(true).open(p)?)
+        }
+        Target::Stdout | Target::Sysout => Sink::Stdout,
+        Target::Stderr => Sink::Stderr,
+        Target::Syslog => {
+            let s = std::os::unix::net::UnixDatagram::unbound()?;
+            Sink::Datagram(s, PathBuf::from("/dev/log"))
+        }
+        Target::Journal => {
+            let s = std::os::unix::net::UnixDatagram::unbound()?;
+            Sink::Datagram(s, PathBuf::from("/run/systemd/journal/socket"))
+        }
+    })
+}
+
+impl Log {
+    pub fn new(target: Target, level: LogLevel) -> io::Result<Log> {
+        let sink = open_sink(&target)?;
+        Ok(Log {
+            inner: Arc::new(Mutex::new(Inner {
+                target,
+                level,
+                sink,
+            })),
+            pid: std::process::id(),
+        })
+    }
+
+    pub fn level(&self) -> LogLevel {
+        self.inner.lock().expect("log lock").level
+    }
+
+    pub fn set_level(&self, level: LogLevel) {
+        self.inner.lock().expect("log lock").level = level;
+    }
+
+    pub fn target(&self) -> Target {
+        self.inner.lock().expect("log lock").target.clone()
+    }
+
+    pub fn set_target(&self, target: Target) -> io::Result<()> {
+        let sink = open_sink(&target)?;
+        let mut i = self.inner.lock().expect("log lock");
+        i.target = target;
+        i.sink = sink;
+        Ok(())
+    }
+
+    /// Reopens the log file (after logrotate moved it away).
+    pub fn reopen(&self) -> io::Result<()> {
+        let target = self.target();
+        self.set_target(target)
+    }
+
+    /// Formats and writes one line.
+    pub fn write(&self, level: LogLevel, name: &str, message: &str) {
+        let mut i = self.inner.lock().expect("log lock");
+        if level > i.level {
+            return;
+        }
+        let mut line = String::with_capacity(96 + message.len());
+        if i.target.stamped() {
+            let now = jiff::Zoned::now();
+            let _ = write!(
+                line,
+                "{},{:03} ",
+                now.strftime("%Y-%m-%d %H:%M:%S"),
+                now.millisecond()
+            );
+        }
+        let _ = write!(
+            line,
+            "{name:<24}[{}]: {:<7} {message}",
+            self.pid,
+            level.name()
+        );
+        let res = match &mut i.sink {
+            Sink::File(f) => writeln!(f, "{line}"),
+            Sink::Stdout => writeln!(io::stdout().lock(), "{line}"),
+            Sink::Stderr => writeln!(io::stderr().lock(), "{line}"),
+            Sink::Datagram(s, path) => {
+                let prio = match level {
+                    LogLevel::Critical => 2,
+                    LogLevel::Error => 3,
+                    LogLevel::Warning => 4,
+                    LogLevel::Notice => 5,
+                    LogLevel::Info => 6,
+                    LogLevel::Debug => 7,
+                };
+                // Facility daemon (3): priority 3*8 + level.
+                let msg = if path.ends_with("socket") {
+                    format!("PRIORITY={prio}\nSYSLOG_IDENTIFIER=fail3ban\nMESSAGE={line}\n")
+                } else {
+                    format!("<{}>{line}", 24 + prio)
+                };
+                s.send_to(msg.as_bytes(), &*path).map(|_| ())
+            }
+        };
+        // A log that cannot be written must not take the daemon down.
+        let _ = res;
+    }
+}
+
+/// fail2ban's logger name for an event: its target when that already is a
+/// fail2ban name, else `fail2ban.<last module>`.
+fn logger_name(target: &str) -> String {
+    if target.starts_with("fail2ban") {
+        return target.to_string();
+    }
+    let last = target.rsplit("::").next().unwrap_or(target);
+    format!("fail2ban.{last}")
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    notice: bool,
+    extra: String,
+}
+
+impl Visit for Fields {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name() == "notice" {
+            self.notice = value;
+        } else {
+            let _ = write!(self.extra, " {}={value}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.extra, " {}={value}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.extra, " {}={value:?}", field.name());
+        }
+    }
+}
+
+/// A tracing layer that writes events to a [`Log`].
+pub struct LogLayer {
+    log: Log,
+}
+
+impl LogLayer {
+    pub fn new(log: Log) -> LogLayer {
+        LogLayer { log }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for LogLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut f = Fields::default();
+        event.record(&mut f);
+        let level = match *event.metadata().level() {
+            Level::ERROR => LogLevel::Error,
+            Level::WARN => LogLevel::Warning,
+            Level::INFO if f.notice => LogLevel::Notice,
+            Level::INFO => LogLevel::Info,
+            _ => LogLevel::Debug,
+        };
+        let mut message = f.message;
+        message.push_str(&f.extra);
+        self.log
+            .write(level, &logger_name(event.metadata().target()), &message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn lines_in_fail2ban_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.log");
+        let log = Log::new(Target::File(path.clone()), LogLevel::Info).unwrap();
+        let sub = tracing_subscriber::registry().with(LogLayer::new(log.clone()));
+        tracing::subscriber::with_default(sub, || {
+            notice!(target: "fail2ban.actions", "[{}] Ban {}", "sshd", "203.0.113.7");
+            tracing::debug!("not written at INFO");
+            tracing::warn!(target: "fail2ban.filter", "[sshd] something odd");
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let pid = std::process::id();
+        assert!(
+            lines[0].ends_with(&format!(
+                " fail2ban.actions        [{pid}]: NOTICE  [sshd] Ban 203.0.113.7"
+            )),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(lines[0].as_bytes()[19], b',');
+        assert!(
+            lines[1].contains("fail2ban.filter         [")
+                && lines[1].contains("WARNING [sshd] something odd")
+        );
+    }
+
+    #[test]
+    fn levels() {
+        assert_eq!(LogLevel::parse("notice"), Some(LogLevel::Notice));
+        assert!(LogLevel::Warning < LogLevel::Info);
+        assert_eq!(LogLevel::parse("loud"), None);
+    }
+}
