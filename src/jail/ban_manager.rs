@@ -216,7 +216,7 @@ impl BanManager {
             let Some((d, _)) = self.deadlines.first() else {
                 break;
             };
-            if !(now > d.0) {
+            if now.partial_cmp(&d.0) != Some(Ordering::Greater) {
                 break;
             }
             let (_, fid) = self.deadlines.pop_first().expect("first exists");
