@@ -8,6 +8,7 @@
 
 pub mod ban_manager;
 pub mod fail_manager;
+pub mod formula;
 pub mod ticket;
 
 pub use ban_manager::{BanManager, NotAdded};
