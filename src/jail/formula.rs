@@ -597,7 +597,7 @@ fn py_floor_div(a: i128, b: i128) -> i128 {
 }
 
 fn binop(op: BinOp, a: Value, b: Value) -> Result<Value, FormulaError> {
-    use Value::{Float, Int};
+    use Value::Int;
     let (fa, fb) = (a.as_f64(), b.as_f64());
     match (op, a, b) {
         (BinOp::Add, Int(x), Int(y)) => int_or_float(x.checked_add(y), fa + fb),
