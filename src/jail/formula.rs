@@ -78,6 +78,11 @@ impl Value {
         }
     }
 
+    /// Python's `*` on two numbers.
+    pub fn mul(self, other: Value) -> Result<Value, FormulaError> {
+        binop(BinOp::Mul, self, other)
+    }
+
     fn truthy(self) -> bool {
         self.as_f64() != 0.0
     }

@@ -7,10 +7,14 @@
 //! runs what is asked of it and feeds the answers back.
 
 pub mod ban_manager;
+pub mod error;
 pub mod fail_manager;
 pub mod formula;
+pub mod increment;
 pub mod ticket;
 
 pub use ban_manager::{BanManager, NotAdded};
+pub use error::Error;
 pub use fail_manager::FailManager;
+pub use increment::{BanHistory, Increment, IncrementOptions, PrevBan};
 pub use ticket::Ticket;
