@@ -79,7 +79,7 @@ impl Value {
     }
 
     /// Python's `*` on two numbers.
-    pub fn mul(self, other: Value) -> Result<Value, FormulaError> {
+    pub fn times(self, other: Value) -> Result<Value, FormulaError> {
         binop(BinOp::Mul, self, other)
     }
 

@@ -170,8 +170,8 @@ impl Increment {
         let mut v = match &self.rule {
             Rule::Multipliers(m) => {
                 let i = (ban_count as usize).min(m.len() - 1);
-                let tf = time.mul(self.factor)?;
-                tf.mul(Value::Int(m[i] as i128))?
+                let tf = time.times(self.factor)?;
+                tf.times(Value::Int(m[i] as i128))?
             }
             Rule::Formula(f) => {
                 let env = Env {
