@@ -10,11 +10,13 @@ pub mod ban_manager;
 pub mod error;
 pub mod fail_manager;
 pub mod formula;
+pub mod ignore;
 pub mod increment;
 pub mod ticket;
 
 pub use ban_manager::{BanManager, NotAdded};
 pub use error::Error;
 pub use fail_manager::FailManager;
+pub use ignore::{IgnoreList, Resolver};
 pub use increment::{BanHistory, Increment, IncrementOptions, PrevBan};
 pub use ticket::Ticket;

@@ -62,6 +62,15 @@ impl Ticket {
         }
     }
 
+    /// The ticket for a failure the filter found; `None` for a pending
+    /// multi-line failure without an id.
+    pub fn from_failure(f: &crate::filter::Failure) -> Option<Ticket> {
+        let mut t =
+            Ticket::new(f.fid.clone()?, f.time, f.matches.clone()).with_data(f.data.clone());
+        t.ip = f.ip.as_ref().and_then(Fid::addr).copied();
+        Some(t)
+    }
+
     /// A ticket carrying the filter's captured groups (`F-USER`, ...).
     pub fn with_data(mut self, data: BTreeMap<String, String>) -> Ticket {
         self.data = data;
