@@ -7,6 +7,7 @@
 //! runs what is asked of it and feeds the answers back.
 
 pub mod ban_manager;
+pub mod engine;
 pub mod error;
 pub mod fail_manager;
 pub mod formula;
@@ -15,6 +16,7 @@ pub mod increment;
 pub mod ticket;
 
 pub use ban_manager::{BanManager, NotAdded};
+pub use engine::{Engine, Event};
 pub use error::Error;
 pub use fail_manager::FailManager;
 pub use ignore::{IgnoreList, Resolver};
