@@ -7,3 +7,5 @@ mod reference;
 mod config;
 // Regex engine and Filter against the reference fail2ban.
 mod filter;
+// Failure counting, bans and bantime.increment against the reference.
+mod jail;
