@@ -5,4 +5,5 @@
 pub mod client;
 pub mod config;
 pub mod filter;
+pub mod jail;
 pub mod server;

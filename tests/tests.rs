@@ -9,3 +9,5 @@ mod config;
 mod filter;
 // Date detection against the reference fail2ban's DateDetector.
 mod date;
+// Failure counting, bans and bantime.increment against the reference.
+mod jail;

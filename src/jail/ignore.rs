@@ -1,0 +1,633 @@
+//! ignoreip, ignoreself and ignorecommand: ids that are never banned.
+//!
+//! Checked at ban time for every ban whatever its source. Names in ignoreip
+//! are resolved once, when added, through a [`Resolver`] the caller gives;
+//! the ignorecommand is only prepared here, and the caller runs it and
+//! reports its answer, which the `ignorecache` remembers.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+
+use indexmap::IndexMap;
+
+use super::error::Error;
+use super::ticket::Ticket;
+use crate::config::options::extract_options;
+use crate::config::time::str2seconds;
+use crate::filter::ipaddr::{parse_unspec, Addr, Fid};
+
+/// Turns a host name into addresses.
+pub trait Resolver {
+    /// The addresses of `name` (empty when it does not resolve).
+    fn resolve(&self, name: &str) -> Vec<Addr>;
+}
+
+/// The system resolver (getaddrinfo), blocking.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+impl Resolver for SystemResolver {
+    fn resolve(&self, name: &str) -> Vec<Addr> {
+        match (name, 0).to_socket_addrs() {
+            Ok(it) => {
+                let mut v: Vec<Addr> = Vec::new();
+                for sa in it {
+                    let a = match parse_unspec(&sa.ip().to_string()) {
+                        Fid::Addr(a) => a,
+                        Fid::Raw(_) => continue,
+                    };
+                    if !v.contains(&a) {
+                        v.push(a);
+                    }
+                }
+                v
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "Unable to find a corresponding IP address for {}: {}",
+                    name,
+                    e
+                );
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// The host's own addresses for `ignoreself`: loopback, and what
+/// `localhost` and the host's names resolve to.
+pub fn self_addresses(hostnames: &[&str], resolver: &dyn Resolver) -> Vec<Addr> {
+    let mut v = vec![
+        Addr {
+            ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
+            plen: 8,
+        },
+        Addr::single(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+    ];
+    for name in std::iter::once(&"localhost").chain(hostnames) {
+        for a in resolver.resolve(name) {
+            if !v.contains(&a) {
+                v.push(a);
+            }
+        }
+    }
+    v
+}
+
+/// Whether `a` lies in `net` (fail2ban's `isInNet`: same family, and `a`
+/// masked to the net's prefix is the net).
+pub fn in_net(a: &Addr, net: &Addr) -> bool {
+    match (a.ip, net.ip) {
+        (IpAddr::V4(x), IpAddr::V4(n)) => {
+            let p = u32::from(net.plen.min(32));
+            let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+            u32::from(x) & mask == u32::from(n)
+        }
+        (IpAddr::V6(x), IpAddr::V6(n)) => {
+            let p = u32::from(net.plen.min(128));
+            let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+            u128::from(x) & mask == u128::from(n)
+        }
+        _ => false,
+    }
+}
+
+/// What matched, for the `[jail] Ignore <ip> by <source>` log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// ignoreself.
+    SelfRule,
+    /// An address or subnet of ignoreip.
+    Ip,
+    /// A host name of ignoreip.
+    Dns,
+    /// The ignorecommand.
+    Command,
+    /// A remembered answer of the ignorecache.
+    Cache,
+}
+
+impl Source {
+    fn text(self) -> &'static str {
+        match self {
+            Source::SelfRule => "ignoreself rule",
+            Source::Ip => "ip",
+            Source::Dns => "dns",
+            Source::Command => "command",
+            Source::Cache => "cache",
+        }
+    }
+}
+
+/// The answer of [`IgnoreList::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Never ban it.
+    Ignored(Source),
+    /// Ban it.
+    NotIgnored,
+    /// Run this ignorecommand (already substituted, values quoted for
+    /// `/bin/sh`); exit status 0 means ignore, 1 means ban, anything else
+    /// is an error (ban). Then report with [`IgnoreList::command_answered`].
+    RunCommand {
+        /// The command line.
+        command: String,
+        /// The ignorecache key to remember the answer under.
+        cache_key: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Net {
+    Addr(Addr),
+    Name { name: String, addrs: Vec<Addr> },
+}
+
+#[derive(Debug, Clone)]
+struct Cache {
+    key: String,
+    max_count: usize,
+    max_time: f64,
+    entries: IndexMap<String, (bool, f64)>,
+}
+
+impl Cache {
+    fn get(&mut self, k: &str, now: f64) -> Option<bool> {
+        let &(v, expiry) = self.entries.get(k)?;
+        if expiry > now {
+            return Some(v);
+        }
+        self.entries.shift_remove(k);
+        None
+    }
+
+    fn set(&mut self, k: String, v: bool, now: f64) {
+        // Full: drop the oldest, and go on dropping while they are stale.
+        if self.entries.len() >= self.max_count {
+            while let Some((_, (_, expiry))) = self.entries.shift_remove_index(0) {
+                if expiry > now && self.entries.len() < self.max_count {
+                    break;
+                }
+            }
+        }
+        self.entries.insert(k, (v, now + self.max_time));
+    }
+}
+
+/// A jail's ignore rules.
+#[derive(Debug, Clone)]
+pub struct IgnoreList {
+    jail: String,
+    singles: HashSet<Addr>,
+    nets: Vec<Net>,
+    ignore_self: bool,
+    self_addrs: Vec<Addr>,
+    command: Option<String>,
+    cache: Option<Cache>,
+}
+
+impl IgnoreList {
+    /// No rules but ignoreself (on by default, as in fail2ban) over
+    /// `self_addrs` (see [`self_addresses`]).
+    pub fn new(jail: &str, self_addrs: Vec<Addr>) -> IgnoreList {
+        IgnoreList {
+            jail: jail.to_string(),
+            singles: HashSet::new(),
+            nets: Vec::new(),
+            ignore_self: true,
+            self_addrs,
+            command: None,
+            cache: None,
+        }
+    }
+
+    /// Sets ignoreself.
+    pub fn set_ignore_self(&mut self, on: bool) {
+        self.ignore_self = on;
+    }
+
+    /// Adds every item of an `ignoreip` value (separated by spaces, commas
+    /// or new lines): addresses, subnets (`/24`, `/255.255.0.0`) or names.
+    pub fn add_ignore_ip_list(&mut self, value: &str, resolver: &dyn Resolver) {
+        for item in value
+            .split([' ', ',', '\n'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            self.add_ignore_ip(item, resolver);
+        }
+    }
+
+    /// Adds one ignoreip item (`addignoreip`).
+    pub fn add_ignore_ip(&mut self, item: &str, resolver: &dyn Resolver) {
+        if item.is_empty() {
+            return;
+        }
+        let net = match parse_unspec(item) {
+            Fid::Addr(a) => Net::Addr(a),
+            Fid::Raw(name) => {
+                if self
+                    .nets
+                    .iter()
+                    .any(|n| matches!(n, Net::Name { name: x, .. } if *x == name))
+                {
+                    tracing::info!(
+                        "  Ignore duplicate {:?} ({:?}), already in ignore list",
+                        name,
+                        item
+                    );
+                    return;
+                }
+                let addrs = resolver.resolve(&name);
+                tracing::debug!("  Add {:?} to ignore list ({:?})", name, item);
+                self.nets.push(Net::Name { name, addrs });
+                return;
+            }
+        };
+        let Net::Addr(a) = net else { return };
+        if self.singles.contains(&a) || self.nets.contains(&Net::Addr(a)) {
+            tracing::info!(
+                "  Ignore duplicate {:?} ({:?}), already in ignore list",
+                a.to_string(),
+                item
+            );
+            return;
+        }
+        tracing::debug!("  Add {:?} to ignore list ({:?})", a.to_string(), item);
+        if a.is_single() {
+            self.singles.insert(a);
+        } else {
+            self.nets.push(Net::Addr(a));
+        }
+    }
+
+    /// Removes one item (`delignoreip`), or all with `None`.
+    pub fn del_ignore_ip(&mut self, item: Option<&str>) {
+        let Some(item) = item else {
+            self.singles.clear();
+            self.nets.clear();
+            return;
+        };
+        tracing::debug!("  Remove {:?} from ignore list", item);
+        match parse_unspec(item) {
+            Fid::Addr(a) => {
+                if !self.singles.remove(&a) {
+                    self.nets.retain(|n| *n != Net::Addr(a));
+                }
+            }
+            Fid::Raw(name) => self
+                .nets
+                .retain(|n| !matches!(n, Net::Name { name: x, .. } if *x == name)),
+        }
+    }
+
+    /// The ignoreip items (`get <jail> ignoreip`): subnets and names in
+    /// order, then the single addresses.
+    pub fn ignore_ip(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .nets
+            .iter()
+            .map(|n| match n {
+                Net::Addr(a) => a.to_string(),
+                Net::Name { name, .. } => name.clone(),
+            })
+            .collect();
+        let mut singles: Vec<&Addr> = self.singles.iter().collect();
+        singles.sort();
+        v.extend(singles.into_iter().map(Addr::to_string));
+        v
+    }
+
+    /// Sets the ignorecommand (empty for none).
+    pub fn set_ignore_command(&mut self, command: &str) {
+        self.command = (!command.is_empty()).then(|| command.to_string());
+    }
+
+    /// The ignorecommand.
+    pub fn ignore_command(&self) -> Option<&str> {
+        self.command.as_deref()
+    }
+
+    /// Sets ignorecache from its option value, e.g.
+    /// `key="<ip>", max-count=100, max-time=5m`; empty turns it off.
+    pub fn set_ignore_cache(&mut self, value: &str) -> Result<(), Error> {
+        if value.trim().is_empty() {
+            self.cache = None;
+            return Ok(());
+        }
+        let err = |msg: String| Error::IgnoreCache {
+            value: value.to_string(),
+            msg,
+        };
+        let (_, opts) =
+            extract_options(&format!("cache[{value}]")).map_err(|e| err(e.to_string()))?;
+        let key = opts.get("key").ok_or_else(|| err("no key".into()))?.clone();
+        let max_count = match opts.get("max-count") {
+            Some(c) => c
+                .parse::<usize>()
+                .map_err(|_| err(format!("max-count {c:?} is not an integer")))?,
+            None => 100,
+        };
+        let max_time = match opts.get("max-time") {
+            Some(t) => str2seconds(t).map_err(|e| err(format!("max-time {t:?}: {e}")))?,
+            None => 300.0,
+        };
+        self.cache = Some(Cache {
+            key,
+            max_count,
+            max_time,
+            entries: IndexMap::new(),
+        });
+        Ok(())
+    }
+
+    /// The ignorecache settings: key, max-count, max-time.
+    pub fn ignore_cache(&self) -> Option<(&str, usize, f64)> {
+        self.cache
+            .as_ref()
+            .map(|c| (c.key.as_str(), c.max_count, c.max_time))
+    }
+
+    fn log(&self, fid: &Fid, source: Source, log: bool) {
+        if log {
+            tracing::info!("[{}] Ignore {} by {}", self.jail, fid, source.text());
+        }
+    }
+
+    /// Whether `fid` (with its `ticket`, for the command's tags) is to be
+    /// ignored at `now`. `log` writes the `Ignore ... by ...` line.
+    pub fn check(&mut self, fid: &Fid, ticket: Option<&Ticket>, now: f64, log: bool) -> Check {
+        let key = match &mut self.cache {
+            Some(c) => {
+                let key = substitute(&c.key, fid, ticket, false);
+                if let Some(v) = c.get(&key, now) {
+                    return if v {
+                        Check::Ignored(Source::Cache)
+                    } else {
+                        Check::NotIgnored
+                    };
+                }
+                Some(key)
+            }
+            None => None,
+        };
+        let remember = |me: &mut IgnoreList, v: bool| {
+            if let (Some(c), Some(k)) = (&mut me.cache, &key) {
+                c.set(k.clone(), v, now);
+            }
+        };
+        if let Some(a) = fid.addr() {
+            if self.ignore_self
+                && self
+                    .self_addrs
+                    .iter()
+                    .any(|s| *s == *a || (!s.is_single() && in_net(a, s)))
+            {
+                self.log(fid, Source::SelfRule, log);
+                remember(self, true);
+                return Check::Ignored(Source::SelfRule);
+            }
+            if self.singles.contains(a) {
+                self.log(fid, Source::Ip, log);
+                return Check::Ignored(Source::Ip);
+            }
+            let hit = self.nets.iter().find_map(|n| match n {
+                Net::Addr(net) => in_net(a, net).then_some(Source::Ip),
+                Net::Name { addrs, .. } => addrs.contains(a).then_some(Source::Dns),
+            });
+            if let Some(src) = hit {
+                self.log(fid, src, log);
+                remember(self, true);
+                return Check::Ignored(src);
+            }
+        }
+        if let Some(cmd) = &self.command {
+            let command = substitute(cmd, fid, ticket, true);
+            tracing::debug!("ignore command: {}", command);
+            return Check::RunCommand {
+                command,
+                cache_key: key,
+            };
+        }
+        remember(self, false);
+        Check::NotIgnored
+    }
+
+    /// Records the ignorecommand's answer for `fid`: `ignored` when it
+    /// exited 0. Returns the final answer.
+    pub fn command_answered(
+        &mut self,
+        fid: &Fid,
+        cache_key: Option<&str>,
+        ignored: bool,
+        now: f64,
+        log: bool,
+    ) -> Check {
+        if let (Some(c), Some(k)) = (&mut self.cache, cache_key) {
+            c.set(k.to_string(), ignored, now);
+        }
+        if ignored {
+            self.log(fid, Source::Command, log);
+            Check::Ignored(Source::Command)
+        } else {
+            Check::NotIgnored
+        }
+    }
+}
+
+/// Quotes `v` for `/bin/sh` unless it is made only of harmless characters
+/// (so that a plain address reads as fail2ban writes it).
+pub fn shell_quote(v: &str) -> String {
+    let safe = !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:/@%+,=-".contains(&b));
+    if safe {
+        v.to_string()
+    } else {
+        format!("'{}'", v.replace('\'', r"'\''"))
+    }
+}
+
+/// Fills `<ip>`, `<fid>`, `<failures>`, `<time>` and `<F-NAME>` (from the
+/// ticket's data); other tags stay as written, unknown `<F-*>` become
+/// empty, as in fail2ban.
+fn substitute(template: &str, fid: &Fid, ticket: Option<&Ticket>, quote: bool) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find('<') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let Some(j) = after.find('>').filter(|j| {
+            after[..*j]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        }) else {
+            out.push('<');
+            rest = after;
+            continue;
+        };
+        let tag = &after[..j];
+        let value: Option<String> = match tag {
+            "ip" => Some(
+                ticket
+                    .and_then(Ticket::ip)
+                    .map(Addr::to_string)
+                    .unwrap_or_else(|| fid.to_string()),
+            ),
+            "fid" => Some(fid.to_string()),
+            "failures" => ticket.map(|t| t.attempts().to_string()),
+            "time" => ticket.map(|t| t.time().to_string()),
+            t if t.starts_with("F-") => Some(
+                ticket
+                    .and_then(|tk| tk.data().get(&t[2..].to_ascii_lowercase()))
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            _ => None,
+        };
+        match value {
+            Some(v) if quote => out.push_str(&shell_quote(&v)),
+            Some(v) => out.push_str(&v),
+            None => {
+                out.push('<');
+                out.push_str(tag);
+                out.push('>');
+            }
+        }
+        rest = &after[j + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake;
+    impl Resolver for Fake {
+        fn resolve(&self, name: &str) -> Vec<Addr> {
+            match name {
+                "trusted.example" => vec![match parse_unspec("203.0.113.7") {
+                    Fid::Addr(a) => a,
+                    Fid::Raw(_) => unreachable!(),
+                }],
+                "myhost" => vec![match parse_unspec("192.0.2.10") {
+                    Fid::Addr(a) => a,
+                    Fid::Raw(_) => unreachable!(),
+                }],
+                _ => vec![],
+            }
+        }
+    }
+
+    fn f(s: &str) -> Fid {
+        parse_unspec(s)
+    }
+
+    fn list() -> IgnoreList {
+        let mut l = IgnoreList::new("sshd", self_addresses(&["myhost"], &Fake));
+        l.add_ignore_ip_list(
+            "10.0.0.0/8, 192.0.2.1\n2001:db8::/32 trusted.example",
+            &Fake,
+        );
+        l
+    }
+
+    #[test]
+    fn addresses_subnets_names_and_self() {
+        let mut l = list();
+        assert_eq!(
+            l.check(&f("10.1.2.3"), None, 0.0, false),
+            Check::Ignored(Source::Ip)
+        );
+        assert_eq!(
+            l.check(&f("192.0.2.1"), None, 0.0, false),
+            Check::Ignored(Source::Ip)
+        );
+        assert_eq!(
+            l.check(&f("192.0.2.2"), None, 0.0, false),
+            Check::NotIgnored
+        );
+        assert_eq!(
+            l.check(&f("2001:db8::5"), None, 0.0, false),
+            Check::Ignored(Source::Ip)
+        );
+        assert_eq!(
+            l.check(&f("203.0.113.7"), None, 0.0, false),
+            Check::Ignored(Source::Dns)
+        );
+        assert_eq!(
+            l.check(&f("127.0.0.5"), None, 0.0, false),
+            Check::Ignored(Source::SelfRule)
+        );
+        assert_eq!(
+            l.check(&f("::1"), None, 0.0, false),
+            Check::Ignored(Source::SelfRule)
+        );
+        assert_eq!(
+            l.check(&f("192.0.2.10"), None, 0.0, false),
+            Check::Ignored(Source::SelfRule)
+        );
+        assert_eq!(
+            l.check(&f("some-user"), None, 0.0, false),
+            Check::NotIgnored
+        );
+        l.set_ignore_self(false);
+        assert_eq!(
+            l.check(&f("192.0.2.10"), None, 0.0, false),
+            Check::NotIgnored
+        );
+        l.del_ignore_ip(Some("10.0.0.0/8"));
+        assert_eq!(l.check(&f("10.1.2.3"), None, 0.0, false), Check::NotIgnored);
+        assert_eq!(
+            l.ignore_ip(),
+            ["2001:db8::/32", "trusted.example", "192.0.2.1"]
+        );
+    }
+
+    #[test]
+    fn command_is_prepared_and_cached() {
+        let mut l = list();
+        l.set_ignore_command("/usr/local/bin/check <ip> <F-USER>");
+        l.set_ignore_cache(r#"key="<ip>", max-count=2, max-time=5m"#)
+            .unwrap();
+        let mut data = std::collections::BTreeMap::new();
+        data.insert("user".to_string(), "x'; rm -rf /".to_string());
+        let t = Ticket::new(f("198.51.100.1"), 0.0, vec![]).with_data(data);
+        let Check::RunCommand { command, cache_key } = l.check(t.fid(), Some(&t), 0.0, false)
+        else {
+            panic!("expected a command");
+        };
+        assert_eq!(
+            command,
+            r"/usr/local/bin/check 198.51.100.1 'x'\''; rm -rf /'"
+        );
+        assert_eq!(cache_key.as_deref(), Some("198.51.100.1"));
+        l.command_answered(t.fid(), cache_key.as_deref(), true, 0.0, false);
+        assert_eq!(
+            l.check(t.fid(), Some(&t), 10.0, false),
+            Check::Ignored(Source::Cache)
+        );
+        // Past max-time the command runs again.
+        assert!(matches!(
+            l.check(t.fid(), Some(&t), 301.0, false),
+            Check::RunCommand { .. }
+        ));
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let mut l = IgnoreList::new("j", vec![]);
+        l.set_ignore_cache("key=<ip>, max-count=2").unwrap();
+        assert_eq!(l.ignore_cache(), Some(("<ip>", 2, 300.0)));
+        for ip in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+            assert_eq!(l.check(&f(ip), None, 0.0, false), Check::NotIgnored);
+        }
+        let c = l.cache.as_ref().unwrap();
+        assert_eq!(c.entries.len(), 2);
+        assert!(!c.entries.contains_key("192.0.2.1"));
+        assert!(l.set_ignore_cache("max-count=2").is_err());
+    }
+}
