@@ -13,7 +13,9 @@ use std::path::PathBuf;
 pub enum Error {
     /// The disk is full, or the database reached its size limit. Nothing of
     /// the failed operation was written; the store stays usable.
-    #[error("database {path} is full (disk full or size limit reached), change not saved: {source}")]
+    #[error(
+        "database {path} is full (disk full or size limit reached), change not saved: {source}"
+    )]
     Full {
         /// The database file.
         path: PathBuf,

@@ -224,8 +224,13 @@ pub trait Store: Send + Sync {
     /// line), so the caller starts afresh.
     fn log_position(&self, jail: &str, path: &str, first_line_md5: &str) -> Result<Option<u64>>;
     /// Records where reading `path` stopped.
-    fn set_log_position(&self, jail: &str, path: &str, first_line_md5: &str, pos: u64)
-        -> Result<()>;
+    fn set_log_position(
+        &self,
+        jail: &str,
+        path: &str,
+        first_line_md5: &str,
+        pos: u64,
+    ) -> Result<()>;
     /// Log paths recorded for a jail, sorted.
     fn log_paths(&self, jail: &str) -> Result<Vec<String>>;
 

@@ -139,8 +139,10 @@ impl SqliteStore {
     pub fn set_max_size(&self, bytes: u64) -> Result<u64> {
         self.read(|conn, _| {
             let page: u64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            // Zero would only query the cap: SQLite ignores it as a new value.
+            let want = (bytes / page).max(1);
             let pages: u64 =
-                conn.pragma_update_and_check(None, "max_page_count", bytes / page, |r| r.get(0))?;
+                conn.pragma_update_and_check(None, "max_page_count", want, |r| r.get(0))?;
             Ok(pages * page)
         })
     }
@@ -551,7 +553,13 @@ impl Store for SqliteStore {
                 "INSERT INTO ai_audit(time, jail, kind, template, detail) \
                  VALUES(?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![e.time, e.jail, e.kind, e.template, e.detail.to_string()])?;
+            .execute(params![
+                e.time,
+                e.jail,
+                e.kind,
+                e.template,
+                e.detail.to_string()
+            ])?;
             Ok(tx.last_insert_rowid())
         })
     }
@@ -564,8 +572,8 @@ impl Store for SqliteStore {
             )?
             .query_map(params![since, limit], |r| {
                 let detail: String = r.get(5)?;
-                let detail = serde_json::from_str(&detail)
-                    .unwrap_or(serde_json::Value::String(detail));
+                let detail =
+                    serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail));
                 Ok((
                     r.get(0)?,
                     AuditEntry {
@@ -579,5 +587,343 @@ impl Store for SqliteStore {
             })?
             .collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mem() -> SqliteStore {
+        SqliteStore::open(MEMORY, Settings::default()).unwrap()
+    }
+
+    fn ban(jail: &str, fid: &str, time: f64, bantime: f64, matches: &[&str]) -> Ban {
+        let mut b = Ban::new(jail, fid, time, bantime);
+        b.data.matches = matches.iter().map(|m| m.to_string()).collect();
+        b.data.failures = matches.len().max(1) as u32;
+        b
+    }
+
+    #[test]
+    fn jails_enable_disable() {
+        let s = mem();
+        s.add_jail("sshd").unwrap();
+        s.add_jail("nginx").unwrap();
+        s.del_jail("sshd").unwrap();
+        assert_eq!(s.jails(None).unwrap(), ["nginx", "sshd"]);
+        assert_eq!(s.jails(Some(true)).unwrap(), ["nginx"]);
+        assert_eq!(s.jails(Some(false)).unwrap(), ["sshd"]);
+        s.add_jail("sshd").unwrap();
+        assert_eq!(s.jails(Some(true)).unwrap(), ["nginx", "sshd"]);
+    }
+
+    #[test]
+    fn log_position_follows_first_line() {
+        let s = mem();
+        assert_eq!(
+            s.log_position("sshd", "/var/log/auth.log", "aa").unwrap(),
+            None
+        );
+        s.set_log_position("sshd", "/var/log/auth.log", "aa", 1234)
+            .unwrap();
+        assert_eq!(
+            s.log_position("sshd", "/var/log/auth.log", "aa").unwrap(),
+            Some(1234)
+        );
+        // Same path, other first line: the file was replaced.
+        assert_eq!(
+            s.log_position("sshd", "/var/log/auth.log", "bb").unwrap(),
+            None
+        );
+        // Positions are per jail.
+        assert_eq!(
+            s.log_position("other", "/var/log/auth.log", "aa").unwrap(),
+            None
+        );
+        s.set_log_position("sshd", "/var/log/auth.log", "bb", 10)
+            .unwrap();
+        assert_eq!(
+            s.log_position("sshd", "/var/log/auth.log", "bb").unwrap(),
+            Some(10)
+        );
+        assert_eq!(s.log_paths("sshd").unwrap(), ["/var/log/auth.log"]);
+        assert_eq!(s.jails(None).unwrap(), ["sshd"], "jail recorded on the way");
+    }
+
+    #[test]
+    fn journal_cursor() {
+        let s = mem();
+        assert_eq!(s.journal_cursor("sshd").unwrap(), None);
+        s.set_journal_cursor("sshd", "s=1;i=2").unwrap();
+        s.set_journal_cursor("sshd", "s=1;i=3").unwrap();
+        assert_eq!(
+            s.journal_cursor("sshd").unwrap().as_deref(),
+            Some("s=1;i=3")
+        );
+    }
+
+    #[test]
+    fn matches_capped_by_dbmaxmatches() {
+        let s = mem();
+        s.set_settings(Settings {
+            max_matches: 2,
+            ..Settings::default()
+        });
+        s.add_ban(&ban("sshd", "192.0.2.1", 100.0, 600.0, &["a", "b", "c"]))
+            .unwrap();
+        let got = s.current_bans(Some("sshd"), 100.0).unwrap();
+        assert_eq!(got[0].data.matches, ["b", "c"], "the newest are kept");
+        assert_eq!(got[0].data.failures, 3);
+        s.set_settings(Settings {
+            max_matches: 0,
+            ..Settings::default()
+        });
+        s.add_ban(&ban("sshd", "192.0.2.1", 200.0, 600.0, &["d"]))
+            .unwrap();
+        let got = s.current_bans(Some("sshd"), 200.0).unwrap();
+        assert!(got[0].data.matches.is_empty());
+    }
+
+    #[test]
+    fn current_bans_active_and_permanent() {
+        let s = mem();
+        s.add_ban(&ban("sshd", "192.0.2.1", 1000.0, 600.0, &[]))
+            .unwrap();
+        s.add_ban(&ban("sshd", "192.0.2.2", 1000.0, -1.0, &[]))
+            .unwrap();
+        s.add_ban(&ban("sshd", "192.0.2.3", 100.0, 600.0, &[]))
+            .unwrap();
+        s.add_ban(&ban("web", "192.0.2.1", 1000.0, 60.0, &[]))
+            .unwrap();
+        let fids = |jail, now| -> Vec<String> {
+            s.current_bans(jail, now)
+                .unwrap()
+                .into_iter()
+                .map(|b| format!("{}/{}", b.jail, b.fid))
+                .collect()
+        };
+        assert_eq!(
+            fids(Some("sshd"), 1100.0),
+            ["sshd/192.0.2.1", "sshd/192.0.2.2"]
+        );
+        assert_eq!(
+            fids(None, 1030.0),
+            ["sshd/192.0.2.1", "web/192.0.2.1", "sshd/192.0.2.2"]
+        );
+        // The end of a ban is exclusive, as in fail2ban.
+        assert_eq!(fids(Some("sshd"), 1600.0), ["sshd/192.0.2.2"]);
+        assert_eq!(fids(Some("sshd"), 1e12), ["sshd/192.0.2.2"]);
+    }
+
+    #[test]
+    fn latest_ban_wins_in_bips() {
+        let s = mem();
+        let mut b = ban("sshd", "192.0.2.1", 2000.0, 1200.0, &[]);
+        b.bancount = 2;
+        s.add_ban(&b).unwrap();
+        // Written late but older: must not replace the newer one.
+        s.add_ban(&ban("sshd", "192.0.2.1", 1000.0, 600.0, &[]))
+            .unwrap();
+        let h = s.previous_ban("192.0.2.1", Some("sshd")).unwrap().unwrap();
+        assert_eq!((h.bancount, h.time, h.bantime), (2, 2000.0, 1200.0));
+    }
+
+    #[test]
+    fn previous_ban_per_jail_and_overall() {
+        let s = mem();
+        assert_eq!(s.previous_ban("192.0.2.1", None).unwrap(), None);
+        let mut a = ban("sshd", "192.0.2.1", 1000.0, 600.0, &[]);
+        a.bancount = 3;
+        let mut b = ban("web", "192.0.2.1", 2000.0, 60.0, &[]);
+        b.bancount = 2;
+        s.add_ban(&a).unwrap();
+        s.add_ban(&b).unwrap();
+        let h = s.previous_ban("192.0.2.1", Some("sshd")).unwrap().unwrap();
+        assert_eq!((h.bancount, h.time, h.bantime), (3, 1000.0, 600.0));
+        let h = s.previous_ban("192.0.2.1", None).unwrap().unwrap();
+        assert_eq!((h.bancount, h.time, h.bantime), (5, 2000.0, 60.0));
+        assert_eq!(s.previous_ban("192.0.2.1", Some("none")).unwrap(), None);
+    }
+
+    #[test]
+    fn merged_bans_newest_matches() {
+        let s = mem();
+        s.set_settings(Settings {
+            max_matches: 3,
+            ..Settings::default()
+        });
+        s.add_ban(&ban("sshd", "192.0.2.1", 100.0, 10.0, &["a1", "a2"]))
+            .unwrap();
+        s.add_ban(&ban("sshd", "192.0.2.1", 200.0, 10.0, &["b1", "b2"]))
+            .unwrap();
+        s.add_ban(&ban("web", "192.0.2.1", 300.0, 10.0, &["c1"]))
+            .unwrap();
+        let m = s.merged_bans("192.0.2.1", None).unwrap().unwrap();
+        assert_eq!(m.matches, ["b1", "b2", "c1"]);
+        assert_eq!((m.bans, m.failures, m.last_time), (3, 5, 300.0));
+        let m = s.merged_bans("192.0.2.1", Some("sshd")).unwrap().unwrap();
+        assert_eq!(m.matches, ["a2", "b1", "b2"]);
+        assert_eq!((m.bans, m.failures, m.last_time), (2, 4, 200.0));
+        assert_eq!(s.merged_bans("192.0.2.9", None).unwrap(), None);
+    }
+
+    #[test]
+    fn remove_bans_one_or_all() {
+        let s = mem();
+        for fid in ["192.0.2.1", "192.0.2.2"] {
+            s.add_ban(&ban("sshd", fid, 100.0, -1.0, &[])).unwrap();
+        }
+        s.add_ban(&ban("web", "192.0.2.1", 100.0, -1.0, &[]))
+            .unwrap();
+        assert_eq!(s.remove_bans("sshd", Some("192.0.2.1")).unwrap(), 1);
+        assert_eq!(s.current_bans(Some("sshd"), 100.0).unwrap().len(), 1);
+        assert_eq!(s.merged_bans("192.0.2.1", Some("sshd")).unwrap(), None);
+        assert_eq!(s.remove_bans("sshd", None).unwrap(), 1);
+        assert_eq!(
+            s.current_bans(None, 100.0).unwrap().len(),
+            1,
+            "web untouched"
+        );
+    }
+
+    #[test]
+    fn purge_like_fail2ban() {
+        let s = mem();
+        s.set_settings(Settings {
+            purge_age: 1000.0,
+            ..Settings::default()
+        });
+        let now = 10_000.0;
+        // Ban history older than the purge age goes...
+        s.add_ban(&ban("sshd", "old", 8000.0, 100.0, &[])).unwrap();
+        // ...the latest-ban row too once 3 bantimes past it...
+        s.add_ban(&ban("sshd", "long", 8000.0, 500.0, &[])).unwrap();
+        // ...but not when still within 3 bantimes, and never a permanent one.
+        s.add_ban(&ban("sshd", "perm", 8000.0, -1.0, &[])).unwrap();
+        s.add_ban(&ban("sshd", "fresh", 9500.0, 100.0, &[]))
+            .unwrap();
+        s.add_jail("gone").unwrap();
+        s.set_log_position("gone", "/var/log/x", "md5", 5).unwrap();
+        s.del_jail("gone").unwrap();
+        s.put_verdict(&Verdict {
+            template: "t".into(),
+            verdict: "benign".into(),
+            hits: 0,
+            model: "m".into(),
+            tokens: 1,
+            created: 0.0,
+            expiry: 9000.0,
+        })
+        .unwrap();
+        let stats = s.purge(now).unwrap();
+        assert_eq!(
+            stats,
+            PurgeStats {
+                bans: 3,
+                bips: 1,
+                jails: 1,
+                verdicts: 1
+            }
+        );
+        assert!(s.previous_ban("old", Some("sshd")).unwrap().is_none());
+        assert!(s.previous_ban("long", Some("sshd")).unwrap().is_some());
+        assert!(s.previous_ban("perm", Some("sshd")).unwrap().is_some());
+        assert!(s.merged_bans("fresh", None).unwrap().is_some());
+        assert_eq!(s.jails(None).unwrap(), ["sshd"]);
+        assert!(s.log_paths("gone").unwrap().is_empty(), "logs cascade");
+    }
+
+    #[test]
+    fn reads_fail2ban_rows() {
+        // fail2ban writes integer times and its JSON as bytes; an import
+        // copies them as they are.
+        let s = mem();
+        s.add_jail("sshd").unwrap();
+        s.read(|conn, _| {
+            conn.execute(
+                "INSERT INTO bips(ip, jail, timeofban, bantime, bancount, data) \
+                 VALUES('192.0.2.7', 'sshd', 1000, -1, 4, ?1)",
+                [br#"{"matches": ["x"], "failures": 7, "user": "root"}"#.as_slice()],
+            )?;
+            conn.execute(
+                "INSERT INTO bips(ip, jail, timeofban, bantime, bancount, data) \
+                 VALUES('192.0.2.8', 'sshd', 1000, -1, 1, 'not json')",
+                [],
+            )
+        })
+        .unwrap();
+        let got = s.current_bans(Some("sshd"), 2000.0).unwrap();
+        assert_eq!(got[0].time, 1000.0);
+        assert_eq!(got[0].bancount, 4);
+        assert_eq!(got[0].data.matches, ["x"]);
+        assert_eq!(got[0].data.failures, 7);
+        assert_eq!(got[0].data.extra["user"], "root");
+        assert_eq!(got[1].data, BanData::default(), "bad data costs only data");
+        // Extra keys survive a round trip.
+        let mut again = got[0].clone();
+        again.time = 1500.0;
+        s.add_ban(&again).unwrap();
+        let got = s.current_bans(Some("sshd"), 2000.0).unwrap();
+        assert_eq!(got[0].data.extra["user"], "root");
+    }
+
+    #[test]
+    fn verdict_cache() {
+        let s = mem();
+        let v = Verdict {
+            template: "sshd: Invalid user <*> from <HOST>".into(),
+            verdict: "attack".into(),
+            hits: 0,
+            model: "gpt-x".into(),
+            tokens: 321,
+            created: 100.0,
+            expiry: 1000.0,
+        };
+        s.put_verdict(&v).unwrap();
+        let got = s.lookup_verdict(&v.template, 500.0).unwrap().unwrap();
+        assert_eq!(got.hits, 1);
+        assert_eq!(
+            s.lookup_verdict(&v.template, 600.0).unwrap().unwrap().hits,
+            2
+        );
+        assert_eq!(
+            s.lookup_verdict(&v.template, 1000.0).unwrap(),
+            None,
+            "expired"
+        );
+        assert_eq!(s.lookup_verdict("other", 500.0).unwrap(), None);
+    }
+
+    #[test]
+    fn audit_trail() {
+        let s = mem();
+        let entry = |time: f64, kind: &str| AuditEntry {
+            time,
+            jail: Some("sshd".into()),
+            kind: kind.into(),
+            template: None,
+            detail: serde_json::json!({"file": "ai-sshd.conf"}),
+        };
+        let a = s.add_audit(&entry(10.0, "filter-written")).unwrap();
+        let b = s.add_audit(&entry(20.0, "filter-rejected")).unwrap();
+        assert!(b > a);
+        let got = s.audit_entries(15.0, 10).unwrap();
+        assert_eq!(got, [(b, entry(20.0, "filter-rejected"))]);
+        assert_eq!(s.audit_entries(0.0, 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn size_cap_reports_full_and_recovers() {
+        let s = mem();
+        s.add_jail("sshd").unwrap();
+        let cap = s.set_max_size(0).unwrap();
+        assert!(cap > 0, "never below the current size");
+        let big = ban("sshd", "192.0.2.1", 1.0, 1.0, &[&"x".repeat(100_000)]);
+        let err = s.add_ban(&big).unwrap_err();
+        assert!(err.is_full(), "{err}");
+        assert!(s.current_bans(None, 0.0).unwrap().is_empty(), "rolled back");
+        s.set_max_size(1 << 30).unwrap();
+        s.add_ban(&big).unwrap();
     }
 }
