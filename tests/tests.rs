@@ -7,3 +7,5 @@ mod reference;
 mod config;
 // Regex engine and Filter against the reference fail2ban.
 mod filter;
+// SQLite store on real files: restart, restore, damage, full disk, threads.
+mod store;

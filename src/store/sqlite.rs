@@ -90,18 +90,9 @@ impl SqliteStore {
         // SQLite opens lazily: garbage only shows on the first read, so read
         // everything once now, while moving the file aside is still cheap.
         quick_check(&conn).map_err(e)?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(e)?;
-        if !mode.eq_ignore_ascii_case("wal") && path.as_os_str() != MEMORY {
-            tracing::warn!(path = %path.display(), mode, "database cannot use WAL mode");
-        }
-        // With WAL, NORMAL loses at most the last commits on power loss and
-        // never corrupts; FULL would fsync on every log position update.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(e)?;
-        conn.pragma_update(None, "foreign_keys", true).map_err(e)?;
-        match schema::inspect(&conn).map_err(e)? {
+        // Decided before anything is written: switching to WAL already
+        // rewrites the header of a file that may not be ours.
+        let found = match schema::inspect(&conn).map_err(e)? {
             Found::Foreign => {
                 return Err(Error::Foreign {
                     path: path.to_path_buf(),
@@ -114,8 +105,20 @@ impl SqliteStore {
                     supported: LATEST,
                 })
             }
-            Found::Ours(found) => schema::migrate(&mut conn, found, LATEST).map_err(e)?,
+            Found::Ours(found) => found,
+        };
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(e)?;
+        if !mode.eq_ignore_ascii_case("wal") && path.as_os_str() != MEMORY {
+            tracing::warn!(path = %path.display(), mode, "database cannot use WAL mode");
         }
+        // With WAL, NORMAL loses at most the last commits on power loss and
+        // never corrupts; FULL would fsync on every log position update.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(e)?;
+        conn.pragma_update(None, "foreign_keys", true).map_err(e)?;
+        schema::migrate(&mut conn, found, LATEST).map_err(e)?;
         tracing::info!(path = %path.display(), "connected to database");
         Ok(SqliteStore {
             path: path.to_path_buf(),
