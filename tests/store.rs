@@ -101,6 +101,9 @@ fn restart_keeps_everything() {
     }
     let s = open(&path);
     assert_eq!(s.schema_version().unwrap(), 2);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "matched log lines stay private");
     assert_eq!(s.jails(Some(true)).unwrap(), ["sshd"]);
     assert_eq!(s.jails(Some(false)).unwrap(), ["old"]);
     assert_eq!(

@@ -59,6 +59,14 @@ pub enum Error {
         /// Why the rename failed.
         source: std::io::Error,
     },
+    /// The database file could not be created.
+    #[error("cannot create database {path}: {source}")]
+    Create {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Any other SQLite error.
     #[error("database {path}: {source}")]
     Sqlite {

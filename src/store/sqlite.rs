@@ -64,9 +64,11 @@ impl SqliteStore {
         if path.as_os_str() == MEMORY {
             return Self::connect(path, Connection::open_in_memory(), settings);
         }
+        create_private(path)?;
         match Self::connect(path, Connection::open(path), settings) {
             Err(Error::Corrupt { source, .. }) => {
                 let to = move_aside(path)?;
+                create_private(path)?;
                 tracing::error!(
                     path = %path.display(),
                     moved_to = %to.display(),
@@ -190,6 +192,27 @@ fn quick_check(conn: &Connection) -> rusqlite::Result<()> {
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
             Some(first),
         ))
+    }
+}
+
+/// Creates the file owner-only if it does not exist yet: bans keep the
+/// matched log lines (user names, requests), which the logs themselves
+/// often hide from other users. SQLite gives its `-wal`/`-shm` the same
+/// mode.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(Error::Create {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
