@@ -7,3 +7,4 @@ pub mod config;
 pub mod filter;
 pub mod jail;
 pub mod server;
+pub mod store;

@@ -11,3 +11,5 @@ mod filter;
 mod date;
 // Failure counting, bans and bantime.increment against the reference.
 mod jail;
+// SQLite store on real files: restart, restore, damage, full disk, threads.
+mod store;
