@@ -2,3 +2,4 @@
 //! through the control socket.
 
 pub mod log;
+pub mod spec;

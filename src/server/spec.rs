@@ -1,0 +1,325 @@
+//! A jail's settings, accumulated from the commands that configure it
+//! (`add`, `set <jail> ...`, `multi-set <jail> ...`), the same commands the
+//! configuration stream and `fail3ban-client set` send.
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use crate::client::protocol::{CommandError, ErrorKind};
+use crate::config::time::str2seconds;
+use crate::config::{Command, PyValue};
+use crate::filter::{FilterOptions, UseDns};
+use crate::jail::increment::IncrementOptions;
+
+/// Turns a configuration command into the protocol's JSON values.
+pub fn command_to_json(cmd: &Command) -> Vec<Value> {
+    cmd.iter().map(py_to_json).collect()
+}
+
+fn py_to_json(v: &PyValue) -> Value {
+    match v {
+        PyValue::Str(s) => Value::String(s.clone()),
+        PyValue::Int(i) => Value::from(*i),
+        PyValue::Bool(b) => Value::Bool(*b),
+        PyValue::None => Value::Null,
+        PyValue::List(l) => Value::Array(l.iter().map(py_to_json).collect()),
+        PyValue::Dict(d) => {
+            Value::Object(d.iter().map(|(k, v)| (k.clone(), py_to_json(v))).collect())
+        }
+    }
+}
+
+/// A value's text as fail2ban's server reads it.
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn bool_of(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        other => crate::config::definition::py_bool(&text(other)),
+    }
+}
+
+fn invalid(what: &str, v: &Value) -> CommandError {
+    CommandError::new(
+        ErrorKind::InvalidValue,
+        format!("Invalid value for {what}: {}", text(v)),
+    )
+}
+
+fn int_of(what: &str, v: &Value) -> Result<i64, CommandError> {
+    match v {
+        Value::Number(n) => n.as_i64().ok_or_else(|| invalid(what, v)),
+        other => {
+            crate::config::definition::py_int(&text(other)).ok_or_else(|| invalid(what, other))
+        }
+    }
+}
+
+fn seconds_of(what: &str, v: &Value) -> Result<f64, CommandError> {
+    match v {
+        Value::Number(n) => n.as_f64().ok_or_else(|| invalid(what, v)),
+        other => str2seconds(&text(other)).map_err(|_| invalid(what, other)),
+    }
+}
+
+/// One action of a jail: its name and its options (`actionban`, ...,
+/// and [Init] parameters).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActionSpec {
+    pub name: String,
+    pub options: IndexMap<String, String>,
+}
+
+/// Everything that configures one jail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JailSpec {
+    pub name: String,
+    pub backend: String,
+    pub usedns: String,
+    pub prefregex: Option<String>,
+    pub maxlines: usize,
+    pub failregex: Vec<String>,
+    pub ignoreregex: Vec<String>,
+    pub datepattern: Option<String>,
+    pub journalmatch: Vec<Vec<String>>,
+    pub maxretry: u32,
+    pub maxmatches: Option<usize>,
+    pub findtime: f64,
+    pub bantime: f64,
+    pub increment: bool,
+    pub increment_opts: IncrementOptions,
+    pub ignorecommand: String,
+    pub ignoreself: bool,
+    pub ignoreip: Vec<String>,
+    pub ignorecache: Option<String>,
+    pub logtimezone: Option<String>,
+    pub logencoding: String,
+    /// Log files with `head` or `tail`.
+    pub logpaths: Vec<(String, String)>,
+    pub actions: Vec<ActionSpec>,
+}
+
+impl JailSpec {
+    /// A jail as fail2ban's server creates it before any `set`.
+    pub fn new(name: &str, backend: &str) -> JailSpec {
+        JailSpec {
+            name: name.to_string(),
+            backend: backend.to_string(),
+            usedns: "warn".into(),
+            prefregex: None,
+            maxlines: 1,
+            failregex: Vec::new(),
+            ignoreregex: Vec::new(),
+            datepattern: None,
+            journalmatch: Vec::new(),
+            maxretry: 3,
+            maxmatches: None,
+            findtime: 600.0,
+            bantime: 600.0,
+            increment: false,
+            increment_opts: IncrementOptions::default(),
+            ignorecommand: String::new(),
+            ignoreself: true,
+            ignoreip: Vec::new(),
+            ignorecache: None,
+            logtimezone: None,
+            logencoding: "auto".into(),
+            logpaths: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    /// The filter's options for the daemon.
+    pub fn filter_options(&self) -> FilterOptions {
+        FilterOptions {
+            failregex: self.failregex.clone(),
+            ignoreregex: self.ignoreregex.clone(),
+            prefregex: self.prefregex.clone().filter(|p| !p.is_empty()),
+            datepattern: self.datepattern.clone().filter(|p| !p.is_empty()),
+            maxlines: self.maxlines.max(1),
+            usedns: UseDns::parse(&self.usedns),
+            logtimezone: self.logtimezone.clone().filter(|p| !p.is_empty()),
+            findtime: self.findtime,
+            ..FilterOptions::default()
+        }
+    }
+
+    fn action_mut(&mut self, name: &str) -> Result<&mut ActionSpec, CommandError> {
+        self.actions
+            .iter_mut()
+            .find(|a| a.name == name)
+            .ok_or_else(|| {
+                CommandError::new(
+                    ErrorKind::InvalidValue,
+                    format!("Invalid action name {name:?}"),
+                )
+            })
+    }
+
+    /// Applies `set <jail> <what> <args...>`; returns the value fail2ban's
+    /// server answers with.
+    pub fn set(&mut self, what: &str, args: &[Value]) -> Result<Value, CommandError> {
+        let first = args.first().cloned().unwrap_or(Value::Null);
+        let t = text(&first);
+        let words = || args.iter().map(text).collect::<Vec<_>>();
+        match what {
+            "usedns" => self.usedns = t,
+            "prefregex" => self.prefregex = Some(t),
+            "maxlines" => {
+                let n = int_of(what, &first)?;
+                if n < 1 {
+                    return Err(invalid(what, &first));
+                }
+                self.maxlines = n as usize;
+            }
+            "addfailregex" => self.failregex.extend(words()),
+            "delfailregex" => {
+                let i = int_of(what, &first)? as usize;
+                if i >= self.failregex.len() {
+                    return Err(invalid(what, &first));
+                }
+                self.failregex.remove(i);
+            }
+            "addignoreregex" => self.ignoreregex.extend(words()),
+            "delignoreregex" => {
+                let i = int_of(what, &first)? as usize;
+                if i >= self.ignoreregex.len() {
+                    return Err(invalid(what, &first));
+                }
+                self.ignoreregex.remove(i);
+            }
+            "datepattern" => self.datepattern = Some(t),
+            "addjournalmatch" => self.journalmatch.push(words()),
+            "deljournalmatch" => {
+                let w = words();
+                self.journalmatch.retain(|m| *m != w);
+            }
+            "maxretry" => self.maxretry = int_of(what, &first)?.max(0) as u32,
+            "maxmatches" => self.maxmatches = Some(int_of(what, &first)?.max(0) as usize),
+            "findtime" => self.findtime = seconds_of(what, &first)?,
+            "bantime" => self.bantime = seconds_of(what, &first)?,
+            "bantime.increment" => self.increment = bool_of(&first),
+            "bantime.factor" => self.increment_opts.factor = Some(t),
+            "bantime.formula" => self.increment_opts.formula = Some(t),
+            "bantime.multipliers" => self.increment_opts.multipliers = Some(t),
+            "bantime.maxtime" => self.increment_opts.maxtime = Some(t),
+            "bantime.rndtime" => self.increment_opts.rndtime = Some(t),
+            "bantime.overalljails" => self.increment_opts.overalljails = bool_of(&first),
+            "ignorecommand" => self.ignorecommand = t,
+            "ignoreself" => self.ignoreself = bool_of(&first),
+            "addignoreip" => {
+                for w in words() {
+                    if !self.ignoreip.contains(&w) {
+                        self.ignoreip.push(w);
+                    }
+                }
+            }
+            "delignoreip" => {
+                let w = words();
+                self.ignoreip.retain(|i| !w.contains(i));
+            }
+            "ignorecache" => self.ignorecache = Some(t).filter(|s| !s.is_empty()),
+            "logtimezone" => self.logtimezone = Some(t),
+            "logencoding" => self.logencoding = t,
+            "addlogpath" => {
+                let tail = args.get(1).map(text).unwrap_or_else(|| "head".into());
+                if !self.logpaths.iter().any(|(p, _)| *p == t) {
+                    self.logpaths.push((t, tail));
+                }
+            }
+            "dellogpath" => self.logpaths.retain(|(p, _)| *p != t),
+            "addaction" => {
+                if !self.actions.iter().any(|a| a.name == t) {
+                    self.actions.push(ActionSpec {
+                        name: t,
+                        options: IndexMap::new(),
+                    });
+                }
+            }
+            "delaction" => self.actions.retain(|a| a.name != t),
+            "action" => {
+                // `set <jail> action <name> <option> <value>`
+                let value = args.get(2).map(text).unwrap_or_default();
+                let opt = args.get(1).map(text).ok_or_else(CommandError::invalid)?;
+                self.action_mut(&t)?.options.insert(opt, value.clone());
+                return Ok(Value::String(value));
+            }
+            _ => return Err(CommandError::invalid()),
+        }
+        Ok(first)
+    }
+
+    /// Applies `multi-set <jail> <what> [values]` (and
+    /// `multi-set <jail> action <name> [[opt, value], ...]`).
+    pub fn multi_set(&mut self, what: &str, args: &[Value]) -> Result<Value, CommandError> {
+        if what == "action" {
+            let name = args.first().map(text).ok_or_else(CommandError::invalid)?;
+            let Some(Value::Array(pairs)) = args.get(1) else {
+                return Err(CommandError::invalid());
+            };
+            let action = self.action_mut(&name)?;
+            for p in pairs {
+                if let Value::Array(kv) = p {
+                    if let [k, v] = kv.as_slice() {
+                        action.options.insert(text(k), text(v));
+                    }
+                }
+            }
+            return Ok(Value::Null);
+        }
+        let Some(Value::Array(values)) = args.first() else {
+            return Err(CommandError::invalid());
+        };
+        for v in values {
+            self.set(what, std::slice::from_ref(v))?;
+        }
+        Ok(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn commands_build_a_spec() {
+        let mut s = JailSpec::new("sshd", "auto");
+        s.set("maxretry", &[json!(5)]).unwrap();
+        s.set("findtime", &[json!("10m")]).unwrap();
+        s.set("bantime", &[json!("-1")]).unwrap();
+        s.multi_set("addfailregex", &[json!(["^a <HOST>$", "^b <HOST>$"])])
+            .unwrap();
+        s.set("addignoreip", &[json!("127.0.0.1/8"), json!("::1")])
+            .unwrap();
+        s.set("addlogpath", &[json!("/var/log/auth.log"), json!("tail")])
+            .unwrap();
+        s.set("addaction", &[json!("iptables")]).unwrap();
+        s.multi_set(
+            "action",
+            &[
+                json!("iptables"),
+                json!([["actionban", "echo <ip>"], ["port", "ssh"]]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.maxretry, 5);
+        assert_eq!(s.findtime, 600.0);
+        assert_eq!(s.bantime, -1.0);
+        assert_eq!(s.failregex.len(), 2);
+        assert_eq!(s.ignoreip, vec!["127.0.0.1/8", "::1"]);
+        assert_eq!(
+            s.logpaths,
+            vec![("/var/log/auth.log".to_string(), "tail".to_string())]
+        );
+        assert_eq!(s.actions[0].options["actionban"], "echo <ip>");
+        assert!(s.set("findtime", &[json!("soon")]).is_err());
+        assert!(s.set("nonsense", &[json!(1)]).is_err());
+    }
+}
