@@ -2,5 +2,6 @@
 //!
 //! The library holds every part; the binaries in `src/bin` are glue.
 
+pub mod action;
 pub mod config;
 pub mod filter;
