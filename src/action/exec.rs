@@ -82,7 +82,8 @@ impl Runner for ShellRunner {
 }
 
 /// Kills the process group when dropped while armed: if whoever awaits a
-/// command goes away (shutdown), its processes must not linger.
+/// command goes away (shutdown), its processes must not linger. Declared
+/// after the child, so it drops (and kills) before the child is reaped.
 struct GroupGuard(Option<i32>);
 
 impl GroupGuard {
@@ -159,6 +160,8 @@ async fn run(cmd: &ShellCommand, timeout: Duration) -> Output {
         s = child.wait() => Some(s),
         _ = tokio::time::sleep(timeout) => None,
     };
+    // Signals go to the group only while the shell is unreaped: its pid
+    // (the group id) cannot be reused by another command before that.
     let status = match status {
         Some(Ok(s)) => match (s.code(), s.signal()) {
             (Some(c), _) => Status::Exited(c),
@@ -168,21 +171,14 @@ async fn run(cmd: &ShellCommand, timeout: Duration) -> Output {
         Some(Err(e)) => Status::SpawnFailed(e.to_string()),
         None => {
             guard.kill(libc::SIGTERM);
-            if tokio::time::timeout(TERM_GRACE, child.wait())
-                .await
-                .is_err()
-            {
-                tracing::debug!("process group did not end on SIGTERM");
-            }
-            // Kill the whole tree even if the shell ended: its children may
+            tokio::time::sleep(TERM_GRACE).await;
+            // The whole tree, even if the shell obeyed: its children may
             // have ignored SIGTERM.
             guard.kill(libc::SIGKILL);
             let _ = child.wait().await;
             Status::TimedOut
         }
     };
-    // The shell is gone; stragglers of its group must not outlive it.
-    guard.kill(libc::SIGKILL);
     guard.0 = None;
     let drain = |h: tokio::task::JoinHandle<Vec<u8>>| async move {
         match tokio::time::timeout(DRAIN_WAIT, h).await {

@@ -692,7 +692,7 @@ impl Action {
     /// 1 sane, 0 not restored, -1 repair declined by `before_repair`.
     async fn invariant_check(
         &mut self,
-        family: &str,
+        mut family: &str,
         before_repair: Option<&(dyn Fn() -> bool + Send + Sync)>,
         force_start: bool,
     ) -> Result<i8, ActionError> {
@@ -718,7 +718,14 @@ impl Action {
             self.started.insert(family.to_string(), STARTED);
         } else {
             // No repair command: restart, which drops the bans of this
-            // family; the jail rebans them because the epoch moved.
+            // family; the jail rebans them because the epoch moved. An
+            // action without `?family=` options was started as a whole (the
+            // empty family), so that is what restarts; fail2ban restarts
+            // the ban's family there, finds the start command already run
+            // for the empty one and so never really restarts.
+            if !self.started.contains_key(family) && self.started.contains_key("") {
+                family = "";
+            }
             if let Err(e) = self.stop_family(Some(family)).await {
                 tracing::debug!("stop before restart failed: {e}");
             }
