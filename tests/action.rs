@@ -249,7 +249,7 @@ actionstart = echo start <family> <time> <bantime> <name> <F-USER>
 actionban = echo ban <ip> <fid> <family> <ip-rev> <failures> <time> <bantime> <bancount> <restored>
     printf '%%s\\n' <matches>
     echo \"<ipmatches>\" '<ipjailmatches>' <ipfailures> <ipjailfailures>
-    echo <F-USER> <F-PORT> <F-MISSING> <br>x<sp>y <port>
+    echo <F-USER> <F-PORT> <F-MISSING> <br>x<sp>y <port> <F-FAILURES> <F-MATCHES>
 actionunban = echo unban <ip> <addr>
 actionflush = echo flush <addr>
 actionstop = echo stop <addr>

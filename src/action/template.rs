@@ -188,7 +188,23 @@ impl TagSource for BanInfo {
     }
 
     fn data(&self, key: &str) -> Option<String> {
-        self.data.get(key).cloned()
+        if let Some(v) = self.data.get(key) {
+            return Some(v.clone());
+        }
+        // A ticket's data also holds its failures and matches.
+        match key {
+            "failures" => Some(self.failures.to_string()),
+            "matches" => Some(
+                crate::config::PyValue::List(
+                    self.matches
+                        .iter()
+                        .map(|m| crate::config::PyValue::str(m.as_str()))
+                        .collect(),
+                )
+                .to_string(),
+            ),
+            _ => None,
+        }
     }
 }
 
