@@ -179,13 +179,18 @@ fn steps() -> Vec<(&'static str, Option<BanInfo>)> {
     v6.bancount = 2;
     v6.matches = vec!["a line with <ip> and <F-USER> inside".into()];
     v6.data.insert("user".into(), "plain".into());
+    let mut user = BanInfo::new("some-user", 1_699_999_999.0);
+    user.failures = 2;
+    user.bantime = -1;
     vec![
         ("start", None),
+        ("ban", Some(user.clone())),
         ("ban", Some(v4.clone())),
         ("ban", Some(v6.clone())),
         ("reban", Some(v4.clone())),
         ("unban", Some(v4)),
         ("unban", Some(v6)),
+        ("unban", Some(user)),
         ("flush", None),
         ("stop", None),
     ]

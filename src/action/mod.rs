@@ -565,7 +565,10 @@ impl Action {
         let family = info.family();
         let key = family.as_str();
         if self.start_on_demand() && self.state(key) == 0 {
-            self.start_family(Some(key), true).await?;
+            // A ban that is not an address starts every family, as fail2ban
+            // does, since it cannot tell which one will be needed.
+            let which = (family != Family::Unspec).then_some(key);
+            self.start_family(which, true).await?;
         }
         if !self.process(tag, info, family).await? {
             return Err(ActionError::Ban(info.ip.clone()));
