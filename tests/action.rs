@@ -385,6 +385,29 @@ async fn start_ban_unban_stop_in_order() {
 }
 
 #[tokio::test]
+async fn reload_keeps_bans_and_takes_new_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = file_action(tmp.path(), &[("actionreload", "echo reload >> <log>")]);
+    a.start().await.unwrap();
+    let info = BanInfo::new("192.0.2.10", TIME);
+    a.ban(&info).await.unwrap();
+    let new = file_action(
+        tmp.path(),
+        &[
+            ("actionreload", "echo reload2 >> <log>"),
+            ("actionunban", "echo unban2 <ip> >> <log>"),
+        ],
+    );
+    a.reload_from(new).await.unwrap();
+    a.unban(&info).await.unwrap();
+    a.stop().await.unwrap();
+    assert_eq!(
+        read(&tmp.path().join("log")),
+        "start\nban 192.0.2.10\n|\nreload2\nunban2 192.0.2.10\nstop\n"
+    );
+}
+
+#[tokio::test]
 async fn norestored_actions_skip_restored_bans() {
     let tmp = tempfile::tempdir().unwrap();
     let mut quiet = file_action(tmp.path(), &[("actionban", "echo mail <ip> >> <log>")]);

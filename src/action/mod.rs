@@ -662,6 +662,18 @@ impl Action {
             .await
     }
 
+    /// Takes the options of `new`, the same action read again by a
+    /// configuration reload, keeping which families are started and hold
+    /// bans (the firewall still has them), then runs actionreload.
+    pub async fn reload_from(&mut self, new: Action) -> Result<(), ActionError> {
+        self.template = new.template;
+        self.timeout = new.timeout;
+        self.flags = new.flags;
+        // Commands remembered as run were the old options' commands.
+        self.executed.clear();
+        self.reload().await
+    }
+
     /// Runs actionreload for every started family.
     pub async fn reload(&mut self) -> Result<(), ActionError> {
         self.execute_operation("<actionreload>", "reloading", Vec::new(), After::Nothing)
