@@ -3,6 +3,8 @@
 // The reference fail2ban, fetched and run for differential tests.
 #[macro_use]
 mod reference;
+// Action templates against fail2ban's CommandAction, and real shell runs.
+mod action;
 // Configuration trees read by fail3ban-client and fail2ban-client.
 mod config;
 // Regex engine and Filter against the reference fail2ban.

@@ -1,0 +1,327 @@
+//! Running one command with `/bin/sh -c` under a timeout.
+//!
+//! Each command gets its own process group, so that a timeout ends the
+//! whole tree a script started (a `sleep` inside a pipeline, say) and not
+//! just the shell. Nothing here is shared between commands: a slow action
+//! of one jail never waits on a lock another jail holds.
+
+use std::future::Future;
+use std::os::unix::process::ExitStatusExt;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+use super::template::ShellCommand;
+
+/// Output kept per stream; the rest is read and dropped so that a chatty
+/// command does not block on a full pipe.
+const MAX_OUTPUT: usize = 64 * 1024;
+
+/// How long a timed-out group gets between SIGTERM and SIGKILL.
+const TERM_GRACE: Duration = Duration::from_millis(200);
+
+/// How long to wait for the pipes to close once the shell has ended; a
+/// daemon that left the group may keep them open forever.
+const DRAIN_WAIT: Duration = Duration::from_millis(500);
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal ended it.
+    Signaled(i32),
+    /// It ran past its timeout and its process group was killed.
+    TimedOut,
+    /// It could not be started.
+    SpawnFailed(String),
+}
+
+/// The result of one command.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub status: Status,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == Status::Exited(0)
+    }
+}
+
+/// Runs commands for actions. The server uses [`ShellRunner`]; tests record
+/// what would run.
+pub trait Runner: Send + Sync {
+    /// Runs `cmd`, true when it succeeded.
+    fn run<'a>(
+        &'a self,
+        cmd: &'a ShellCommand,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+}
+
+/// Runs commands with `/bin/sh`, logging failures as fail2ban does.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShellRunner;
+
+impl Runner for ShellRunner {
+    fn run<'a>(
+        &'a self,
+        cmd: &'a ShellCommand,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move { execute(cmd, timeout).await.success() })
+    }
+}
+
+/// Kills the process group when dropped while armed: if whoever awaits a
+/// command goes away (shutdown), its processes must not linger. Declared
+/// after the child, so it drops (and kills) before the child is reaped.
+struct GroupGuard(Option<i32>);
+
+impl GroupGuard {
+    fn kill(&self, signal: i32) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: plain syscall on a process group this module created.
+            unsafe {
+                libc::killpg(pgid, signal);
+            }
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill(libc::SIGKILL);
+    }
+}
+
+async fn read_capped(r: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let Some(mut r) = r else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                let room = MAX_OUTPUT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+}
+
+/// Runs `cmd` with `/bin/sh -c`, its values as positional parameters,
+/// stdin from /dev/null, and kills its process group after `timeout`.
+/// Failures are logged with the command and its output.
+pub async fn execute(cmd: &ShellCommand, timeout: Duration) -> Output {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    tracing::trace!("{id:x} -- exec: {cmd}");
+    let output = run(cmd, timeout).await;
+    log_result(id, cmd, timeout, &output);
+    output
+}
+
+async fn run(cmd: &ShellCommand, timeout: Duration) -> Output {
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(&cmd.script)
+        .args(&cmd.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Output {
+                status: Status::SpawnFailed(e.to_string()),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            }
+        }
+    };
+    let mut guard = GroupGuard(child.id().and_then(|p| i32::try_from(p).ok()));
+    let stdout = tokio::spawn(read_capped(child.stdout.take()));
+    let stderr = tokio::spawn(read_capped(child.stderr.take()));
+    let status = tokio::select! {
+        s = child.wait() => Some(s),
+        _ = tokio::time::sleep(timeout) => None,
+    };
+    // Signals go to the group only while the shell is unreaped: its pid
+    // (the group id) cannot be reused by another command before that.
+    let status = match status {
+        Some(Ok(s)) => match (s.code(), s.signal()) {
+            (Some(c), _) => Status::Exited(c),
+            (None, Some(sig)) => Status::Signaled(sig),
+            _ => Status::Exited(-1),
+        },
+        Some(Err(e)) => Status::SpawnFailed(e.to_string()),
+        None => {
+            guard.kill(libc::SIGTERM);
+            tokio::time::sleep(TERM_GRACE).await;
+            // The whole tree, even if the shell obeyed: its children may
+            // have ignored SIGTERM.
+            guard.kill(libc::SIGKILL);
+            let _ = child.wait().await;
+            Status::TimedOut
+        }
+    };
+    guard.0 = None;
+    let drain = |h: tokio::task::JoinHandle<Vec<u8>>| async move {
+        match tokio::time::timeout(DRAIN_WAIT, h).await {
+            Ok(Ok(v)) => v,
+            _ => Vec::new(),
+        }
+    };
+    let stdout = drain(stdout).await;
+    let stderr = drain(stderr).await;
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
+/// Logs as fail2ban's `Utils.executeCmd`: quiet on success, on failure the
+/// command, every line of its output, and how it ended.
+fn log_result(id: u64, cmd: &ShellCommand, timeout: Duration, out: &Output) {
+    if out.success() {
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            tracing::debug!("{id:x} -- stdout: {l:?}");
+        }
+        tracing::debug!("{id:x} -- returned successfully 0");
+        return;
+    }
+    tracing::error!("{id:x} -- exec: {cmd}");
+    match &out.status {
+        Status::SpawnFailed(e) => {
+            tracing::error!("{cmd} -- failed with {e}");
+            return;
+        }
+        Status::TimedOut => {
+            tracing::error!(
+                "{id:x} -- timed out after {} seconds.",
+                timeout.as_secs_f64()
+            );
+        }
+        _ => {}
+    }
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        tracing::error!("{id:x} -- stdout: {l:?}");
+    }
+    for l in String::from_utf8_lossy(&out.stderr).lines() {
+        tracing::error!("{id:x} -- stderr: {l:?}");
+    }
+    match out.status {
+        Status::Signaled(sig) => {
+            tracing::error!(
+                "{id:x} -- killed with {} (return code: {})",
+                signal_name(sig),
+                -sig
+            );
+        }
+        Status::Exited(code) if code > 128 => {
+            tracing::error!(
+                "{id:x} -- killed with {} (return code: {code})",
+                signal_name(code - 128)
+            );
+        }
+        Status::Exited(code) => {
+            tracing::error!("{id:x} -- returned {code}");
+            if code == 127 {
+                tracing::info!(
+                    "HINT on 127: \"Command not found\".  Make sure that all commands in {:?} \
+                     are in the PATH of fail3ban-server process.",
+                    cmd.script
+                );
+            }
+        }
+        Status::TimedOut => tracing::error!(
+            "{id:x} -- killed with SIGKILL (return code: -{})",
+            libc::SIGKILL
+        ),
+        Status::SpawnFailed(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[tokio::test]
+    async fn runs_with_parameters() {
+        let cmd = ShellCommand {
+            script: "f2bV_x=$0 \nprintf '%s' \"$f2bV_x\"; echo err >&2".into(),
+            args: vec!["$(id) `id`".into()],
+        };
+        let out = execute(&cmd, Duration::from_secs(5)).await;
+        assert!(out.success());
+        assert_eq!(out.stdout, b"$(id) `id`");
+        assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[tokio::test]
+    async fn exit_codes() {
+        let out = execute(&ShellCommand::plain("exit 3"), Duration::from_secs(5)).await;
+        assert_eq!(out.status, Status::Exited(3));
+        let out = execute(
+            &ShellCommand::plain("kill -TERM $$"),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(out.status, Status::Signaled(libc::SIGTERM));
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_group() {
+        let t0 = Instant::now();
+        let out = execute(
+            &ShellCommand::plain("trap '' TERM; sleep 30 | cat; sleep 30"),
+            Duration::from_millis(300),
+        )
+        .await;
+        assert_eq!(out.status, Status::TimedOut);
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    }
+
+    #[tokio::test]
+    async fn output_is_capped() {
+        let out = execute(
+            &ShellCommand::plain("head -c 1000000 /dev/zero"),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert!(out.success());
+        assert_eq!(out.stdout.len(), MAX_OUTPUT);
+    }
+}
