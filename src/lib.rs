@@ -4,3 +4,4 @@
 
 pub mod config;
 pub mod filter;
+pub mod source;
