@@ -7,3 +7,5 @@ mod reference;
 mod config;
 // Regex engine and Filter against the reference fail2ban.
 mod filter;
+// File and journal sources on real files and journals.
+mod source;

@@ -447,7 +447,7 @@ impl Reader {
                 vec![PathBuf::from(&lp.pattern)]
             };
             for p in paths {
-                if self.known.contains(&p) {
+                if self.known.contains(&p) || self.open_elsewhere(&p) {
                     continue;
                 }
                 let start = self.start_for(&p, lp.start, first);
@@ -494,6 +494,17 @@ impl Reader {
             self.empty_globs.remove(pattern);
         }
         found
+    }
+
+    // A new name for a file a tail has open: a rotation in progress (the
+    // tail drains it, and the next rescan continues it where it ended) or
+    // a second name for the same file (read once).
+    fn open_elsewhere(&self, p: &Path) -> bool {
+        let Ok(m) = std::fs::metadata(p) else {
+            return false;
+        };
+        let id = (m.dev(), m.ino());
+        self.tails.iter().any(|t| t.identity() == Some(id))
     }
 
     fn start_for(&mut self, p: &Path, start: Start, first: bool) -> TailStart {

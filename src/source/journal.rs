@@ -418,6 +418,8 @@ impl Drop for JournalSource {
 struct Reader {
     j: Journal,
     skip_cursor: Option<String>,
+    // The entry under the read position has not been handed out yet.
+    current_pending: bool,
     in_operation: bool,
 }
 
@@ -460,6 +462,7 @@ impl Reader {
         let mut r = Reader {
             j,
             skip_cursor: None,
+            current_pending: false,
             in_operation: false,
         };
         r.seek(&opts.start)?;
@@ -484,9 +487,13 @@ impl Reader {
             JournalStart::Time(t) => {
                 let usec = (t.max(0.0) * 1e6) as u64;
                 self.j.seek_realtime_usec(usec)?;
-                // Step back and forth so that a time past the end does not
-                // leave us in dead space (fail2ban does the same).
-                self.j.previous()?;
+                // Step back so that a time past the end does not leave us in
+                // dead space (fail2ban does the same); previous() lands on
+                // the last entry at or before the time, which is ours if it
+                // is exactly at it.
+                if self.j.previous()? && self.j.realtime_usec()? >= usec {
+                    self.current_pending = true;
+                }
             }
             JournalStart::Cursor(c) => match self.j.seek_cursor(c) {
                 Ok(()) => self.skip_cursor = Some(c.clone()),
@@ -517,7 +524,12 @@ impl Reader {
                 if stop.load(Ordering::SeqCst) {
                     return;
                 }
-                match self.j.next() {
+                let step = if std::mem::take(&mut self.current_pending) {
+                    Ok(true)
+                } else {
+                    self.j.next()
+                };
+                match step {
                     Ok(true) => {}
                     Ok(false) => {
                         at_end = true;

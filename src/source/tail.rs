@@ -27,6 +27,7 @@ const CHUNK: usize = 256 * 1024;
 // fail2ban re-hashes the first line every 30 s to notice a file replaced
 // in place by a bigger one (same inode, size never went down).
 const MD5_RECHECK: Duration = Duration::from_secs(30);
+const CHEAP_FIRST_LINE: usize = 64 * 1024;
 
 /// Where reading a file stands, as the store keeps it (fail2ban's `logs`
 /// table: path, firstlinemd5, lastfilepos).
@@ -101,6 +102,7 @@ pub struct FileTail {
     id: (u64, u64),
     md5: String,
     md5_at: Instant,
+    first_line_len: usize,
     // Bytes read but not yet handed out; buf[head..] is the current line's
     // beginning (or its continuation in `long` mode), buf[..scanned] is
     // known to hold no newline past head.
@@ -121,6 +123,7 @@ pub struct FileTail {
 impl FileTail {
     /// A tail for `path`; nothing is opened until the first [`read`](Self::read).
     pub fn new(path: impl Into<PathBuf>, start: TailStart, encoding: LogEncoding) -> FileTail {
+        let in_operation = start == TailStart::Tail;
         FileTail {
             path: path.into(),
             encoding,
@@ -130,6 +133,7 @@ impl FileTail {
             id: (0, 0),
             md5: String::new(),
             md5_at: Instant::now(),
+            first_line_len: 0,
             buf: Vec::new(),
             head: 0,
             scanned: 0,
@@ -137,7 +141,7 @@ impl FileTail {
             line_pos: 0,
             read_pos: 0,
             draining: false,
-            in_operation: false,
+            in_operation,
             problem: None,
             decode_warned: false,
         }
@@ -244,11 +248,16 @@ impl FileTail {
         let (file, meta) = match open_regular(&self.path) {
             Ok(x) => x,
             Err(p) => {
+                // A file missing when we first look is new when it comes:
+                // all of it is to be read.
+                if p == Problem::Missing && self.start == Some(TailStart::Tail) {
+                    self.start = Some(TailStart::Head);
+                }
                 self.report(p);
                 return false;
             }
         };
-        let md5 = match first_line_md5(&file, self.max_line) {
+        let (md5, first_len) = match first_line_md5_len(&file, self.max_line) {
             Ok(m) => m,
             Err(e) => {
                 self.report(Problem::Io(e.to_string()));
@@ -259,10 +268,7 @@ impl FileTail {
         let first = self.start.is_some();
         let start = match self.start.take() {
             None | Some(TailStart::Head) => 0,
-            Some(TailStart::Tail) => {
-                self.in_operation = true;
-                size
-            }
+            Some(TailStart::Tail) => size,
             Some(TailStart::Offset(o)) => {
                 if o <= size {
                     o
@@ -300,6 +306,7 @@ impl FileTail {
         self.file = Some(file);
         self.id = (meta.dev(), meta.ino());
         self.md5 = md5;
+        self.first_line_len = first_len;
         self.md5_at = Instant::now();
         self.reset_to(start);
         true
@@ -336,12 +343,17 @@ impl FileTail {
         }
         let size = meta.len();
         let mut replaced = size < self.read_pos;
+        // Hashing a short first line on every growth is one small pread, and
+        // it catches a file truncated and refilled past our offset between
+        // two looks; a very long first line is only re-hashed now and then.
+        let cheap = self.first_line_len < CHEAP_FIRST_LINE;
         if !replaced
             && size > self.read_pos
-            && (self.md5.is_empty() || self.md5_at.elapsed() >= MD5_RECHECK)
+            && (self.md5.is_empty() || cheap || self.md5_at.elapsed() >= MD5_RECHECK)
         {
-            if let Ok(md5) = first_line_md5(file, self.max_line) {
+            if let Ok((md5, len)) = first_line_md5_len(file, self.max_line) {
                 self.md5_at = Instant::now();
+                self.first_line_len = len;
                 if !self.md5.is_empty() && md5 != self.md5 {
                     replaced = true;
                 }
@@ -357,7 +369,8 @@ impl FileTail {
                 self.file = None;
                 return;
             }
-            self.md5 = first_line_md5(file, self.max_line).unwrap_or_default();
+            (self.md5, self.first_line_len) =
+                first_line_md5_len(file, self.max_line).unwrap_or_default();
             self.md5_at = Instant::now();
             self.reset_to(0);
         }
@@ -515,7 +528,8 @@ fn open_regular(path: &Path) -> Result<(File, Metadata), Problem> {
 /// Hex MD5 of the first line (newline included), or empty when there is no
 /// complete first line yet. A first line longer than `limit` is hashed on
 /// its first `limit` bytes. Reads with pread: the file offset is untouched.
-pub(crate) fn first_line_md5(file: &File, limit: usize) -> io::Result<String> {
+/// Also returns how many bytes were hashed.
+fn first_line_md5_len(file: &File, limit: usize) -> io::Result<(String, usize)> {
     let mut hasher = Md5::new();
     let mut buf = [0u8; 8192];
     let mut off = 0usize;
@@ -527,16 +541,16 @@ pub(crate) fn first_line_md5(file: &File, limit: usize) -> io::Result<String> {
             Err(e) => return Err(e),
         };
         if n == 0 {
-            return Ok(String::new());
+            return Ok((String::new(), off));
         }
         if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
             hasher.update(&buf[..=i]);
-            return Ok(hex(&hasher.finalize()));
+            return Ok((hex(&hasher.finalize()), off + i + 1));
         }
         hasher.update(&buf[..n]);
         off += n;
     }
-    Ok(hex(&hasher.finalize()))
+    Ok((hex(&hasher.finalize()), off))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -579,11 +593,11 @@ mod tests {
         let p = d.path().join("a.log");
         fs::write(&p, b"abc").unwrap();
         let f = File::open(&p).unwrap();
-        assert_eq!(first_line_md5(&f, 1 << 20).unwrap(), "");
+        assert_eq!(first_line_md5_len(&f, 1 << 20).unwrap().0, "");
         fs::write(&p, b"abc\ndef\n").unwrap();
         // md5("abc\n")
         assert_eq!(
-            first_line_md5(&f, 1 << 20).unwrap(),
+            first_line_md5_len(&f, 1 << 20).unwrap().0,
             "0bee89b07a248e27c83fc3d5951213c1"
         );
     }
