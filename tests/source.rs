@@ -537,6 +537,19 @@ const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 /// `.journal` file) with systemd-journal-remote; `None` (and a loud
 /// message) if that tool is missing, a panic under CI.
 fn make_journal(out: &Path, entries: &[Vec<(&str, String)>]) -> Option<()> {
+    let raw: Vec<Vec<(&str, Vec<u8>)>> = entries
+        .iter()
+        .map(|e| {
+            e.iter()
+                .map(|(k, v)| (*k, v.clone().into_bytes()))
+                .collect()
+        })
+        .collect();
+    make_journal_raw(out, &raw)
+}
+
+/// [`make_journal`] with values that may be any bytes.
+fn make_journal_raw(out: &Path, entries: &[Vec<(&str, Vec<u8>)>]) -> Option<()> {
     if !Path::new(JOURNAL_REMOTE).exists() {
         if std::env::var_os("CI").is_some() {
             panic!("{JOURNAL_REMOTE} missing under CI (apt-get install systemd-journal-remote)");
@@ -547,15 +560,18 @@ fn make_journal(out: &Path, entries: &[Vec<(&str, String)>]) -> Option<()> {
     let mut export = Vec::new();
     for e in entries {
         for (k, v) in e {
-            if v.contains('\n') {
+            if v.contains(&b'\n') || std::str::from_utf8(v).is_err() {
                 // binary-safe form: name, newline, LE64 length, data
                 export.extend_from_slice(k.as_bytes());
                 export.push(b'\n');
                 export.extend_from_slice(&(v.len() as u64).to_le_bytes());
-                export.extend_from_slice(v.as_bytes());
+                export.extend_from_slice(v);
                 export.push(b'\n');
             } else {
-                export.extend_from_slice(format!("{k}={v}\n").as_bytes());
+                export.extend_from_slice(k.as_bytes());
+                export.push(b'=');
+                export.extend_from_slice(v);
+                export.push(b'\n');
             }
         }
         export.push(b'\n');
@@ -662,7 +678,7 @@ fn journal_matches_and_format() {
         assert_eq!(got[0].time, 1_700_000_000.0);
         assert_eq!(got[2].time, 1_700_000_003.0);
         assert!(got[0].date_text.ends_with(' '));
-        assert_eq!(got[0].date_text.len(), "2023-11-14T22:13:20 ".len());
+        assert_eq!(got[0].date_text.len(), "2023-11-14T22:13:20+00:00 ".len());
         journal_quiet(&mut src).await;
         let pos = src.stop().await.unwrap();
         assert_eq!(pos.cursor, got[2].cursor);
@@ -777,4 +793,172 @@ fn journal_errors_are_clear() {
     );
     let err = JournalSource::spawn(jopts(&d.path().join("none*.journal"), &[])).unwrap_err();
     assert!(matches!(err, SourceError::NoJournalFiles(_)), "{err}");
+}
+
+/// Every entry formatted by fail3ban and by fail2ban's own FilterSystemd
+/// (through python3-systemd) on the same journal file: same date text,
+/// line and time.
+#[test]
+fn journal_format_matches_fail2ban() {
+    let root = need_reference!("journal_format_matches_fail2ban");
+    let probe = Command::new("/usr/bin/python3")
+        .args(["-c", "import systemd.journal"])
+        .output()
+        .unwrap();
+    if !probe.status.success() {
+        if std::env::var_os("CI").is_some() {
+            panic!("python3-systemd missing under CI");
+        }
+        eprintln!("SKIPPED: journal_format_matches_fail2ban: python3-systemd missing (apt-get install python3-systemd)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let j = d.path().join("diff.journal");
+    let b = |s: &str| s.as_bytes().to_vec();
+    let base = |i: u64| -> Vec<(&'static str, Vec<u8>)> {
+        vec![
+            (
+                "__REALTIME_TIMESTAMP",
+                b(&(T0 + i * 1_000_000 + i * 7).to_string()),
+            ),
+            (
+                "__MONOTONIC_TIMESTAMP",
+                b(&(5_000_000 + i * 1234).to_string()),
+            ),
+            ("_BOOT_ID", b(BOOT)),
+        ]
+    };
+    let mut entries = Vec::new();
+    let mut add = |i: u64, fields: &[(&'static str, Vec<u8>)]| {
+        let mut e = base(i);
+        e.extend_from_slice(fields);
+        entries.push(e);
+    };
+    add(
+        0,
+        &[
+            ("_HOSTNAME", b("h")),
+            ("SYSLOG_IDENTIFIER", b("sshd")),
+            ("_PID", b("42")),
+            ("MESSAGE", b("Failed password for x")),
+        ],
+    );
+    add(
+        1,
+        &[
+            ("_HOSTNAME", b("h")),
+            ("SYSLOG_IDENTIFIER", b("kernel")),
+            ("MESSAGE", b("iptables: IN=eth0")),
+        ],
+    );
+    add(
+        2,
+        &[
+            ("SYSLOG_IDENTIFIER", b("kernel")),
+            ("_SOURCE_MONOTONIC_TIMESTAMP", b("987654321")),
+            ("MESSAGE", b("oops")),
+        ],
+    );
+    add(
+        3,
+        &[
+            ("_HOSTNAME", b("h")),
+            ("_COMM", b("su")),
+            ("SYSLOG_PID", b("0")),
+            ("_PID", b("77")),
+            ("MESSAGE", b("zero pid")),
+        ],
+    );
+    add(
+        4,
+        &[
+            ("SYSLOG_IDENTIFIER", b("app")),
+            ("SYSLOG_PID", b("abc")),
+            ("MESSAGE", b("odd pid")),
+        ],
+    );
+    add(5, &[("_HOSTNAME", b("h")), ("MESSAGE", b("no ident"))]);
+    add(
+        6,
+        &[
+            ("_COMM", b("x")),
+            ("MESSAGE", b("first")),
+            ("MESSAGE", b("second")),
+        ],
+    );
+    add(7, &[("_COMM", b("x")), ("MESSAGE", b("two\nlines\r"))]);
+    add(
+        8,
+        &[("_COMM", b("x")), ("MESSAGE", b"bad \xff utf8".to_vec())],
+    );
+    add(
+        9,
+        &[
+            ("_COMM", b("x")),
+            ("_SOURCE_REALTIME_TIMESTAMP", b("1600000000250000")),
+            ("MESSAGE", b("source time")),
+        ],
+    );
+    add(
+        10,
+        &[
+            ("_COMM", b("x")),
+            ("_SOURCE_REALTIME_TIMESTAMP", b("1600000000000000")),
+            ("MESSAGE", b("whole second")),
+        ],
+    );
+    add(
+        11,
+        &[
+            ("_HOSTNAME", b("h")),
+            ("SYSLOG_IDENTIFIER", b("")),
+            ("_COMM", b("fallback")),
+            ("MESSAGE", b("empty ident")),
+        ],
+    );
+    add(12, &[("_COMM", b("x"))]);
+    add(
+        13,
+        &[("_COMM", b("caf\u{e9}")), ("MESSAGE", b("\u{fc}nicode"))],
+    );
+    if make_journal_raw(&j, &entries).is_none() {
+        return;
+    }
+    let script = r#"
+import json, sys
+from fail2ban.server.filtersystemd import FilterSystemd
+from fail2ban.tests.dummyjail import DummyJail
+f = FilterSystemd(DummyJail(), journalfiles=sys.argv[1])
+f.setLogEncoding('utf-8')
+r = f.getJournalReader()
+r.seek_head()
+out = []
+for e in r:
+    line, tm = f.formatJournalEntry(e)
+    out.append([line[1], line[2], tm])
+print(json.dumps(out))
+"#;
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", script, j.to_str().unwrap()])
+        .env("PYTHONPATH", root.join("usr/lib/python3/dist-packages"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "fail2ban: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let want: Vec<(String, String, f64)> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(want.len(), entries.len());
+    let rt = rt();
+    let got = rt.block_on(async {
+        let mut src = JournalSource::spawn(jopts(&j, &[])).unwrap();
+        let got = take_journal(&mut src, entries.len()).await;
+        src.stop().await;
+        got
+    });
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((&g.date_text, &g.text), (&w.0, &w.1));
+        assert!((g.time - w.2).abs() < 1e-6, "{} vs {}", g.time, w.2);
+    }
 }

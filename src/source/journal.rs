@@ -7,7 +7,7 @@
 //! loaded when a journal source starts; nothing is needed to build.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -145,8 +145,9 @@ impl JournalEntry {
 /// One journal entry as a line: what fail2ban's filter sees for it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JournalLine {
-    /// The entry's time in ISO 8601, local time, followed by a space (the
-    /// date part of fail2ban's line tuple).
+    /// The entry's time in ISO 8601 with the local UTC offset the process
+    /// started with (as python-systemd gives it to fail2ban), followed by a
+    /// space: the date part of fail2ban's line tuple.
     pub date_text: String,
     /// `HOST IDENT[PID]: MESSAGE`, newlines written as `\n`.
     pub text: String,
@@ -232,28 +233,61 @@ fn py_bytes_repr(v: &[u8]) -> String {
     s
 }
 
-/// Local time of `usec` as Python's `datetime.isoformat()` writes it
-/// (microseconds only when not zero).
-fn iso_local(usec: u64) -> String {
-    let secs = (usec / 1_000_000) as libc::time_t;
+// The local UTC offset when first asked, in seconds: python-systemd
+// (235, Debian 12) converts journal times with the offset the process
+// started with, for every entry, and fail2ban prints that.
+fn startup_offset() -> i64 {
+    static OFFSET: OnceLock<i64> = OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as libc::time_t;
+        // SAFETY: localtime_r writes into the zeroed tm we own.
+        let tm = unsafe {
+            let mut tm: libc::tm = std::mem::zeroed();
+            libc::localtime_r(&now, &mut tm);
+            tm
+        };
+        tm.tm_gmtoff as i64
+    })
+}
+
+// Days since 1970-01-01 to a civil date (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `usec` as Python's `datetime.isoformat()` writes an aware datetime in
+/// a fixed UTC offset: microseconds only when not zero, then `+HH:MM`.
+fn iso_with_offset(usec: u64, offset: i64) -> String {
+    let secs = (usec / 1_000_000) as i64 + offset;
     let micros = usec % 1_000_000;
-    // SAFETY: localtime_r writes into the zeroed tm we own.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&secs, &mut tm);
-        tm
-    };
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
     let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
     );
     if micros != 0 {
         s.push_str(&format!(".{micros:06}"));
+    }
+    let sign = if offset < 0 { '-' } else { '+' };
+    let off = offset.abs();
+    s.push_str(&format!("{sign}{:02}:{:02}", off / 3600, off % 3600 / 60));
+    if off % 60 != 0 {
+        s.push_str(&format!(":{:02}", off % 60));
     }
     s
 }
@@ -318,7 +352,7 @@ pub fn format_entry(e: &JournalEntry, enc: LogEncoding) -> JournalLine {
         .and_then(|v| u64::try_from(v).ok())
         .unwrap_or(e.realtime_usec);
     JournalLine {
-        date_text: format!("{} ", iso_local(usec)),
+        date_text: format!("{} ", iso_with_offset(usec, startup_offset())),
         text,
         time: (usec / 1_000_000) as f64 + (usec % 1_000_000) as f64 / 1e6,
         cursor: e.cursor.clone(),
@@ -677,9 +711,23 @@ mod tests {
             enc,
         );
         assert_eq!(l.time, 1_700_000_001.5);
-        assert!(l.date_text.ends_with(".500000 "), "{}", l.date_text);
+        assert!(l.date_text.contains(":21.500000"), "{}", l.date_text);
         let l = format_entry(&entry(&["MESSAGE=caf\u{e9}"]), enc);
         assert_eq!(l.text, "caf\u{e9}");
+    }
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso_with_offset(0, 0), "1970-01-01T00:00:00+00:00");
+        assert_eq!(
+            iso_with_offset(1_700_000_000_123_456, 3600),
+            "2023-11-14T23:13:20.123456+01:00"
+        );
+        assert_eq!(
+            iso_with_offset(951_782_400_000_000, -5 * 3600 - 30 * 60),
+            "2000-02-28T18:30:00-05:30"
+        );
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
     #[test]

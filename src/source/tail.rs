@@ -684,10 +684,15 @@ mod tests {
         let p = d.path().join("a.log");
         let mut t = FileTail::new(&p, TailStart::Tail, LogEncoding::UTF8);
         assert!(read_all(&mut t).is_empty());
-        fs::write(&p, b"old\n").unwrap();
-        // First open at the end: "old" was there before we looked.
+        fs::write(&p, b"first\n").unwrap();
+        // Missing when we first looked: everything in it is new.
+        assert_eq!(texts(&read_all(&mut t)), ["first"]);
+        let q = d.path().join("b.log");
+        fs::write(&q, b"old\n").unwrap();
+        let mut t = FileTail::new(&q, TailStart::Tail, LogEncoding::UTF8);
+        // There when we first looked: "old" is skipped.
         assert!(read_all(&mut t).is_empty());
-        append(&p, b"new\n");
+        append(&q, b"new\n");
         assert_eq!(texts(&read_all(&mut t)), ["new"]);
     }
 
