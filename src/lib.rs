@@ -8,4 +8,5 @@ pub mod config;
 pub mod filter;
 pub mod jail;
 pub mod server;
+pub mod source;
 pub mod store;

@@ -15,3 +15,5 @@ mod date;
 mod jail;
 // SQLite store on real files: restart, restore, damage, full disk, threads.
 mod store;
+// File and journal sources on real files and journals.
+mod source;
