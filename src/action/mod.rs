@@ -818,6 +818,11 @@ impl Actions {
         self.actions.iter()
     }
 
+    /// The actions themselves, in order (to rebuild the set on reload).
+    pub fn into_actions(self) -> Vec<Action> {
+        self.actions
+    }
+
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Action> {
         self.actions.iter_mut()
     }

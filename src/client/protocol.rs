@@ -57,27 +57,22 @@ impl CommandError {
     }
 }
 
-/// One request line.
-pub fn encode_request(words: &[String]) -> String {
-    let mut s = serde_json::to_string(words).expect("strings serialise");
+/// One request line: the command's words (the configuration stream also
+/// sends lists, hence values).
+pub fn encode_request(words: &[Value]) -> String {
+    let mut s = serde_json::to_string(words).expect("values serialise");
     s.push('\n');
     s
 }
 
 /// Reads one request line.
-pub fn decode_request(line: &str) -> Result<Vec<String>, CommandError> {
+pub fn decode_request(line: &str) -> Result<Vec<Value>, CommandError> {
     let v: Value = serde_json::from_str(line)
         .map_err(|e| CommandError::new(ErrorKind::InvalidCommand, e.to_string()))?;
-    let Value::Array(items) = v else {
-        return Err(CommandError::invalid());
-    };
-    Ok(items
-        .into_iter()
-        .map(|i| match i {
-            Value::String(s) => s,
-            other => other.to_string(),
-        })
-        .collect())
+    match v {
+        Value::Array(items) if !items.is_empty() => Ok(items),
+        _ => Err(CommandError::invalid()),
+    }
 }
 
 /// One response line.
@@ -97,7 +92,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let words = vec!["status".to_string(), "ss\"hd".to_string()];
+        let words = vec![Value::from("status"), Value::from("ss\"hd")];
         assert_eq!(
             decode_request(encode_request(&words).trim_end()).unwrap(),
             words

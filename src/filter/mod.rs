@@ -413,6 +413,12 @@ impl Filter {
         self.prefregex.as_ref()
     }
 
+    /// Whether lines now come in as they are written (the daemon tailing a
+    /// log) rather than from a backlog read at start.
+    pub fn set_in_operation(&mut self, on: bool) {
+        self.opts.in_operation = on;
+    }
+
     /// The date detector, with its templates' hit counts.
     pub fn dates(&self) -> &DateDetector {
         &self.dates

@@ -1,5 +1,573 @@
 //! The daemon: jails built from the configuration, run on tokio, driven
 //! through the control socket.
+//!
+//! The configuration reaches the server as the same command stream that
+//! `fail3ban-client -d` prints (`add`, `set`, `start`): the server applies
+//! it command by command, so that a jail configured at start, by reload or
+//! by `fail3ban-client set` goes through one path.
 
+pub mod control;
+pub mod jail;
 pub mod log;
 pub mod spec;
+pub mod transmitter;
+pub mod watch;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use indexmap::IndexMap;
+use serde_json::{json, Value};
+use tokio::sync::{Notify, RwLock};
+
+use crate::client::protocol::{CommandError, ErrorKind};
+use crate::config::time::str2seconds;
+use crate::store::{Settings, SqliteStore, Store};
+
+use self::jail::Jail;
+use self::log::{Log, LogLevel, Target};
+use self::spec::{command_to_json, text, JailSpec};
+
+/// The server's own options (fail2ban.conf's [Definition]).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub loglevel: String,
+    pub logtarget: String,
+    pub syslogsocket: String,
+    pub allowipv6: String,
+    pub dbfile: Option<String>,
+    pub dbpurgeage: f64,
+    pub dbmaxmatches: u32,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            loglevel: "INFO".into(),
+            logtarget: "STDERR".into(),
+            syslogsocket: "auto".into(),
+            allowipv6: "auto".into(),
+            dbfile: None,
+            dbpurgeage: 86400.0,
+            dbmaxmatches: 10,
+        }
+    }
+}
+
+/// The running daemon.
+pub struct Server {
+    conf_dir: String,
+    pub log: Log,
+    store: Mutex<Option<Arc<dyn Store>>>,
+    jails: RwLock<IndexMap<String, Arc<Jail>>>,
+    /// Jails added but not started yet.
+    pending: Mutex<IndexMap<String, JailSpec>>,
+    settings: Mutex<ServerSettings>,
+    shutdown: Notify,
+    /// Serialises reloads and start/stop of jails.
+    reconfig: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("conf_dir", &self.conf_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> CommandError {
+    CommandError::new(ErrorKind::Failed, e.to_string())
+}
+
+impl Server {
+    pub fn new(conf_dir: &str, log: Log) -> Server {
+        Server {
+            conf_dir: conf_dir.to_string(),
+            log,
+            store: Mutex::new(None),
+            jails: RwLock::new(IndexMap::new()),
+            pending: Mutex::new(IndexMap::new()),
+            settings: Mutex::new(ServerSettings::default()),
+            shutdown: Notify::new(),
+            reconfig: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn conf_dir(&self) -> &str {
+        &self.conf_dir
+    }
+
+    fn store(&self) -> Option<Arc<dyn Store>> {
+        self.store.lock().expect("store lock").clone()
+    }
+
+    /// Asks the server to stop (the `stop` command).
+    pub fn request_shutdown(&self) {
+        self.shutdown.notify_one();
+    }
+
+    /// Resolves when a `stop` command arrived.
+    pub async fn shutdown_requested(&self) {
+        self.shutdown.notified().await;
+    }
+
+    /// Reads the configuration tree and applies its stream: server options,
+    /// then every jail added and started.
+    pub async fn load_config(&self) -> Result<(), String> {
+        let tree = crate::config::read_tree(&self.conf_dir, false).map_err(|e| e.to_string())?;
+        for p in &tree.problems {
+            tracing::error!("{p}");
+        }
+        for cmd in &tree.stream {
+            let cmd = command_to_json(cmd);
+            if let Err(e) = self.command(&cmd).await {
+                let words: Vec<String> = cmd.iter().map(text).collect();
+                tracing::error!("Command {words:?} has failed. Received {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// `status`.
+    pub async fn status(&self) -> Value {
+        let jails = self.jails.read().await;
+        let mut names: Vec<&String> = jails.keys().collect();
+        names.sort();
+        let list: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        json!([
+            ["Number of jail", jails.len()],
+            ["Jail list", list.join(", ")]
+        ])
+    }
+
+    async fn jail(&self, name: &str) -> Result<Arc<Jail>, CommandError> {
+        self.jails
+            .read()
+            .await
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CommandError::unknown_jail(name))
+    }
+
+    async fn jail_status(&self, name: &str) -> Result<Value, CommandError> {
+        let j = self.jail(name).await?;
+        let st = j.state.lock().expect("jail lock");
+        Ok(st.status())
+    }
+
+    /// The settings of a jail, running or pending.
+    async fn spec(&self, name: &str) -> Result<JailSpec, CommandError> {
+        if let Some(s) = self.pending.lock().expect("pending lock").get(name) {
+            return Ok(s.clone());
+        }
+        let j = self.jail(name).await?;
+        let spec = j.state.lock().expect("jail lock").spec.clone();
+        Ok(spec)
+    }
+
+    /// Changes a jail's settings: a pending jail directly, a running one
+    /// through a reload that keeps its state.
+    async fn change_spec(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut JailSpec) -> Result<Value, CommandError>,
+    ) -> Result<Value, CommandError> {
+        {
+            let mut pending = self.pending.lock().expect("pending lock");
+            if let Some(s) = pending.get_mut(name) {
+                return f(s);
+            }
+        }
+        let j = self.jail(name).await?;
+        let mut spec = j.state.lock().expect("jail lock").spec.clone();
+        let v = f(&mut spec)?;
+        j.reload(spec)
+            .await
+            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))?;
+        Ok(v)
+    }
+
+    async fn add_jail(&self, name: &str, backend: &str) -> Result<(), CommandError> {
+        if self.jails.read().await.contains_key(name) {
+            return Err(CommandError::new(ErrorKind::DuplicateJail, name));
+        }
+        let mut pending = self.pending.lock().expect("pending lock");
+        if pending.contains_key(name) {
+            return Err(CommandError::new(ErrorKind::DuplicateJail, name));
+        }
+        pending.insert(name.to_string(), JailSpec::new(name, backend));
+        Ok(())
+    }
+
+    async fn start_jail(&self, name: &str) -> Result<(), CommandError> {
+        let spec = self
+            .pending
+            .lock()
+            .expect("pending lock")
+            .shift_remove(name);
+        let Some(spec) = spec else {
+            // Already running: fail2ban answers with no error.
+            return self.jail(name).await.map(|_| ());
+        };
+        let jail = Jail::start(spec, self.store())
+            .await
+            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))?;
+        self.jails
+            .write()
+            .await
+            .insert(name.to_string(), Arc::new(jail));
+        Ok(())
+    }
+
+    async fn stop_jail(&self, name: &str) -> Result<(), CommandError> {
+        let j = self.jails.write().await.shift_remove(name);
+        match j {
+            Some(j) => {
+                j.stop(false).await;
+                Ok(())
+            }
+            None => {
+                if self
+                    .pending
+                    .lock()
+                    .expect("pending lock")
+                    .shift_remove(name)
+                    .is_some()
+                {
+                    return Ok(());
+                }
+                Err(CommandError::unknown_jail(name))
+            }
+        }
+    }
+
+    /// Stops every jail (in reverse order of start).
+    pub async fn stop_all_jails(&self) {
+        let jails: Vec<Arc<Jail>> = {
+            let mut map = self.jails.write().await;
+            map.drain(..).map(|(_, j)| j).collect()
+        };
+        for j in jails.into_iter().rev() {
+            j.stop(false).await;
+        }
+    }
+
+    async fn unban_all(&self) -> usize {
+        let jails: Vec<Arc<Jail>> = self.jails.read().await.values().cloned().collect();
+        let mut n = 0;
+        for j in jails {
+            n += j.unban_all().await;
+        }
+        n
+    }
+
+    async fn unban_everywhere(&self, ip: &str) -> usize {
+        let jails: Vec<Arc<Jail>> = self.jails.read().await.values().cloned().collect();
+        let mut n = 0;
+        for j in jails {
+            if j.unban_ip(ip).await {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    async fn banned(&self, ids: &[String]) -> Value {
+        let jails = self.jails.read().await;
+        if ids.is_empty() {
+            let all: Vec<Value> = jails
+                .iter()
+                .map(|(name, j)| {
+                    let st = j.state.lock().expect("jail lock");
+                    let list: Vec<String> = st
+                        .engine
+                        .ban_manager
+                        .ban_list()
+                        .iter()
+                        .map(|f| f.to_string())
+                        .collect();
+                    json!({ name: list })
+                })
+                .collect();
+            return json!(all);
+        }
+        let per_ip: Vec<Value> = ids
+            .iter()
+            .map(|ip| {
+                let fid = crate::filter::ipaddr::parse_unspec(ip);
+                let names: Vec<&String> = jails
+                    .iter()
+                    .filter(|(_, j)| {
+                        j.state
+                            .lock()
+                            .expect("jail lock")
+                            .engine
+                            .ban_manager
+                            .contains(&fid)
+                    })
+                    .map(|(n, _)| n)
+                    .collect();
+                json!(names)
+            })
+            .collect();
+        json!(per_ip)
+    }
+
+    /// `reload [jail]`: the configuration read again; jails keep their
+    /// failures and bans unless restarted.
+    async fn reload(
+        &self,
+        only: Option<&str>,
+        restart: bool,
+        unban: bool,
+        all: bool,
+        if_exists: bool,
+    ) -> Result<(), CommandError> {
+        let _guard = self.reconfig.lock().await;
+        let tree = crate::config::read_tree(&self.conf_dir, false).map_err(failed)?;
+        for p in &tree.problems {
+            tracing::error!("{p}");
+        }
+        // Build the new settings of every jail without starting anything.
+        let mut specs: IndexMap<String, JailSpec> = IndexMap::new();
+        for cmd in &tree.stream {
+            let cmd = command_to_json(cmd);
+            let Some(verb) = cmd.first().map(text) else {
+                continue;
+            };
+            let jail = cmd.get(1).map(text).unwrap_or_default();
+            match verb.as_str() {
+                "add" => {
+                    let backend = cmd.get(2).map(text).unwrap_or_else(|| "auto".into());
+                    specs.insert(jail.clone(), JailSpec::new(&jail, &backend));
+                }
+                "set" | "multi-set" if specs.contains_key(&jail) => {
+                    let what = cmd.get(2).map(text).unwrap_or_default();
+                    let spec = specs.get_mut(&jail).expect("checked");
+                    let r = if verb == "set" {
+                        spec.set(&what, &cmd[3..])
+                    } else {
+                        spec.multi_set(&what, &cmd[3..])
+                    };
+                    if let Err(e) = r {
+                        tracing::error!("[{jail}] {what}: {e}");
+                    }
+                }
+                "set" => {
+                    // Server options.
+                    let _ = self.set_server_option(&jail, cmd.get(2)).await;
+                }
+                _ => {}
+            }
+        }
+        if let Some(name) = only {
+            let Some(spec) = specs.shift_remove(name) else {
+                if if_exists {
+                    return Ok(());
+                }
+                return Err(CommandError::unknown_jail(name));
+            };
+            specs = IndexMap::from([(name.to_string(), spec)]);
+        }
+        let running: Vec<String> = self.jails.read().await.keys().cloned().collect();
+        // Jails no longer configured stop (only on a full reload).
+        if only.is_none() {
+            for name in &running {
+                if !specs.contains_key(name) {
+                    tracing::info!("Jail '{name}' is no longer configured: stopping it");
+                    let j = self.jails.write().await.shift_remove(name);
+                    if let Some(j) = j {
+                        j.stop(true).await;
+                    }
+                }
+            }
+        }
+        for (name, spec) in specs {
+            let existing = self.jails.read().await.get(&name).cloned();
+            match existing {
+                Some(j) if restart => {
+                    self.jails.write().await.shift_remove(&name);
+                    j.stop(unban).await;
+                    let jail = Jail::start(spec, self.store()).await.map_err(failed)?;
+                    self.jails.write().await.insert(name, Arc::new(jail));
+                }
+                Some(j) => {
+                    if unban {
+                        j.unban_all().await;
+                    }
+                    if let Err(e) = j.reload(spec).await {
+                        tracing::error!(
+                            "[{name}] reload failed, the jail keeps its previous settings: {e}"
+                        );
+                    }
+                }
+                None => match Jail::start(spec, self.store()).await {
+                    Ok(jail) => {
+                        self.jails.write().await.insert(name, Arc::new(jail));
+                    }
+                    Err(e) => tracing::error!("[{name}] cannot start: {e}"),
+                },
+            }
+        }
+        let _ = all;
+        Ok(())
+    }
+
+    /// `set <option> <value>` for the server's own options; `None` when
+    /// `target` is not one (then it is a jail).
+    async fn set_server_option(
+        &self,
+        target: &str,
+        value: Option<&Value>,
+    ) -> Result<Option<Value>, CommandError> {
+        let v = value.map(text).unwrap_or_default();
+        match target {
+            "loglevel" => {
+                let level = LogLevel::parse(&v).ok_or_else(|| {
+                    CommandError::new(ErrorKind::InvalidValue, format!("Invalid log level {v:?}"))
+                })?;
+                self.log.set_level(level);
+                self.settings.lock().expect("settings lock").loglevel = v.clone();
+            }
+            "logtarget" => {
+                self.log.set_target(Target::parse(&v)).map_err(failed)?;
+                self.settings.lock().expect("settings lock").logtarget = v.clone();
+            }
+            "syslogsocket" => self.settings.lock().expect("settings lock").syslogsocket = v.clone(),
+            "allowipv6" => self.settings.lock().expect("settings lock").allowipv6 = v.clone(),
+            "thread" => {}
+            "dbfile" => {
+                if v.is_empty() || v.eq_ignore_ascii_case("none") {
+                    *self.store.lock().expect("store lock") = None;
+                    self.settings.lock().expect("settings lock").dbfile = None;
+                } else {
+                    self.open_store(&v);
+                }
+            }
+            "dbpurgeage" => {
+                let secs = match value {
+                    Some(Value::Number(n)) => n.as_f64().unwrap_or(86400.0),
+                    _ => str2seconds(&v)
+                        .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))?,
+                };
+                self.settings.lock().expect("settings lock").dbpurgeage = secs;
+                self.apply_store_settings();
+            }
+            "dbmaxmatches" => {
+                let n = v.trim().parse::<u32>().map_err(|_| {
+                    CommandError::new(
+                        ErrorKind::InvalidValue,
+                        format!("Invalid dbmaxmatches {v:?}"),
+                    )
+                })?;
+                self.settings.lock().expect("settings lock").dbmaxmatches = n;
+                self.apply_store_settings();
+            }
+            _ => return Ok(None),
+        }
+        Ok(Some(value.cloned().unwrap_or(Value::Null)))
+    }
+
+    fn get_server_option(&self, target: &str) -> Option<Value> {
+        let s = self.settings.lock().expect("settings lock");
+        Some(match target {
+            "loglevel" => json!(s.loglevel),
+            "logtarget" => json!(s.logtarget),
+            "syslogsocket" => json!(s.syslogsocket),
+            "allowipv6" => json!(s.allowipv6),
+            "dbfile" => json!(s.dbfile),
+            "dbpurgeage" => {
+                if s.dbfile.is_none() {
+                    Value::Null
+                } else {
+                    json!(s.dbpurgeage as i64)
+                }
+            }
+            "dbmaxmatches" => json!(s.dbmaxmatches),
+            _ => return None,
+        })
+    }
+
+    fn apply_store_settings(&self) {
+        let s = self.settings.lock().expect("settings lock").clone();
+        if let Some(store) = self.store() {
+            store.set_settings(Settings {
+                purge_age: s.dbpurgeage,
+                max_matches: s.dbmaxmatches as usize,
+            });
+        }
+    }
+
+    fn open_store(&self, path: &str) {
+        let s = self.settings.lock().expect("settings lock").clone();
+        if let Some(dir) = PathBuf::from(path).parent() {
+            if !dir.as_os_str().is_empty() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+        }
+        match SqliteStore::open(
+            path,
+            Settings {
+                purge_age: s.dbpurgeage,
+                max_matches: s.dbmaxmatches as usize,
+            },
+        ) {
+            Ok(store) => {
+                let store: Arc<dyn Store> = Arc::new(store);
+                if let Err(e) = store.purge(jail::now()) {
+                    tracing::error!("purging the database {path}: {e}");
+                }
+                *self.store.lock().expect("store lock") = Some(store);
+                self.settings.lock().expect("settings lock").dbfile = Some(path.to_string());
+            }
+            Err(e) => {
+                // The jails go on without persistence rather than not at all.
+                tracing::error!("Unable to open the database {path}: {e}; going on without one");
+                *self.store.lock().expect("store lock") = None;
+            }
+        }
+    }
+
+    /// Purges the database from time to time (dbpurgeage).
+    pub fn purge_store(&self) {
+        if let Some(s) = self.store() {
+            if let Err(e) = s.purge(jail::now()) {
+                tracing::error!("purging the database: {e}");
+            }
+        }
+    }
+}
+
+/// Runs the server: the configuration loaded, the control socket served,
+/// the tree watched, until `shutdown` resolves or a `stop` command comes.
+pub async fn run(
+    server: Arc<Server>,
+    listener: tokio::net::UnixListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    if let Err(e) = server.load_config().await {
+        tracing::error!("{e}");
+    }
+    let control = tokio::spawn(control::serve(server.clone(), listener));
+    let watcher = tokio::spawn(watch::watch(server.clone()));
+    let purger = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                server.purge_store();
+            }
+        })
+    };
+    tokio::select! {
+        _ = shutdown => {}
+        _ = server.shutdown_requested() => {}
+    }
+    tracing::info!("Shutdown in progress...");
+    server.stop_all_jails().await;
+    control.abort();
+    watcher.abort();
+    purger.abort();
+    tracing::info!("Exiting Fail2ban");
+}

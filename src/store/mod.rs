@@ -234,6 +234,9 @@ pub trait Store: Send + Sync {
     /// Log paths recorded for a jail, sorted.
     fn log_paths(&self, jail: &str) -> Result<Vec<String>>;
 
+    /// Every saved position of a jail: (path, first-line md5, offset).
+    fn log_positions(&self, jail: &str) -> Result<Vec<(String, String, u64)>>;
+
     /// The systemd journal cursor a jail stopped at.
     fn journal_cursor(&self, jail: &str) -> Result<Option<String>>;
     /// Records the journal cursor a jail stopped at.

@@ -392,6 +392,16 @@ impl Store for SqliteStore {
         })
     }
 
+    fn log_positions(&self, jail: &str) -> Result<Vec<(String, String, u64)>> {
+        self.read(|conn, _| {
+            conn.prepare_cached(
+                "SELECT path, firstlinemd5, lastfilepos FROM logs WHERE jail = ?1 ORDER BY path",
+            )?
+            .query_map([jail], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect()
+        })
+    }
+
     fn journal_cursor(&self, jail: &str) -> Result<Option<String>> {
         self.read(|conn, _| {
             conn.prepare_cached("SELECT cursor FROM journals WHERE jail = ?1")?

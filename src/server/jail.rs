@@ -1,0 +1,916 @@
+//! One running jail: its log source, filter, counting and ban decisions,
+//! and a queue to its actions.
+//!
+//! Three tasks per jail: the source feeds lines to the filter and the
+//! engine (under a std mutex: nothing awaits while it is held); an action
+//! worker runs the action commands in order, so that a slow or hanging
+//! action delays this jail's bans but never its counting nor another jail;
+//! an unban timer sleeps until the next ban ends.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::action::{Action, Actions, BanInfo};
+use crate::config::PyValue;
+use crate::filter::ipaddr::{parse_unspec, Fid};
+use crate::filter::Filter;
+use crate::jail::ignore::Check;
+use crate::jail::increment::{BanFound, BanHistory, Increment, PrevBan};
+use crate::jail::{Engine, Event, IgnoreList, Ticket};
+use crate::notice;
+use crate::source::{
+    Backend, FilePosition, FileSource, FileSourceOptions, JournalOptions, JournalSource,
+    JournalStart, LogEncoding, LogPath,
+};
+use crate::store::{Ban, BanData, Store};
+
+use super::spec::JailSpec;
+
+/// Unix time now.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// What the action worker is asked to do.
+#[derive(Debug)]
+enum Job {
+    Ban(Box<Ticket>, BanFound),
+    Restore(Box<Ticket>),
+    Unban(Box<Ticket>, bool),
+    /// Replace the actions (reload), keeping the bans in force.
+    Reload(Vec<Action>),
+    /// Stop every action (after unbanning if asked), then end.
+    Stop {
+        unban: Vec<Ticket>,
+    },
+}
+
+/// Reads earlier bans from the store for bantime.increment.
+struct History<'a> {
+    store: Option<&'a dyn Store>,
+    jail: &'a str,
+}
+
+impl BanHistory for History<'_> {
+    fn last_ban(&self, fid: &Fid, overalljails: bool) -> Option<PrevBan> {
+        let store = self.store?;
+        let jail = (!overalljails).then_some(self.jail);
+        match store.previous_ban(&fid.to_string(), jail) {
+            Ok(Some(h)) => Some(PrevBan {
+                count: h.bancount,
+                time: h.time,
+                ban_time: h.bantime,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!("[{}] reading ban history: {e}", self.jail);
+                None
+            }
+        }
+    }
+}
+
+/// The state behind the jail's mutex.
+pub struct JailState {
+    pub spec: JailSpec,
+    pub filter: Filter,
+    pub engine: Engine,
+    pub ignore: IgnoreList,
+    /// The files (or journal matches) being watched, for `status`.
+    pub watched: Vec<String>,
+    store: Option<Arc<dyn Store>>,
+}
+
+fn ipv6_allowed() -> bool {
+    crate::action::ipv6_allowed_by_system()
+}
+
+/// Builds the actions of `spec`.
+pub fn build_actions(spec: &JailSpec) -> Vec<Action> {
+    let mut out = Vec::new();
+    for a in &spec.actions {
+        let opts = a
+            .options
+            .iter()
+            .map(|(k, v)| (k.clone(), PyValue::Str(v.clone())));
+        match Action::new(&spec.name, &a.name, opts) {
+            Ok(act) => out.push(
+                act.with_ipv6(ipv6_allowed())
+                    .with_jail_bantime(spec.bantime as i64),
+            ),
+            Err(e) => tracing::error!("[{}] action {}: {e}", spec.name, a.name),
+        }
+    }
+    out
+}
+
+fn ignore_list(spec: &JailSpec) -> IgnoreList {
+    let resolver = crate::jail::ignore::SystemResolver;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let names = ["localhost", host.trim()];
+    let mut ig = IgnoreList::new(
+        &spec.name,
+        crate::jail::ignore::self_addresses(&names, &resolver),
+    );
+    ig.set_ignore_self(spec.ignoreself);
+    for ip in &spec.ignoreip {
+        ig.add_ignore_ip(ip, &resolver);
+    }
+    if !spec.ignorecommand.is_empty() {
+        ig.set_ignore_command(&spec.ignorecommand);
+    }
+    if let Some(c) = &spec.ignorecache {
+        if let Err(e) = ig.set_ignore_cache(c) {
+            tracing::error!("[{}] ignorecache: {e}", spec.name);
+        }
+    }
+    ig
+}
+
+/// Applies the counting options of `spec` to an engine, keeping its state.
+fn configure_engine(engine: &mut Engine, spec: &JailSpec, has_store: bool) -> Result<(), String> {
+    engine.fail_manager.set_max_retry(spec.maxretry);
+    engine.fail_manager.set_max_time(spec.findtime);
+    engine
+        .fail_manager
+        .set_max_matches(spec.maxmatches.unwrap_or(spec.maxretry as usize));
+    engine.ban_manager.set_ban_time(spec.bantime);
+    engine.increment = if spec.increment && has_store {
+        Some(Increment::new(&spec.increment_opts).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    Ok(())
+}
+
+impl JailState {
+    pub fn new(spec: JailSpec, store: Option<Arc<dyn Store>>) -> Result<JailState, String> {
+        let filter = Filter::new(spec.filter_options()).map_err(|e| e.to_string())?;
+        let mut engine = Engine::new(&spec.name);
+        configure_engine(&mut engine, &spec, store.is_some())?;
+        let ignore = ignore_list(&spec);
+        Ok(JailState {
+            spec,
+            filter,
+            engine,
+            ignore,
+            watched: Vec::new(),
+            store,
+        })
+    }
+
+    /// Takes a new configuration, keeping failures and bans.
+    pub fn reconfigure(&mut self, spec: JailSpec) -> Result<(), String> {
+        if filter_changed(&spec, &self.spec) {
+            self.filter = Filter::new(spec.filter_options()).map_err(|e| e.to_string())?;
+        }
+        configure_engine(&mut self.engine, &spec, self.store.is_some())?;
+        self.ignore = ignore_list(&spec);
+        self.spec = spec;
+        Ok(())
+    }
+
+    /// Whether `fid` must never be banned; runs the ignorecommand if there
+    /// is one.
+    pub fn ignored(&mut self, fid: &Fid, ticket: Option<&Ticket>, now: f64) -> bool {
+        match self.ignore.check(fid, ticket, now, true) {
+            Check::Ignored(_) => true,
+            Check::NotIgnored => false,
+            Check::RunCommand { command, cache_key } => {
+                let status = std::process::Command::new("/bin/sh")
+                    .arg("-c")
+                    .arg(&command)
+                    .status();
+                let ignored = match status {
+                    Ok(s) if s.code() == Some(0) => true,
+                    Ok(s) if s.code() == Some(1) => false,
+                    other => {
+                        tracing::error!(
+                            "[{}] ignorecommand {command:?} failed: {other:?}",
+                            self.spec.name
+                        );
+                        false
+                    }
+                };
+                matches!(
+                    self.ignore
+                        .command_answered(fid, cache_key.as_deref(), ignored, now, true),
+                    Check::Ignored(_)
+                )
+            }
+        }
+    }
+
+    fn events_to_jobs(&self, events: Vec<Event>, jobs: &mut Vec<Job>) {
+        for ev in events {
+            if let Event::Ban { ticket, found } = ev {
+                jobs.push(Job::Ban(Box::new(ticket), found));
+            }
+        }
+    }
+
+    /// Counts the failures the filter found.
+    fn take_failures(
+        &mut self,
+        failures: Vec<crate::filter::Failure>,
+        now: f64,
+        jobs: &mut Vec<Job>,
+    ) {
+        for f in failures {
+            if f.nofail {
+                continue;
+            }
+            let Some(ticket) = Ticket::from_failure(&f) else {
+                continue;
+            };
+            let fid = ticket.fid().clone();
+            if self.ignored(&fid, Some(&ticket), now) {
+                continue;
+            }
+            let history = History {
+                store: self.store.as_deref(),
+                jail: &self.spec.name,
+            };
+            let events = self
+                .engine
+                .add_failure(ticket, now, &history, &mut fastrand::f64);
+            self.events_to_jobs(events, jobs);
+        }
+    }
+
+    /// Runs lines through the filter and the engine; returns the jobs for
+    /// the actions.
+    fn process<'a>(
+        &mut self,
+        lines: impl Iterator<Item = &'a str>,
+        in_operation: bool,
+        now: f64,
+    ) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        self.filter.set_in_operation(in_operation);
+        for line in lines {
+            let failures = self.filter.process_line(line, now);
+            self.take_failures(failures, now, &mut jobs);
+        }
+        self.engine.perform_svc(now, false);
+        jobs
+    }
+
+    /// Journal entries: their time is known, the date text is cut already.
+    fn process_journal(&mut self, lines: &[crate::source::JournalLine], now: f64) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        self.filter.set_in_operation(true);
+        for l in lines {
+            let o = self
+                .filter
+                .process_dated("", &l.date_text, &l.text, l.time, now);
+            self.take_failures(o.failures, now, &mut jobs);
+        }
+        self.engine.perform_svc(now, false);
+        jobs
+    }
+
+    /// `set <jail> banip <ip>`.
+    fn ban_ip(&mut self, fid: Fid, now: f64) -> Vec<Job> {
+        let history = History {
+            store: self.store.as_deref(),
+            jail: &self.spec.name,
+        };
+        let events = self.engine.ban_ip(fid, now, &history, &mut fastrand::f64);
+        let mut jobs = Vec::new();
+        self.events_to_jobs(events, &mut jobs);
+        jobs
+    }
+
+    /// `status <jail>`, as fail2ban answers it.
+    pub fn status(&self) -> Value {
+        let (failed, total_failed) = (
+            self.engine.fail_manager.size(),
+            self.engine.fail_manager.fail_total(),
+        );
+        let banned: Vec<String> = self
+            .engine
+            .ban_manager
+            .ban_list()
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        let source = if self.spec.backend.starts_with("systemd") {
+            let m: Vec<String> = self.spec.journalmatch.iter().map(|m| m.join(" ")).collect();
+            json!(["Journal matches", [m.join(" + ")]])
+        } else {
+            json!(["File list", self.watched])
+        };
+        json!([
+            [
+                "Filter",
+                [
+                    ["Currently failed", failed],
+                    ["Total failed", total_failed],
+                    source
+                ]
+            ],
+            [
+                "Actions",
+                [
+                    ["Currently banned", banned.len()],
+                    ["Total banned", self.engine.ban_manager.ban_total()],
+                    ["Banned IP list", banned]
+                ]
+            ]
+        ])
+    }
+}
+
+fn filter_changed(a: &JailSpec, b: &JailSpec) -> bool {
+    (
+        &a.failregex,
+        &a.ignoreregex,
+        &a.prefregex,
+        &a.datepattern,
+        a.maxlines,
+        &a.usedns,
+        &a.logtimezone,
+    ) != (
+        &b.failregex,
+        &b.ignoreregex,
+        &b.prefregex,
+        &b.datepattern,
+        b.maxlines,
+        &b.usedns,
+        &b.logtimezone,
+    ) || a.findtime != b.findtime
+}
+
+/// The per-ban values the actions' tags need.
+fn ban_info(ticket: &Ticket, bantime: f64) -> BanInfo {
+    let mut info = BanInfo::new(
+        ticket
+            .ip()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| ticket.fid().to_string()),
+        ticket.time(),
+    );
+    if ticket.ip().is_some() {
+        info.fid = Some(ticket.fid().to_string());
+    }
+    info.failures = u64::from(ticket.attempts().max(1));
+    info.bantime = if bantime < 0.0 { -1 } else { bantime as i64 };
+    info.bancount = u64::from(ticket.ban_count());
+    info.matches = ticket.matches().to_vec();
+    info.restored = ticket.restored;
+    info.data = ticket
+        .data()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect::<IndexMap<_, _>>();
+    info
+}
+
+fn store_ban(jail: &str, ticket: &Ticket, bantime: f64) -> Ban {
+    let mut extra = serde_json::Map::new();
+    for (k, v) in ticket.data() {
+        extra.insert(k.clone(), Value::String(v.clone()));
+    }
+    Ban {
+        jail: jail.to_string(),
+        fid: ticket.fid().to_string(),
+        time: ticket.time(),
+        bantime,
+        bancount: ticket.ban_count().max(1),
+        data: BanData {
+            matches: ticket.matches().to_vec(),
+            failures: ticket.attempts().max(1),
+            extra,
+        },
+    }
+}
+
+/// A running jail.
+pub struct Jail {
+    pub name: String,
+    pub state: Arc<Mutex<JailState>>,
+    jobs: mpsc::Sender<Job>,
+    unban_wake: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    source_restart: Arc<Notify>,
+}
+
+impl Jail {
+    /// Starts a jail: actions started (unless on demand), active bans
+    /// restored from the store, the log followed.
+    pub async fn start(spec: JailSpec, store: Option<Arc<dyn Store>>) -> Result<Jail, String> {
+        let name = spec.name.clone();
+        let mut actions = Actions::new(&name, build_actions(&spec));
+        let state = JailState::new(spec, store.clone())?;
+        let state = Arc::new(Mutex::new(state));
+        if let Some(s) = &store {
+            let (s, n) = (s.clone(), name.clone());
+            let _ = tokio::task::spawn_blocking(move || s.add_jail(&n)).await;
+        }
+        actions.start().await;
+        let (tx, rx) = mpsc::channel::<Job>(65536);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let unban_wake = Arc::new(Notify::new());
+        let worker = tokio::spawn(action_worker(
+            name.clone(),
+            actions,
+            rx,
+            store.clone(),
+            state.clone(),
+        ));
+        // Bans still in force are applied again, once.
+        if let Some(s) = &store {
+            let (s2, n) = (s.clone(), name.clone());
+            let t = now();
+            let bans = tokio::task::spawn_blocking(move || s2.current_bans(Some(&n), t)).await;
+            match bans {
+                Ok(Ok(bans)) => {
+                    for b in bans {
+                        let mut ticket =
+                            Ticket::new(parse_unspec(&b.fid), b.time, b.data.matches.clone())
+                                .with_failures(b.data.failures);
+                        ticket.set_ban_time(Some(b.bantime));
+                        ticket.set_ban_count(b.bancount, true);
+                        ticket.restored = true;
+                        let added = state
+                            .lock()
+                            .expect("jail lock")
+                            .engine
+                            .ban_manager
+                            .add_ban_ticket(ticket.clone(), t);
+                        if added.is_ok() {
+                            let _ = tx.send(Job::Restore(Box::new(ticket))).await;
+                        }
+                    }
+                }
+                Ok(Err(e)) => tracing::error!("[{name}] restoring bans: {e}"),
+                Err(e) => tracing::error!("[{name}] restoring bans: {e}"),
+            }
+        }
+        let source_restart = Arc::new(Notify::new());
+        let tasks = vec![
+            tokio::spawn(unban_timer(
+                state.clone(),
+                tx.clone(),
+                unban_wake.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(source_task(
+                state.clone(),
+                tx.clone(),
+                store.clone(),
+                unban_wake.clone(),
+                stop_rx.clone(),
+                source_restart.clone(),
+            )),
+        ];
+        tracing::info!("Jail '{name}' started");
+        Ok(Jail {
+            name,
+            state,
+            jobs: tx,
+            unban_wake,
+            stop: stop_tx,
+            tasks: Mutex::new(tasks),
+            worker: Mutex::new(Some(worker)),
+            source_restart,
+        })
+    }
+
+    /// Bans `ip` by hand; `Ok(false)` when it is ignored or already banned.
+    pub async fn ban_ip(&self, ip: &str) -> bool {
+        let fid = parse_unspec(ip);
+        let t = now();
+        let jobs = {
+            let mut st = self.state.lock().expect("jail lock");
+            if st.ignored(&fid, None, t) {
+                return false;
+            }
+            if st.engine.ban_manager.contains(&fid) {
+                return false;
+            }
+            st.ban_ip(fid, t)
+        };
+        let banned = !jobs.is_empty();
+        for j in jobs {
+            let _ = self.jobs.send(j).await;
+        }
+        self.unban_wake.notify_one();
+        banned
+    }
+
+    /// Unbans `ip`; `false` when it was not banned here.
+    pub async fn unban_ip(&self, ip: &str) -> bool {
+        let fid = parse_unspec(ip);
+        let ticket = self
+            .state
+            .lock()
+            .expect("jail lock")
+            .engine
+            .ban_manager
+            .remove(&fid);
+        match ticket {
+            Some(t) => {
+                let _ = self.jobs.send(Job::Unban(Box::new(t), true)).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Unbans everything; returns how many.
+    pub async fn unban_all(&self) -> usize {
+        let tickets = self
+            .state
+            .lock()
+            .expect("jail lock")
+            .engine
+            .ban_manager
+            .flush();
+        let n = tickets.len();
+        for t in tickets {
+            let _ = self.jobs.send(Job::Unban(Box::new(t), true)).await;
+        }
+        n
+    }
+
+    /// Takes a new configuration without losing failures or bans.
+    pub async fn reload(&self, spec: JailSpec) -> Result<(), String> {
+        let (source_changed, new_actions) = {
+            let mut st = self.state.lock().expect("jail lock");
+            let changed = st.spec.logpaths != spec.logpaths
+                || st.spec.backend != spec.backend
+                || st.spec.journalmatch != spec.journalmatch
+                || st.spec.logencoding != spec.logencoding;
+            let new_actions = (st.spec.actions != spec.actions).then(|| build_actions(&spec));
+            st.reconfigure(spec)?;
+            (changed, new_actions)
+        };
+        if let Some(a) = new_actions {
+            let _ = self.jobs.send(Job::Reload(a)).await;
+        }
+        if source_changed {
+            self.source_restart.notify_one();
+        }
+        self.unban_wake.notify_one();
+        Ok(())
+    }
+
+    /// Stops the jail: the source and timers end, the actions stop (after
+    /// unbanning everything if `unban`). Bans stay in the store.
+    pub async fn stop(&self, unban: bool) {
+        let _ = self.stop.send(true);
+        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().expect("jail lock").drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        let tickets = if unban {
+            self.state
+                .lock()
+                .expect("jail lock")
+                .engine
+                .ban_manager
+                .flush()
+        } else {
+            Vec::new()
+        };
+        let _ = self.jobs.send(Job::Stop { unban: tickets }).await;
+        let worker = self.worker.lock().expect("jail lock").take();
+        if let Some(w) = worker {
+            let _ = w.await;
+        }
+        tracing::info!("Jail '{}' stopped", self.name);
+    }
+}
+
+async fn action_worker(
+    jail: String,
+    mut actions: Actions,
+    mut rx: mpsc::Receiver<Job>,
+    store: Option<Arc<dyn Store>>,
+    state: Arc<Mutex<JailState>>,
+) {
+    while let Some(job) = rx.recv().await {
+        match job {
+            Job::Ban(ticket, found) => {
+                let ip = ban_info(&ticket, found.ban_time);
+                notice!(target: "fail2ban.actions", "[{jail}] Ban {}", ip.ip);
+                if found.record {
+                    if let Some(s) = &store {
+                        let (s, b) = (s.clone(), store_ban(&jail, &ticket, found.ban_time));
+                        match tokio::task::spawn_blocking(move || s.add_ban(&b)).await {
+                            Ok(Err(e)) => {
+                                tracing::error!("[{jail}] recording the ban of {}: {e}", ip.ip)
+                            }
+                            Err(e) => {
+                                tracing::error!("[{jail}] recording the ban of {}: {e}", ip.ip)
+                            }
+                            Ok(Ok(())) => {}
+                        }
+                    }
+                }
+                actions.ban(&ip).await;
+                if found.increased {
+                    actions.prolong(&ip).await;
+                }
+            }
+            Job::Restore(ticket) => {
+                let bt = ticket.ban_time_opt().unwrap_or(600.0);
+                let ip = ban_info(&ticket, bt);
+                notice!(target: "fail2ban.actions", "[{jail}] Restore Ban {}", ip.ip);
+                actions.ban(&ip).await;
+            }
+            Job::Unban(ticket, manual) => {
+                let bt = ticket.ban_time_opt().unwrap_or(600.0);
+                let ip = ban_info(&ticket, bt);
+                notice!(target: "fail2ban.actions", "[{jail}] Unban {}", ip.ip);
+                if manual {
+                    if let Some(s) = &store {
+                        let (s, j, f) = (s.clone(), jail.clone(), ticket.fid().to_string());
+                        let _ =
+                            tokio::task::spawn_blocking(move || s.remove_bans(&j, Some(&f))).await;
+                    }
+                }
+                actions.unban(&ip).await;
+            }
+            Job::Reload(new) => {
+                let bans: Vec<BanInfo> = {
+                    let st = state.lock().expect("jail lock");
+                    st.engine
+                        .ban_manager
+                        .tickets()
+                        .map(|t| ban_info(t, t.ban_time(st.spec.bantime)))
+                        .collect()
+                };
+                let mut old: Vec<Action> = std::mem::take(&mut actions).into_actions();
+                let mut next = Vec::new();
+                for a in new {
+                    match old.iter().position(|o| o.name() == a.name()) {
+                        Some(i) => {
+                            let mut o = old.remove(i);
+                            if let Err(e) = o.reload_from(a).await {
+                                tracing::error!("[{jail}] reloading action {}: {e}", o.name());
+                            }
+                            next.push(o);
+                        }
+                        None => {
+                            let mut a = a;
+                            if let Err(e) = a.start().await {
+                                tracing::error!("[{jail}] starting action {}: {e}", a.name());
+                            }
+                            for b in &bans {
+                                let _ = a.ban(b).await;
+                            }
+                            next.push(a);
+                        }
+                    }
+                }
+                for mut o in old {
+                    for b in &bans {
+                        let _ = o.unban(b).await;
+                    }
+                    let _ = o.stop().await;
+                }
+                actions = Actions::new(&jail, next);
+            }
+            Job::Stop { unban } => {
+                for t in unban {
+                    let bt = t.ban_time_opt().unwrap_or(600.0);
+                    let ip = ban_info(&t, bt);
+                    notice!(target: "fail2ban.actions", "[{jail}] Unban {}", ip.ip);
+                    actions.unban(&ip).await;
+                }
+                actions.stop().await;
+                break;
+            }
+        }
+    }
+}
+
+async fn unban_timer(
+    state: Arc<Mutex<JailState>>,
+    jobs: mpsc::Sender<Job>,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let next = state.lock().expect("jail lock").engine.next_unban_time();
+        let wait = match next {
+            Some(t) => Duration::from_secs_f64((t - now()).clamp(0.0, 86400.0)),
+            None => Duration::from_secs(86400),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => continue,
+            _ = stop.changed() => return,
+        }
+        let expired = state.lock().expect("jail lock").engine.unban_expired(now());
+        for t in expired {
+            if jobs.send(Job::Unban(Box::new(t), false)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn file_source(spec: &JailSpec, store: Option<&dyn Store>) -> Result<FileSource, String> {
+    let paths: Vec<LogPath> = spec
+        .logpaths
+        .iter()
+        .map(|(p, t)| {
+            if t == "tail" {
+                LogPath::tail(p)
+            } else {
+                LogPath::head(p)
+            }
+        })
+        .collect();
+    let mut opts = FileSourceOptions::new(spec.name.clone(), paths);
+    opts.backend = spec
+        .backend
+        .split('[')
+        .next()
+        .unwrap_or("auto")
+        .parse::<Backend>()
+        .unwrap_or(Backend::Auto);
+    let enc = if spec.logencoding == "auto" {
+        "utf-8"
+    } else {
+        spec.logencoding.as_str()
+    };
+    opts.encoding = LogEncoding::new(enc).unwrap_or(LogEncoding::UTF8);
+    if let Some(s) = store {
+        match s.log_positions(&spec.name) {
+            Ok(saved) => {
+                opts.saved = saved
+                    .into_iter()
+                    .map(|(path, md5, offset)| FilePosition {
+                        path: PathBuf::from(path),
+                        md5,
+                        offset,
+                    })
+                    .collect()
+            }
+            Err(e) => tracing::error!("[{}] reading saved log positions: {e}", spec.name),
+        }
+    }
+    FileSource::spawn(opts).map_err(|e| e.to_string())
+}
+
+fn journal_source(spec: &JailSpec, store: Option<&dyn Store>) -> Result<JournalSource, String> {
+    let mut opts = JournalOptions::new(spec.name.clone());
+    opts.matches = spec.journalmatch.clone();
+    // `backend = systemd[journalflags=1, journalpath=/x, ...]`.
+    let (_, params) =
+        crate::config::options::extract_options(&spec.backend).map_err(|e| e.to_string())?;
+    for (k, v) in params {
+        match k.as_str() {
+            "journalflags" => {
+                opts.flags = Some(
+                    v.parse()
+                        .map_err(|_| format!("journalflags: not a number: {v}"))?,
+                )
+            }
+            "journalfiles" => opts.files = v.split_whitespace().map(String::from).collect(),
+            "journalpath" => opts.path = Some(v),
+            "namespace" => opts.namespace = Some(v),
+            other => tracing::warn!("[{}] unknown journal option {other}", spec.name),
+        }
+    }
+    opts.start = JournalStart::Time(now() - spec.findtime);
+    if let Some(s) = store {
+        if let Ok(Some(c)) = s.journal_cursor(&spec.name) {
+            opts.start = JournalStart::Cursor(c);
+        }
+    }
+    JournalSource::spawn(opts).map_err(|e| e.to_string())
+}
+
+async fn source_task(
+    state: Arc<Mutex<JailState>>,
+    jobs: mpsc::Sender<Job>,
+    store: Option<Arc<dyn Store>>,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+    restart: Arc<Notify>,
+) {
+    loop {
+        let spec = state.lock().expect("jail lock").spec.clone();
+        let name = spec.name.clone();
+        let journal = spec.backend.starts_with("systemd");
+        if journal {
+            let mut src = match journal_source(&spec, store.as_deref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("[{name}] cannot read the journal: {e}");
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = restart.notified() => continue,
+                        _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
+                    }
+                }
+            };
+            state.lock().expect("jail lock").watched =
+                spec.journalmatch.iter().map(|m| m.join(" ")).collect();
+            loop {
+                tokio::select! {
+                    b = src.next() => {
+                        let Some(batch) = b else { break };
+                        let t = now();
+                        let js = state.lock().expect("jail lock").process_journal(&batch.lines, t);
+                        for j in js { let _ = jobs.send(j).await; }
+                        wake.notify_one();
+                        if let (Some(s), Some(p)) = (&store, batch.position()) {
+                            let (s, n) = (s.clone(), name.clone());
+                            let _ = tokio::task::spawn_blocking(move || s.set_journal_cursor(&n, &p.cursor)).await;
+                        }
+                    }
+                    _ = stop.changed() => {
+                        let _ = src.stop().await;
+                        return;
+                    }
+                    _ = restart.notified() => {
+                        let _ = src.stop().await;
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        let mut src = match file_source(&spec, store.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("[{name}] cannot follow its logs: {e}");
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = restart.notified() => continue,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
+                }
+            }
+        };
+        state.lock().expect("jail lock").watched = spec
+            .logpaths
+            .iter()
+            .flat_map(|(p, _)| crate::config::glob::glob(p))
+            .collect();
+        let save = |positions: Vec<FilePosition>| {
+            let store = store.clone();
+            let name = name.clone();
+            async move {
+                if let Some(s) = store {
+                    let _ = tokio::task::spawn_blocking(move || {
+                        for p in positions {
+                            let path = p.path.to_string_lossy().into_owned();
+                            if let Err(e) = s.set_log_position(&name, &path, &p.md5, p.offset) {
+                                tracing::error!("[{name}] saving the position in {path}: {e}");
+                            }
+                        }
+                    })
+                    .await;
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                b = src.next() => {
+                    let Some(batch) = b else { break };
+                    let t = now();
+                    let js = {
+                        let mut st = state.lock().expect("jail lock");
+                        let path = batch.path.to_string_lossy().into_owned();
+                        if !st.watched.contains(&path) {
+                            st.watched.push(path);
+                        }
+                        st.process(batch.lines.iter().map(|l| l.text.as_str()), batch.in_operation, t)
+                    };
+                    let any = !js.is_empty();
+                    for j in js { let _ = jobs.send(j).await; }
+                    if any { wake.notify_one(); }
+                    save(vec![batch.position()]).await;
+                }
+                _ = stop.changed() => {
+                    let positions = src.stop().await;
+                    save(positions).await;
+                    return;
+                }
+                _ = restart.notified() => {
+                    let positions = src.stop().await;
+                    save(positions).await;
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The server's commands: those of the configuration stream (`add`, `set`,
+//! `multi-set`, `start`) and those fail2ban-client sends (`status`,
+//! `banned`, `unban`, `reload`, `get`, ...), answered as fail2ban's server
+//! answers them.
+
+use serde_json::{json, Value};
+
+use crate::client::protocol::{CommandError, ErrorKind};
+
+use super::spec::{text, JailSpec};
+use super::Server;
+
+fn arg(cmd: &[Value], i: usize) -> Result<String, CommandError> {
+    cmd.get(i).map(text).ok_or_else(CommandError::invalid)
+}
+
+fn strings(v: &[Value]) -> Vec<String> {
+    v.iter().map(text).collect()
+}
+
+/// Jail options that `get <jail> <name>` answers from the settings.
+fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
+    Some(match what {
+        "logpath" => json!(spec
+            .logpaths
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect::<Vec<_>>()),
+        "logencoding" => json!(spec.logencoding),
+        "journalmatch" => json!(spec.journalmatch),
+        "ignoreself" => json!(spec.ignoreself),
+        "ignoreip" => json!(spec.ignoreip),
+        "ignorecommand" => json!(spec.ignorecommand),
+        "ignorecache" => json!(spec.ignorecache),
+        "prefregex" => json!(spec.prefregex),
+        "failregex" => json!(spec.failregex),
+        "ignoreregex" => json!(spec.ignoreregex),
+        "usedns" => json!(spec.usedns),
+        "maxretry" => json!(spec.maxretry),
+        "maxmatches" => json!(spec.maxmatches.unwrap_or(spec.maxretry as usize)),
+        "maxlines" => json!(spec.maxlines),
+        "findtime" => json!(spec.findtime as i64),
+        "bantime" => json!(spec.bantime as i64),
+        "datepattern" => match &spec.datepattern {
+            None => Value::Null,
+            Some(p) => json!([p, p]),
+        },
+        "logtimezone" => json!(spec.logtimezone),
+        "backend" => json!(spec.backend),
+        "bantime.increment" => json!(spec.increment),
+        "bantime.factor" => json!(spec.increment_opts.factor),
+        "bantime.formula" => json!(spec.increment_opts.formula),
+        "bantime.multipliers" => json!(spec.increment_opts.multipliers),
+        "bantime.maxtime" => json!(spec.increment_opts.maxtime),
+        "bantime.rndtime" => json!(spec.increment_opts.rndtime),
+        "bantime.overalljails" => json!(spec.increment_opts.overalljails),
+        "actions" => json!(spec
+            .actions
+            .iter()
+            .map(|a| a.name.clone())
+            .collect::<Vec<_>>()),
+        _ => return None,
+    })
+}
+
+impl Server {
+    /// Runs one command.
+    pub async fn command(&self, cmd: &[Value]) -> Result<Value, CommandError> {
+        let name = arg(cmd, 0)?;
+        match name.as_str() {
+            "ping" => Ok(json!("pong")),
+            "version" => Ok(json!(env!("CARGO_PKG_VERSION"))),
+            "echo" => Ok(json!(strings(&cmd[1..]))),
+            "status" => match cmd.get(1) {
+                None => Ok(self.status().await),
+                Some(j) => self.jail_status(&text(j)).await,
+            },
+            "add" => {
+                let jail = arg(cmd, 1)?;
+                let backend = cmd.get(2).map(text).unwrap_or_else(|| "auto".into());
+                self.add_jail(&jail, &backend).await?;
+                Ok(json!(jail))
+            }
+            "set" => self.set(cmd).await,
+            "multi-set" => self.multi_set(cmd).await,
+            "get" => self.get(cmd).await,
+            "start" => {
+                let jail = arg(cmd, 1)?;
+                self.start_jail(&jail).await?;
+                Ok(Value::Null)
+            }
+            "stop" => match cmd.get(1) {
+                None => {
+                    self.request_shutdown();
+                    Ok(Value::Null)
+                }
+                Some(j) => {
+                    let j = text(j);
+                    if j == "--all" {
+                        self.stop_all_jails().await;
+                    } else {
+                        self.stop_jail(&j).await?;
+                    }
+                    Ok(Value::Null)
+                }
+            },
+            "reload" => {
+                let mut jail = None;
+                let (mut restart, mut unban, mut all, mut if_exists) = (false, false, false, false);
+                for a in strings(&cmd[1..]) {
+                    match a.as_str() {
+                        "--restart" => restart = true,
+                        "--unban" => unban = true,
+                        "--all" => all = true,
+                        "--if-exists" => if_exists = true,
+                        "--jail" => {}
+                        _ => jail = Some(a),
+                    }
+                }
+                self.reload(jail.as_deref(), restart, unban, all, if_exists)
+                    .await?;
+                Ok(json!("OK"))
+            }
+            "unban" => {
+                let args = strings(&cmd[1..]);
+                if args.first().map(String::as_str) == Some("--all") {
+                    return Ok(json!(self.unban_all().await));
+                }
+                if args.is_empty() {
+                    return Err(CommandError::invalid());
+                }
+                let mut n = 0;
+                for ip in &args {
+                    n += self.unban_everywhere(ip).await;
+                }
+                Ok(json!(n))
+            }
+            "banned" => Ok(self.banned(&strings(&cmd[1..])).await),
+            "flushlogs" => {
+                self.log
+                    .reopen()
+                    .map_err(|e| CommandError::new(ErrorKind::Failed, e.to_string()))?;
+                Ok(json!("rolled over"))
+            }
+            "config-error" => {
+                tracing::error!("{}", strings(&cmd[1..]).join(" "));
+                Ok(Value::Null)
+            }
+            _ => Err(CommandError::invalid()),
+        }
+    }
+
+    async fn set(&self, cmd: &[Value]) -> Result<Value, CommandError> {
+        let target = arg(cmd, 1)?;
+        if let Some(v) = self.set_server_option(&target, cmd.get(2)).await? {
+            return Ok(v);
+        }
+        let what = arg(cmd, 2)?;
+        let args = &cmd[3..];
+        match what.as_str() {
+            "banip" => {
+                let jail = self.jail(&target).await?;
+                let mut n = 0;
+                for ip in strings(args) {
+                    if jail.ban_ip(&ip).await {
+                        n += 1;
+                    }
+                }
+                Ok(json!(n))
+            }
+            "unbanip" => {
+                let jail = self.jail(&target).await?;
+                let mut ips = strings(args);
+                let report = ips.first().map(String::as_str) == Some("--report-absent");
+                if report {
+                    ips.remove(0);
+                }
+                let mut n = 0;
+                let mut absent = Vec::new();
+                for ip in ips {
+                    if jail.unban_ip(&ip).await {
+                        n += 1;
+                    } else {
+                        absent.push(ip);
+                    }
+                }
+                if report && !absent.is_empty() {
+                    return Err(CommandError::new(
+                        ErrorKind::InvalidValue,
+                        format!("{} is not banned", absent.join(", ")),
+                    ));
+                }
+                Ok(json!(n))
+            }
+            "idle" => Ok(json!(false)),
+            _ => {
+                self.change_spec(&target, |spec| spec.set(&what, args))
+                    .await
+            }
+        }
+    }
+
+    async fn multi_set(&self, cmd: &[Value]) -> Result<Value, CommandError> {
+        let target = arg(cmd, 1)?;
+        let what = arg(cmd, 2)?;
+        let args = &cmd[3..];
+        self.change_spec(&target, |spec| spec.multi_set(&what, args))
+            .await
+    }
+
+    async fn get(&self, cmd: &[Value]) -> Result<Value, CommandError> {
+        let target = arg(cmd, 1)?;
+        if let Some(v) = self.get_server_option(&target) {
+            return Ok(v);
+        }
+        let what = arg(cmd, 2)?;
+        if what == "banned" || what == "banip" {
+            let jail = self.jail(&target).await?;
+            let with_time = cmd.get(3).map(text).as_deref() == Some("--with-time");
+            let st = jail.state.lock().expect("jail lock");
+            let list: Vec<String> = st
+                .engine
+                .ban_manager
+                .ban_list_by_end()
+                .iter()
+                .map(|(t, end)| {
+                    if with_time {
+                        let fmt = |x: f64| {
+                            jiff::Timestamp::from_second(x as i64)
+                                .map(|ts| {
+                                    ts.to_zoned(jiff::tz::TimeZone::system())
+                                        .strftime("%Y-%m-%d %H:%M:%S")
+                                        .to_string()
+                                })
+                                .unwrap_or_default()
+                        };
+                        let bt = t.ban_time(st.spec.bantime);
+                        let end = if bt < 0.0 {
+                            "+ -1 = 9999-12-31 23:59:59".to_string()
+                        } else {
+                            format!("+ {} = {}", bt as i64, fmt(*end))
+                        };
+                        format!("{} \t{} {end}", t.fid(), fmt(t.time()))
+                    } else {
+                        t.fid().to_string()
+                    }
+                })
+                .collect();
+            return Ok(json!(list));
+        }
+        let spec = self.spec(&target).await?;
+        get_jail_option(&spec, &what).ok_or_else(CommandError::invalid)
+    }
+}
