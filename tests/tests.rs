@@ -9,3 +9,5 @@ mod config;
 mod filter;
 // Date detection against the reference fail2ban's DateDetector.
 mod date;
+// Every stock filter against the failJSON annotations of its sample log.
+mod samples;
