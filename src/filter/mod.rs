@@ -424,6 +424,15 @@ impl Filter {
         &mut self.dates
     }
 
+    /// The prefregex's groups on the last line it matched, in pattern
+    /// order (fail2ban-regex `-v` prints them).
+    pub fn prefregex_groups(&self) -> Vec<(String, Option<String>)> {
+        self.prefregex
+            .as_ref()
+            .map(|p| p.groups_in_order(&self.scratch.pre_buf))
+            .unwrap_or_default()
+    }
+
     /// Lines currently buffered (multi-line filters).
     pub fn buffered_lines(&self) -> impl Iterator<Item = &str> {
         self.buffer.iter().map(|l| l.text.as_str())
