@@ -295,6 +295,8 @@ struct Tool<'w> {
     print_limit: u64,
     stats: LineStats,
     prefregex_matched: u64,
+    /// The prefregex's groups per matched line, for `-v`.
+    prefregex_groups: Vec<String>,
     elapsed: f64,
 }
 
@@ -480,9 +482,11 @@ impl<'w> Tool<'w> {
                     "maxlines" => {
                         let n = match v {
                             PyValue::Int(i) if i > 0 => i as usize,
-                            _ => return Err(Fatal(format!(
+                            _ => {
+                                return Err(Fatal(format!(
                                 "ERROR: Invalid value for maxlines ({text:?}) read from {value}"
-                            ))),
+                            )))
+                            }
                         };
                         self.set_maxlines(n).map_err(io_fatal)?;
                     }
@@ -542,7 +546,10 @@ fn py_float(t: f64) -> String {
 }
 
 /// The text fail2ban-regex prints for `-o ...` of one failure.
-fn format_failure(fmt: &str, f: &Failure, out: &mut Vec<String>) {
+/// `time` is the line's time: `None` for an undated line, which fail2ban
+/// prints as `None`.
+fn format_failure(fmt: &str, f: &Failure, time: Option<f64>, out: &mut Vec<String>) {
+    let time = time.map_or_else(|| "None".into(), |_| py_float(f.time));
     let fid = f
         .fid
         .as_ref()
@@ -564,7 +571,7 @@ fn format_failure(fmt: &str, f: &Failure, out: &mut Vec<String>) {
             out.push(format!(
                 "[{},\t{},\t{{{}}}],",
                 py_repr(&fid),
-                py_float(f.time),
+                time,
                 data.join(", ")
             ));
         }
@@ -578,7 +585,6 @@ fn format_failure(fmt: &str, f: &Failure, out: &mut Vec<String>) {
                         .collect::<Vec<_>>()
                         .join(", ")
                 )),
-                "time" => Some(py_float(f.time)),
                 _ => f.data.get(key).cloned(),
             };
             out.push(v.unwrap_or_else(|| "None".into()));
@@ -592,6 +598,8 @@ fn format_failure(fmt: &str, f: &Failure, out: &mut Vec<String>) {
                     .map(ToString::to_string)
                     .unwrap_or(fid.clone()),
             );
+            // A ticket made without a time gets now, which is what an
+            // undated failure already carries.
             s = s.replace("<time>", &py_float(f.time));
             for (k, v) in &f.data {
                 // Log-derived values are printed, never interpreted: NULs
@@ -661,14 +669,13 @@ impl Tool<'_> {
             };
             let full = before.len() >= filter.options().maxlines;
             let outcome = filter.process_line_outcome(line, now());
-            let several = outcome.failures.len() > 1;
             let ignored = outcome.is_ignored();
             let real: Vec<&Failure> = outcome.failures.iter().filter(|f| !f.nofail).collect();
             if let Some(fmt) = &out_fmt {
                 if !real.is_empty() && !ignored {
                     printed.clear();
                     for f in &real {
-                        format_failure(fmt, f, &mut printed);
+                        format_failure(fmt, f, outcome.time, &mut printed);
                     }
                     for p in &printed {
                         writeln!(tool.out, "{p}")?;
@@ -676,13 +683,22 @@ impl Tool<'_> {
                 }
                 return Ok(());
             }
+            // fail2ban-regex flags a failure as "multiple regex matched"
+            // when more than one real failure of the line came before it.
+            let mut real_before = 0;
             for f in &outcome.failures {
                 if let Some(r) = tool.failregex.get_mut(f.failregex) {
                     r.hits += 1;
                     if tool.opts.verbose > 0 {
-                        let id = f.fid.as_ref().map(ToString::to_string).unwrap_or_default();
-                        r.ips.push((id, f.time, several));
+                        let id = f
+                            .fid
+                            .as_ref()
+                            .map_or_else(|| "None".into(), ToString::to_string);
+                        r.ips.push((id, f.time, real_before > 1));
                     }
+                }
+                if !f.nofail {
+                    real_before += 1;
                 }
             }
             for &i in &outcome.ignored_by {
@@ -692,6 +708,23 @@ impl Tool<'_> {
             }
             if outcome.prefregex_matched {
                 tool.prefregex_matched += 1;
+                if tool.opts.verbose > 0 {
+                    let n = tool.prefregex_groups.len() as u64;
+                    if n < tool.print_limit {
+                        let groups: Vec<String> = filter
+                            .prefregex_groups()
+                            .iter()
+                            .map(|(k, v)| {
+                                let v = v.as_deref().map_or("None".into(), py_repr);
+                                format!("{}: {v}", py_repr(k))
+                            })
+                            .collect();
+                        tool.prefregex_groups
+                            .push(format!("{{{}}}", groups.join(", ")));
+                    } else if n == tool.print_limit {
+                        tool.prefregex_groups.push("...".into());
+                    }
+                }
             }
             if multiline {
                 // Lines a multi-line failure used up count as matched, not
@@ -753,6 +786,11 @@ impl Tool<'_> {
                     if n == 0 {
                         break;
                     }
+                    // fail2ban-regex waits for the end of a line: a last
+                    // line without one is not read (it may still be written).
+                    if n < MAX_LINE && !matches!(buf.last(), Some(b'\n' | b'\r')) {
+                        break;
+                    }
                     if n == MAX_LINE && buf.last() != Some(&b'\n') {
                         tracing::warn!("line longer than {MAX_LINE} bytes cut in {path}");
                         // Skip the rest of the oversized line.
@@ -807,7 +845,9 @@ impl Tool<'_> {
         writeln!(self.out, "\nResults\n=======")?;
         if let Some(pre) = filter.prefregex() {
             writeln!(self.out, "\nPrefregex: {} total", self.prefregex_matched)?;
-            pprint_list(self.out, &[pre.expanded().to_string()], None)?;
+            let mut lines = vec![pre.expanded().to_string()];
+            lines.extend(self.prefregex_groups.iter().map(|g| format!("    {g}")));
+            pprint_list(self.out, &lines, None)?;
         }
         for (title, list) in [
             ("Failregex", self.failregex.clone()),
@@ -944,6 +984,7 @@ fn run_opts(opts: Opts, out: &mut dyn Write) -> Result<(), Fatal> {
         print_limit,
         stats: LineStats::default(),
         prefregex_matched: 0,
+        prefregex_groups: Vec::new(),
         elapsed: 0.0,
     };
     if opts.maxlines > 0 {
