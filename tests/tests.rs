@@ -11,3 +11,5 @@ mod filter;
 mod date;
 // Every stock filter against the failJSON annotations of its sample log.
 mod samples;
+// fail3ban-regex against fail2ban-regex, and hostile logs through it.
+mod regex;
