@@ -63,6 +63,8 @@ pub struct Opts {
     pub usedns: Option<String>,
     pub maxlines: usize,
     pub verbose: u32,
+    /// `-l`: fail2ban's log level name (CRITICAL, ERROR, WARNING, ...).
+    pub log_level: Option<String>,
     pub verbose_date: bool,
     pub check_all: bool,
     pub out: Option<String>,
@@ -85,6 +87,7 @@ impl Default for Opts {
             usedns: None,
             maxlines: 0,
             verbose: 0,
+            log_level: None,
             verbose_date: false,
             check_all: true,
             out: None,
@@ -117,7 +120,7 @@ pub enum UsageError {
 /// What to do after parsing.
 #[derive(Debug)]
 pub enum Parsed {
-    Run(Opts),
+    Run(Box<Opts>),
     Help,
     Version,
 }
@@ -206,7 +209,8 @@ pub fn parse_args(args: &[String]) -> Result<Parsed, UsageError> {
                 "-r" | "--raw" => o.raw = true,
                 "--usedns" => o.usedns = Some(v),
                 "-L" | "--maxlines" => o.maxlines = int(&v)?,
-                "-m" | "--journalmatch" | "-l" | "--log-level" => {}
+                "-l" | "--log-level" => o.log_level = Some(v),
+                "-m" | "--journalmatch" => {}
                 "-v" | "--verbose" => o.verbose += 1,
                 "--verbosity" => o.verbose = int(&v)? as u32,
                 "--verbose-date" | "--VD" => o.verbose_date = true,
@@ -231,7 +235,7 @@ pub fn parse_args(args: &[String]) -> Result<Parsed, UsageError> {
     if !(2..=3).contains(&o.args.len()) {
         return Err(UsageError::Args);
     }
-    Ok(Parsed::Run(o))
+    Ok(Parsed::Run(Box::new(o)))
 }
 
 /// A failregex or ignoreregex and how often it hit.
@@ -626,13 +630,15 @@ enum Source {
     Lines(Vec<String>),
 }
 
-fn decode(bytes: &[u8], latin1: bool) -> String {
+/// The line as text, and whether it decoded cleanly (invalid bytes are
+/// replaced, as fail2ban's `decode(enc, 'replace')` does).
+fn decode(bytes: &[u8], latin1: bool) -> (String, bool) {
     if latin1 {
-        return bytes.iter().map(|&b| b as char).collect();
+        return (bytes.iter().map(|&b| b as char).collect(), true);
     }
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        Ok(s) => (s.to_string(), true),
+        Err(_) => (String::from_utf8_lossy(bytes).into_owned(), false),
     }
 }
 
@@ -777,6 +783,7 @@ impl Tool<'_> {
                 let f = std::fs::File::open(&path).map_err(|e| Fatal(format!("{e}")))?;
                 let mut r = io::BufReader::with_capacity(1 << 20, f);
                 let mut buf = Vec::with_capacity(4096);
+                let mut decode_warned = false;
                 loop {
                     buf.clear();
                     let n = (&mut r)
@@ -797,7 +804,15 @@ impl Tool<'_> {
                         let mut rest = Vec::new();
                         r.read_until(b'\n', &mut rest).map_err(io_fatal)?;
                     }
-                    let line = decode(&buf, latin1);
+                    let (line, clean) = decode(&buf, latin1);
+                    if !clean && !decode_warned {
+                        // Once per file, like fail2ban: the rest would flood.
+                        decode_warned = true;
+                        tracing::warn!(
+                            "Error decoding line from '{path}' with '{}'.",
+                            self.opts.encoding
+                        );
+                    }
                     handle(self, &line).map_err(io_fatal)?;
                 }
             }
@@ -914,6 +929,28 @@ impl Tool<'_> {
     }
 }
 
+/// fail2ban's `str2LogLevel` names (and numbers) as a tracing level;
+/// CRITICAL (fail2ban-regex's default) shows errors only.
+fn log_level(name: &str) -> tracing::level_filters::LevelFilter {
+    use tracing::level_filters::LevelFilter as L;
+    let upper = name.trim().to_uppercase();
+    match upper.as_str() {
+        "CRITICAL" | "FATAL" | "ERROR" => L::ERROR,
+        "WARNING" | "WARN" | "NOTICE" => L::WARN,
+        "INFO" | "MSG" => L::INFO,
+        "DEBUG" => L::DEBUG,
+        "TRACEDEBUG" | "HEAVYDEBUG" => L::TRACE,
+        n => match n.parse::<u32>() {
+            Ok(v) if v >= 40 => L::ERROR,
+            Ok(v) if v >= 25 => L::WARN,
+            Ok(v) if v >= 20 => L::INFO,
+            Ok(v) if v >= 10 => L::DEBUG,
+            Ok(_) => L::TRACE,
+            Err(_) => L::WARN,
+        },
+    }
+}
+
 /// `time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(t))`.
 fn ctime(t: f64) -> String {
     let ts = jiff::Timestamp::from_second(t as i64).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
@@ -926,7 +963,7 @@ fn ctime(t: f64) -> String {
 /// `out`. Returns the process exit code.
 pub fn run(args: &[String], out: &mut dyn Write) -> i32 {
     let opts = match parse_args(args) {
-        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Run(o)) => *o,
         Ok(Parsed::Help) => {
             let _ = writeln!(out, "{USAGE}");
             return 0;
@@ -941,12 +978,27 @@ pub fn run(args: &[String], out: &mut dyn Write) -> i32 {
         }
     };
     let mut out = BufWriter::with_capacity(1 << 16, out);
-    let code = match run_opts(opts, &mut out) {
+    let level = opts.log_level.as_deref().map(log_level);
+    let go = || match run_opts(opts, &mut out) {
         Ok(()) => 0,
         Err(Fatal(msg)) => {
             let _ = writeln!(out, "{msg}");
             255
         }
+    };
+    let code = match level {
+        // `-l` replaces whatever the binary set up, for this run only.
+        Some(level) => {
+            let sub = tracing_subscriber::fmt()
+                .with_writer(io::stderr)
+                .with_max_level(level)
+                .with_target(false)
+                .with_ansi(false)
+                .without_time()
+                .finish();
+            tracing::subscriber::with_default(sub, go)
+        }
+        None => go(),
     };
     let _ = out.flush();
     code
