@@ -17,3 +17,7 @@ mod jail;
 mod store;
 // File and journal sources on real files and journals.
 mod source;
+// Every stock filter against the failJSON annotations of its sample log.
+mod samples;
+// fail3ban-regex against fail2ban-regex, and hostile logs through it.
+mod regex;

@@ -63,6 +63,8 @@ pub struct Opts {
     pub usedns: Option<String>,
     pub maxlines: usize,
     pub verbose: u32,
+    /// `-l`: fail2ban's log level name (CRITICAL, ERROR, WARNING, ...).
+    pub log_level: Option<String>,
     pub verbose_date: bool,
     pub check_all: bool,
     pub out: Option<String>,
@@ -85,6 +87,7 @@ impl Default for Opts {
             usedns: None,
             maxlines: 0,
             verbose: 0,
+            log_level: None,
             verbose_date: false,
             check_all: true,
             out: None,
@@ -117,7 +120,7 @@ pub enum UsageError {
 /// What to do after parsing.
 #[derive(Debug)]
 pub enum Parsed {
-    Run(Opts),
+    Run(Box<Opts>),
     Help,
     Version,
 }
@@ -206,7 +209,8 @@ pub fn parse_args(args: &[String]) -> Result<Parsed, UsageError> {
                 "-r" | "--raw" => o.raw = true,
                 "--usedns" => o.usedns = Some(v),
                 "-L" | "--maxlines" => o.maxlines = int(&v)?,
-                "-m" | "--journalmatch" | "-l" | "--log-level" => {}
+                "-l" | "--log-level" => o.log_level = Some(v),
+                "-m" | "--journalmatch" => {}
                 "-v" | "--verbose" => o.verbose += 1,
                 "--verbosity" => o.verbose = int(&v)? as u32,
                 "--verbose-date" | "--VD" => o.verbose_date = true,
@@ -231,7 +235,7 @@ pub fn parse_args(args: &[String]) -> Result<Parsed, UsageError> {
     if !(2..=3).contains(&o.args.len()) {
         return Err(UsageError::Args);
     }
-    Ok(Parsed::Run(o))
+    Ok(Parsed::Run(Box::new(o)))
 }
 
 /// A failregex or ignoreregex and how often it hit.
@@ -295,6 +299,8 @@ struct Tool<'w> {
     print_limit: u64,
     stats: LineStats,
     prefregex_matched: u64,
+    /// The prefregex's groups per matched line, for `-v`.
+    prefregex_groups: Vec<String>,
     elapsed: f64,
 }
 
@@ -544,7 +550,10 @@ fn py_float(t: f64) -> String {
 }
 
 /// The text fail2ban-regex prints for `-o ...` of one failure.
-fn format_failure(fmt: &str, f: &Failure, out: &mut Vec<String>) {
+/// `time` is the line's time: `None` for an undated line, which fail2ban
+/// prints as `None`.
+fn format_failure(fmt: &str, f: &Failure, time: Option<f64>, out: &mut Vec<String>) {
+    let time = time.map_or_else(|| "None".into(), |_| py_float(f.time));
     let fid = f
         .fid
         .as_ref()
@@ -566,7 +575,7 @@ fn format_failure(fmt: &str, f: &Failure, out: &mut Vec<String>) {
             out.push(format!(
                 "[{},\t{},\t{{{}}}],",
                 py_repr(&fid),
-                py_float(f.time),
+                time,
                 data.join(", ")
             ));
         }
@@ -580,7 +589,6 @@ fn format_failure(fmt: &str, f: &Failure, out: &mut Vec<String>) {
                         .collect::<Vec<_>>()
                         .join(", ")
                 )),
-                "time" => Some(py_float(f.time)),
                 _ => f.data.get(key).cloned(),
             };
             out.push(v.unwrap_or_else(|| "None".into()));
@@ -594,6 +602,8 @@ fn format_failure(fmt: &str, f: &Failure, out: &mut Vec<String>) {
                     .map(ToString::to_string)
                     .unwrap_or(fid.clone()),
             );
+            // A ticket made without a time gets now, which is what an
+            // undated failure already carries.
             s = s.replace("<time>", &py_float(f.time));
             for (k, v) in &f.data {
                 // Log-derived values are printed, never interpreted: NULs
@@ -620,13 +630,15 @@ enum Source {
     Lines(Vec<String>),
 }
 
-fn decode(bytes: &[u8], latin1: bool) -> String {
+/// The line as text, and whether it decoded cleanly (invalid bytes are
+/// replaced, as fail2ban's `decode(enc, 'replace')` does).
+fn decode(bytes: &[u8], latin1: bool) -> (String, bool) {
     if latin1 {
-        return bytes.iter().map(|&b| b as char).collect();
+        return (bytes.iter().map(|&b| b as char).collect(), true);
     }
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        Ok(s) => (s.to_string(), true),
+        Err(_) => (String::from_utf8_lossy(bytes).into_owned(), false),
     }
 }
 
@@ -663,14 +675,13 @@ impl Tool<'_> {
             };
             let full = before.len() >= filter.options().maxlines;
             let outcome = filter.process_line_outcome(line, now());
-            let several = outcome.failures.len() > 1;
             let ignored = outcome.is_ignored();
             let real: Vec<&Failure> = outcome.failures.iter().filter(|f| !f.nofail).collect();
             if let Some(fmt) = &out_fmt {
                 if !real.is_empty() && !ignored {
                     printed.clear();
                     for f in &real {
-                        format_failure(fmt, f, &mut printed);
+                        format_failure(fmt, f, outcome.time, &mut printed);
                     }
                     for p in &printed {
                         writeln!(tool.out, "{p}")?;
@@ -678,13 +689,22 @@ impl Tool<'_> {
                 }
                 return Ok(());
             }
+            // fail2ban-regex flags a failure as "multiple regex matched"
+            // when more than one real failure of the line came before it.
+            let mut real_before = 0;
             for f in &outcome.failures {
                 if let Some(r) = tool.failregex.get_mut(f.failregex) {
                     r.hits += 1;
                     if tool.opts.verbose > 0 {
-                        let id = f.fid.as_ref().map(ToString::to_string).unwrap_or_default();
-                        r.ips.push((id, f.time, several));
+                        let id = f
+                            .fid
+                            .as_ref()
+                            .map_or_else(|| "None".into(), ToString::to_string);
+                        r.ips.push((id, f.time, real_before > 1));
                     }
+                }
+                if !f.nofail {
+                    real_before += 1;
                 }
             }
             for &i in &outcome.ignored_by {
@@ -694,6 +714,23 @@ impl Tool<'_> {
             }
             if outcome.prefregex_matched {
                 tool.prefregex_matched += 1;
+                if tool.opts.verbose > 0 {
+                    let n = tool.prefregex_groups.len() as u64;
+                    if n < tool.print_limit {
+                        let groups: Vec<String> = filter
+                            .prefregex_groups()
+                            .iter()
+                            .map(|(k, v)| {
+                                let v = v.as_deref().map_or("None".into(), py_repr);
+                                format!("{}: {v}", py_repr(k))
+                            })
+                            .collect();
+                        tool.prefregex_groups
+                            .push(format!("{{{}}}", groups.join(", ")));
+                    } else if n == tool.print_limit {
+                        tool.prefregex_groups.push("...".into());
+                    }
+                }
             }
             if multiline {
                 // Lines a multi-line failure used up count as matched, not
@@ -746,6 +783,7 @@ impl Tool<'_> {
                 let f = std::fs::File::open(&path).map_err(|e| Fatal(format!("{e}")))?;
                 let mut r = io::BufReader::with_capacity(1 << 20, f);
                 let mut buf = Vec::with_capacity(4096);
+                let mut decode_warned = false;
                 loop {
                     buf.clear();
                     let n = (&mut r)
@@ -755,13 +793,26 @@ impl Tool<'_> {
                     if n == 0 {
                         break;
                     }
+                    // fail2ban-regex waits for the end of a line: a last
+                    // line without one is not read (it may still be written).
+                    if n < MAX_LINE && !matches!(buf.last(), Some(b'\n' | b'\r')) {
+                        break;
+                    }
                     if n == MAX_LINE && buf.last() != Some(&b'\n') {
                         tracing::warn!("line longer than {MAX_LINE} bytes cut in {path}");
                         // Skip the rest of the oversized line.
                         let mut rest = Vec::new();
                         r.read_until(b'\n', &mut rest).map_err(io_fatal)?;
                     }
-                    let line = decode(&buf, latin1);
+                    let (line, clean) = decode(&buf, latin1);
+                    if !clean && !decode_warned {
+                        // Once per file, like fail2ban: the rest would flood.
+                        decode_warned = true;
+                        tracing::warn!(
+                            "Error decoding line from '{path}' with '{}'.",
+                            self.opts.encoding
+                        );
+                    }
                     handle(self, &line).map_err(io_fatal)?;
                 }
             }
@@ -809,7 +860,9 @@ impl Tool<'_> {
         writeln!(self.out, "\nResults\n=======")?;
         if let Some(pre) = filter.prefregex() {
             writeln!(self.out, "\nPrefregex: {} total", self.prefregex_matched)?;
-            pprint_list(self.out, &[pre.expanded().to_string()], None)?;
+            let mut lines = vec![pre.expanded().to_string()];
+            lines.extend(self.prefregex_groups.iter().map(|g| format!("    {g}")));
+            pprint_list(self.out, &lines, None)?;
         }
         for (title, list) in [
             ("Failregex", self.failregex.clone()),
@@ -876,6 +929,28 @@ impl Tool<'_> {
     }
 }
 
+/// fail2ban's `str2LogLevel` names (and numbers) as a tracing level;
+/// CRITICAL (fail2ban-regex's default) shows errors only.
+fn log_level(name: &str) -> tracing::level_filters::LevelFilter {
+    use tracing::level_filters::LevelFilter as L;
+    let upper = name.trim().to_uppercase();
+    match upper.as_str() {
+        "CRITICAL" | "FATAL" | "ERROR" => L::ERROR,
+        "WARNING" | "WARN" | "NOTICE" => L::WARN,
+        "INFO" | "MSG" => L::INFO,
+        "DEBUG" => L::DEBUG,
+        "TRACEDEBUG" | "HEAVYDEBUG" => L::TRACE,
+        n => match n.parse::<u32>() {
+            Ok(v) if v >= 40 => L::ERROR,
+            Ok(v) if v >= 25 => L::WARN,
+            Ok(v) if v >= 20 => L::INFO,
+            Ok(v) if v >= 10 => L::DEBUG,
+            Ok(_) => L::TRACE,
+            Err(_) => L::WARN,
+        },
+    }
+}
+
 /// `time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(t))`.
 fn ctime(t: f64) -> String {
     let ts = jiff::Timestamp::from_second(t as i64).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
@@ -888,7 +963,7 @@ fn ctime(t: f64) -> String {
 /// `out`. Returns the process exit code.
 pub fn run(args: &[String], out: &mut dyn Write) -> i32 {
     let opts = match parse_args(args) {
-        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Run(o)) => *o,
         Ok(Parsed::Help) => {
             let _ = writeln!(out, "{USAGE}");
             return 0;
@@ -903,12 +978,27 @@ pub fn run(args: &[String], out: &mut dyn Write) -> i32 {
         }
     };
     let mut out = BufWriter::with_capacity(1 << 16, out);
-    let code = match run_opts(opts, &mut out) {
+    let level = opts.log_level.as_deref().map(log_level);
+    let go = || match run_opts(opts, &mut out) {
         Ok(()) => 0,
         Err(Fatal(msg)) => {
             let _ = writeln!(out, "{msg}");
             255
         }
+    };
+    let code = match level {
+        // `-l` replaces whatever the binary set up, for this run only.
+        Some(level) => {
+            let sub = tracing_subscriber::fmt()
+                .with_writer(io::stderr)
+                .with_max_level(level)
+                .with_target(false)
+                .with_ansi(false)
+                .without_time()
+                .finish();
+            tracing::subscriber::with_default(sub, go)
+        }
+        None => go(),
     };
     let _ = out.flush();
     code
@@ -946,6 +1036,7 @@ fn run_opts(opts: Opts, out: &mut dyn Write) -> Result<(), Fatal> {
         print_limit,
         stats: LineStats::default(),
         prefregex_matched: 0,
+        prefregex_groups: Vec::new(),
         elapsed: 0.0,
     };
     if opts.maxlines > 0 {

@@ -424,6 +424,21 @@ impl Filter {
         &self.dates
     }
 
+    /// The date detector, to set the zone "local time" means: tests pin it
+    /// as fail2ban's test suite pins `TZ`.
+    pub fn dates_mut(&mut self) -> &mut DateDetector {
+        &mut self.dates
+    }
+
+    /// The prefregex's groups on the last line it matched, in pattern
+    /// order (fail2ban-regex `-v` prints them).
+    pub fn prefregex_groups(&self) -> Vec<(String, Option<String>)> {
+        self.prefregex
+            .as_ref()
+            .map(|p| p.groups_in_order(&self.scratch.pre_buf))
+            .unwrap_or_default()
+    }
+
     /// Lines currently buffered (multi-line filters).
     pub fn buffered_lines(&self) -> impl Iterator<Item = &str> {
         self.buffer.iter().map(|l| l.text.as_str())
@@ -440,14 +455,21 @@ impl Filter {
         let mut date = None;
         let mut last_text_tuple = false;
         let mut no_date = false;
-        match self.dates.match_time(line, now) {
+        match self.dates.find(line, now) {
             Some(m) if m.span.start < m.span.end && line.get(m.span.clone()).is_some() => {
                 let (s, e) = (m.span.start, m.span.end);
                 tuple = (&line[..s], &line[s..e], &line[e..]);
-                date = Some(m.time);
-                self.last_time_text.clear();
-                self.last_time_text.push_str(&line[s..e]);
-                self.last_date = Some(m.time);
+                // A date text that does not convert (year 0, day 31 of a
+                // short month) is still cut out of the line, as fail2ban
+                // does; the line is then treated as undated.
+                if let Some(t) = m.time {
+                    date = Some(t);
+                    self.last_time_text.clear();
+                    self.last_time_text.push_str(&line[s..e]);
+                    self.last_date = Some(t);
+                } else {
+                    tracing::error!("findFailure failed to parse timeText: {}", &line[s..e]);
+                }
             }
             Some(_) => {
                 // Found but empty (`{NONE}` or an optional date): reuse a
