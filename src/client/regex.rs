@@ -2,6 +2,7 @@
 //! filter (by name, with options, from a file, or a regex given inline)
 //! against a log file or a line and reports what it finds.
 
+use std::borrow::Cow;
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::path::Path;
 use std::time::Instant;
@@ -480,9 +481,11 @@ impl<'w> Tool<'w> {
                     "maxlines" => {
                         let n = match v {
                             PyValue::Int(i) if i > 0 => i as usize,
-                            _ => return Err(Fatal(format!(
+                            _ => {
+                                return Err(Fatal(format!(
                                 "ERROR: Invalid value for maxlines ({text:?}) read from {value}"
-                            ))),
+                            )))
+                            }
                         };
                         self.set_maxlines(n).map_err(io_fatal)?;
                     }
@@ -618,13 +621,16 @@ enum Source {
     Lines(Vec<String>),
 }
 
-fn decode(bytes: &[u8], latin1: bool) -> String {
-    if latin1 {
-        return bytes.iter().map(|&b| b as char).collect();
+/// Borrows the line when it is valid UTF-8 (or ASCII): no allocation per
+/// line on the common path.
+fn decode(bytes: &[u8], latin1: bool) -> Cow<'_, str> {
+    if latin1 && !bytes.is_ascii() {
+        return Cow::Owned(bytes.iter().map(|&b| b as char).collect());
     }
+    // from_utf8 validates much faster than the lossy decoder's chunking.
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
