@@ -189,6 +189,13 @@ impl Regex {
         }
     }
 
+    /// The bytes any match must start with, when PCRE2 can tell (ASCII
+    /// letters of a caseless first unit in both cases).
+    pub fn start_bytes(&self) -> Option<Box<[bool; 256]>> {
+        // SAFETY: code is a valid compiled pattern owned by self.
+        unsafe { first_bytes(self.code) }
+    }
+
     /// Whether the pattern runs JIT-compiled.
     pub fn is_jit(&self) -> bool {
         self.jit
@@ -290,6 +297,12 @@ unsafe fn anchored_first_bytes(code: *const ffi::pcre2_code_8) -> Option<Box<[bo
     if opts & ffi::PCRE2_ANCHORED == 0 {
         return None;
     }
+    first_bytes(code)
+}
+
+/// The bytes a match can start with (at whatever position), from PCRE2's
+/// first code unit or start bitmap; `None` when PCRE2 does not know.
+unsafe fn first_bytes(code: *const ffi::pcre2_code_8) -> Option<Box<[bool; 256]>> {
     let mut kind: u32 = 0;
     ffi::pcre2_pattern_info_8(
         code,
