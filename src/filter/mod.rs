@@ -251,17 +251,32 @@ impl FailData {
 
 /// fail2ban's multi-line id cache: at most 100 entries, 5 minutes each,
 /// oldest dropped first.
+///
+/// Entries carry a hash of their key: a lookup scans up to 100 keys that
+/// mostly share their length (`host sshd[pid]: `), and comparing hashes
+/// first avoids a string comparison for each.
 #[derive(Debug, Default)]
 struct MlfidCache {
-    entries: VecDeque<(String, FailData, f64)>,
+    entries: VecDeque<(String, FailData, f64, u64)>,
+}
+
+/// FNV-1a: keys are short, and the hash only has to tell them apart.
+fn key_hash(k: &str) -> u64 {
+    k.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 const MLFID_MAX_COUNT: usize = 100;
 const MLFID_MAX_TIME: f64 = 300.0;
 
 impl MlfidCache {
+    fn position(&self, k: &str) -> Option<usize> {
+        let h = key_hash(k);
+        self.entries.iter().position(|e| e.3 == h && e.0 == k)
+    }
     fn get(&mut self, k: &str, now: f64) -> Option<&mut FailData> {
-        let pos = self.entries.iter().position(|e| e.0 == k)?;
+        let pos = self.position(k)?;
         if self.entries[pos].2 <= now {
             self.entries.remove(pos);
             return None;
@@ -269,7 +284,8 @@ impl MlfidCache {
         Some(&mut self.entries[pos].1)
     }
     fn set(&mut self, k: &str, v: FailData, now: f64) {
-        if let Some(e) = self.entries.iter_mut().find(|e| e.0 == k) {
+        if let Some(pos) = self.position(k) {
+            let e = &mut self.entries[pos];
             e.1 = v;
             e.2 = now + MLFID_MAX_TIME;
             return;
@@ -284,14 +300,15 @@ impl MlfidCache {
             }
         }
         self.entries
-            .push_back((k.to_string(), v, now + MLFID_MAX_TIME));
+            .push_back((k.to_string(), v, now + MLFID_MAX_TIME, key_hash(k)));
     }
     fn unset(&mut self, k: &str) {
-        self.entries.retain(|e| e.0 != k);
+        let h = key_hash(k);
+        self.entries.retain(|e| e.3 != h || e.0 != k);
     }
     fn replace(&mut self, k: &str, v: FailData) {
-        if let Some(e) = self.entries.iter_mut().find(|e| e.0 == k) {
-            e.1 = v;
+        if let Some(pos) = self.position(k) {
+            self.entries[pos].1 = v;
         }
     }
 }

@@ -60,6 +60,13 @@ pub struct Regex {
     jit: bool,
     names: HashMap<String, usize>,
     group_count: usize,
+    /// Set when every match must start at the start offset: the bytes a
+    /// match can begin with. A filter tries a dozen anchored failregexes on
+    /// each line and most fail on the first byte; answering that here saves
+    /// a call into PCRE2 each.
+    first: Option<Box<[bool; 256]>>,
+    /// PCRE2's lower bound on the length of a match, in characters.
+    min_len: usize,
 }
 
 // SAFETY: the raw pointers are owned exclusively by this value; PCRE2 objects
@@ -136,6 +143,8 @@ impl Regex {
                 jit: false,
                 names: HashMap::new(),
                 group_count: 0,
+                first: None,
+                min_len: 0,
             };
             re.jit = ffi::pcre2_jit_compile_8(code, ffi::PCRE2_JIT_COMPLETE) == 0;
             if !re.jit {
@@ -168,8 +177,23 @@ impl Regex {
             );
             re.group_count = count as usize;
             re.names = read_names(code);
+            re.first = anchored_first_bytes(code);
+            let mut min_len: u32 = 0;
+            ffi::pcre2_pattern_info_8(
+                code,
+                ffi::PCRE2_INFO_MINLENGTH,
+                &mut min_len as *mut u32 as *mut _,
+            );
+            re.min_len = min_len as usize;
             Ok(re)
         }
+    }
+
+    /// The bytes any match must start with, when PCRE2 can tell (ASCII
+    /// letters of a caseless first unit in both cases).
+    pub fn start_bytes(&self) -> Option<Box<[bool; 256]>> {
+        // SAFETY: code is a valid compiled pattern owned by self.
+        unsafe { first_bytes(self.code) }
     }
 
     /// Whether the pattern runs JIT-compiled.
@@ -190,6 +214,17 @@ impl Regex {
     /// Searches `subject` from its start. On a match the offsets are
     /// available through [`Regex::group`] until the next call.
     pub fn search(&mut self, subject: &str) -> Result<bool, MatchAbort> {
+        // Both checks only answer "no match" where PCRE2 would too: a match
+        // has at least `min_len` characters, each at least one byte.
+        if subject.len() < self.min_len {
+            return Ok(false);
+        }
+        if let Some(first) = &self.first {
+            match subject.as_bytes().first() {
+                Some(&b) if first[usize::from(b)] => {}
+                _ => return Ok(false),
+            }
+        }
         // SAFETY: subject is valid UTF-8 (it is a &str), so skipping PCRE2's
         // UTF check is sound; md and mctx belong to this pattern.
         // The JIT entry point skips the interpreter's option checks.
@@ -247,6 +282,63 @@ impl Regex {
             }
         }
     }
+}
+
+/// For a pattern anchored at the start of the subject (PCRE2 sets
+/// `PCRE2_ANCHORED` for `^...` outside multi-line mode), the bytes a match
+/// can start with, from PCRE2's own first code unit or start bitmap.
+unsafe fn anchored_first_bytes(code: *const ffi::pcre2_code_8) -> Option<Box<[bool; 256]>> {
+    let mut opts: u32 = 0;
+    ffi::pcre2_pattern_info_8(
+        code,
+        ffi::PCRE2_INFO_ALLOPTIONS,
+        &mut opts as *mut u32 as *mut _,
+    );
+    if opts & ffi::PCRE2_ANCHORED == 0 {
+        return None;
+    }
+    first_bytes(code)
+}
+
+/// The bytes a match can start with (at whatever position), from PCRE2's
+/// first code unit or start bitmap; `None` when PCRE2 does not know.
+unsafe fn first_bytes(code: *const ffi::pcre2_code_8) -> Option<Box<[bool; 256]>> {
+    let mut kind: u32 = 0;
+    ffi::pcre2_pattern_info_8(
+        code,
+        ffi::PCRE2_INFO_FIRSTCODETYPE,
+        &mut kind as *mut u32 as *mut _,
+    );
+    let mut set = Box::new([false; 256]);
+    if kind == 1 {
+        let mut unit: u32 = 0;
+        ffi::pcre2_pattern_info_8(
+            code,
+            ffi::PCRE2_INFO_FIRSTCODEUNIT,
+            &mut unit as *mut u32 as *mut _,
+        );
+        // PCRE2 does not say whether the unit is caseless: allow both
+        // cases, and give up on non-ASCII, whose other case may start with
+        // another byte.
+        let b = u8::try_from(unit).ok().filter(u8::is_ascii)?;
+        set[usize::from(b.to_ascii_lowercase())] = true;
+        set[usize::from(b.to_ascii_uppercase())] = true;
+        return Some(set);
+    }
+    let mut bitmap: *const u8 = ptr::null();
+    ffi::pcre2_pattern_info_8(
+        code,
+        ffi::PCRE2_INFO_FIRSTBITMAP,
+        &mut bitmap as *mut *const u8 as *mut _,
+    );
+    if bitmap.is_null() {
+        return None;
+    }
+    let bits = std::slice::from_raw_parts(bitmap, 32);
+    for (b, slot) in set.iter_mut().enumerate() {
+        *slot = bits[b / 8] & (1 << (b % 8)) != 0;
+    }
+    Some(set)
 }
 
 /// Reads PCRE2's name table.
@@ -316,6 +408,35 @@ mod tests {
         assert_eq!(re.group(1), Some((11, 14)));
         assert_eq!(re.group(2), None);
         assert!(!re.search("nothing").unwrap());
+    }
+
+    #[test]
+    fn anchored_prefilter_agrees_with_pcre2() {
+        let flags = CompileFlags::default();
+        let mut re = Regex::new(r"^Failed (\S+)", flags, Limits::default()).unwrap();
+        assert!(re.first.is_some());
+        assert!(re.search("Failed x").unwrap());
+        assert!(!re.search("failed x").unwrap());
+        assert!(!re.search("Fail").unwrap());
+        let caseless = CompileFlags {
+            caseless: true,
+            ..flags
+        };
+        let mut re = Regex::new(r"^failed", caseless, Limits::default()).unwrap();
+        assert!(re.search("FAILED").unwrap());
+        let mut re = Regex::new(r"^(?:[iI]nvalid|ille)", flags, Limits::default()).unwrap();
+        assert!(re.search("Invalid").unwrap() && re.search("ille").unwrap());
+        assert!(!re.search("Jnvalid").unwrap());
+        // Not anchored in multi-line mode: no first-byte shortcut.
+        let ml = CompileFlags {
+            multiline: true,
+            ..flags
+        };
+        let mut re = Regex::new(r"^b", ml, Limits::default()).unwrap();
+        assert!(re.first.is_none());
+        assert!(re.search("a\nb").unwrap());
+        let mut re = Regex::new(r"^(?:é|x)", flags, Limits::default()).unwrap();
+        assert!(re.search("é").unwrap());
     }
 
     #[test]

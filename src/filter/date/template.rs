@@ -30,8 +30,16 @@ pub(super) enum Begin {
 
 #[derive(Debug, Clone)]
 enum Kind {
-    Pattern { fields: Vec<(usize, Field)> },
-    Epoch { group: usize, long: bool },
+    Pattern {
+        fields: Vec<(usize, Field)>,
+    },
+    /// `anywhere`: the default unanchored epoch, which can only start at
+    /// the line start, after a leading `[`, or after `audit(`.
+    Epoch {
+        group: usize,
+        long: bool,
+        anywhere: bool,
+    },
     Tai64n,
 }
 
@@ -284,12 +292,65 @@ fn compile(pattern: &str, regex: &str) -> Result<Regex, DateError> {
         .utf(true)
         .ucp(true)
         .jit_if_available(true)
-        .build(&format!("(*LIMIT_MATCH={MATCH_LIMIT}){}", to_pcre2(regex)))
+        .build(&format!(
+            "(*LIMIT_MATCH={MATCH_LIMIT}){}",
+            with_start_class(&to_pcre2(regex))
+        ))
         .map_err(|source| DateError::Regex {
             pattern: pattern.to_owned(),
             regex: regex.to_owned(),
             source,
         })
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The word boundary fail2ban puts before a date, in PCRE2 syntax.
+const WORD_BOUNDARY: &str = r"(?=^|\b|\W)";
+
+/// Puts a lookahead for the bytes a date can start with before the word
+/// boundary. The boundary alone hides from PCRE2 where a match can start,
+/// so it tries every position of the line; with the lookahead it skips to
+/// the next possible first byte. The lookahead only repeats what the date
+/// regex requires anyway: the template matches exactly the same text.
+fn with_start_class(pcre: &str) -> String {
+    let Some(at) = pcre.find(WORD_BOUNDARY) else {
+        return pcre.to_owned();
+    };
+    let (flags, rest) = (&pcre[..at], &pcre[at + WORD_BOUNDARY.len()..]);
+    // Only a leading boundary, after global flags such as `(?iu)`.
+    let only_flags = flags.split_inclusive(')').all(|f| {
+        f.strip_prefix("(?")
+            .and_then(|f| f.strip_suffix(')'))
+            .is_some_and(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphabetic()))
+    });
+    if !only_flags {
+        return pcre.to_owned();
+    }
+    let date = format!("{flags}{rest}");
+    let flags_utf = super::super::pcre::CompileFlags::default();
+    let Ok(re) = super::super::pcre::Regex::new(&date, flags_utf, Default::default()) else {
+        return pcre.to_owned();
+    };
+    let Some(set) = re.start_bytes() else {
+        return pcre.to_owned();
+    };
+    let mut class = String::new();
+    for b in 0..0x80u8 {
+        if set[usize::from(b)] {
+            class.push_str(&format!("\\x{{{b:02x}}}"));
+        }
+    }
+    if set[0x80..].iter().any(|&s| s) {
+        // In UTF mode these are lead bytes: allow every non-ASCII char.
+        class.push_str("\\x{80}-\\x{10ffff}");
+    }
+    if class.is_empty() {
+        return pcre.to_owned();
+    }
+    format!("{flags}(?=[{class}]){WORD_BOUNDARY}{rest}")
 }
 
 /// `{EPOCH}`/`{LEPOCH}` (any case, not escaped) in a pattern: their ranges.
@@ -394,6 +455,7 @@ impl Template {
             (None, false) => "Epoch".to_owned(),
             (None, true) => "LongEpoch".to_owned(),
         };
+        let anywhere = pattern.is_none() && !line_begin_only;
         let (regex, flags, group) = if let Some(p) = pattern {
             let mut r = String::from("(");
             let mut last = 0;
@@ -418,7 +480,17 @@ impl Template {
             let (r, f) = bound(&r, Begin::Line, true, &mut name);
             (r, f, 1)
         };
-        Template::new(name, None, regex, flags, Kind::Epoch { group, long })
+        Template::new(
+            name,
+            None,
+            regex,
+            flags,
+            Kind::Epoch {
+                group,
+                long,
+                anywhere,
+            },
+        )
     }
 
     /// A TAI64N label (`@` and 24 hex digits), anywhere or at the line start.
@@ -447,6 +519,24 @@ impl Template {
             return None;
         }
         let subject = &line.as_bytes()[..end];
+        if let Kind::Epoch { anywhere: true, .. } = self.kind {
+            // PCRE2 cannot see that this regex only starts at three kinds
+            // of places and tries each position of the line with its
+            // lookbehinds: rule out lines where none of them is followed by
+            // ten digits. Bytes beyond ASCII may be Unicode digits, which
+            // `\d` takes.
+            let digits = |from: usize| {
+                subject.len() >= from + 10
+                    && subject[from..from + 10]
+                        .iter()
+                        .all(|b| b.is_ascii_digit() || *b >= 0x80)
+            };
+            let at_start =
+                start == 0 && (digits(0) || (subject.first() == Some(&b'[') && digits(1)));
+            if !at_start && !contains(&subject[start.saturating_sub(6)..], b"audit(") {
+                return None;
+            }
+        }
         // an engine error (JIT stack exhausted) counts as no date
         let m = self.re.captures_read_at(locs, subject, start).ok()??;
         Some(Hit {
@@ -477,7 +567,7 @@ impl Template {
                 }
                 strptime::fields_to_time(&f, default_tz, now, zone).map(|t| t as f64)
             }
-            Kind::Epoch { group, long } => {
+            Kind::Epoch { group, long, .. } => {
                 let v = text(*group)?;
                 let secs: f64 = v.parse().ok()?;
                 Some(if *long && v.len() >= 13 {

@@ -119,6 +119,12 @@ fn epoch() {
         let line = format!("{bad} [sshd] error");
         assert_eq!(get(&mut d, &line), None, "{line}");
     }
+    // The unanchored epoch starts only at the line start, after a leading
+    // `[` or after `audit(`; elsewhere in the line it is no date.
+    let line = "type=AVC msg=audit(1138049999.555:101): avc: denied";
+    assert_eq!(get(&mut d, line).unwrap().0.trunc(), 1_138_049_999.0);
+    assert_eq!(get(&mut d, "x 1138049999 [sshd] error"), None);
+    assert_eq!(get(&mut d, "x[1138049999] [sshd] error"), None);
     let mut d = dd(Some("LEPOCH"));
     for fact in [1i64, 1000, 1_000_000] {
         let line = format!("[{}] error", 1_138_049_999i64 * fact);
