@@ -1,35 +1,57 @@
 //! fail3ban-client: fail2ban-client's commands and output.
 
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use fail3ban::client::beautify::{beautify, beautify_error};
+use fail3ban::client::protocol::{decode_response, encode_request, Response};
 use fail3ban::config::{format_command, read_tree};
+use serde_json::Value;
 
 const USAGE: &str = "Usage: fail3ban-client [OPTIONS] <COMMAND>
 
 Options:
     -c, --conf <DIR>        configuration directory (default /etc/fail3ban);
                             any fail2ban tree, /etc/fail2ban included
+    -s <FILE>               socket path
+    -p <FILE>               pidfile path
     -d                      dump the resolved configuration as commands
     -t, --test              test the configuration
-    -v / -q                 more / less logging
+    -q / -v                 less / more output
+    --timeout <SECONDS>     how long to wait for the server (default 30)
     -h, --help              this help
-    -V, --version           the version";
+    -V, --version           the version
+
+Commands (as fail2ban-client's):
+    start | stop | restart | reload [<JAIL>] [--restart] [--unban] [--all] [--if-exists]
+    status [<JAIL> [FLAVOR]] | ping | version | banned [IP ...] | unban --all | unban IP ...
+    set <JAIL> banip IP ... | set <JAIL> unbanip [--report-absent] IP ...
+    set <JAIL> <OPTION> <VALUE> | get <JAIL> <OPTION> | get <OPTION> | flushlogs";
 
 struct Args {
     conf: String,
+    socket: Option<PathBuf>,
+    pidfile: Option<PathBuf>,
     dump: bool,
     test: bool,
     verbose: i32,
+    timeout: f64,
     rest: Vec<String>,
 }
 
 fn parse_args() -> Result<Option<Args>> {
     let mut args = Args {
         conf: "/etc/fail3ban".into(),
+        socket: None,
+        pidfile: None,
         dump: false,
         test: false,
         verbose: 1,
+        timeout: 30.0,
         rest: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -41,10 +63,20 @@ fn parse_args() -> Result<Option<Args>> {
         match a.as_str() {
             "-c" | "--conf" => args.conf = it.next().context("-c needs a directory")?,
             s if s.starts_with("--conf=") => args.conf = s["--conf=".len()..].to_string(),
-            "-d" => args.dump = true,
+            "-s" => args.socket = Some(it.next().context("-s needs a path")?.into()),
+            "-p" => args.pidfile = Some(it.next().context("-p needs a path")?.into()),
+            "-d" | "--dp" | "--dump-pretty" => args.dump = true,
             "-t" | "--test" => args.test = true,
             "-v" => args.verbose += 1,
             "-q" => args.verbose -= 1,
+            "-x" | "-f" | "-b" | "-i" | "--str" | "--async" => {}
+            "--timeout" => {
+                args.timeout = it
+                    .next()
+                    .context("--timeout needs seconds")?
+                    .parse()
+                    .context("--timeout")?
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -75,6 +107,77 @@ fn init_tracing(verbose: i32) {
         .init();
 }
 
+/// One command to the server and its answer.
+fn send(socket: &Path, cmd: &[Value], timeout: Duration) -> Result<Response> {
+    let mut stream = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "Failed to access socket path: {}. Is fail3ban running?",
+            socket.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(encode_request(cmd).as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .context("reading the server's answer")?;
+    decode_response(line.trim_end()).context("the server's answer is not valid")
+}
+
+fn ping(socket: &Path) -> bool {
+    matches!(
+        send(socket, &[Value::from("ping")], Duration::from_secs(2)),
+        Ok(Response::Ok(_))
+    )
+}
+
+/// Starts fail3ban-server (next to this program) in the background and
+/// waits until it answers.
+fn start_server(args: &Args, socket: &Path, pidfile: &Path) -> Result<()> {
+    if ping(socket) {
+        bail!("Server already running");
+    }
+    let exe = std::env::current_exe()?.with_file_name("fail3ban-server");
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(["-b", "-c", &args.conf, "-s"])
+        .arg(socket)
+        .arg("-p")
+        .arg(pidfile);
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    if !status.success() {
+        bail!("fail3ban-server could not be started");
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
+    while Instant::now() < deadline {
+        if ping(socket) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!(
+        "Failed to start server: it did not answer within {} seconds",
+        args.timeout
+    )
+}
+
+fn stop_server(socket: &Path, timeout: f64) -> Result<()> {
+    match send(
+        socket,
+        &[Value::from("stop")],
+        Duration::from_secs_f64(timeout),
+    )? {
+        Response::Ok(v) => println!("{}", beautify(&["stop".to_string()], &v)),
+        Response::Error(e) => bail!("{}", beautify_error(&e)),
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout);
+    while socket.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 fn run() -> Result<ExitCode> {
     let Some(args) = parse_args()? else {
         return Ok(ExitCode::SUCCESS);
@@ -100,21 +203,66 @@ fn run() -> Result<ExitCode> {
         };
         if problems.is_empty() {
             println!("OK: configuration test is successful");
-            return Ok(ExitCode::SUCCESS);
+            if args.rest.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+        } else {
+            for p in &problems {
+                eprintln!("ERROR: {p}");
+            }
+            eprintln!("ERROR: test configuration failed");
+            return Ok(ExitCode::from(255));
         }
-        for p in &problems {
-            eprintln!("ERROR: {p}");
-        }
-        eprintln!("ERROR: test configuration failed");
-        return Ok(ExitCode::FAILURE);
     }
     if args.rest.is_empty() {
         bail!("no command given\n{USAGE}");
     }
-    bail!(
-        "the server commands are not available yet: {}",
-        args.rest.join(" ")
-    )
+    let paths = fail3ban::server::paths(&args.conf);
+    let socket = args.socket.clone().unwrap_or(paths.socket);
+    let pidfile = args.pidfile.clone().unwrap_or(paths.pidfile);
+    let words = args.rest.clone();
+    match words[0].as_str() {
+        "start" if words.len() == 1 => {
+            start_server(&args, &socket, &pidfile)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        "stop" if words.len() == 1 => {
+            stop_server(&socket, args.timeout)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        "restart" if words.len() == 1 => {
+            if ping(&socket) {
+                stop_server(&socket, args.timeout)?;
+            }
+            start_server(&args, &socket, &pidfile)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        "restart" => {
+            // `restart <jail>`: reload it with a restart.
+            let mut cmd = vec!["reload".to_string(), words[1].clone(), "--restart".into()];
+            cmd.extend(words[2..].iter().cloned());
+            return command(&socket, &cmd, args.timeout, args.verbose);
+        }
+        _ => {}
+    }
+    command(&socket, &words, args.timeout, args.verbose)
+}
+
+fn command(socket: &Path, words: &[String], timeout: f64, verbose: i32) -> Result<ExitCode> {
+    let cmd: Vec<Value> = words.iter().map(|w| Value::from(w.as_str())).collect();
+    match send(socket, &cmd, Duration::from_secs_f64(timeout))? {
+        Response::Ok(v) => {
+            if verbose >= 0 {
+                println!("{}", beautify(words, &v));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Response::Error(e) => {
+            tracing::error!("NOK: ({})", e.message);
+            println!("{}", beautify_error(&e));
+            Ok(ExitCode::from(255))
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -122,7 +270,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ERROR: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(255)
         }
     }
 }

@@ -1,1 +1,199 @@
-fn main() {}
+//! fail3ban-server: the daemon, with fail2ban-server's options.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use fail3ban::server::log::{Log, LogLayer, LogLevel, Target};
+use fail3ban::server::{self, Server};
+use tracing_subscriber::layer::SubscriberExt;
+
+const USAGE: &str = "Usage: fail3ban-server [OPTIONS]
+
+Options:
+    -c, --conf <DIR>        configuration directory (default /etc/fail3ban);
+                            any fail2ban tree, /etc/fail2ban included
+    -s <FILE>               socket path
+    -p <FILE>               pidfile path
+    --loglevel <LEVEL>      logging level
+    --logtarget <TARGET>    logging target: a file, STDOUT, STDERR, SYSLOG or SYSTEMD-JOURNAL
+    -f                      start in foreground
+    -b                      start in background (the default)
+    -x                      force execution of the server (remove a stale socket)
+    -h, --help              this help
+    -V, --version           the version";
+
+#[derive(Debug)]
+struct Args {
+    conf: String,
+    socket: Option<PathBuf>,
+    pidfile: Option<PathBuf>,
+    loglevel: Option<String>,
+    logtarget: Option<String>,
+    foreground: bool,
+}
+
+fn parse_args() -> Result<Option<Args>> {
+    let mut a = Args {
+        conf: "/etc/fail3ban".into(),
+        socket: None,
+        pidfile: None,
+        loglevel: None,
+        logtarget: None,
+        foreground: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it.next().with_context(|| format!("{what} needs a value")),
+            }
+        };
+        match name.as_str() {
+            "-c" | "--conf" => a.conf = value("-c")?,
+            "-s" | "--socket" => a.socket = Some(value("-s")?.into()),
+            "-p" | "--pidfile" => a.pidfile = Some(value("-p")?.into()),
+            "--loglevel" => a.loglevel = Some(value("--loglevel")?),
+            "--logtarget" => a.logtarget = Some(value("--logtarget")?),
+            "-f" => a.foreground = true,
+            "-b" => a.foreground = false,
+            "-x" | "--async" => {}
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            "-V" | "--version" => {
+                println!("fail3ban {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            other => bail!("unknown option {other}\n{USAGE}"),
+        }
+    }
+    Ok(Some(a))
+}
+
+/// Starts the server again as a detached foreground process and returns.
+fn daemonize() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("finding my own executable")?;
+    let mut args: Vec<String> = std::env::args().skip(1).filter(|a| a != "-b").collect();
+    args.push("-f".into());
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe; it detaches the child from our
+    // terminal and process group so it outlives the caller.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .context("starting the server in the background")?;
+    Ok(())
+}
+
+fn run(args: Args) -> Result<()> {
+    let paths = server::paths(&args.conf);
+    let socket = args.socket.clone().unwrap_or(paths.socket);
+    let pidfile = args.pidfile.clone().unwrap_or(paths.pidfile);
+    let loader = fail3ban::config::parser::Loader::new(&args.conf);
+    let early = fail3ban::config::server::early_options(&loader).unwrap_or_default();
+    let level_text = args
+        .loglevel
+        .clone()
+        .or_else(|| early.get("loglevel").map(|v| v.to_text()))
+        .unwrap_or_else(|| "INFO".into());
+    let target_text = args
+        .logtarget
+        .clone()
+        .or_else(|| early.get("logtarget").map(|v| v.to_text()))
+        .unwrap_or_else(|| "STDERR".into());
+    let level = LogLevel::parse(&level_text)
+        .with_context(|| format!("invalid log level {level_text:?}"))?;
+    let log = Log::new(Target::parse(&target_text), level)
+        .with_context(|| format!("opening the log {target_text}"))?;
+    let subscriber = tracing_subscriber::registry().with(LogLayer::new(log.clone()));
+    tracing::subscriber::set_global_default(subscriber).context("setting up logging")?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let listener = server::control::bind(&socket)
+            .await
+            .with_context(|| format!("binding {}", socket.display()))?;
+        if let Some(dir) = pidfile.parent() {
+            std::fs::create_dir_all(dir).ok();
+        }
+        std::fs::write(&pidfile, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing {}", pidfile.display()))?;
+        tracing::info!(
+            "Starting Fail2ban v{} (fail3ban)",
+            env!("CARGO_PKG_VERSION")
+        );
+        let log2 = log.clone();
+        let srv = Arc::new(Server::new(&args.conf, log));
+        // The logging options given on the command line win over the tree's.
+        if args.loglevel.is_some() || args.logtarget.is_some() {
+            srv.keep_log_options();
+        }
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .expect("SIGHUP handler");
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return,
+                    _ = term.recv() => return,
+                    // fail2ban reopens its log on SIGUSR1/HUP for logrotate.
+                    _ = hup.recv() => { let _ = log2.reopen(); }
+                }
+            }
+        };
+        server::run(srv, listener, shutdown).await;
+        let _ = std::fs::remove_file(&socket);
+        let _ = std::fs::remove_file(&pidfile);
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(a)) => a,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR: {e:#}");
+            return ExitCode::from(255);
+        }
+    };
+    if !args.foreground {
+        return match daemonize() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ERROR: {e:#}");
+                ExitCode::from(255)
+            }
+        };
+    }
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR: {e:#}");
+            tracing::error!("{e:#}");
+            ExitCode::from(255)
+        }
+    }
+}

@@ -38,9 +38,19 @@ fn specs<'a>(
     list.map(|(n, t, d)| (n, t, d.map(PyValue::str))).collect()
 }
 
+/// fail3ban's own tree names its server file fail3ban.conf; a fail2ban
+/// tree has fail2ban.conf.
+fn base_name(loader: &Loader) -> &'static str {
+    if std::path::Path::new(&format!("{}/fail3ban.conf", loader.basedir())).exists() {
+        "fail3ban"
+    } else {
+        "fail2ban"
+    }
+}
+
 /// The early options (socket, pidfile, logging) of a tree.
 pub fn early_options(loader: &Loader) -> Result<indexmap::IndexMap<String, PyValue>, ConfigError> {
-    let cfg = loader.read_base("fail2ban")?.unwrap_or_default();
+    let cfg = loader.read_base(base_name(loader))?.unwrap_or_default();
     early(loader, &cfg)
 }
 
@@ -58,7 +68,7 @@ fn early(
 
 /// The server's part of the command stream.
 pub fn read(loader: &Loader) -> Result<Vec<Command>, ConfigError> {
-    let cfg: Merged = loader.read_base("fail2ban")?.unwrap_or_default();
+    let cfg: Merged = loader.read_base(base_name(loader))?.unwrap_or_default();
     let file = cfg
         .read
         .first()

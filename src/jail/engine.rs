@@ -219,7 +219,7 @@ impl Engine {
                         ));
                         t.banned = true;
                     });
-                    tracing::warn!("[{}] Ban {}", self.name, fid);
+                    tracing::debug!("[{}] Ban {}", self.name, fid);
                     let ticket = self.ban_manager.get(&fid).cloned().expect("just banned");
                     let found = found.expect("ban_found ran");
                     events.push(Event::Ban { ticket, found });

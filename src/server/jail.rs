@@ -568,8 +568,9 @@ impl Jail {
         Ok(())
     }
 
-    /// Stops the jail: the source and timers end, the actions stop (after
-    /// unbanning everything if `unban`). Bans stay in the store.
+    /// Stops the jail: the source and timers end, the bans are flushed
+    /// from the actions and the actions stop. The bans stay in the store
+    /// (to be restored at the next start) unless `unban`.
     pub async fn stop(&self, unban: bool) {
         let _ = self.stop.send(true);
         let tasks: Vec<JoinHandle<()>> = self.tasks.lock().expect("jail lock").drain(..).collect();
@@ -685,13 +686,16 @@ async fn action_worker(
                 }
                 actions = Actions::new(&jail, next);
             }
-            Job::Stop { unban } => {
-                for t in unban {
-                    let bt = t.ban_time_opt().unwrap_or(600.0);
-                    let ip = ban_info(&t, bt);
-                    notice!(target: "fail2ban.actions", "[{jail}] Unban {}", ip.ip);
-                    actions.unban(&ip).await;
-                }
+            Job::Stop { bans } => {
+                let infos: Vec<BanInfo> = bans
+                    .iter()
+                    .map(|t| {
+                        let ip = ban_info(t, t.ban_time_opt().unwrap_or(600.0));
+                        notice!(target: "fail2ban.actions", "[{jail}] Unban {}", ip.ip);
+                        ip
+                    })
+                    .collect();
+                actions.flush(&infos, true).await;
                 actions.stop().await;
                 break;
             }

@@ -66,6 +66,8 @@ pub struct Server {
     shutdown: Notify,
     /// Serialises reloads and start/stop of jails.
     reconfig: tokio::sync::Mutex<()>,
+    /// The log level and target were given on the command line.
+    keep_log: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Server {
@@ -91,7 +93,15 @@ impl Server {
             settings: Mutex::new(ServerSettings::default()),
             shutdown: Notify::new(),
             reconfig: tokio::sync::Mutex::new(()),
+            keep_log: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Keeps the current log level and target whatever the configuration
+    /// says (they were given on the command line).
+    pub fn keep_log_options(&self) {
+        self.keep_log
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn conf_dir(&self) -> &str {
@@ -422,7 +432,9 @@ impl Server {
         value: Option<&Value>,
     ) -> Result<Option<Value>, CommandError> {
         let v = value.map(text).unwrap_or_default();
+        let keep_log = self.keep_log.load(std::sync::atomic::Ordering::Relaxed);
         match target {
+            "loglevel" | "logtarget" if keep_log => {}
             "loglevel" => {
                 let level = LogLevel::parse(&v).ok_or_else(|| {
                     CommandError::new(ErrorKind::InvalidValue, format!("Invalid log level {v:?}"))
@@ -442,7 +454,7 @@ impl Server {
                     *self.store.lock().expect("store lock") = None;
                     self.settings.lock().expect("settings lock").dbfile = None;
                 } else {
-                    self.open_store(&v);
+                    self.open_store(&own_path(&v));
                 }
             }
             "dbpurgeage" => {
@@ -570,4 +582,44 @@ pub async fn run(
     watcher.abort();
     purger.abort();
     tracing::info!("Exiting Fail2ban");
+}
+
+/// Where the daemon keeps its socket, pid file and database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paths {
+    pub socket: PathBuf,
+    pub pidfile: PathBuf,
+}
+
+/// fail2ban's default paths in a fail2ban tree become fail3ban's own, so
+/// that fail3ban never takes over fail2ban's socket or its database
+/// (whose schema is fail2ban's).
+pub fn own_path(p: &str) -> String {
+    match p {
+        "/var/run/fail2ban/fail2ban.sock" | "/run/fail2ban/fail2ban.sock" => {
+            "/run/fail3ban/fail3ban.sock".into()
+        }
+        "/var/run/fail2ban/fail2ban.pid" | "/run/fail2ban/fail2ban.pid" => {
+            "/run/fail3ban/fail3ban.pid".into()
+        }
+        "/var/lib/fail2ban/fail2ban.sqlite3" => "/var/lib/fail3ban/fail3ban.sqlite3".into(),
+        other => other.into(),
+    }
+}
+
+/// The socket and pid file a configuration tree names (its early
+/// options), fail2ban's defaults mapped to fail3ban's.
+pub fn paths(conf_dir: &str) -> Paths {
+    let loader = crate::config::parser::Loader::new(conf_dir);
+    let early = crate::config::server::early_options(&loader).unwrap_or_default();
+    let get = |k: &str, d: &str| {
+        early
+            .get(k)
+            .map(|v| v.to_text())
+            .unwrap_or_else(|| d.to_string())
+    };
+    Paths {
+        socket: PathBuf::from(own_path(&get("socket", "/run/fail3ban/fail3ban.sock"))),
+        pidfile: PathBuf::from(own_path(&get("pidfile", "/run/fail3ban/fail3ban.pid"))),
+    }
 }
