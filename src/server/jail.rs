@@ -48,9 +48,10 @@ enum Job {
     Unban(Box<Ticket>, bool),
     /// Replace the actions (reload), keeping the bans in force.
     Reload(Vec<Action>),
-    /// Stop every action (after unbanning if asked), then end.
+    /// Flush the bans from the actions (the firewall), stop every action,
+    /// then end. The bans stay in the store, to be restored at start.
     Stop {
-        unban: Vec<Ticket>,
+        bans: Vec<Ticket>,
     },
 }
 
@@ -577,17 +578,15 @@ impl Jail {
         for t in tasks {
             let _ = t.await;
         }
-        let tickets = if unban {
-            self.state
-                .lock()
-                .expect("jail lock")
-                .engine
-                .ban_manager
-                .flush()
-        } else {
-            Vec::new()
+        let (tickets, store) = {
+            let mut st = self.state.lock().expect("jail lock");
+            (st.engine.ban_manager.flush(), st.store.clone())
         };
-        let _ = self.jobs.send(Job::Stop { unban: tickets }).await;
+        if let (true, Some(s)) = (unban, store) {
+            let name = self.name.clone();
+            let _ = tokio::task::spawn_blocking(move || s.remove_bans(&name, None)).await;
+        }
+        let _ = self.jobs.send(Job::Stop { bans: tickets }).await;
         let worker = self.worker.lock().expect("jail lock").take();
         if let Some(w) = worker {
             let _ = w.await;
