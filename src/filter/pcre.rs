@@ -51,6 +51,14 @@ pub fn error_message(code: i32) -> String {
     String::from_utf8_lossy(&buf[..n as usize]).into_owned()
 }
 
+/// Subjects longer than this run on PCRE2's interpreter instead of its JIT
+/// code. JIT code does not count single-character backtracking (a run of
+/// `\S+` giving back one character at a time) against the match limit, so
+/// a crafted line of 100,000 `(` keeps some stock prefregexes busy for
+/// tens of seconds; the interpreter counts every step and stops at the
+/// limit. Real log lines are far shorter and keep the JIT's speed.
+const LONG_SUBJECT: usize = 4096;
+
 /// A compiled, JIT-compiled pattern together with its matching state.
 pub struct Regex {
     code: *mut ffi::pcre2_code_8,
@@ -229,7 +237,7 @@ impl Regex {
         // UTF check is sound; md and mctx belong to this pattern.
         // The JIT entry point skips the interpreter's option checks.
         let rc = unsafe {
-            if self.jit {
+            if self.jit && subject.len() <= LONG_SUBJECT {
                 ffi::pcre2_jit_match_8(
                     self.code,
                     subject.as_ptr(),
@@ -245,7 +253,7 @@ impl Regex {
                     subject.as_ptr(),
                     subject.len(),
                     0,
-                    ffi::PCRE2_NO_UTF_CHECK,
+                    ffi::PCRE2_NO_UTF_CHECK | ffi::PCRE2_NO_JIT,
                     self.md,
                     self.mctx,
                 )
