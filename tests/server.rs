@@ -1110,3 +1110,74 @@ fn restart_after_log_started_empty() {
         );
     }
 }
+
+/// A filter.d file broken by an edit: the watcher's reload fails, says
+/// so, and the jail goes on with its previous filter and state.
+#[test]
+fn broken_filter_edit_keeps_the_jail() {
+    let tree = Tree::new(&jail("one", ""));
+    let log = tree.path("one.log");
+    new_log(&log);
+    let mut s = Server::start(&tree);
+    fail(&log, "192.0.2.1", 2);
+    s.wait_status("one", &st(1, 2, &[], 0));
+    tree.write_conf(
+        "filter.d/test.conf",
+        "[Definition]\nfailregex = ^\\s*\\S+ test\\[(\\d+\\]: unbalanced <HOST>$\n",
+    );
+    s.wait("the failed reload is logged", |s| {
+        s.tree
+            .server_log()
+            .contains("[one] reload failed, the jail keeps its previous settings")
+    });
+    fail(&log, "192.0.2.1", 1);
+    s.wait_status("one", &st(0, 3, &["192.0.2.1"], 1));
+    let regex = s.ok(&["get", "one", "failregex"]);
+    assert!(regex.contains("auth failure"), "{regex}");
+}
+
+/// A jail that cannot be configured (an unknown filter) is skipped with
+/// an error; the others start and ban.
+#[test]
+fn broken_jail_does_not_stop_the_others() {
+    let tree = Tree::new(&format!(
+        "{}\n[broken]\nenabled = true\nfilter = no-such-filter\nlogpath = @T@/one.log\n",
+        jail("one", "maxretry = 1")
+    ));
+    new_log(tree.path("one.log"));
+    let mut s = Server::start(&tree);
+    let status = s.ok(&["status"]);
+    assert!(
+        status.contains("Number of jail:\t1") && status.contains("one"),
+        "{status}"
+    );
+    fail(&tree.path("one.log"), "192.0.2.1", 1);
+    s.wait_status("one", &st(0, 1, &["192.0.2.1"], 1));
+    let log = tree.server_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("broken")),
+        "{log}"
+    );
+}
+
+/// `flushlogs` after the server's log was moved away (logrotate without
+/// copytruncate): later lines go to the new file.
+#[test]
+fn flushlogs_reopens_the_server_log() {
+    let tree = Tree::new(&jail("one", "maxretry = 1"));
+    new_log(tree.path("one.log"));
+    let mut s = Server::start(&tree);
+    fail(&tree.path("one.log"), "192.0.2.1", 1);
+    s.wait("the ban is logged", |s| {
+        s.tree.server_log().contains("Ban 192.0.2.1")
+    });
+    fs::rename(tree.path("server.log"), tree.path("server.log.1")).unwrap();
+    assert_eq!(s.ok(&["flushlogs"]).trim(), "logs: rolled over");
+    fail(&tree.path("one.log"), "192.0.2.2", 1);
+    s.wait("the second ban is in the new log", |s| {
+        s.tree.server_log().contains("Ban 192.0.2.2")
+    });
+    let old = fs::read_to_string(tree.path("server.log.1")).unwrap();
+    assert!(!old.contains("192.0.2.2"), "{old}");
+}
