@@ -21,3 +21,5 @@ mod source;
 mod samples;
 // fail3ban-regex against fail2ban-regex, and hostile logs through it.
 mod regex;
+// A real fail3ban-server driven through fail3ban-client.
+mod server;

@@ -541,6 +541,51 @@ impl Server {
         }
     }
 
+    /// Jails that follow files but had none when configured: fail2ban's
+    /// configuration drops a logpath that matches no file, so only reading
+    /// the configuration again can find it once it exists.
+    async fn jails_without_logs(&self) -> Vec<String> {
+        self.jails
+            .read()
+            .await
+            .iter()
+            .filter(|(_, j)| {
+                let st = j.state.lock().expect("jail lock");
+                st.spec.logpaths.is_empty() && !st.spec.backend.starts_with("systemd")
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Reloads the jails of [`Server::jails_without_logs`] whose log files
+    /// have appeared since.
+    pub async fn rescan_missing_logs(&self) {
+        let waiting = self.jails_without_logs().await;
+        if waiting.is_empty() {
+            return;
+        }
+        let dir = self.conf_dir.clone();
+        let tree = tokio::task::spawn_blocking(move || crate::config::read_tree(&dir, false)).await;
+        let Ok(Ok(tree)) = tree else {
+            return;
+        };
+        for name in waiting {
+            let found = tree.stream.iter().any(|cmd| {
+                let cmd = command_to_json(cmd);
+                cmd.len() > 3
+                    && text(&cmd[0]) == "set"
+                    && text(&cmd[1]) == name
+                    && text(&cmd[2]) == "addlogpath"
+            });
+            if found {
+                tracing::info!("[{name}] its log file appeared: reloading the jail");
+                if let Err(e) = self.reload(Some(&name), false, false, false, true).await {
+                    tracing::error!("[{name}] reload after its log file appeared failed: {e}");
+                }
+            }
+        }
+    }
+
     /// Purges the database from time to time (dbpurgeage).
     pub fn purge_store(&self) {
         if let Some(s) = self.store() {
@@ -550,6 +595,9 @@ impl Server {
         }
     }
 }
+
+/// How often jails without any log file look for it again.
+const LOG_RESCAN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs the server: the configuration loaded, the control socket served,
 /// the tree watched, until `shutdown` resolves or a `stop` command comes.
@@ -572,6 +620,15 @@ pub async fn run(
             }
         })
     };
+    let log_rescan = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LOG_RESCAN).await;
+                server.rescan_missing_logs().await;
+            }
+        })
+    };
     tokio::select! {
         _ = shutdown => {}
         _ = server.shutdown_requested() => {}
@@ -581,6 +638,7 @@ pub async fn run(
     control.abort();
     watcher.abort();
     purger.abort();
+    log_rescan.abort();
     tracing::info!("Exiting Fail2ban");
 }
 
