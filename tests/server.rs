@@ -1090,7 +1090,6 @@ fn client_start_and_stop() {
 /// read while the md5 stays empty (src/source/tail.rs `check` and
 /// `read_lines`), and that empty md5 is saved with the offset.
 #[test]
-#[ignore = "race in src/source/tail.rs: an empty first-line md5 is saved with the position"]
 fn restart_after_log_started_empty() {
     for round in 0..10 {
         let tree = Tree::new(&jail("one", "maxretry = 10"));

@@ -396,6 +396,15 @@ impl FileTail {
                     self.emit(&long, end, out);
                 } else {
                     end = self.line_pos + (nl - self.head) as u64 + 1;
+                    if self.line_pos == 0 && self.md5.is_empty() && nl - self.head < self.max_line {
+                        // The file was empty when it was opened: the first
+                        // line is handed out now, so its md5 must be known
+                        // now, or the saved position would not match the
+                        // file at the next start and it would be read again.
+                        self.md5 = hex(&Md5::digest(&self.buf[self.head..=nl]));
+                        self.first_line_len = nl - self.head + 1;
+                        self.md5_at = Instant::now();
+                    }
                     let (head, buf) = (self.head, std::mem::take(&mut self.buf));
                     self.emit(&buf[head..nl], end, out);
                     self.buf = buf;
