@@ -85,7 +85,7 @@ impl Engine {
             ticket.set_time(now);
         }
         let fid = ticket.fid().clone();
-        tracing::info!("[{}] Found {} - {}", self.name, fid, ticket.time());
+        tracing::info!(target: "fail2ban.filter", "[{}] Found {} - {}", self.name, fid, local_time(ticket.time()));
         let original = ticket.clone();
         let attempts = self.fail_manager.add_failure(ticket, 1);
         if attempts >= self.fail_manager.max_retry() {
@@ -295,4 +295,15 @@ mod tests {
         assert_eq!(ticket.ban_count(), 3);
         assert_eq!(e.next_unban_time(), Some(2410.0));
     }
+}
+
+/// A time as fail2ban's log writes it (`2026-11-24 22:00:00`, local time).
+fn local_time(t: f64) -> String {
+    jiff::Timestamp::from_second(t as i64)
+        .map(|ts| {
+            ts.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| t.to_string())
 }
