@@ -307,14 +307,3 @@ mod tests {
         assert_eq!(e.next_unban_time(), Some(2410.0));
     }
 }
-
-/// A time as fail2ban's log writes it (`2026-11-24 22:00:00`, local time).
-fn local_time(t: f64) -> String {
-    jiff::Timestamp::from_second(t as i64)
-        .map(|ts| {
-            ts.to_zoned(jiff::tz::TimeZone::system())
-                .strftime("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_else(|_| t.to_string())
-}
