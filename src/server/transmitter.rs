@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::client::protocol::{CommandError, ErrorKind};
 
+use super::jail::JailState;
 use super::spec::{text, JailSpec};
 use super::Server;
 
@@ -26,13 +27,15 @@ fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
             .iter()
             .map(|(p, _)| p.clone())
             .collect::<Vec<_>>()),
+        // fail2ban answers the codec it chose for `auto`; ours is UTF-8.
+        "logencoding" if spec.logencoding.eq_ignore_ascii_case("auto") => json!("UTF-8"),
         "logencoding" => json!(spec.logencoding),
         "journalmatch" => json!(spec.journalmatch),
         "ignoreself" => json!(spec.ignoreself),
         "ignoreip" => json!(spec.ignoreip),
         "ignorecommand" => json!(spec.ignorecommand),
         "ignorecache" => json!(spec.ignorecache),
-        "prefregex" => json!(spec.prefregex),
+        "prefregex" => json!(spec.prefregex.as_deref().unwrap_or("")),
         "failregex" => json!(spec.failregex),
         "ignoreregex" => json!(spec.ignoreregex),
         "usedns" => json!(spec.usedns),
@@ -59,6 +62,44 @@ fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
             .iter()
             .map(|a| a.name.clone())
             .collect::<Vec<_>>()),
+        _ => return None,
+    })
+}
+
+/// Options fail2ban answers from its running filter rather than as they
+/// were configured: regexes with their tags expanded, ignoreip items
+/// parsed (networks normalised, single addresses last), the date template
+/// actually in use.
+fn live_jail_option(st: &JailState, what: &str) -> Option<Value> {
+    let expanded = |r: &crate::filter::failregex::Regex| r.expanded().to_string();
+    Some(match what {
+        "failregex" => json!(st
+            .filter
+            .failregexes()
+            .iter()
+            .map(|f| expanded(f.regex()))
+            .collect::<Vec<_>>()),
+        "ignoreregex" => json!(st
+            .filter
+            .ignoreregexes()
+            .iter()
+            .map(expanded)
+            .collect::<Vec<_>>()),
+        "prefregex" => json!(st.filter.prefregex().map(expanded).unwrap_or_default()),
+        "ignoreip" => json!(st.ignore.ignore_ip()),
+        "datepattern" => {
+            let default = json!([null, "Default Detectors"]);
+            if st.spec.datepattern.is_none() {
+                return Some(default);
+            }
+            // fail2ban names the template only when the pattern made one or
+            // two of them (not a set of defaults).
+            let templates: Vec<_> = st.filter.dates().templates().collect();
+            match templates.first() {
+                Some(t) if templates.len() <= 2 => json!([t.pattern, t.name]),
+                _ => default,
+            }
+        }
         _ => return None,
     })
 }
@@ -247,6 +288,12 @@ impl Server {
                 })
                 .collect();
             return Ok(json!(list));
+        }
+        if let Ok(jail) = self.jail(&target).await {
+            let st = jail.state.lock().expect("jail lock");
+            if let Some(v) = live_jail_option(&st, &what) {
+                return Ok(v);
+            }
         }
         let spec = self.spec(&target).await?;
         get_jail_option(&spec, &what).ok_or_else(CommandError::invalid)
