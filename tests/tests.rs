@@ -21,3 +21,5 @@ mod source;
 mod samples;
 // fail3ban-regex against fail2ban-regex, and hostile logs through it.
 mod regex;
+// fail3ban-server/-client against fail2ban-server/-client, output for output.
+mod server_compat;

@@ -235,8 +235,23 @@ impl Server {
             }
             "idle" => Ok(json!(false)),
             _ => {
-                self.change_spec(&target, |spec| spec.set(&what, args))
-                    .await
+                let v = self
+                    .change_spec(&target, |spec| spec.set(&what, args))
+                    .await?;
+                // fail2ban answers a change with the option read back
+                // (`set sshd findtime 1h` prints 3600).
+                let getter = match what.as_str() {
+                    "addignoreip" | "delignoreip" => "ignoreip",
+                    "addlogpath" | "dellogpath" => "logpath",
+                    "addjournalmatch" | "deljournalmatch" => "journalmatch",
+                    "addfailregex" | "delfailregex" => "failregex",
+                    "addignoreregex" | "delignoreregex" => "ignoreregex",
+                    "delaction" => return Ok(Value::Null),
+                    "addaction" | "action" => return Ok(v),
+                    other => other,
+                };
+                let get = [json!("get"), json!(target), json!(getter)];
+                Ok(self.get(&get).await.unwrap_or(v))
             }
         }
     }
