@@ -55,13 +55,16 @@ actionunban = echo unban <ip> >> <file>
 file = /dev/null
 ";
 
+/// Runs the daemon's client with the given arguments.
+type Client = Box<dyn Fn(&[&str]) -> Output>;
+
 /// One daemon: its private directory (tree, socket, pid file, log,
 /// database, action output) and its process.
 struct Daemon {
     name: &'static str,
     own: PathBuf,
     child: Child,
-    client: Box<dyn Fn(&[&str]) -> Output>,
+    client: Client,
 }
 
 impl Drop for Daemon {
