@@ -607,31 +607,23 @@ async fn action_worker(
             Job::Ban(ticket, found) => {
                 let ip = ban_info(&ticket, found.ban_time);
                 notice!(target: "fail2ban.actions", "[{jail}] Ban {}", ip.ip);
-                // The ban is recorded while the actions run, as fail2ban's
-                // observer does: a database commit before the firewall
-                // rule would only delay the ban. It is awaited before the
-                // next job so that an unban never overtakes it.
-                let recording = match (&store, found.record) {
-                    (Some(s), true) => {
+                if found.record {
+                    if let Some(s) = &store {
                         let (s, b) = (s.clone(), store_ban(&jail, &ticket, found.ban_time));
-                        Some(tokio::task::spawn_blocking(move || s.add_ban(&b)))
+                        match tokio::task::spawn_blocking(move || s.add_ban(&b)).await {
+                            Ok(Err(e)) => {
+                                tracing::error!("[{jail}] recording the ban of {}: {e}", ip.ip)
+                            }
+                            Err(e) => {
+                                tracing::error!("[{jail}] recording the ban of {}: {e}", ip.ip)
+                            }
+                            Ok(Ok(())) => {}
+                        }
                     }
-                    _ => None,
-                };
+                }
                 actions.ban(&ip).await;
                 if found.increased {
                     actions.prolong(&ip).await;
-                }
-                if let Some(r) = recording {
-                    match r.await {
-                        Ok(Err(e)) => {
-                            tracing::error!("[{jail}] recording the ban of {}: {e}", ip.ip)
-                        }
-                        Err(e) => {
-                            tracing::error!("[{jail}] recording the ban of {}: {e}", ip.ip)
-                        }
-                        Ok(Ok(())) => {}
-                    }
                 }
             }
             Job::Restore(ticket) => {
