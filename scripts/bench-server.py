@@ -4,6 +4,7 @@ the daemons, measures). Standard library only.
 
   bench-server.py jails JAIL_CONF
   bench-server.py latency NAME LOG STAMPS COUNT MAXRETRY NET
+  bench-server.py floor COUNT STAMPS
   bench-server.py flood NAME LOG LINES RATE TIMEOUT -- CLIENT... status JAIL
 """
 
@@ -81,6 +82,18 @@ def latency(name, log, stamps, count, maxretry, net):
     )
 
 
+def floor(count, stamps):
+    """The stamping action alone: `/bin/sh -c` running the same command the
+    ban action runs, started from here. No daemon can ban faster."""
+    lat = []
+    for _ in range(int(count)):
+        t0 = time.time()
+        subprocess.run(["/bin/sh", "-c", 'echo "x $(date +%%s.%%N)" > %s' % stamps])
+        with open(stamps) as f:
+            lat.append((float(f.read().split()[1]) - t0) * 1000)
+    print("action latency_ms median %.2f min %.2f n %d" % (statistics.median(lat), min(lat), len(lat)))
+
+
 def total_failed(client):
     out = subprocess.run(client, capture_output=True, text=True).stdout
     for line in out.splitlines():
@@ -145,6 +158,8 @@ def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "jails":
         jails(*args)
+    elif cmd == "floor":
+        floor(*args)
     elif cmd == "latency":
         latency(*args)
     elif cmd == "flood":

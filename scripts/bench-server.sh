@@ -184,6 +184,7 @@ start f3
 echo "ban latency ($bans bans each)"
 $py "$helper" latency fail3ban "$work/f3/logs/lat.log" "$work/f3/stamps" "$bans" 3 192.0.2 | tee -a "$out"
 $py "$helper" latency fail2ban "$work/f2/logs/lat.log" "$work/f2/stamps" "$bans" 3 192.0.2 | tee -a "$out"
+$py "$helper" floor "$bans" "$work/floor-stamp" | tee -a "$out"
 
 echo "flood: $lines lines at $rate lines/s"
 $py "$helper" flood fail3ban "$work/f3/logs/flood.log" "$lines" "$rate" "$limit" -- \
@@ -262,6 +263,7 @@ result=benches/results/$stamp-$(hostname -s)-server.md
     echo "| --- | ---: | ---: |"
     echo "| ban latency, median ms ($bans bans) | $(field fail2ban median) | $(field fail3ban median) |"
     echo "| ban latency, p90 ms | $(field fail2ban p90) | $(field fail3ban p90) |"
+    echo "| the action alone (sh + date, no daemon), median ms | $(field action median) | $(field action median) |"
     echo "| ban latency, max ms | $(field fail2ban max) | $(field fail3ban max) |"
     echo "| RSS after start, $njails stock jails, KiB | $f2_rss | $f3_rss |"
     echo "| flood: lines/s until every failure counted | $(field fail2ban lines_per_s) | $(field fail3ban lines_per_s) |"
