@@ -109,6 +109,7 @@ def flood(name, log, lines, rate, timeout, client):
     lines, rate, timeout = int(lines), float(rate), float(timeout)
     chunk = 10000
     fails = 0
+    base = max(total_failed(client), 0)
     fd = os.open(log, os.O_WRONLY | os.O_APPEND)
     t0 = time.time()
     written = 0
@@ -132,16 +133,17 @@ def flood(name, log, lines, rate, timeout, client):
     os.close(fd)
     seen = -1
     while time.time() - t0 < timeout:
-        seen = total_failed(client)
+        seen = total_failed(client) - base
         if seen >= fails:
             break
         time.sleep(0.05)
     t_done = time.time()
     ok = seen >= fails
     print(
-        "%s flood lines %d failures %d counted %d written_s %.2f done_s %.2f lag_s %.2f lines_per_s %d %s"
+        "%s flood rate %d lines %d failures %d counted %d written_s %.2f done_s %.2f lag_s %.2f lines_per_s %d %s"
         % (
             name,
+            rate,
             lines,
             fails,
             seen,
