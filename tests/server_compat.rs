@@ -287,6 +287,7 @@ fn client_output_like_fail2ban_client() {
     for jail in ["alpha", "beta", "gamma"] {
         for opt in [
             "maxretry",
+            "maxmatches",
             "findtime",
             "bantime",
             "ignoreip",

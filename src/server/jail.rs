@@ -143,7 +143,7 @@ fn configure_engine(engine: &mut Engine, spec: &JailSpec, has_store: bool) -> Re
     engine.fail_manager.set_max_time(spec.findtime);
     engine
         .fail_manager
-        .set_max_matches(spec.maxmatches.unwrap_or(spec.maxretry as usize));
+        .set_max_matches(spec.maxmatches.unwrap_or(super::spec::DEFAULT_MAXMATCHES));
     engine.ban_manager.set_ban_time(spec.bantime);
     engine.increment = if spec.increment && has_store {
         Some(Increment::new(&spec.increment_opts).map_err(|e| e.to_string())?)

@@ -68,6 +68,11 @@ fn seconds_of(what: &str, v: &Value) -> Result<f64, CommandError> {
     }
 }
 
+/// Matches a failure ticket keeps when `maxmatches` is not configured:
+/// fail2ban's FailManager default (the stock jail.conf sets it to
+/// maxretry, but a tree without that line gets 5, not maxretry).
+pub const DEFAULT_MAXMATCHES: usize = 5;
+
 /// One action of a jail: its name and its options (`actionban`, ...,
 /// and [Init] parameters).
 #[derive(Debug, Clone, Default, PartialEq)]

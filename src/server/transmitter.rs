@@ -40,7 +40,7 @@ fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
         "ignoreregex" => json!(spec.ignoreregex),
         "usedns" => json!(spec.usedns),
         "maxretry" => json!(spec.maxretry),
-        "maxmatches" => json!(spec.maxmatches.unwrap_or(spec.maxretry as usize)),
+        "maxmatches" => json!(spec.maxmatches.unwrap_or(super::spec::DEFAULT_MAXMATCHES)),
         "maxlines" => json!(spec.maxlines),
         "findtime" => json!(spec.findtime as i64),
         "bantime" => json!(spec.bantime as i64),
