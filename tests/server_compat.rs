@@ -310,6 +310,24 @@ fn client_output_like_fail2ban_client() {
         compare(&["get", opt]);
     }
     compare(&["get", "nope", "maxretry"]);
+    for q in [
+        &["get", "alpha", "nope"][..],
+        &["set", "alpha", "nope", "1"],
+        &["nope"],
+        &["unban"],
+        &["get", "alpha"],
+        &["get", "alpha", "bantime.increment"],
+        &["get", "alpha", "ignorecommand"],
+        &["get", "alpha", "ignorecache"],
+        &["get", "alpha", "maxmatches"],
+        &["get", "alpha", "logtimezone"],
+        &["get", "alpha", "banip", "--with-time"],
+        &["get", "syslogsocket"],
+        &["get", "dbmaxmatches"],
+        &["echo", "hello", "world"],
+    ] {
+        compare(q);
+    }
     // Manual bans and unbans, then the state they leave.
     compare(&["set", "alpha", "banip", "203.0.113.9", "192.0.2.1"]);
     compare(&["set", "beta", "banip", "2001:db8::7"]);

@@ -11,6 +11,13 @@ use super::jail::JailState;
 use super::spec::{text, JailSpec};
 use super::Server;
 
+/// fail2ban's answer to a command it does not know (an `Exception`, which
+/// its client prints as is; a missing argument is an `IndexError`, which
+/// it words "Sorry but the command is invalid": [`CommandError::invalid`]).
+fn unknown(message: String) -> CommandError {
+    CommandError::new(ErrorKind::Failed, message)
+}
+
 fn arg(cmd: &[Value], i: usize) -> Result<String, CommandError> {
     cmd.get(i).map(text).ok_or_else(CommandError::invalid)
 }
@@ -33,7 +40,10 @@ fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
         "journalmatch" => json!(spec.journalmatch),
         "ignoreself" => json!(spec.ignoreself),
         "ignoreip" => json!(spec.ignoreip),
-        "ignorecommand" => json!(spec.ignorecommand),
+        "ignorecommand" => match &spec.ignorecommand {
+            None => json!(false),
+            Some(c) => json!(c),
+        },
         "ignorecache" => json!(spec.ignorecache),
         "prefregex" => json!(spec.prefregex.as_deref().unwrap_or("")),
         "failregex" => json!(spec.failregex),
@@ -168,7 +178,7 @@ impl Server {
                     return Ok(json!(self.unban_all().await));
                 }
                 if args.is_empty() {
-                    return Err(CommandError::invalid());
+                    return Err(unknown("Invalid command".into()));
                 }
                 let mut n = 0;
                 for ip in &args {
@@ -187,7 +197,7 @@ impl Server {
                 tracing::error!("{}", strings(&cmd[1..]).join(" "));
                 Ok(Value::Null)
             }
-            _ => Err(CommandError::invalid()),
+            _ => Err(unknown("Invalid command".into())),
         }
     }
 
@@ -311,6 +321,7 @@ impl Server {
             }
         }
         let spec = self.spec(&target).await?;
-        get_jail_option(&spec, &what).ok_or_else(CommandError::invalid)
+        get_jail_option(&spec, &what)
+            .ok_or_else(|| unknown("Invalid command (no get action or not yet implemented)".into()))
     }
 }
