@@ -23,3 +23,5 @@ mod samples;
 mod regex;
 // A real fail3ban-server driven through fail3ban-client.
 mod server;
+// fail3ban-server/-client against fail2ban-server/-client, output for output.
+mod server_compat;

@@ -99,8 +99,11 @@ fn init_tracing(verbose: i32) {
         2 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Scripts that capture stderr must not get colour escapes.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(level)
         .with_target(false)
         .without_time()

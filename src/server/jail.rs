@@ -126,8 +126,8 @@ fn ignore_list(spec: &JailSpec) -> IgnoreList {
     for ip in &spec.ignoreip {
         ig.add_ignore_ip(ip, &resolver);
     }
-    if !spec.ignorecommand.is_empty() {
-        ig.set_ignore_command(&spec.ignorecommand);
+    if let Some(c) = spec.ignorecommand.as_deref().filter(|c| !c.is_empty()) {
+        ig.set_ignore_command(c);
     }
     if let Some(c) = &spec.ignorecache {
         if let Err(e) = ig.set_ignore_cache(c) {
@@ -143,9 +143,9 @@ fn configure_engine(engine: &mut Engine, spec: &JailSpec, has_store: bool) -> Re
     engine.fail_manager.set_max_time(spec.findtime);
     engine
         .fail_manager
-        .set_max_matches(spec.maxmatches.unwrap_or(spec.maxretry as usize));
+        .set_max_matches(spec.maxmatches.unwrap_or(super::spec::DEFAULT_MAXMATCHES));
     engine.ban_manager.set_ban_time(spec.bantime);
-    engine.increment = if spec.increment && has_store {
+    engine.increment = if spec.increment == Some(true) && has_store {
         Some(Increment::new(&spec.increment_opts).map_err(|e| e.to_string())?)
     } else {
         None

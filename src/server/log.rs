@@ -294,6 +294,28 @@ impl LogLayer {
 }
 
 impl<S: Subscriber> Layer<S> for LogLayer {
+    // The level can change at run time (`set loglevel`): ask every time.
+    fn register_callsite(
+        &self,
+        _metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    // Events the log would drop are not even built: `tracing::enabled!`
+    // guards expensive summaries (the failure list, per failure) that
+    // otherwise cost more than the line they describe.
+    fn enabled(&self, metadata: &tracing::Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        let wanted = match *metadata.level() {
+            Level::ERROR => LogLevel::Error,
+            Level::WARN => LogLevel::Warning,
+            // NOTICE events are INFO events with a field this cannot see.
+            Level::INFO => LogLevel::Notice,
+            _ => LogLevel::Debug,
+        };
+        wanted <= self.log.level()
+    }
+
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut f = Fields::default();
         event.record(&mut f);

@@ -68,6 +68,11 @@ fn seconds_of(what: &str, v: &Value) -> Result<f64, CommandError> {
     }
 }
 
+/// Matches a failure ticket keeps when `maxmatches` is not configured:
+/// fail2ban's FailManager default (the stock jail.conf sets it to
+/// maxretry, but a tree without that line gets 5, not maxretry).
+pub const DEFAULT_MAXMATCHES: usize = 5;
+
 /// One action of a jail: its name and its options (`actionban`, ...,
 /// and [Init] parameters).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -92,9 +97,11 @@ pub struct JailSpec {
     pub maxmatches: Option<usize>,
     pub findtime: f64,
     pub bantime: f64,
-    pub increment: bool,
+    /// `None` until configured: fail2ban answers `get` with None then.
+    pub increment: Option<bool>,
     pub increment_opts: IncrementOptions,
-    pub ignorecommand: String,
+    /// `None` until configured (fail2ban answers False then).
+    pub ignorecommand: Option<String>,
     pub ignoreself: bool,
     pub ignoreip: Vec<String>,
     pub ignorecache: Option<String>,
@@ -122,9 +129,9 @@ impl JailSpec {
             maxmatches: None,
             findtime: 600.0,
             bantime: 600.0,
-            increment: false,
+            increment: None,
             increment_opts: IncrementOptions::default(),
-            ignorecommand: String::new(),
+            ignorecommand: None,
             ignoreself: true,
             ignoreip: Vec::new(),
             ignorecache: None,
@@ -204,14 +211,14 @@ impl JailSpec {
             "maxmatches" => self.maxmatches = Some(int_of(what, &first)?.max(0) as usize),
             "findtime" => self.findtime = seconds_of(what, &first)?,
             "bantime" => self.bantime = seconds_of(what, &first)?,
-            "bantime.increment" => self.increment = bool_of(&first),
+            "bantime.increment" => self.increment = Some(bool_of(&first)),
             "bantime.factor" => self.increment_opts.factor = Some(t),
             "bantime.formula" => self.increment_opts.formula = Some(t),
             "bantime.multipliers" => self.increment_opts.multipliers = Some(t),
             "bantime.maxtime" => self.increment_opts.maxtime = Some(t),
             "bantime.rndtime" => self.increment_opts.rndtime = Some(t),
             "bantime.overalljails" => self.increment_opts.overalljails = bool_of(&first),
-            "ignorecommand" => self.ignorecommand = t,
+            "ignorecommand" => self.ignorecommand = Some(t),
             "ignoreself" => self.ignoreself = bool_of(&first),
             "addignoreip" => {
                 for w in words() {
@@ -250,7 +257,15 @@ impl JailSpec {
                 self.action_mut(&t)?.options.insert(opt, value.clone());
                 return Ok(Value::String(value));
             }
-            _ => return Err(CommandError::invalid()),
+            _ => {
+                return Err(CommandError::new(
+                    ErrorKind::Failed,
+                    format!(
+                        "Invalid command {} (no set action or not yet implemented)",
+                        crate::config::stream::py_repr(what)
+                    ),
+                ))
+            }
         }
         Ok(first)
     }

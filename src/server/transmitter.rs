@@ -7,8 +7,16 @@ use serde_json::{json, Value};
 
 use crate::client::protocol::{CommandError, ErrorKind};
 
+use super::jail::JailState;
 use super::spec::{text, JailSpec};
 use super::Server;
+
+/// fail2ban's answer to a command it does not know (an `Exception`, which
+/// its client prints as is; a missing argument is an `IndexError`, which
+/// it words "Sorry but the command is invalid": [`CommandError::invalid`]).
+fn unknown(message: String) -> CommandError {
+    CommandError::new(ErrorKind::Failed, message)
+}
 
 fn arg(cmd: &[Value], i: usize) -> Result<String, CommandError> {
     cmd.get(i).map(text).ok_or_else(CommandError::invalid)
@@ -26,18 +34,23 @@ fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
             .iter()
             .map(|(p, _)| p.clone())
             .collect::<Vec<_>>()),
+        // fail2ban answers the codec it chose for `auto`; ours is UTF-8.
+        "logencoding" if spec.logencoding.eq_ignore_ascii_case("auto") => json!("UTF-8"),
         "logencoding" => json!(spec.logencoding),
         "journalmatch" => json!(spec.journalmatch),
         "ignoreself" => json!(spec.ignoreself),
         "ignoreip" => json!(spec.ignoreip),
-        "ignorecommand" => json!(spec.ignorecommand),
+        "ignorecommand" => match &spec.ignorecommand {
+            None => json!(false),
+            Some(c) => json!(c),
+        },
         "ignorecache" => json!(spec.ignorecache),
-        "prefregex" => json!(spec.prefregex),
+        "prefregex" => json!(spec.prefregex.as_deref().unwrap_or("")),
         "failregex" => json!(spec.failregex),
         "ignoreregex" => json!(spec.ignoreregex),
         "usedns" => json!(spec.usedns),
         "maxretry" => json!(spec.maxretry),
-        "maxmatches" => json!(spec.maxmatches.unwrap_or(spec.maxretry as usize)),
+        "maxmatches" => json!(spec.maxmatches.unwrap_or(super::spec::DEFAULT_MAXMATCHES)),
         "maxlines" => json!(spec.maxlines),
         "findtime" => json!(spec.findtime as i64),
         "bantime" => json!(spec.bantime as i64),
@@ -59,6 +72,44 @@ fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
             .iter()
             .map(|a| a.name.clone())
             .collect::<Vec<_>>()),
+        _ => return None,
+    })
+}
+
+/// Options fail2ban answers from its running filter rather than as they
+/// were configured: regexes with their tags expanded, ignoreip items
+/// parsed (networks normalised, single addresses last), the date template
+/// actually in use.
+fn live_jail_option(st: &JailState, what: &str) -> Option<Value> {
+    let expanded = |r: &crate::filter::failregex::Regex| r.expanded().to_string();
+    Some(match what {
+        "failregex" => json!(st
+            .filter
+            .failregexes()
+            .iter()
+            .map(|f| expanded(f.regex()))
+            .collect::<Vec<_>>()),
+        "ignoreregex" => json!(st
+            .filter
+            .ignoreregexes()
+            .iter()
+            .map(expanded)
+            .collect::<Vec<_>>()),
+        "prefregex" => json!(st.filter.prefregex().map(expanded).unwrap_or_default()),
+        "ignoreip" => json!(st.ignore.ignore_ip()),
+        "datepattern" => {
+            let default = json!([null, "Default Detectors"]);
+            if st.spec.datepattern.is_none() {
+                return Some(default);
+            }
+            // fail2ban names the template only when the pattern made one or
+            // two of them (not a set of defaults).
+            let templates: Vec<_> = st.filter.dates().templates().collect();
+            match templates.first() {
+                Some(t) if templates.len() <= 2 => json!([t.pattern, t.name]),
+                _ => default,
+            }
+        }
         _ => return None,
     })
 }
@@ -127,7 +178,7 @@ impl Server {
                     return Ok(json!(self.unban_all().await));
                 }
                 if args.is_empty() {
-                    return Err(CommandError::invalid());
+                    return Err(unknown("Invalid command".into()));
                 }
                 let mut n = 0;
                 for ip in &args {
@@ -146,7 +197,7 @@ impl Server {
                 tracing::error!("{}", strings(&cmd[1..]).join(" "));
                 Ok(Value::Null)
             }
-            _ => Err(CommandError::invalid()),
+            _ => Err(unknown("Invalid command".into())),
         }
     }
 
@@ -194,8 +245,23 @@ impl Server {
             }
             "idle" => Ok(json!(false)),
             _ => {
-                self.change_spec(&target, |spec| spec.set(&what, args))
-                    .await
+                let v = self
+                    .change_spec(&target, |spec| spec.set(&what, args))
+                    .await?;
+                // fail2ban answers a change with the option read back
+                // (`set sshd findtime 1h` prints 3600).
+                let getter = match what.as_str() {
+                    "addignoreip" | "delignoreip" => "ignoreip",
+                    "addlogpath" | "dellogpath" => "logpath",
+                    "addjournalmatch" | "deljournalmatch" => "journalmatch",
+                    "addfailregex" | "delfailregex" => "failregex",
+                    "addignoreregex" | "delignoreregex" => "ignoreregex",
+                    "delaction" => return Ok(Value::Null),
+                    "addaction" | "action" => return Ok(v),
+                    other => other,
+                };
+                let get = [json!("get"), json!(target), json!(getter)];
+                Ok(self.get(&get).await.unwrap_or(v))
             }
         }
     }
@@ -248,7 +314,14 @@ impl Server {
                 .collect();
             return Ok(json!(list));
         }
+        if let Ok(jail) = self.jail(&target).await {
+            let st = jail.state.lock().expect("jail lock");
+            if let Some(v) = live_jail_option(&st, &what) {
+                return Ok(v);
+            }
+        }
         let spec = self.spec(&target).await?;
-        get_jail_option(&spec, &what).ok_or_else(CommandError::invalid)
+        get_jail_option(&spec, &what)
+            .ok_or_else(|| unknown("Invalid command (no get action or not yet implemented)".into()))
     }
 }
