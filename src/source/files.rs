@@ -378,6 +378,7 @@ impl Reader {
         }
         let mut rescan = true;
         let mut last_rescan = Instant::now();
+        let mut last_wake = Instant::now() - COALESCE * 4;
         let mut events = vec![0u8; 16 * 1024];
         loop {
             if self.stopped() {
@@ -397,9 +398,14 @@ impl Reader {
             if self.waker.wait(fd, timeout) {
                 rescan |= self.drain_events(&mut events);
                 // A writer appending line by line sends one event per
-                // write; a short pause lets lines pile up so that each wake
-                // reads many of them in a few big reads.
-                std::thread::sleep(COALESCE);
+                // write; under such a flood (wakes in quick succession) a
+                // short pause lets lines pile up so that each wake reads
+                // many of them. A lone line is read at once: the time from
+                // a failure to its ban is what a jail is judged by.
+                if last_wake.elapsed() < COALESCE * 2 {
+                    std::thread::sleep(COALESCE);
+                }
+                last_wake = Instant::now();
             }
         }
     }
