@@ -42,7 +42,6 @@ use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
 use jiff::tz::TimeZone;
-use pcre2::bytes::CaptureLocations;
 
 use template::{Template, LINE_BEGIN, LINE_END};
 
@@ -252,7 +251,7 @@ fn replace_date(pre: &str, with: &str) -> String {
 
 struct Entry {
     tpl: Arc<Template>,
-    locs: CaptureLocations,
+    locs: crate::filter::pcre::MatchState,
     /// Lines won.
     hits: u64,
     /// Successful searches, won or not (fail2ban's `template.hits`).
@@ -308,6 +307,8 @@ pub struct DateDetector {
     first_unused: usize,
     default_tz: Option<i32>,
     zone: strptime::LocalZone,
+    /// The line being searched is all ASCII (set by `find`).
+    ascii: bool,
 }
 
 impl std::fmt::Debug for DateDetector {
@@ -333,6 +334,7 @@ impl DateDetector {
             first_unused: 0,
             default_tz: None,
             zone: strptime::LocalZone::new(TimeZone::system()),
+            ascii: false,
         }
     }
 
@@ -460,6 +462,7 @@ impl DateDetector {
     /// Like [`match_time`](Self::match_time), but also reports a template
     /// that matched without a usable time, as fail2ban's filter needs.
     pub fn find(&mut self, line: &str, now: f64) -> Option<DateFound> {
+        self.ascii = line.is_ascii();
         let cand = self.search(line)?;
         self.win(line, &cand, now);
         let idx = self.last_idx;
@@ -471,7 +474,7 @@ impl DateDetector {
         if e.locs_range != Some(cand.range) {
             // the winner was searched again since this match: redo it
             let (start, end) = cand.range;
-            e.tpl.search(&mut e.locs, line, start, end);
+            e.tpl.search(&mut e.locs, line, start, end, self.ascii);
             e.locs_range = Some(cand.range);
         }
         let time = match self.zone.now(now) {
@@ -491,7 +494,7 @@ impl DateDetector {
         let end = byte_idx(line, to).unwrap_or(line.len());
         let e = &mut self.entries[i];
         e.locs_range = None;
-        let hit = e.tpl.search(&mut e.locs, line, start, end)?;
+        let hit = e.tpl.search(&mut e.locs, line, start, end, self.ascii)?;
         e.locs_range = Some((start, end));
         e.matched += 1;
         Some(Cand {

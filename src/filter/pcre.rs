@@ -390,6 +390,199 @@ impl Drop for Regex {
     }
 }
 
+/// A compiled, JIT-compiled pattern that threads may share (date templates
+/// live in a process-wide list); the matching state is a [`MatchState`]
+/// owned by each user. Matching goes straight to the JIT entry point: the
+/// `pcre2` crate's path checks options and the subject's UTF-8 on every
+/// call, which costs more than a failed anchored match itself.
+pub struct SharedCode {
+    code: *mut ffi::pcre2_code_8,
+    jit: bool,
+    group_count: usize,
+}
+
+// SAFETY: a compiled (and JIT-compiled) pattern is read-only; PCRE2
+// documents it as shareable between threads. The pointer is owned.
+unsafe impl Send for SharedCode {}
+// SAFETY: as above, nothing mutates the code after construction.
+unsafe impl Sync for SharedCode {}
+
+impl std::fmt::Debug for SharedCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCode")
+            .field("jit", &self.jit)
+            .field("groups", &self.group_count)
+            .finish()
+    }
+}
+
+impl SharedCode {
+    /// Compiles `pattern` (PCRE2 syntax, newlines LF), in UTF mode with
+    /// Unicode properties when `utf`, else byte by byte with ASCII classes.
+    pub fn new(pattern: &str, utf: bool) -> Result<SharedCode, String> {
+        let opts = if utf {
+            ffi::PCRE2_UTF | ffi::PCRE2_UCP
+        } else {
+            0
+        };
+        let mut errcode = 0;
+        let mut erroff = 0usize;
+        // SAFETY: pointers are valid or null as PCRE2 allows; the code is
+        // freed in Drop.
+        unsafe {
+            let code = ffi::pcre2_compile_8(
+                pattern.as_ptr(),
+                pattern.len(),
+                opts,
+                &mut errcode,
+                &mut erroff,
+                ptr::null_mut(),
+            );
+            if code.is_null() {
+                return Err(format!("{} at offset {}", error_message(errcode), erroff));
+            }
+            let jit = ffi::pcre2_jit_compile_8(code, ffi::PCRE2_JIT_COMPLETE) == 0;
+            let mut count: u32 = 0;
+            ffi::pcre2_pattern_info_8(
+                code,
+                ffi::PCRE2_INFO_CAPTURECOUNT,
+                &mut count as *mut u32 as *mut _,
+            );
+            Ok(SharedCode {
+                code,
+                jit,
+                group_count: count as usize,
+            })
+        }
+    }
+
+    /// Number of capture groups (not counting the whole match).
+    pub fn group_count(&self) -> usize {
+        self.group_count
+    }
+
+    /// The bytes any match must start with, when PCRE2 can tell.
+    pub fn start_bytes(&self) -> Option<Box<[bool; 256]>> {
+        // SAFETY: code is a valid compiled pattern owned by self.
+        unsafe { first_bytes(self.code) }
+    }
+}
+
+impl Drop for SharedCode {
+    fn drop(&mut self) {
+        // SAFETY: created by PCRE2, freed once.
+        unsafe { ffi::pcre2_code_free_8(self.code) }
+    }
+}
+
+/// Match data for searches with a [`SharedCode`] of at most `groups`
+/// capture groups.
+pub struct MatchState {
+    md: *mut ffi::pcre2_match_data_8,
+    groups: usize,
+}
+
+// SAFETY: the match data is owned exclusively; matching needs `&mut self`.
+unsafe impl Send for MatchState {}
+
+impl std::fmt::Debug for MatchState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatchState")
+            .field("groups", &self.groups)
+            .finish()
+    }
+}
+
+impl MatchState {
+    /// Room for `groups` capture groups plus the whole match.
+    pub fn new(groups: usize) -> MatchState {
+        let pairs = u32::try_from(groups + 1).unwrap_or(u32::MAX);
+        // SAFETY: a null general context means malloc/free.
+        let md = unsafe { ffi::pcre2_match_data_create_8(pairs, ptr::null_mut()) };
+        assert!(!md.is_null(), "out of memory");
+        MatchState { md, groups }
+    }
+
+    /// Searches `subject` from byte `start` (a char boundary; the regex may
+    /// look behind it). Returns the whole match; groups are then available
+    /// through [`MatchState::group`]. Compiled-in limits (`(*LIMIT_MATCH=)`)
+    /// apply; the JIT uses its default machine stack, as the `pcre2` crate
+    /// does.
+    pub fn search_at(
+        &mut self,
+        code: &SharedCode,
+        subject: &str,
+        start: usize,
+    ) -> Result<Option<(usize, usize)>, MatchAbort> {
+        if start > subject.len() || code.group_count > self.groups {
+            return Ok(None);
+        }
+        // SAFETY: subject is valid UTF-8 (a &str) and start is within it,
+        // so skipping the UTF check is sound; md has room for every group
+        // of code (checked above).
+        let rc = unsafe {
+            if code.jit {
+                ffi::pcre2_jit_match_8(
+                    code.code,
+                    subject.as_ptr(),
+                    subject.len(),
+                    start,
+                    0,
+                    self.md,
+                    ptr::null_mut(),
+                )
+            } else {
+                ffi::pcre2_match_8(
+                    code.code,
+                    subject.as_ptr(),
+                    subject.len(),
+                    start,
+                    ffi::PCRE2_NO_UTF_CHECK,
+                    self.md,
+                    ptr::null_mut(),
+                )
+            }
+        };
+        if rc >= 0 {
+            return Ok(self.group(0));
+        }
+        match rc {
+            ffi::PCRE2_ERROR_NOMATCH => Ok(None),
+            ffi::PCRE2_ERROR_MATCHLIMIT
+            | ffi::PCRE2_ERROR_JIT_STACKLIMIT
+            | ffi::PCRE2_ERROR_DEPTHLIMIT
+            | ffi::PCRE2_ERROR_HEAPLIMIT => Err(MatchAbort::Limit),
+            rc => Err(MatchAbort::Other(rc)),
+        }
+    }
+
+    /// Byte span of group `i` (0 = whole match) of the last successful
+    /// search.
+    pub fn group(&self, i: usize) -> Option<(usize, usize)> {
+        if i > self.groups {
+            return None;
+        }
+        // SAFETY: the ovector has groups + 1 pairs.
+        unsafe {
+            let ov = ffi::pcre2_get_ovector_pointer_8(self.md);
+            let s = *ov.add(2 * i);
+            let e = *ov.add(2 * i + 1);
+            if s == ffi::PCRE2_UNSET {
+                None
+            } else {
+                Some((s, e))
+            }
+        }
+    }
+}
+
+impl Drop for MatchState {
+    fn drop(&mut self) {
+        // SAFETY: created by PCRE2, freed once.
+        unsafe { ffi::pcre2_match_data_free_8(self.md) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

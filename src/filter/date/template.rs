@@ -4,7 +4,11 @@
 
 use std::ops::Range;
 
-use pcre2::bytes::{CaptureLocations, Regex, RegexBuilder};
+use std::sync::Arc;
+
+use pcre2::bytes::{Regex, RegexBuilder};
+
+use crate::filter::pcre::{MatchState, SharedCode};
 
 use super::pyre::to_pcre2;
 use super::strptime::{self, Field, Fields, LocalZone, Now};
@@ -56,7 +60,9 @@ pub(super) struct Template {
     /// 100 for the line-anchored copies of the default templates, so that
     /// they bubble up first.
     pub weight: f64,
-    re: Regex,
+    /// What searches run (see `compile_matchers`).
+    m_utf: Arc<SharedCode>,
+    m_ascii: Option<Arc<SharedCode>>,
     kind: Kind,
 }
 
@@ -287,20 +293,59 @@ fn bound(regex: &str, begin: Begin, end: bool, name: &mut String) -> (String, u8
 /// match-limit setter, hence the inline start option).
 const MATCH_LIMIT: u32 = 100_000;
 
+/// The pattern as fail2ban's users see it fail: compiled through the `pcre2`
+/// crate for its error and group names (matching uses `compile_matchers`).
 fn compile(pattern: &str, regex: &str) -> Result<Regex, DateError> {
     RegexBuilder::new()
         .utf(true)
         .ucp(true)
-        .jit_if_available(true)
         .build(&format!(
             "(*LIMIT_MATCH={MATCH_LIMIT}){}",
-            with_start_class(&to_pcre2(regex))
+            with_start_class(&to_pcre2(regex), true)
         ))
         .map_err(|source| DateError::Regex {
             pattern: pattern.to_owned(),
             regex: regex.to_owned(),
             source,
         })
+}
+
+/// The regexes a template matches with: the pattern as compiled above
+/// (UTF, Unicode properties), and a byte-mode copy for lines that are all
+/// ASCII, where both read every byte alike and the copy needs no Unicode
+/// tables for `\b`, `\d` or `\w`. The copy is only made from an ASCII
+/// pattern; anything it cannot take stays on the UTF regex.
+fn compile_matchers(
+    pattern: &str,
+    regex: &str,
+) -> Result<(Arc<SharedCode>, Option<Arc<SharedCode>>), DateError> {
+    let pcre = to_pcre2(regex);
+    let utf = SharedCode::new(
+        &format!(
+            "(*LIMIT_MATCH={MATCH_LIMIT}){}",
+            with_start_class(&pcre, true)
+        ),
+        true,
+    )
+    .map_err(|reason| DateError::Pattern {
+        pattern: pattern.to_owned(),
+        reason,
+    })?;
+    let ascii = if pcre.is_ascii() && !pcre.contains("(*") {
+        SharedCode::new(
+            &format!(
+                "(*LIMIT_MATCH={MATCH_LIMIT}){}",
+                with_start_class(&pcre, false)
+            ),
+            false,
+        )
+        .ok()
+        .filter(|a| a.group_count() == utf.group_count())
+        .map(Arc::new)
+    } else {
+        None
+    };
+    Ok((Arc::new(utf), ascii))
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -315,7 +360,7 @@ const WORD_BOUNDARY: &str = r"(?=^|\b|\W)";
 /// so it tries every position of the line; with the lookahead it skips to
 /// the next possible first byte. The lookahead only repeats what the date
 /// regex requires anyway: the template matches exactly the same text.
-fn with_start_class(pcre: &str) -> String {
+fn with_start_class(pcre: &str, utf: bool) -> String {
     let Some(at) = pcre.find(WORD_BOUNDARY) else {
         return pcre.to_owned();
     };
@@ -345,7 +390,11 @@ fn with_start_class(pcre: &str) -> String {
     }
     if set[0x80..].iter().any(|&s| s) {
         // In UTF mode these are lead bytes: allow every non-ASCII char.
-        class.push_str("\\x{80}-\\x{10ffff}");
+        class.push_str(if utf {
+            "\\x{80}-\\x{10ffff}"
+        } else {
+            "\\x{80}-\\x{ff}"
+        });
     }
     if class.is_empty() {
         return pcre.to_owned();
@@ -384,6 +433,7 @@ impl Template {
         kind: Kind,
     ) -> Result<Template, DateError> {
         let re = compile(pattern.as_deref().unwrap_or(&name), &regex)?;
+        let (m_utf, m_ascii) = compile_matchers(pattern.as_deref().unwrap_or(&name), &regex)?;
         let kind = match kind {
             Kind::Pattern { .. } => Kind::Pattern {
                 fields: re
@@ -402,7 +452,8 @@ impl Template {
             regex,
             flags,
             weight: 1.0,
-            re,
+            m_utf,
+            m_ascii,
             kind,
         })
     }
@@ -501,24 +552,28 @@ impl Template {
         Template::new(name, None, regex, flags, Kind::Tai64n)
     }
 
-    pub(super) fn capture_locations(&self) -> CaptureLocations {
-        self.re.capture_locations()
+    pub(super) fn capture_locations(&self) -> MatchState {
+        MatchState::new(self.m_utf.group_count())
     }
 
     /// Searches `line[..end]` from `start` (byte offsets; a regex may look
-    /// behind `start`, never past `end`).
+    /// behind `start`, never past `end`). `ascii`: the line is all ASCII.
     pub(super) fn search(
         &self,
-        locs: &mut CaptureLocations,
+        locs: &mut MatchState,
         line: &str,
         start: usize,
         end: usize,
+        ascii: bool,
     ) -> Option<Hit> {
         let end = end.min(line.len());
         if start > end {
             return None;
         }
         let subject = &line.as_bytes()[..end];
+        let Some(text) = line.get(..end) else {
+            return None;
+        };
         if let Kind::Epoch { anywhere: true, .. } = self.kind {
             // PCRE2 cannot see that this regex only starts at three kinds
             // of places and tries each position of the line with its
@@ -538,23 +593,28 @@ impl Template {
             }
         }
         // an engine error (JIT stack exhausted) counts as no date
-        let m = self.re.captures_read_at(locs, subject, start).ok()??;
+        // Both regexes have the same groups, so they share `locs`.
+        let re = match &self.m_ascii {
+            Some(a) if ascii => a,
+            _ => &self.m_utf,
+        };
+        let (s, e) = locs.search_at(re, text, start).ok()??;
         Some(Hit {
-            all: m.start()..m.end(),
-            date: locs.get(1).map(|(s, e)| s..e),
+            all: s..e,
+            date: locs.group(1).map(|(s, e)| s..e),
         })
     }
 
     /// The time the last search with `locs` stands for.
     pub(super) fn time(
         &self,
-        locs: &CaptureLocations,
+        locs: &MatchState,
         line: &str,
         default_tz: Option<i32>,
         now: Now,
         zone: &mut LocalZone,
     ) -> Option<f64> {
-        let text = |i: usize| locs.get(i).and_then(|(s, e)| line.get(s..e));
+        let text = |i: usize| locs.group(i).and_then(|(s, e)| line.get(s..e));
         match &self.kind {
             Kind::Pattern { fields } => {
                 let mut f = Fields::new();
