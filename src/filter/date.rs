@@ -115,7 +115,7 @@ pub enum DateError {
 }
 
 /// fail2ban's default templates, in its order.
-const DEFAULT_PATTERNS: [&str; 17] = [
+pub(super) const DEFAULT_PATTERNS: [&str; 17] = [
     r"%ExY(?P<_sep>[-/.])%m(?P=_sep)%d(?:T|  ?)%H:%M:%S(?:[.,]%f)?(?:\s*%z)?",
     r"(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
     r"(?:%a )?%b %d %ExY %k:%M:%S(?:\.%f)?",
@@ -307,8 +307,23 @@ pub struct DateDetector {
     first_unused: usize,
     default_tz: Option<i32>,
     zone: strptime::LocalZone,
-    /// The line being searched is all ASCII (set by `find`).
-    ascii: bool,
+    /// Features of the line being searched (set by `find`).
+    feats: u8,
+    /// The last pattern time converted: consecutive lines mostly carry the
+    /// same date, and strptime's work is a good part of a line's cost.
+    conv: ConvCache,
+}
+
+/// Template (by address), local `now` seconds and field texts of the last
+/// conversion, and its result.
+#[derive(Default)]
+struct ConvCache {
+    tpl: usize,
+    now: i64,
+    key: Vec<u8>,
+    time: Option<f64>,
+    valid: bool,
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for DateDetector {
@@ -334,7 +349,8 @@ impl DateDetector {
             first_unused: 0,
             default_tz: None,
             zone: strptime::LocalZone::new(TimeZone::system()),
-            ascii: false,
+            feats: 0,
+            conv: ConvCache::default(),
         }
     }
 
@@ -415,6 +431,7 @@ impl DateDetector {
     /// optionally followed by `[+-]hh[[:]mm]`, or the offset alone. `None`
     /// means local time.
     pub fn set_timezone(&mut self, tz: Option<&str>) -> Result<(), DateError> {
+        self.conv.valid = false;
         self.default_tz = match tz {
             None => None,
             Some(tz) => {
@@ -427,6 +444,7 @@ impl DateDetector {
     /// Sets the zone "local time" means (the system zone by default); for
     /// tests and for daemons that must not depend on their environment.
     pub fn set_local_timezone(&mut self, tz: TimeZone) {
+        self.conv.valid = false;
         self.zone = strptime::LocalZone::new(tz);
     }
 
@@ -462,7 +480,7 @@ impl DateDetector {
     /// Like [`match_time`](Self::match_time), but also reports a template
     /// that matched without a usable time, as fail2ban's filter needs.
     pub fn find(&mut self, line: &str, now: f64) -> Option<DateFound> {
-        self.ascii = line.is_ascii();
+        self.feats = template::line_features(line);
         let cand = self.search(line)?;
         self.win(line, &cand, now);
         let idx = self.last_idx;
@@ -474,14 +492,29 @@ impl DateDetector {
         if e.locs_range != Some(cand.range) {
             // the winner was searched again since this match: redo it
             let (start, end) = cand.range;
-            e.tpl.search(&mut e.locs, line, start, end, self.ascii);
+            e.tpl.search(&mut e.locs, line, start, end, self.feats);
             e.locs_range = Some(cand.range);
         }
         let time = match self.zone.now(now) {
             Some(now) if !span.is_empty() => {
                 let e = &self.entries[idx];
-                e.tpl
-                    .time(&e.locs, line, self.default_tz, now, &mut self.zone)
+                let c = &mut self.conv;
+                let tpl = Arc::as_ptr(&e.tpl) as usize;
+                if e.tpl.time_key(&e.locs, line, &mut c.scratch) {
+                    if !(c.valid && c.tpl == tpl && c.now == now.local && c.key == c.scratch) {
+                        c.time = e
+                            .tpl
+                            .time(&e.locs, line, self.default_tz, now, &mut self.zone);
+                        c.tpl = tpl;
+                        c.now = now.local;
+                        std::mem::swap(&mut c.key, &mut c.scratch);
+                        c.valid = true;
+                    }
+                    c.time
+                } else {
+                    e.tpl
+                        .time(&e.locs, line, self.default_tz, now, &mut self.zone)
+                }
             }
             _ => None,
         };
@@ -494,7 +527,7 @@ impl DateDetector {
         let end = byte_idx(line, to).unwrap_or(line.len());
         let e = &mut self.entries[i];
         e.locs_range = None;
-        let hit = e.tpl.search(&mut e.locs, line, start, end, self.ascii)?;
+        let hit = e.tpl.search(&mut e.locs, line, start, end, self.feats)?;
         e.locs_range = Some((start, end));
         e.matched += 1;
         Some(Cand {

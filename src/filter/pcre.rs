@@ -484,6 +484,9 @@ pub struct MatchState {
 
 // SAFETY: the match data is owned exclusively; matching needs `&mut self`.
 unsafe impl Send for MatchState {}
+// SAFETY: through `&self` the match data is only read (`group`), and
+// writing it needs `&mut self`.
+unsafe impl Sync for MatchState {}
 
 impl std::fmt::Debug for MatchState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -47,6 +47,81 @@ enum Kind {
     Tai64n,
 }
 
+/// Line features ([`line_features`]): the line is all ASCII.
+pub(super) const ASCII: u8 = 1;
+/// A month abbreviation (any case) followed by a space.
+const MONTH_SPACE: u8 = 2;
+/// A digit, `-` or `/`, then a digit or a space.
+const DIGIT_SEP: u8 = 4;
+
+/// Default patterns whose every match holds `%b ` (a month abbreviation and
+/// a space): a line without one cannot match them.
+const NEED_MONTH_SPACE: [&str; 5] = [
+    r"(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+    r"(?:%a )?%b %d %ExY %k:%M:%S(?:\.%f)?",
+    r"%b %d, %ExY %I:%M:%S %p",
+    r"(?:%Z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+    r"(?:%z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+];
+/// Default patterns whose every match holds a digit, `-` or `/`, and a
+/// digit or space (`%d/%m`, `%m/%d`, `%m-%d`; `%d` may start with a space).
+const NEED_DIGIT_SEP: [&str; 3] = [
+    r"%d(?P<_sep>[-/])%m(?P=_sep)(?:%ExY|%Exy) %k:%M:%S",
+    r"%m/%d/%ExY:%H:%M:%S",
+    r"%m-%d-%ExY %k:%M:%S(?:\.%f)?",
+];
+
+/// What the template prefilters need to know about a line, found in one
+/// pass. Only ASCII lines get features: elsewhere caseless matching and
+/// Unicode digits make the shortcuts unsound, and nothing is ruled out.
+pub(super) fn line_features(line: &str) -> u8 {
+    let b = line.as_bytes();
+    if !b.is_ascii() {
+        return 0;
+    }
+    let mut f = ASCII;
+    for p in memchr::memchr_iter(b' ', b) {
+        if p >= 3 {
+            let m = [
+                b[p - 3].to_ascii_lowercase(),
+                b[p - 2].to_ascii_lowercase(),
+                b[p - 1].to_ascii_lowercase(),
+            ];
+            if MONTHS.contains(&&m[..]) {
+                f |= MONTH_SPACE;
+                break;
+            }
+        }
+    }
+    for p in memchr::memchr2_iter(b'-', b'/', b) {
+        if p >= 1
+            && b[p - 1].is_ascii_digit()
+            && b.get(p + 1)
+                .is_some_and(|&c| c.is_ascii_digit() || c == b' ')
+        {
+            f |= DIGIT_SEP;
+            break;
+        }
+    }
+    f
+}
+
+const MONTHS: [&[u8]; 12] = [
+    b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec",
+];
+
+/// The features a template's pattern needs (0: no prefilter).
+fn needs_for(pattern: &str) -> u8 {
+    let p = pattern.strip_prefix("{^LN-BEG}").unwrap_or(pattern);
+    if NEED_MONTH_SPACE.contains(&p) {
+        MONTH_SPACE
+    } else if NEED_DIGIT_SEP.contains(&p) {
+        DIGIT_SEP
+    } else {
+        0
+    }
+}
+
 /// A compiled date template.
 #[derive(Debug, Clone)]
 pub(super) struct Template {
@@ -63,6 +138,8 @@ pub(super) struct Template {
     /// What searches run (see `compile_matchers`).
     m_utf: Arc<SharedCode>,
     m_ascii: Option<Arc<SharedCode>>,
+    /// Line features every match needs ([`needs_for`]).
+    needs: u8,
     kind: Kind,
 }
 
@@ -348,10 +425,6 @@ fn compile_matchers(
     Ok((Arc::new(utf), ascii))
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// The word boundary fail2ban puts before a date, in PCRE2 syntax.
 const WORD_BOUNDARY: &str = r"(?=^|\b|\W)";
 
@@ -434,6 +507,7 @@ impl Template {
     ) -> Result<Template, DateError> {
         let re = compile(pattern.as_deref().unwrap_or(&name), &regex)?;
         let (m_utf, m_ascii) = compile_matchers(pattern.as_deref().unwrap_or(&name), &regex)?;
+        let needs = pattern.as_deref().map_or(0, needs_for);
         let kind = match kind {
             Kind::Pattern { .. } => Kind::Pattern {
                 fields: re
@@ -454,6 +528,7 @@ impl Template {
             weight: 1.0,
             m_utf,
             m_ascii,
+            needs,
             kind,
         })
     }
@@ -557,15 +632,19 @@ impl Template {
     }
 
     /// Searches `line[..end]` from `start` (byte offsets; a regex may look
-    /// behind `start`, never past `end`). `ascii`: the line is all ASCII.
+    /// behind `start`, never past `end`). `feats`: the line's
+    /// [`line_features`].
     pub(super) fn search(
         &self,
         locs: &mut MatchState,
         line: &str,
         start: usize,
         end: usize,
-        ascii: bool,
+        feats: u8,
     ) -> Option<Hit> {
+        if self.needs != 0 && feats & ASCII != 0 && feats & self.needs == 0 {
+            return None;
+        }
         let end = end.min(line.len());
         if start > end {
             return None;
@@ -588,14 +667,15 @@ impl Template {
             };
             let at_start =
                 start == 0 && (digits(0) || (subject.first() == Some(&b'[') && digits(1)));
-            if !at_start && !contains(&subject[start.saturating_sub(6)..], b"audit(") {
+            let from = start.saturating_sub(6);
+            if !at_start && memchr::memmem::find(&subject[from..], b"audit(").is_none() {
                 return None;
             }
         }
         // an engine error (JIT stack exhausted) counts as no date
         // Both regexes have the same groups, so they share `locs`.
         let re = match &self.m_ascii {
-            Some(a) if ascii => a,
+            Some(a) if feats & ASCII != 0 => a,
             _ => &self.m_utf,
         };
         let (s, e) = locs.search_at(re, text, start).ok()??;
@@ -603,6 +683,27 @@ impl Template {
             all: s..e,
             date: locs.group(1).map(|(s, e)| s..e),
         })
+    }
+
+    /// Writes what [`Template::time`] reads from the last search with
+    /// `locs` (each field's text) to `key`, so that a caller can reuse the
+    /// time converted for an equal key with the same `Now`. `false` for
+    /// templates whose time is not worth caching.
+    pub(super) fn time_key(&self, locs: &MatchState, line: &str, key: &mut Vec<u8>) -> bool {
+        let Kind::Pattern { fields } = &self.kind else {
+            return false;
+        };
+        key.clear();
+        for &(i, _) in fields {
+            match locs.group(i).and_then(|(s, e)| line.get(s..e)) {
+                Some(t) => {
+                    key.extend_from_slice(&(t.len() as u32).to_le_bytes());
+                    key.extend_from_slice(t.as_bytes());
+                }
+                None => key.extend_from_slice(&u32::MAX.to_le_bytes()),
+            }
+        }
+        true
     }
 
     /// The time the last search with `locs` stands for.
@@ -652,6 +753,49 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefiltered_patterns_are_defaults() {
+        for p in NEED_MONTH_SPACE.iter().chain(&NEED_DIGIT_SEP) {
+            assert!(super::super::DEFAULT_PATTERNS.contains(p), "{p}");
+        }
+    }
+
+    /// The prefilters only rule out lines the regex cannot match: each
+    /// template agrees with its regex run without them.
+    #[test]
+    fn prefilters_agree_with_the_regex() {
+        let lines = [
+            "Jan  5 10:00:00 host x",
+            "jan 15 10:00:00 host x",
+            "Oct/20 10:00:00 host x",
+            "x [20/Oct/2026:00:00:00 +0000] y",
+            "12/ 5/2026:10:00:00 z",
+            "12-05-2026 10:00:00 z",
+            "05/12/26 10:00:00 z",
+            "Sat Jan 12, 2026 1:00:00 PM",
+            "Jan 12, 2026 1:00:00 PM",
+            "CET Mon Jan  5 10:00:00 2026",
+            "+0100 Jan  5 10:00:00",
+            "nothing 1/x -/ 3- here",
+            "Jän 5 10:00:00 non-ASCII",
+        ];
+        let none = std::collections::HashMap::new();
+        for p in NEED_MONTH_SPACE.iter().chain(&NEED_DIGIT_SEP) {
+            for pat in [p.to_string(), format!("{{^LN-BEG}}{p}")] {
+                let ex_year = &super::super::DEFAULTS.ex_year;
+                let t = super::super::template_for(&pat, ex_year, &none).unwrap();
+                assert_ne!(t.needs, 0);
+                let mut locs = t.capture_locations();
+                for l in lines {
+                    let f = line_features(l);
+                    let fast = t.search(&mut locs, l, 0, l.len(), f).map(|h| h.all);
+                    let slow = t.search(&mut locs, l, 0, l.len(), 0).map(|h| h.all);
+                    assert_eq!(fast, slow, "{pat} on {l:?}");
+                }
+            }
+        }
+    }
 
     fn b(r: &str, begin: Begin, end: bool) -> (String, String, u8) {
         let mut name = r.to_owned();
