@@ -339,7 +339,8 @@ impl std::fmt::Debug for DateDetector {
 const UNUSED_TIME: f64 = 300.0;
 
 impl DateDetector {
-    fn empty() -> DateDetector {
+    /// A detector without templates (finds no dates).
+    pub(crate) fn empty() -> DateDetector {
         DateDetector {
             entries: Vec::new(),
             names: HashSet::new(),
@@ -480,7 +481,7 @@ impl DateDetector {
     /// Like [`match_time`](Self::match_time), but also reports a template
     /// that matched without a usable time, as fail2ban's filter needs.
     pub fn find(&mut self, line: &str, now: f64) -> Option<DateFound> {
-        self.feats = template::line_features(line);
+        self.feats = template::ascii_feature(line);
         let cand = self.search(line)?;
         self.win(line, &cand, now);
         let idx = self.last_idx;
@@ -492,7 +493,8 @@ impl DateDetector {
         if e.locs_range != Some(cand.range) {
             // the winner was searched again since this match: redo it
             let (start, end) = cand.range;
-            e.tpl.search(&mut e.locs, line, start, end, self.feats);
+            let f = template::features_for(&mut self.feats, &e.tpl, line);
+            e.tpl.search(&mut e.locs, line, start, end, f);
             e.locs_range = Some(cand.range);
         }
         let time = match self.zone.now(now) {
@@ -527,7 +529,8 @@ impl DateDetector {
         let end = byte_idx(line, to).unwrap_or(line.len());
         let e = &mut self.entries[i];
         e.locs_range = None;
-        let hit = e.tpl.search(&mut e.locs, line, start, end, self.feats)?;
+        let f = template::features_for(&mut self.feats, &e.tpl, line);
+        let hit = e.tpl.search(&mut e.locs, line, start, end, f)?;
         e.locs_range = Some((start, end));
         e.matched += 1;
         Some(Cand {

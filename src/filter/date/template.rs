@@ -53,6 +53,35 @@ pub(super) const ASCII: u8 = 1;
 const MONTH_SPACE: u8 = 2;
 /// A digit, `-` or `/`, then a digit or a space.
 const DIGIT_SEP: u8 = 4;
+/// Month-space was looked for.
+const SCANNED_MONTH: u8 = 0x40;
+/// Digit-separator was looked for.
+const SCANNED_SEP: u8 = 0x20;
+
+/// Line features as far as `tpl` needs them: ASCII is known from the
+/// start (`ascii_feature`), each other feature is scanned for once, on the
+/// first template that needs it.
+pub(super) fn features_for(feats: &mut u8, tpl: &Template, line: &str) -> u8 {
+    if tpl.needs == 0 || *feats & ASCII == 0 {
+        return *feats;
+    }
+    if tpl.needs & MONTH_SPACE != 0 && *feats & SCANNED_MONTH == 0 {
+        *feats |= SCANNED_MONTH | (month_space(line.as_bytes()) as u8 * MONTH_SPACE);
+    }
+    if tpl.needs & DIGIT_SEP != 0 && *feats & SCANNED_SEP == 0 {
+        *feats |= SCANNED_SEP | (digit_sep(line.as_bytes()) as u8 * DIGIT_SEP);
+    }
+    *feats
+}
+
+/// The feature a line starts with before any scan.
+pub(super) fn ascii_feature(line: &str) -> u8 {
+    if line.is_ascii() {
+        ASCII
+    } else {
+        0
+    }
+}
 
 /// Default patterns whose every match holds `%b ` (a month abbreviation and
 /// a space): a line without one cannot match them.
@@ -71,39 +100,38 @@ const NEED_DIGIT_SEP: [&str; 3] = [
     r"%m-%d-%ExY %k:%M:%S(?:\.%f)?",
 ];
 
-/// What the template prefilters need to know about a line, found in one
-/// pass. Only ASCII lines get features: elsewhere caseless matching and
-/// Unicode digits make the shortcuts unsound, and nothing is ruled out.
+/// Every feature of a line at once (the prefilter tests use it). Only
+/// ASCII lines get features: elsewhere caseless matching and Unicode digits
+/// make the shortcuts unsound, and nothing is ruled out.
+#[cfg(test)]
 pub(super) fn line_features(line: &str) -> u8 {
     let b = line.as_bytes();
     if !b.is_ascii() {
         return 0;
     }
-    let mut f = ASCII;
-    for p in memchr::memchr_iter(b' ', b) {
-        if p >= 3 {
+    ASCII | (month_space(b) as u8 * MONTH_SPACE) | (digit_sep(b) as u8 * DIGIT_SEP)
+}
+
+fn month_space(b: &[u8]) -> bool {
+    memchr::memchr_iter(b' ', b).any(|p| {
+        p >= 3 && {
             let m = [
                 b[p - 3].to_ascii_lowercase(),
                 b[p - 2].to_ascii_lowercase(),
                 b[p - 1].to_ascii_lowercase(),
             ];
-            if MONTHS.contains(&&m[..]) {
-                f |= MONTH_SPACE;
-                break;
-            }
+            MONTHS.contains(&&m[..])
         }
-    }
-    for p in memchr::memchr2_iter(b'-', b'/', b) {
-        if p >= 1
+    })
+}
+
+fn digit_sep(b: &[u8]) -> bool {
+    memchr::memchr2_iter(b'-', b'/', b).any(|p| {
+        p >= 1
             && b[p - 1].is_ascii_digit()
             && b.get(p + 1)
                 .is_some_and(|&c| c.is_ascii_digit() || c == b' ')
-        {
-            f |= DIGIT_SEP;
-            break;
-        }
-    }
-    f
+    })
 }
 
 const MONTHS: [&[u8]; 12] = [
@@ -650,9 +678,7 @@ impl Template {
             return None;
         }
         let subject = &line.as_bytes()[..end];
-        let Some(text) = line.get(..end) else {
-            return None;
-        };
+        let text = line.get(..end)?;
         if let Kind::Epoch { anywhere: true, .. } = self.kind {
             // PCRE2 cannot see that this regex only starts at three kinds
             // of places and tries each position of the line with its
