@@ -168,6 +168,8 @@ pub(super) struct Template {
     m_ascii: Option<Arc<SharedCode>>,
     /// Line features every match needs ([`needs_for`]).
     needs: u8,
+    /// `{^LN-BEG}` templates: bytes the date can start with.
+    line_start: Option<Box<[bool; 256]>>,
     kind: Kind,
 }
 
@@ -461,6 +463,46 @@ const WORD_BOUNDARY: &str = r"(?=^|\b|\W)";
 /// so it tries every position of the line; with the lookahead it skips to
 /// the next possible first byte. The lookahead only repeats what the date
 /// regex requires anyway: the template matches exactly the same text.
+/// The left boundary of `{^LN-BEG}` templates, in PCRE2 syntax.
+const LINE_BOUNDARY: &str = r"^(?:\W{0,2})?";
+
+/// For a template anchored by `{^LN-BEG}` (after global flags only, none
+/// of them multi-line): the bytes its date can start with. The date then
+/// starts at the line start or after one or two non-word characters, so a
+/// line whose first word character comes earlier than a possible first
+/// byte cannot match: answering that here saves a call into PCRE2 for most
+/// of these templates on most lines.
+fn line_start_bytes(pcre: &str) -> Option<Box<[bool; 256]>> {
+    let at = pcre.find(LINE_BOUNDARY)?;
+    let (flags, rest) = (&pcre[..at], &pcre[at + LINE_BOUNDARY.len()..]);
+    let only_flags = flags.split_inclusive(')').all(|f| {
+        f.strip_prefix("(?")
+            .and_then(|f| f.strip_suffix(')'))
+            .is_some_and(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphabetic()))
+    });
+    if !only_flags || flags.contains('m') || flags.contains('x') {
+        return None;
+    }
+    SharedCode::new(&format!("{flags}{rest}"), true)
+        .ok()?
+        .start_bytes()
+}
+
+/// Whether a line can hold a date that starts with one of `first` within
+/// its first three bytes, after non-word characters only. Non-ASCII bytes
+/// (Unicode word characters or not) leave the answer to PCRE2.
+fn may_start_line(line: &[u8], first: &[bool; 256]) -> bool {
+    for &b in line.iter().take(3) {
+        if first[usize::from(b)] || !b.is_ascii() {
+            return true;
+        }
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            return false;
+        }
+    }
+    false
+}
+
 fn with_start_class(pcre: &str, utf: bool) -> String {
     let Some(at) = pcre.find(WORD_BOUNDARY) else {
         return pcre.to_owned();
@@ -536,6 +578,7 @@ impl Template {
         let re = compile(pattern.as_deref().unwrap_or(&name), &regex)?;
         let (m_utf, m_ascii) = compile_matchers(pattern.as_deref().unwrap_or(&name), &regex)?;
         let needs = pattern.as_deref().map_or(0, needs_for);
+        let line_start = line_start_bytes(&to_pcre2(&regex));
         let kind = match kind {
             Kind::Pattern { .. } => Kind::Pattern {
                 fields: re
@@ -557,6 +600,7 @@ impl Template {
             m_utf,
             m_ascii,
             needs,
+            line_start,
             kind,
         })
     }
@@ -673,6 +717,11 @@ impl Template {
         if self.needs != 0 && feats & ASCII != 0 && feats & self.needs == 0 {
             return None;
         }
+        if let Some(first) = &self.line_start {
+            if start > 0 || !may_start_line(line.as_bytes(), first) {
+                return None;
+            }
+        }
         let end = end.min(line.len());
         if start > end {
             return None;
@@ -779,6 +828,47 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_start_prefilter_agrees_with_the_regex() {
+        let lines = [
+            "2026-01-05 10:00:00 x",
+            "[2026-01-05 10:00:00] x",
+            "[[2026-01-05 10:00:00 x",
+            "[[[2026-01-05 10:00:00 x",
+            "x2026-01-05 10:00:00",
+            "192.0.2.1 - - [20/Oct/2026:00:00:00 +0000]",
+            "Jan  5 10:00:00 host",
+            "<01/05/26@10:00:00> x",
+            "@4000000063f1e5b90a2e1c1c x",
+            " 1672531200 x",
+            "1672531200",
+            "",
+            "[",
+            "é2026-01-05 10:00:00",
+        ];
+        let none = std::collections::HashMap::new();
+        let ex_year = &super::super::DEFAULTS.ex_year;
+        let mut with_prefilter = 0;
+        for p in super::super::DEFAULT_PATTERNS {
+            let pat = if p.starts_with("{^LN-BEG}") {
+                p.to_string()
+            } else {
+                format!("{{^LN-BEG}}{p}")
+            };
+            let mut t = (*super::super::template_for(&pat, ex_year, &none).unwrap()).clone();
+            with_prefilter += usize::from(t.line_start.is_some());
+            let mut locs = t.capture_locations();
+            for l in lines {
+                let fast = t.search(&mut locs, l, 0, l.len(), 0).map(|h| h.all);
+                t.line_start = None;
+                let slow = t.search(&mut locs, l, 0, l.len(), 0).map(|h| h.all);
+                t.line_start = line_start_bytes(&to_pcre2(&t.regex));
+                assert_eq!(fast, slow, "{pat} on {l:?}");
+            }
+        }
+        assert!(with_prefilter >= 10, "{with_prefilter}");
+    }
 
     #[test]
     fn prefiltered_patterns_are_defaults() {
