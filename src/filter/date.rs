@@ -525,18 +525,31 @@ impl DateDetector {
 
     /// Runs template `i` on the line within char offsets `[from, to)`.
     fn try_template(&mut self, i: usize, line: &str, from: usize, to: usize) -> Option<Cand> {
-        let start = byte_idx(line, from).unwrap_or(line.len());
-        let end = byte_idx(line, to).unwrap_or(line.len());
+        // In an ASCII line chars are bytes: no need to count them.
+        let ascii = self.feats & template::ASCII != 0;
+        let (start, end) = if ascii {
+            (from.min(line.len()), to.min(line.len()))
+        } else {
+            (
+                byte_idx(line, from).unwrap_or(line.len()),
+                byte_idx(line, to).unwrap_or(line.len()),
+            )
+        };
         let e = &mut self.entries[i];
         e.locs_range = None;
         let f = template::features_for(&mut self.feats, &e.tpl, line);
         let hit = e.tpl.search(&mut e.locs, line, start, end, f)?;
         e.locs_range = Some((start, end));
         e.matched += 1;
+        let (dist, end_char) = if ascii {
+            (hit.all.start, hit.all.end)
+        } else {
+            (char_idx(line, hit.all.start), char_idx(line, hit.all.end))
+        };
         Some(Cand {
             idx: i,
-            dist: char_idx(line, hit.all.start),
-            end: char_idx(line, hit.all.end),
+            dist,
+            end: end_char,
             date: hit.date,
             all: hit.all,
             range: (start, end),

@@ -325,7 +325,13 @@ impl Regex {
     /// Searches `subject`. A match limit hit counts as no match, with a
     /// warning: a hostile line must not stall the filter.
     pub fn search(&mut self, subject: &str) -> bool {
-        match self.re.search(subject) {
+        self.search_known(subject, subject.is_ascii())
+    }
+
+    /// [`Regex::search`] when the caller already knows whether `subject`
+    /// is all ASCII (a filter tries many regexes on one buffer).
+    pub(crate) fn search_known(&mut self, subject: &str, ascii: bool) -> bool {
+        match self.re.search_known(subject, ascii) {
             Ok(m) => m,
             Err(MatchAbort::Limit) => {
                 tracing::warn!(

@@ -716,6 +716,7 @@ impl Filter {
         let org: &[Line] = org;
         join_lines(org, buf);
         let mut buf_valid = true;
+        let mut buf_ascii = buf.is_ascii();
 
         if !self.ignoreregex.is_empty()
             && self.ignoreregex.len() + 2 < self.failregex.len()
@@ -725,7 +726,7 @@ impl Filter {
         }
 
         if let Some(pre) = self.prefregex.as_mut() {
-            if !pre.search(buf) {
+            if !pre.search_known(buf, buf_ascii) {
                 return out;
             }
             out.prefregex_matched = true;
@@ -753,9 +754,10 @@ impl Filter {
             if !buf_valid {
                 join_lines(&self.buffer, buf);
                 buf_valid = true;
+                buf_ascii = buf.is_ascii();
             }
             let fr = self.failregex[idx].regex_mut();
-            if !fr.search(buf) {
+            if !fr.search_known(buf, buf_ascii) {
                 continue;
             }
             let groups = fr.groups_shared(buf);

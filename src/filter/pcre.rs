@@ -54,6 +54,11 @@ pub fn error_message(code: i32) -> String {
 /// A compiled, JIT-compiled pattern together with its matching state.
 pub struct Regex {
     code: *mut ffi::pcre2_code_8,
+    /// The same pattern compiled without UTF and Unicode properties (null
+    /// when there is none), for subjects that are all ASCII: there both
+    /// read every byte alike, and this one walks bytes instead of decoding
+    /// characters and needs no Unicode tables for `\s`, `\w`, `.`...
+    ascii_code: *mut ffi::pcre2_code_8,
     md: *mut ffi::pcre2_match_data_8,
     mctx: *mut ffi::pcre2_match_context_8,
     jit_stack: *mut ffi::pcre2_jit_stack_8,
@@ -131,12 +136,26 @@ impl Regex {
                 &mut erroff,
                 cctx,
             );
+            let ascii_code = if code.is_null() || !pattern.is_ascii() || pattern.contains("(*") {
+                ptr::null_mut()
+            } else {
+                let (mut e, mut o) = (0, 0usize);
+                ffi::pcre2_compile_8(
+                    pattern.as_ptr(),
+                    pattern.len(),
+                    opts & !(ffi::PCRE2_UTF | ffi::PCRE2_UCP),
+                    &mut e,
+                    &mut o,
+                    cctx,
+                )
+            };
             ffi::pcre2_compile_context_free_8(cctx);
             if code.is_null() {
                 return Err(format!("{} at offset {}", error_message(errcode), erroff));
             }
             let mut re = Regex {
                 code,
+                ascii_code,
                 md: ptr::null_mut(),
                 mctx: ptr::null_mut(),
                 jit_stack: ptr::null_mut(),
@@ -147,6 +166,28 @@ impl Regex {
                 min_len: 0,
             };
             re.jit = ffi::pcre2_jit_compile_8(code, ffi::PCRE2_JIT_COMPLETE) == 0;
+            if !re.ascii_code.is_null() {
+                // Only a JIT-compiled twin with the same groups is used.
+                let mut twin_count: u32 = 0;
+                let mut main_count: u32 = 0;
+                ffi::pcre2_pattern_info_8(
+                    re.ascii_code,
+                    ffi::PCRE2_INFO_CAPTURECOUNT,
+                    &mut twin_count as *mut u32 as *mut _,
+                );
+                ffi::pcre2_pattern_info_8(
+                    code,
+                    ffi::PCRE2_INFO_CAPTURECOUNT,
+                    &mut main_count as *mut u32 as *mut _,
+                );
+                if !re.jit
+                    || twin_count != main_count
+                    || ffi::pcre2_jit_compile_8(re.ascii_code, ffi::PCRE2_JIT_COMPLETE) != 0
+                {
+                    ffi::pcre2_code_free_8(re.ascii_code);
+                    re.ascii_code = ptr::null_mut();
+                }
+            }
             if !re.jit {
                 tracing::debug!(pattern, "PCRE2 JIT unavailable, using the interpreter");
             }
@@ -214,6 +255,13 @@ impl Regex {
     /// Searches `subject` from its start. On a match the offsets are
     /// available through [`Regex::group`] until the next call.
     pub fn search(&mut self, subject: &str) -> Result<bool, MatchAbort> {
+        self.search_known(subject, !self.ascii_code.is_null() && subject.is_ascii())
+    }
+
+    /// [`Regex::search`], told whether `subject` is all ASCII (`ascii` must
+    /// be exactly `subject.is_ascii()`).
+    pub fn search_known(&mut self, subject: &str, ascii: bool) -> Result<bool, MatchAbort> {
+        debug_assert!(!ascii || subject.is_ascii());
         // Both checks only answer "no match" where PCRE2 would too: a match
         // has at least `min_len` characters, each at least one byte.
         if subject.len() < self.min_len {
@@ -228,10 +276,15 @@ impl Regex {
         // SAFETY: subject is valid UTF-8 (it is a &str), so skipping PCRE2's
         // UTF check is sound; md and mctx belong to this pattern.
         // The JIT entry point skips the interpreter's option checks.
+        let code = if ascii && !self.ascii_code.is_null() {
+            self.ascii_code
+        } else {
+            self.code
+        };
         let rc = unsafe {
             if self.jit {
                 ffi::pcre2_jit_match_8(
-                    self.code,
+                    code,
                     subject.as_ptr(),
                     subject.len(),
                     0,
@@ -386,6 +439,9 @@ impl Drop for Regex {
                 ffi::pcre2_jit_stack_free_8(self.jit_stack);
             }
             ffi::pcre2_code_free_8(self.code);
+            if !self.ascii_code.is_null() {
+                ffi::pcre2_code_free_8(self.ascii_code);
+            }
         }
     }
 }

@@ -113,14 +113,12 @@ pub(super) fn line_features(line: &str) -> u8 {
 }
 
 fn month_space(b: &[u8]) -> bool {
+    // `| 0x20` lower-cases ASCII letters and turns no other byte into one,
+    // and month names are all letters.
     memchr::memchr_iter(b' ', b).any(|p| {
         p >= 3 && {
-            let m = [
-                b[p - 3].to_ascii_lowercase(),
-                b[p - 2].to_ascii_lowercase(),
-                b[p - 1].to_ascii_lowercase(),
-            ];
-            MONTHS.contains(&&m[..])
+            let m = u32::from_le_bytes([b[p - 3] | 0x20, b[p - 2] | 0x20, b[p - 1] | 0x20, 0]);
+            MONTHS.contains(&m)
         }
     })
 }
@@ -134,9 +132,16 @@ fn digit_sep(b: &[u8]) -> bool {
     })
 }
 
-const MONTHS: [&[u8]; 12] = [
-    b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec",
-];
+const MONTHS: [u32; 12] = {
+    let names = *b"janfebmaraprmayjunjulaugsepoctnovdec";
+    let mut m = [0u32; 12];
+    let mut i = 0;
+    while i < 12 {
+        m[i] = u32::from_le_bytes([names[3 * i], names[3 * i + 1], names[3 * i + 2], 0]);
+        i += 1;
+    }
+    m
+};
 
 /// The features a template's pattern needs (0: no prefilter).
 fn needs_for(pattern: &str) -> u8 {
