@@ -691,6 +691,39 @@ mod tests {
         assert!(re.search("é").unwrap());
     }
 
+    /// On ASCII subjects the byte-mode twin answers as the UTF regex does.
+    #[test]
+    fn ascii_twin_agrees_with_utf() {
+        let pats = [
+            r"^\s*(?:\S+ )?sshd(?:\[\d+\])?:\s+(?P<c>.+)$",
+            r"\bfor (?P<u>\w+) from (?P<h>[\d.]+)\b",
+            r"(?i)^failed [[:alpha:]]+ (?P<x>\W+)",
+            r"(?<=a)b\Bc|\p{Lu}\d",
+        ];
+        let subjects = [
+            "host sshd[12]: Failed password for root from 1.2.3.4 port 22",
+            " sshd: x",
+            "FAILED Password --",
+            "abc Z9",
+            "",
+            "tab\there\x0b\x0c\r",
+        ];
+        for p in pats {
+            let mut re = Regex::new(p, CompileFlags::default(), Limits::default()).unwrap();
+            assert!(!re.ascii_code.is_null(), "{p}");
+            for s in subjects {
+                let fast = re.search_known(s, true).unwrap();
+                let fast_groups: Vec<_> = (0..=re.group_count()).map(|i| re.group(i)).collect();
+                let slow = re.search_known(s, false).unwrap();
+                let slow_groups: Vec<_> = (0..=re.group_count()).map(|i| re.group(i)).collect();
+                assert_eq!((fast, fast_groups), (slow, slow_groups), "{p} on {s:?}");
+            }
+        }
+        // Not built from a non-ASCII pattern.
+        let re = Regex::new("é+", CompileFlags::default(), Limits::default()).unwrap();
+        assert!(re.ascii_code.is_null());
+    }
+
     #[test]
     fn bad_pattern_is_an_error() {
         let e = Regex::new("(a", CompileFlags::default(), Limits::default()).unwrap_err();
