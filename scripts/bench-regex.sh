@@ -58,6 +58,12 @@ summary() { grep '^Lines:' "$work/out"; }
 
 stamp=$(date -u +%Y-%m-%d)
 result=benches/results/$stamp-$(hostname -s)-regex.md
+# Never overwrite an earlier record of the same day.
+n=2
+while [ -e "$result" ]; do
+    result=benches/results/$stamp-$(hostname -s)-regex-$n.md
+    n=$((n + 1))
+done
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 rows=()
 status=0

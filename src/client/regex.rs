@@ -5,13 +5,15 @@
 use std::borrow::Cow;
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::mpsc;
 use std::time::Instant;
 
 use indexmap::IndexMap;
 
 use crate::config::options::extract_options;
 use crate::config::{read_filter, stream::py_repr, FilterSource, PyValue};
-use crate::filter::{Failure, Filter, FilterOptions, UseDns};
+use crate::filter::date::DateFound;
+use crate::filter::{DateDetector, Failure, Filter, FilterOptions, UseDns};
 
 const USAGE: &str = "Usage: fail3ban-regex [OPTIONS] <LOG> <REGEX> [IGNOREREGEX]
 
@@ -656,6 +658,124 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Something to report about the log while reading it, in line order.
+#[derive(Debug, Clone, Copy)]
+enum ReadNote {
+    /// A line was cut at `MAX_LINE`.
+    Long,
+    /// A line did not decode (reported once per file).
+    Decode,
+}
+
+/// Reads a log the way fail2ban-regex does: line by line, a last line
+/// without its newline left unread, overlong lines cut, invalid bytes
+/// replaced. `each` gets each line (newline kept) with the notes to report
+/// before it, and returns whether to go on.
+fn read_log(
+    path: &str,
+    latin1: bool,
+    mut each: impl FnMut(&str, &[ReadNote]) -> io::Result<bool>,
+) -> Result<(), Fatal> {
+    let f = std::fs::File::open(path).map_err(|e| Fatal(format!("{e}")))?;
+    let mut r = io::BufReader::with_capacity(1 << 20, f);
+    let mut buf = Vec::with_capacity(4096);
+    let mut decode_warned = false;
+    let mut notes = Vec::new();
+    loop {
+        buf.clear();
+        notes.clear();
+        let n = (&mut r)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut buf)
+            .map_err(io_fatal)?;
+        if n == 0 {
+            break;
+        }
+        // fail2ban-regex waits for the end of a line: a last
+        // line without one is not read (it may still be written).
+        if n < MAX_LINE && !matches!(buf.last(), Some(b'\n' | b'\r')) {
+            break;
+        }
+        if n == MAX_LINE && buf.last() != Some(&b'\n') {
+            notes.push(ReadNote::Long);
+            // Skip the rest of the oversized line.
+            let mut rest = Vec::new();
+            r.read_until(b'\n', &mut rest).map_err(io_fatal)?;
+        }
+        let (line, clean) = decode(&buf, latin1);
+        if !clean && !decode_warned {
+            // Once per file, like fail2ban: the rest would flood.
+            decode_warned = true;
+            notes.push(ReadNote::Decode);
+        }
+        if !each(&line, &notes).map_err(io_fatal)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Lines read and dated ahead of the filter, with the notes between them.
+#[derive(Default)]
+struct Batch {
+    text: String,
+    items: Vec<Item>,
+}
+
+enum Item {
+    Note(ReadNote),
+    Line {
+        start: usize,
+        end: usize,
+        found: Option<DateFound>,
+        now: f64,
+    },
+}
+
+/// Lines per batch: enough to make the hand-over between threads cheap.
+const BATCH: usize = 512;
+
+/// The reading thread: reads and dates each line the filter would look at
+/// (the same lines, in the same order, with the same clock reads as the
+/// filter would do itself) and sends them on in batches. Stops when the
+/// receiver is gone. Gives the detector back.
+fn read_and_date(
+    path: &str,
+    latin1: bool,
+    mut dates: DateDetector,
+    tx: mpsc::SyncSender<Batch>,
+    free: mpsc::Receiver<Batch>,
+) -> (DateDetector, Result<(), Fatal>) {
+    let mut batch = Batch::default();
+    let read = read_log(path, latin1, |line, notes| {
+        batch.items.extend(notes.iter().map(|&n| Item::Note(n)));
+        let line = line.trim_end_matches(['\r', '\n']);
+        if !(line.starts_with('#') || line.is_empty()) {
+            let now = now();
+            let found = dates.find(line, now);
+            let start = batch.text.len();
+            batch.text.push_str(line);
+            batch.items.push(Item::Line {
+                start,
+                end: batch.text.len(),
+                found,
+                now,
+            });
+        }
+        if batch.items.len() >= BATCH {
+            let next = free.try_recv().unwrap_or_default();
+            if tx.send(std::mem::replace(&mut batch, next)).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    });
+    if !batch.items.is_empty() {
+        let _ = tx.send(batch);
+    }
+    (dates, read)
+}
+
 impl Tool<'_> {
     fn process(&mut self, filter: &mut Filter, source: Source) -> Result<(), Fatal> {
         let t0 = Instant::now();
@@ -664,9 +784,19 @@ impl Tool<'_> {
             "latin-1" | "latin1" | "iso-8859-1"
         );
         let out_fmt = self.opts.out.clone();
+        // Only -o and -v read a failure's matches and groups.
+        filter.set_lean_failures(out_fmt.is_none() && self.opts.verbose == 0);
         let mut printed: Vec<String> = Vec::new();
         let multiline = filter.options().maxlines > 1;
-        let mut handle = |tool: &mut Tool, line: &str| -> io::Result<()> {
+        // Reading and dating run on a second thread when there is a core
+        // for it; the filter then gets lines already dated, in order.
+        let pipelined = matches!(source, Source::File(_))
+            && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+        let dates = pipelined.then(|| filter.take_dates());
+        let mut handle = |tool: &mut Tool,
+                          line: &str,
+                          dated: Option<(Option<DateFound>, f64)>|
+         -> io::Result<()> {
             let line = line.trim_end_matches(['\r', '\n']);
             if line.starts_with('#') || line.is_empty() {
                 return Ok(());
@@ -677,7 +807,10 @@ impl Tool<'_> {
                 Vec::new()
             };
             let full = before.len() >= filter.options().maxlines;
-            let outcome = filter.process_line_outcome(line, now());
+            let outcome = match dated {
+                Some((found, now)) => filter.process_found(line, found, now),
+                None => filter.process_line_outcome(line, now()),
+            };
             let ignored = outcome.is_ignored();
             let real: Vec<&Failure> = outcome.failures.iter().filter(|f| !f.nofail).collect();
             if let Some(fmt) = &out_fmt {
@@ -776,49 +909,69 @@ impl Tool<'_> {
             tool.stats.tested += 1;
             Ok(())
         };
-        match source {
-            Source::Lines(lines) => {
+        let encoding = self.opts.encoding.clone();
+        let emit = |note: ReadNote, path: &str| match note {
+            ReadNote::Long => tracing::warn!("line longer than {MAX_LINE} bytes cut in {path}"),
+            ReadNote::Decode => {
+                tracing::warn!("Error decoding line from '{path}' with '{encoding}'.")
+            }
+        };
+        let mut dates_back = None;
+        match (source, dates) {
+            (Source::Lines(lines), _) => {
                 for l in lines {
-                    handle(self, &l).map_err(io_fatal)?;
+                    handle(self, &l, None).map_err(io_fatal)?;
                 }
             }
-            Source::File(path) => {
-                let f = std::fs::File::open(&path).map_err(|e| Fatal(format!("{e}")))?;
-                let mut r = io::BufReader::with_capacity(1 << 20, f);
-                let mut buf = Vec::with_capacity(4096);
-                let mut decode_warned = false;
-                loop {
-                    buf.clear();
-                    let n = (&mut r)
-                        .take(MAX_LINE as u64)
-                        .read_until(b'\n', &mut buf)
-                        .map_err(io_fatal)?;
-                    if n == 0 {
-                        break;
+            (Source::File(path), None) => {
+                read_log(&path, latin1, |line, notes| {
+                    for &n in notes {
+                        emit(n, &path);
                     }
-                    // fail2ban-regex waits for the end of a line: a last
-                    // line without one is not read (it may still be written).
-                    if n < MAX_LINE && !matches!(buf.last(), Some(b'\n' | b'\r')) {
-                        break;
-                    }
-                    if n == MAX_LINE && buf.last() != Some(&b'\n') {
-                        tracing::warn!("line longer than {MAX_LINE} bytes cut in {path}");
-                        // Skip the rest of the oversized line.
-                        let mut rest = Vec::new();
-                        r.read_until(b'\n', &mut rest).map_err(io_fatal)?;
-                    }
-                    let (line, clean) = decode(&buf, latin1);
-                    if !clean && !decode_warned {
-                        // Once per file, like fail2ban: the rest would flood.
-                        decode_warned = true;
-                        tracing::warn!(
-                            "Error decoding line from '{path}' with '{}'.",
-                            self.opts.encoding
-                        );
-                    }
-                    handle(self, &line).map_err(io_fatal)?;
-                }
+                    handle(self, line, None)?;
+                    Ok(true)
+                })?;
             }
+            (Source::File(path), Some(dates)) => {
+                let (dates, read) = std::thread::scope(|s| -> (DateDetector, Result<(), Fatal>) {
+                    let (tx, rx) = mpsc::sync_channel::<Batch>(4);
+                    let (free_tx, free_rx) = mpsc::channel::<Batch>();
+                    let p = path.as_str();
+                    let reader = s.spawn(move || read_and_date(p, latin1, dates, tx, free_rx));
+                    let mut res = Ok(());
+                    'batches: for mut b in rx {
+                        for item in b.items.drain(..) {
+                            let r = match item {
+                                Item::Note(n) => {
+                                    emit(n, &path);
+                                    Ok(())
+                                }
+                                Item::Line {
+                                    start,
+                                    end,
+                                    found,
+                                    now,
+                                } => handle(self, &b.text[start..end], Some((found, now))),
+                            };
+                            if let Err(e) = r {
+                                res = Err(io_fatal(e));
+                                break 'batches;
+                            }
+                        }
+                        b.text.clear();
+                        let _ = free_tx.send(b);
+                    }
+                    match reader.join() {
+                        Ok((dates, read)) => (dates, res.and(read)),
+                        Err(p) => std::panic::resume_unwind(p),
+                    }
+                });
+                dates_back = Some(dates);
+                read?;
+            }
+        }
+        if let Some(d) = dates_back {
+            filter.put_dates(d);
         }
         self.elapsed = t0.elapsed().as_secs_f64();
         Ok(())

@@ -42,7 +42,6 @@ use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
 use jiff::tz::TimeZone;
-use pcre2::bytes::CaptureLocations;
 
 use template::{Template, LINE_BEGIN, LINE_END};
 
@@ -116,7 +115,7 @@ pub enum DateError {
 }
 
 /// fail2ban's default templates, in its order.
-const DEFAULT_PATTERNS: [&str; 17] = [
+pub(super) const DEFAULT_PATTERNS: [&str; 17] = [
     r"%ExY(?P<_sep>[-/.])%m(?P=_sep)%d(?:T|  ?)%H:%M:%S(?:[.,]%f)?(?:\s*%z)?",
     r"(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
     r"(?:%a )?%b %d %ExY %k:%M:%S(?:\.%f)?",
@@ -252,7 +251,7 @@ fn replace_date(pre: &str, with: &str) -> String {
 
 struct Entry {
     tpl: Arc<Template>,
-    locs: CaptureLocations,
+    locs: crate::filter::pcre::MatchState,
     /// Lines won.
     hits: u64,
     /// Successful searches, won or not (fail2ban's `template.hits`).
@@ -308,6 +307,23 @@ pub struct DateDetector {
     first_unused: usize,
     default_tz: Option<i32>,
     zone: strptime::LocalZone,
+    /// Features of the line being searched (set by `find`).
+    feats: u8,
+    /// The last pattern time converted: consecutive lines mostly carry the
+    /// same date, and strptime's work is a good part of a line's cost.
+    conv: ConvCache,
+}
+
+/// Template (by address), local `now` seconds and field texts of the last
+/// conversion, and its result.
+#[derive(Default)]
+struct ConvCache {
+    tpl: usize,
+    now: i64,
+    key: Vec<u8>,
+    time: Option<f64>,
+    valid: bool,
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for DateDetector {
@@ -323,7 +339,8 @@ impl std::fmt::Debug for DateDetector {
 const UNUSED_TIME: f64 = 300.0;
 
 impl DateDetector {
-    fn empty() -> DateDetector {
+    /// A detector without templates (finds no dates).
+    pub(crate) fn empty() -> DateDetector {
         DateDetector {
             entries: Vec::new(),
             names: HashSet::new(),
@@ -333,6 +350,8 @@ impl DateDetector {
             first_unused: 0,
             default_tz: None,
             zone: strptime::LocalZone::new(TimeZone::system()),
+            feats: 0,
+            conv: ConvCache::default(),
         }
     }
 
@@ -413,6 +432,7 @@ impl DateDetector {
     /// optionally followed by `[+-]hh[[:]mm]`, or the offset alone. `None`
     /// means local time.
     pub fn set_timezone(&mut self, tz: Option<&str>) -> Result<(), DateError> {
+        self.conv.valid = false;
         self.default_tz = match tz {
             None => None,
             Some(tz) => {
@@ -425,6 +445,7 @@ impl DateDetector {
     /// Sets the zone "local time" means (the system zone by default); for
     /// tests and for daemons that must not depend on their environment.
     pub fn set_local_timezone(&mut self, tz: TimeZone) {
+        self.conv.valid = false;
         self.zone = strptime::LocalZone::new(tz);
     }
 
@@ -460,6 +481,7 @@ impl DateDetector {
     /// Like [`match_time`](Self::match_time), but also reports a template
     /// that matched without a usable time, as fail2ban's filter needs.
     pub fn find(&mut self, line: &str, now: f64) -> Option<DateFound> {
+        self.feats = template::ascii_feature(line);
         let cand = self.search(line)?;
         self.win(line, &cand, now);
         let idx = self.last_idx;
@@ -471,14 +493,30 @@ impl DateDetector {
         if e.locs_range != Some(cand.range) {
             // the winner was searched again since this match: redo it
             let (start, end) = cand.range;
-            e.tpl.search(&mut e.locs, line, start, end);
+            let f = template::features_for(&mut self.feats, &e.tpl, line);
+            e.tpl.search(&mut e.locs, line, start, end, f);
             e.locs_range = Some(cand.range);
         }
         let time = match self.zone.now(now) {
             Some(now) if !span.is_empty() => {
                 let e = &self.entries[idx];
-                e.tpl
-                    .time(&e.locs, line, self.default_tz, now, &mut self.zone)
+                let c = &mut self.conv;
+                let tpl = Arc::as_ptr(&e.tpl) as usize;
+                if e.tpl.time_key(&e.locs, line, &mut c.scratch) {
+                    if !(c.valid && c.tpl == tpl && c.now == now.local && c.key == c.scratch) {
+                        c.time = e
+                            .tpl
+                            .time(&e.locs, line, self.default_tz, now, &mut self.zone);
+                        c.tpl = tpl;
+                        c.now = now.local;
+                        std::mem::swap(&mut c.key, &mut c.scratch);
+                        c.valid = true;
+                    }
+                    c.time
+                } else {
+                    e.tpl
+                        .time(&e.locs, line, self.default_tz, now, &mut self.zone)
+                }
             }
             _ => None,
         };
@@ -487,17 +525,31 @@ impl DateDetector {
 
     /// Runs template `i` on the line within char offsets `[from, to)`.
     fn try_template(&mut self, i: usize, line: &str, from: usize, to: usize) -> Option<Cand> {
-        let start = byte_idx(line, from).unwrap_or(line.len());
-        let end = byte_idx(line, to).unwrap_or(line.len());
+        // In an ASCII line chars are bytes: no need to count them.
+        let ascii = self.feats & template::ASCII != 0;
+        let (start, end) = if ascii {
+            (from.min(line.len()), to.min(line.len()))
+        } else {
+            (
+                byte_idx(line, from).unwrap_or(line.len()),
+                byte_idx(line, to).unwrap_or(line.len()),
+            )
+        };
         let e = &mut self.entries[i];
         e.locs_range = None;
-        let hit = e.tpl.search(&mut e.locs, line, start, end)?;
+        let f = template::features_for(&mut self.feats, &e.tpl, line);
+        let hit = e.tpl.search(&mut e.locs, line, start, end, f)?;
         e.locs_range = Some((start, end));
         e.matched += 1;
+        let (dist, end_char) = if ascii {
+            (hit.all.start, hit.all.end)
+        } else {
+            (char_idx(line, hit.all.start), char_idx(line, hit.all.end))
+        };
         Some(Cand {
             idx: i,
-            dist: char_idx(line, hit.all.start),
-            end: char_idx(line, hit.all.end),
+            dist,
+            end: end_char,
             date: hit.date,
             all: hit.all,
             range: (start, end),

@@ -4,6 +4,8 @@
 //! The expansions are fail2ban's own, character for character, so that the
 //! same lines match and the same text lands in the same group.
 
+use std::sync::Arc;
+
 use super::pcre::{self, Limits, MatchAbort};
 use super::pyre;
 use super::FilterError;
@@ -219,7 +221,8 @@ pub struct Regex {
     expanded: String,
     re: pcre::Regex,
     /// Named groups in name order (fail2ban sorts alt/tuple names).
-    names: Vec<(String, usize)>,
+    /// Shared names: a failure's groups are keyed by them without copying.
+    names: Vec<(Arc<str>, usize)>,
     /// `alt_user_1` -> `user` merges, sorted by group name.
     alts: Vec<(usize, String)>,
     /// `tuple_id_1` -> `id` combinations, sorted by group name.
@@ -249,8 +252,11 @@ impl Regex {
                 message,
             }
         })?;
-        let mut names: Vec<(String, usize)> =
-            re.names().iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut names: Vec<(Arc<str>, usize)> = re
+            .names()
+            .iter()
+            .map(|(k, v)| (Arc::from(k.as_str()), *v))
+            .collect();
         names.sort();
         let get = |n: &str| re.names().get(n).copied();
         let mut skiplines = Vec::new();
@@ -319,7 +325,13 @@ impl Regex {
     /// Searches `subject`. A match limit hit counts as no match, with a
     /// warning: a hostile line must not stall the filter.
     pub fn search(&mut self, subject: &str) -> bool {
-        match self.re.search(subject) {
+        self.search_known(subject, subject.is_ascii())
+    }
+
+    /// [`Regex::search`] when the caller already knows whether `subject`
+    /// is all ASCII (a filter tries many regexes on one buffer).
+    pub(crate) fn search_known(&mut self, subject: &str, ascii: bool) -> bool {
+        match self.re.search_known(subject, ascii) {
             Ok(m) => m,
             Err(MatchAbort::Limit) => {
                 tracing::warn!(
@@ -363,7 +375,7 @@ impl Regex {
         let pos = |k: &str| {
             self.names
                 .iter()
-                .find(|(n, _)| n == k)
+                .find(|(n, _)| &**n == k)
                 .map_or(usize::MAX, |(_, i)| *i)
         };
         g.sort_by_key(|(k, _)| pos(k));
@@ -375,25 +387,33 @@ impl Regex {
     /// first non-empty `alt_user*` fills an empty `user`) and tuples
     /// combined.
     pub fn groups(&self, subject: &str) -> Vec<(String, Option<String>)> {
-        let mut g: Vec<(String, Option<String>)> = self
+        self.groups_shared(subject)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+
+    /// [`Regex::groups`] with the names shared rather than copied.
+    pub(crate) fn groups_shared(&self, subject: &str) -> Vec<(Arc<str>, Option<String>)> {
+        let mut g: Vec<(Arc<str>, Option<String>)> = self
             .names
             .iter()
             .map(|(n, i)| {
                 (
-                    n.clone(),
+                    Arc::clone(n),
                     self.group_at(subject, Some(*i)).map(str::to_string),
                 )
             })
             .collect();
-        fn get<'a>(g: &'a [(String, Option<String>)], n: &str) -> Option<&'a str> {
+        fn get<'a>(g: &'a [(Arc<str>, Option<String>)], n: &str) -> Option<&'a str> {
             g.iter()
-                .find(|(k, _)| k == n)
+                .find(|(k, _)| &**k == n)
                 .and_then(|(_, v)| v.as_deref())
         }
-        fn set(g: &mut Vec<(String, Option<String>)>, n: &str, v: String) {
-            match g.iter_mut().find(|(k, _)| k == n) {
+        fn set(g: &mut Vec<(Arc<str>, Option<String>)>, n: &str, v: String) {
+            match g.iter_mut().find(|(k, _)| &**k == n) {
                 Some(e) => e.1 = Some(v),
-                None => g.push((n.to_string(), Some(v))),
+                None => g.push((Arc::from(n), Some(v))),
             }
         }
         for (idx, target) in &self.alts {

@@ -180,6 +180,14 @@ impl TupleLine {
             d: before.len() + date.len(),
         }
     }
+    fn set(&mut self, before: &str, date: &str, after: &str) {
+        self.text.clear();
+        self.text.push_str(before);
+        self.text.push_str(date);
+        self.text.push_str(after);
+        self.b = before.len();
+        self.d = before.len() + date.len();
+    }
     fn push_undated(&self, out: &mut String) {
         out.push_str(&self.text[..self.b]);
         out.push_str(&self.text[self.d..]);
@@ -218,7 +226,7 @@ fn join_lines(lines: &[Line], out: &mut String) {
 /// Failure data as fail2ban keeps it in a dict while merging.
 #[derive(Debug, Clone, Default)]
 struct FailData {
-    groups: BTreeMap<String, String>,
+    groups: BTreeMap<Arc<str>, String>,
     users: Option<BTreeSet<String>>,
     matches: Vec<Line>,
     nofail_matches: Vec<Line>,
@@ -273,7 +281,9 @@ const MLFID_MAX_TIME: f64 = 300.0;
 impl MlfidCache {
     fn position(&self, k: &str) -> Option<usize> {
         let h = key_hash(k);
-        self.entries.iter().position(|e| e.3 == h && e.0 == k)
+        // Keys are unique, so searching from the back finds the same entry;
+        // the ids of live sessions were mostly set recently.
+        self.entries.iter().rposition(|e| e.3 == h && e.0 == k)
     }
     fn get(&mut self, k: &str, now: f64) -> Option<&mut FailData> {
         let pos = self.position(k)?;
@@ -348,6 +358,7 @@ pub struct Filter {
     next_no_time_warn: f64,
     next_sim_time_warn: f64,
     next_old_warn: f64,
+    lean: bool,
 }
 
 impl std::fmt::Debug for Filter {
@@ -407,6 +418,7 @@ impl Filter {
             next_no_time_warn: f64::MIN,
             next_sim_time_warn: f64::MIN,
             next_old_warn: f64::MIN,
+            lean: false,
         })
     }
 
@@ -434,6 +446,15 @@ impl Filter {
     /// log) rather than from a backlog read at start.
     pub fn set_in_operation(&mut self, on: bool) {
         self.opts.in_operation = on;
+    }
+
+    /// Lean failures carry no `matches`, `data` or `users` (left empty);
+    /// everything else, and what the filter remembers between lines, stays
+    /// the same. For callers that only count failures (fail3ban-regex
+    /// without `-o` or `-v`): copying those out for each failure costs more
+    /// than finding it.
+    pub fn set_lean_failures(&mut self, on: bool) {
+        self.lean = on;
     }
 
     /// The date detector, with its templates' hit counts.
@@ -468,11 +489,37 @@ impl Filter {
 
     /// Like [`Filter::process_line`], with what fail2ban-regex reports.
     pub fn process_line_outcome(&mut self, line: &str, now: f64) -> LineOutcome {
+        let found = self.dates.find(line, now);
+        self.process_found(line, found, now)
+    }
+
+    /// Takes the date detector out, so that another thread can date lines
+    /// ahead of [`Filter::process_found`]; put it back with
+    /// [`Filter::put_dates`] before reading its hits.
+    pub fn take_dates(&mut self) -> DateDetector {
+        std::mem::replace(&mut self.dates, DateDetector::empty())
+    }
+
+    /// Puts back a detector taken with [`Filter::take_dates`].
+    pub fn put_dates(&mut self, dates: DateDetector) {
+        self.dates = dates;
+    }
+
+    /// Like [`Filter::process_line_outcome`], with the line already dated:
+    /// `found` is what this filter's detector (see [`Filter::take_dates`])
+    /// answered for the line and `now`. Lines must come in the order they
+    /// were dated.
+    pub fn process_found(
+        &mut self,
+        line: &str,
+        found: Option<date::DateFound>,
+        now: f64,
+    ) -> LineOutcome {
         let mut tuple: (&str, &str, &str) = ("", "", line);
         let mut date = None;
         let mut last_text_tuple = false;
         let mut no_date = false;
-        match self.dates.find(line, now) {
+        match found {
             Some(m) if m.span.start < m.span.end && line.get(m.span.clone()).is_some() => {
                 let (s, e) = (m.span.start, m.span.end);
                 tuple = (&line[..s], &line[s..e], &line[e..]);
@@ -547,12 +594,30 @@ impl Filter {
                 };
             }
         }
+        let last_text = std::mem::take(&mut self.last_time_text);
         let tl = if last_text_tuple {
-            TupleLine::new("", &self.last_time_text, line)
+            self.new_line("", &last_text, line)
         } else {
-            TupleLine::new(tuple.0, tuple.1, tuple.2)
+            self.new_line(tuple.0, tuple.1, tuple.2)
         };
-        self.find_failure(Arc::new(tl), date, no_date, now)
+        self.last_time_text = last_text;
+        self.find_failure(tl, date, no_date, now)
+    }
+
+    /// A buffered line. With one line buffered, the previous line's
+    /// allocation is reused when nothing else holds it: `find_failure`
+    /// drops it from the buffer anyway.
+    fn new_line(&mut self, before: &str, date: &str, after: &str) -> Line {
+        if self.opts.maxlines == 1 && self.buffer.len() == 1 {
+            if let Some(mut l) = self.buffer.pop() {
+                if let Some(t) = Arc::get_mut(&mut l) {
+                    t.set(before, date, after);
+                    return l;
+                }
+                self.buffer.push(l);
+            }
+        }
+        Arc::new(TupleLine::new(before, date, after))
     }
 
     /// Processes a line whose time is already known (the journal): `before`,
@@ -651,6 +716,7 @@ impl Filter {
         let org: &[Line] = org;
         join_lines(org, buf);
         let mut buf_valid = true;
+        let mut buf_ascii = buf.is_ascii();
 
         if !self.ignoreregex.is_empty()
             && self.ignoreregex.len() + 2 < self.failregex.len()
@@ -660,7 +726,7 @@ impl Filter {
         }
 
         if let Some(pre) = self.prefregex.as_mut() {
-            if !pre.search(buf) {
+            if !pre.search_known(buf, buf_ascii) {
                 return out;
             }
             out.prefregex_matched = true;
@@ -688,12 +754,13 @@ impl Filter {
             if !buf_valid {
                 join_lines(&self.buffer, buf);
                 buf_valid = true;
+                buf_ascii = buf.is_ascii();
             }
             let fr = self.failregex[idx].regex_mut();
-            if !fr.search(buf) {
+            if !fr.search_known(buf, buf_ascii) {
                 continue;
             }
-            let groups = fr.groups(buf);
+            let groups = fr.groups_shared(buf);
             let (matched, unmatched) = matched_lines(fr, buf, org);
             if !self.ignoreregex.is_empty()
                 && self.ignore_line(buf, Some((&matched, &unmatched)), &mut out)
@@ -725,8 +792,8 @@ impl Filter {
             }
             let mut fail = FailData::default();
             if let Some(pre) = self.prefregex.as_ref() {
-                for (k, v) in pre.groups(pre_buf) {
-                    if let (Some(v), false) = (v, k == "content") {
+                for (k, v) in pre.groups_shared(pre_buf) {
+                    if let (Some(v), false) = (v, &*k == "content") {
                         fail.groups.insert(k, v);
                     }
                 }
@@ -810,16 +877,29 @@ impl Filter {
                     .map(Some)
                     .collect(),
             };
+            let nofail = fail.truthy("nofail");
             for fid in fids {
+                let (matches, data, users) = if self.lean {
+                    Default::default()
+                } else {
+                    (
+                        fail.matches.iter().map(|l| l.text.clone()).collect(),
+                        fail.groups
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.clone()))
+                            .collect(),
+                        fail.users.clone().unwrap_or_default(),
+                    )
+                };
                 out.failures.push(Failure {
                     failregex: idx,
                     fid,
                     ip: fail.ip.clone(),
                     time: date.unwrap_or(now),
-                    matches: fail.matches.iter().map(|l| l.text.clone()).collect(),
-                    data: fail.groups.clone(),
-                    users: fail.users.clone().unwrap_or_default(),
-                    nofail: fail.truthy("nofail"),
+                    matches,
+                    data,
+                    users,
+                    nofail,
                 });
             }
             if let (true, Some(m)) = (linked, &mlfid) {

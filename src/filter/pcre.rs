@@ -62,6 +62,11 @@ const LONG_SUBJECT: usize = 4096;
 /// A compiled, JIT-compiled pattern together with its matching state.
 pub struct Regex {
     code: *mut ffi::pcre2_code_8,
+    /// The same pattern compiled without UTF and Unicode properties (null
+    /// when there is none), for subjects that are all ASCII: there both
+    /// read every byte alike, and this one walks bytes instead of decoding
+    /// characters and needs no Unicode tables for `\s`, `\w`, `.`...
+    ascii_code: *mut ffi::pcre2_code_8,
     md: *mut ffi::pcre2_match_data_8,
     mctx: *mut ffi::pcre2_match_context_8,
     jit_stack: *mut ffi::pcre2_jit_stack_8,
@@ -139,12 +144,26 @@ impl Regex {
                 &mut erroff,
                 cctx,
             );
+            let ascii_code = if code.is_null() || !pattern.is_ascii() || pattern.contains("(*") {
+                ptr::null_mut()
+            } else {
+                let (mut e, mut o) = (0, 0usize);
+                ffi::pcre2_compile_8(
+                    pattern.as_ptr(),
+                    pattern.len(),
+                    opts & !(ffi::PCRE2_UTF | ffi::PCRE2_UCP),
+                    &mut e,
+                    &mut o,
+                    cctx,
+                )
+            };
             ffi::pcre2_compile_context_free_8(cctx);
             if code.is_null() {
                 return Err(format!("{} at offset {}", error_message(errcode), erroff));
             }
             let mut re = Regex {
                 code,
+                ascii_code,
                 md: ptr::null_mut(),
                 mctx: ptr::null_mut(),
                 jit_stack: ptr::null_mut(),
@@ -155,6 +174,28 @@ impl Regex {
                 min_len: 0,
             };
             re.jit = ffi::pcre2_jit_compile_8(code, ffi::PCRE2_JIT_COMPLETE) == 0;
+            if !re.ascii_code.is_null() {
+                // Only a JIT-compiled twin with the same groups is used.
+                let mut twin_count: u32 = 0;
+                let mut main_count: u32 = 0;
+                ffi::pcre2_pattern_info_8(
+                    re.ascii_code,
+                    ffi::PCRE2_INFO_CAPTURECOUNT,
+                    &mut twin_count as *mut u32 as *mut _,
+                );
+                ffi::pcre2_pattern_info_8(
+                    code,
+                    ffi::PCRE2_INFO_CAPTURECOUNT,
+                    &mut main_count as *mut u32 as *mut _,
+                );
+                if !re.jit
+                    || twin_count != main_count
+                    || ffi::pcre2_jit_compile_8(re.ascii_code, ffi::PCRE2_JIT_COMPLETE) != 0
+                {
+                    ffi::pcre2_code_free_8(re.ascii_code);
+                    re.ascii_code = ptr::null_mut();
+                }
+            }
             if !re.jit {
                 tracing::debug!(pattern, "PCRE2 JIT unavailable, using the interpreter");
             }
@@ -222,6 +263,13 @@ impl Regex {
     /// Searches `subject` from its start. On a match the offsets are
     /// available through [`Regex::group`] until the next call.
     pub fn search(&mut self, subject: &str) -> Result<bool, MatchAbort> {
+        self.search_known(subject, !self.ascii_code.is_null() && subject.is_ascii())
+    }
+
+    /// [`Regex::search`], told whether `subject` is all ASCII (`ascii` must
+    /// be exactly `subject.is_ascii()`).
+    pub fn search_known(&mut self, subject: &str, ascii: bool) -> Result<bool, MatchAbort> {
+        debug_assert!(!ascii || subject.is_ascii());
         // Both checks only answer "no match" where PCRE2 would too: a match
         // has at least `min_len` characters, each at least one byte.
         if subject.len() < self.min_len {
@@ -236,10 +284,15 @@ impl Regex {
         // SAFETY: subject is valid UTF-8 (it is a &str), so skipping PCRE2's
         // UTF check is sound; md and mctx belong to this pattern.
         // The JIT entry point skips the interpreter's option checks.
+        let code = if ascii && !self.ascii_code.is_null() {
+            self.ascii_code
+        } else {
+            self.code
+        };
         let rc = unsafe {
             if self.jit && subject.len() <= LONG_SUBJECT {
                 ffi::pcre2_jit_match_8(
-                    self.code,
+                    code,
                     subject.as_ptr(),
                     subject.len(),
                     0,
@@ -394,7 +447,206 @@ impl Drop for Regex {
                 ffi::pcre2_jit_stack_free_8(self.jit_stack);
             }
             ffi::pcre2_code_free_8(self.code);
+            if !self.ascii_code.is_null() {
+                ffi::pcre2_code_free_8(self.ascii_code);
+            }
         }
+    }
+}
+
+/// A compiled, JIT-compiled pattern that threads may share (date templates
+/// live in a process-wide list); the matching state is a [`MatchState`]
+/// owned by each user. Matching goes straight to the JIT entry point: the
+/// `pcre2` crate's path checks options and the subject's UTF-8 on every
+/// call, which costs more than a failed anchored match itself.
+pub struct SharedCode {
+    code: *mut ffi::pcre2_code_8,
+    jit: bool,
+    group_count: usize,
+}
+
+// SAFETY: a compiled (and JIT-compiled) pattern is read-only; PCRE2
+// documents it as shareable between threads. The pointer is owned.
+unsafe impl Send for SharedCode {}
+// SAFETY: as above, nothing mutates the code after construction.
+unsafe impl Sync for SharedCode {}
+
+impl std::fmt::Debug for SharedCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCode")
+            .field("jit", &self.jit)
+            .field("groups", &self.group_count)
+            .finish()
+    }
+}
+
+impl SharedCode {
+    /// Compiles `pattern` (PCRE2 syntax, newlines LF), in UTF mode with
+    /// Unicode properties when `utf`, else byte by byte with ASCII classes.
+    pub fn new(pattern: &str, utf: bool) -> Result<SharedCode, String> {
+        let opts = if utf {
+            ffi::PCRE2_UTF | ffi::PCRE2_UCP
+        } else {
+            0
+        };
+        let mut errcode = 0;
+        let mut erroff = 0usize;
+        // SAFETY: pointers are valid or null as PCRE2 allows; the code is
+        // freed in Drop.
+        unsafe {
+            let code = ffi::pcre2_compile_8(
+                pattern.as_ptr(),
+                pattern.len(),
+                opts,
+                &mut errcode,
+                &mut erroff,
+                ptr::null_mut(),
+            );
+            if code.is_null() {
+                return Err(format!("{} at offset {}", error_message(errcode), erroff));
+            }
+            let jit = ffi::pcre2_jit_compile_8(code, ffi::PCRE2_JIT_COMPLETE) == 0;
+            let mut count: u32 = 0;
+            ffi::pcre2_pattern_info_8(
+                code,
+                ffi::PCRE2_INFO_CAPTURECOUNT,
+                &mut count as *mut u32 as *mut _,
+            );
+            Ok(SharedCode {
+                code,
+                jit,
+                group_count: count as usize,
+            })
+        }
+    }
+
+    /// Number of capture groups (not counting the whole match).
+    pub fn group_count(&self) -> usize {
+        self.group_count
+    }
+
+    /// The bytes any match must start with, when PCRE2 can tell.
+    pub fn start_bytes(&self) -> Option<Box<[bool; 256]>> {
+        // SAFETY: code is a valid compiled pattern owned by self.
+        unsafe { first_bytes(self.code) }
+    }
+}
+
+impl Drop for SharedCode {
+    fn drop(&mut self) {
+        // SAFETY: created by PCRE2, freed once.
+        unsafe { ffi::pcre2_code_free_8(self.code) }
+    }
+}
+
+/// Match data for searches with a [`SharedCode`] of at most `groups`
+/// capture groups.
+pub struct MatchState {
+    md: *mut ffi::pcre2_match_data_8,
+    groups: usize,
+}
+
+// SAFETY: the match data is owned exclusively; matching needs `&mut self`.
+unsafe impl Send for MatchState {}
+// SAFETY: through `&self` the match data is only read (`group`), and
+// writing it needs `&mut self`.
+unsafe impl Sync for MatchState {}
+
+impl std::fmt::Debug for MatchState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatchState")
+            .field("groups", &self.groups)
+            .finish()
+    }
+}
+
+impl MatchState {
+    /// Room for `groups` capture groups plus the whole match.
+    pub fn new(groups: usize) -> MatchState {
+        let pairs = u32::try_from(groups + 1).unwrap_or(u32::MAX);
+        // SAFETY: a null general context means malloc/free.
+        let md = unsafe { ffi::pcre2_match_data_create_8(pairs, ptr::null_mut()) };
+        assert!(!md.is_null(), "out of memory");
+        MatchState { md, groups }
+    }
+
+    /// Searches `subject` from byte `start` (a char boundary; the regex may
+    /// look behind it). Returns the whole match; groups are then available
+    /// through [`MatchState::group`]. Compiled-in limits (`(*LIMIT_MATCH=)`)
+    /// apply; the JIT uses its default machine stack, as the `pcre2` crate
+    /// does.
+    pub fn search_at(
+        &mut self,
+        code: &SharedCode,
+        subject: &str,
+        start: usize,
+    ) -> Result<Option<(usize, usize)>, MatchAbort> {
+        if start > subject.len() || code.group_count > self.groups {
+            return Ok(None);
+        }
+        // SAFETY: subject is valid UTF-8 (a &str) and start is within it,
+        // so skipping the UTF check is sound; md has room for every group
+        // of code (checked above).
+        let rc = unsafe {
+            if code.jit {
+                ffi::pcre2_jit_match_8(
+                    code.code,
+                    subject.as_ptr(),
+                    subject.len(),
+                    start,
+                    0,
+                    self.md,
+                    ptr::null_mut(),
+                )
+            } else {
+                ffi::pcre2_match_8(
+                    code.code,
+                    subject.as_ptr(),
+                    subject.len(),
+                    start,
+                    ffi::PCRE2_NO_UTF_CHECK,
+                    self.md,
+                    ptr::null_mut(),
+                )
+            }
+        };
+        if rc >= 0 {
+            return Ok(self.group(0));
+        }
+        match rc {
+            ffi::PCRE2_ERROR_NOMATCH => Ok(None),
+            ffi::PCRE2_ERROR_MATCHLIMIT
+            | ffi::PCRE2_ERROR_JIT_STACKLIMIT
+            | ffi::PCRE2_ERROR_DEPTHLIMIT
+            | ffi::PCRE2_ERROR_HEAPLIMIT => Err(MatchAbort::Limit),
+            rc => Err(MatchAbort::Other(rc)),
+        }
+    }
+
+    /// Byte span of group `i` (0 = whole match) of the last successful
+    /// search.
+    pub fn group(&self, i: usize) -> Option<(usize, usize)> {
+        if i > self.groups {
+            return None;
+        }
+        // SAFETY: the ovector has groups + 1 pairs.
+        unsafe {
+            let ov = ffi::pcre2_get_ovector_pointer_8(self.md);
+            let s = *ov.add(2 * i);
+            let e = *ov.add(2 * i + 1);
+            if s == ffi::PCRE2_UNSET {
+                None
+            } else {
+                Some((s, e))
+            }
+        }
+    }
+}
+
+impl Drop for MatchState {
+    fn drop(&mut self) {
+        // SAFETY: created by PCRE2, freed once.
+        unsafe { ffi::pcre2_match_data_free_8(self.md) }
     }
 }
 
@@ -445,6 +697,39 @@ mod tests {
         assert!(re.search("a\nb").unwrap());
         let mut re = Regex::new(r"^(?:é|x)", flags, Limits::default()).unwrap();
         assert!(re.search("é").unwrap());
+    }
+
+    /// On ASCII subjects the byte-mode twin answers as the UTF regex does.
+    #[test]
+    fn ascii_twin_agrees_with_utf() {
+        let pats = [
+            r"^\s*(?:\S+ )?sshd(?:\[\d+\])?:\s+(?P<c>.+)$",
+            r"\bfor (?P<u>\w+) from (?P<h>[\d.]+)\b",
+            r"(?i)^failed [[:alpha:]]+ (?P<x>\W+)",
+            r"(?<=a)b\Bc|\p{Lu}\d",
+        ];
+        let subjects = [
+            "host sshd[12]: Failed password for root from 1.2.3.4 port 22",
+            " sshd: x",
+            "FAILED Password --",
+            "abc Z9",
+            "",
+            "tab\there\x0b\x0c\r",
+        ];
+        for p in pats {
+            let mut re = Regex::new(p, CompileFlags::default(), Limits::default()).unwrap();
+            assert!(!re.ascii_code.is_null(), "{p}");
+            for s in subjects {
+                let fast = re.search_known(s, true).unwrap();
+                let fast_groups: Vec<_> = (0..=re.group_count()).map(|i| re.group(i)).collect();
+                let slow = re.search_known(s, false).unwrap();
+                let slow_groups: Vec<_> = (0..=re.group_count()).map(|i| re.group(i)).collect();
+                assert_eq!((fast, fast_groups), (slow, slow_groups), "{p} on {s:?}");
+            }
+        }
+        // Not built from a non-ASCII pattern.
+        let re = Regex::new("é+", CompileFlags::default(), Limits::default()).unwrap();
+        assert!(re.ascii_code.is_null());
     }
 
     #[test]

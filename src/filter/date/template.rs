@@ -4,7 +4,11 @@
 
 use std::ops::Range;
 
-use pcre2::bytes::{CaptureLocations, Regex, RegexBuilder};
+use std::sync::Arc;
+
+use pcre2::bytes::{Regex, RegexBuilder};
+
+use crate::filter::pcre::{MatchState, SharedCode};
 
 use super::pyre::to_pcre2;
 use super::strptime::{self, Field, Fields, LocalZone, Now};
@@ -43,6 +47,114 @@ enum Kind {
     Tai64n,
 }
 
+/// Line features ([`line_features`]): the line is all ASCII.
+pub(super) const ASCII: u8 = 1;
+/// A month abbreviation (any case) followed by a space.
+const MONTH_SPACE: u8 = 2;
+/// A digit, `-` or `/`, then a digit or a space.
+const DIGIT_SEP: u8 = 4;
+/// Month-space was looked for.
+const SCANNED_MONTH: u8 = 0x40;
+/// Digit-separator was looked for.
+const SCANNED_SEP: u8 = 0x20;
+
+/// Line features as far as `tpl` needs them: ASCII is known from the
+/// start (`ascii_feature`), each other feature is scanned for once, on the
+/// first template that needs it.
+pub(super) fn features_for(feats: &mut u8, tpl: &Template, line: &str) -> u8 {
+    if tpl.needs == 0 || *feats & ASCII == 0 {
+        return *feats;
+    }
+    if tpl.needs & MONTH_SPACE != 0 && *feats & SCANNED_MONTH == 0 {
+        *feats |= SCANNED_MONTH | (month_space(line.as_bytes()) as u8 * MONTH_SPACE);
+    }
+    if tpl.needs & DIGIT_SEP != 0 && *feats & SCANNED_SEP == 0 {
+        *feats |= SCANNED_SEP | (digit_sep(line.as_bytes()) as u8 * DIGIT_SEP);
+    }
+    *feats
+}
+
+/// The feature a line starts with before any scan.
+pub(super) fn ascii_feature(line: &str) -> u8 {
+    if line.is_ascii() {
+        ASCII
+    } else {
+        0
+    }
+}
+
+/// Default patterns whose every match holds `%b ` (a month abbreviation and
+/// a space): a line without one cannot match them.
+const NEED_MONTH_SPACE: [&str; 5] = [
+    r"(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+    r"(?:%a )?%b %d %ExY %k:%M:%S(?:\.%f)?",
+    r"%b %d, %ExY %I:%M:%S %p",
+    r"(?:%Z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+    r"(?:%z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+];
+/// Default patterns whose every match holds a digit, `-` or `/`, and a
+/// digit or space (`%d/%m`, `%m/%d`, `%m-%d`; `%d` may start with a space).
+const NEED_DIGIT_SEP: [&str; 3] = [
+    r"%d(?P<_sep>[-/])%m(?P=_sep)(?:%ExY|%Exy) %k:%M:%S",
+    r"%m/%d/%ExY:%H:%M:%S",
+    r"%m-%d-%ExY %k:%M:%S(?:\.%f)?",
+];
+
+/// Every feature of a line at once (the prefilter tests use it). Only
+/// ASCII lines get features: elsewhere caseless matching and Unicode digits
+/// make the shortcuts unsound, and nothing is ruled out.
+#[cfg(test)]
+pub(super) fn line_features(line: &str) -> u8 {
+    let b = line.as_bytes();
+    if !b.is_ascii() {
+        return 0;
+    }
+    ASCII | (month_space(b) as u8 * MONTH_SPACE) | (digit_sep(b) as u8 * DIGIT_SEP)
+}
+
+fn month_space(b: &[u8]) -> bool {
+    // `| 0x20` lower-cases ASCII letters and turns no other byte into one,
+    // and month names are all letters.
+    memchr::memchr_iter(b' ', b).any(|p| {
+        p >= 3 && {
+            let m = u32::from_le_bytes([b[p - 3] | 0x20, b[p - 2] | 0x20, b[p - 1] | 0x20, 0]);
+            MONTHS.contains(&m)
+        }
+    })
+}
+
+fn digit_sep(b: &[u8]) -> bool {
+    memchr::memchr2_iter(b'-', b'/', b).any(|p| {
+        p >= 1
+            && b[p - 1].is_ascii_digit()
+            && b.get(p + 1)
+                .is_some_and(|&c| c.is_ascii_digit() || c == b' ')
+    })
+}
+
+const MONTHS: [u32; 12] = {
+    let names = *b"janfebmaraprmayjunjulaugsepoctnovdec";
+    let mut m = [0u32; 12];
+    let mut i = 0;
+    while i < 12 {
+        m[i] = u32::from_le_bytes([names[3 * i], names[3 * i + 1], names[3 * i + 2], 0]);
+        i += 1;
+    }
+    m
+};
+
+/// The features a template's pattern needs (0: no prefilter).
+fn needs_for(pattern: &str) -> u8 {
+    let p = pattern.strip_prefix("{^LN-BEG}").unwrap_or(pattern);
+    if NEED_MONTH_SPACE.contains(&p) {
+        MONTH_SPACE
+    } else if NEED_DIGIT_SEP.contains(&p) {
+        DIGIT_SEP
+    } else {
+        0
+    }
+}
+
 /// A compiled date template.
 #[derive(Debug, Clone)]
 pub(super) struct Template {
@@ -56,7 +168,13 @@ pub(super) struct Template {
     /// 100 for the line-anchored copies of the default templates, so that
     /// they bubble up first.
     pub weight: f64,
-    re: Regex,
+    /// What searches run (see `compile_matchers`).
+    m_utf: Arc<SharedCode>,
+    m_ascii: Option<Arc<SharedCode>>,
+    /// Line features every match needs ([`needs_for`]).
+    needs: u8,
+    /// `{^LN-BEG}` templates: bytes the date can start with.
+    line_start: Option<Box<[bool; 256]>>,
     kind: Kind,
 }
 
@@ -287,14 +405,15 @@ fn bound(regex: &str, begin: Begin, end: bool, name: &mut String) -> (String, u8
 /// match-limit setter, hence the inline start option).
 const MATCH_LIMIT: u32 = 100_000;
 
+/// The pattern as fail2ban's users see it fail: compiled through the `pcre2`
+/// crate for its error and group names (matching uses `compile_matchers`).
 fn compile(pattern: &str, regex: &str) -> Result<Regex, DateError> {
     RegexBuilder::new()
         .utf(true)
         .ucp(true)
-        .jit_if_available(true)
         .build(&format!(
             "(*LIMIT_MATCH={MATCH_LIMIT}){}",
-            with_start_class(&to_pcre2(regex))
+            with_start_class(&to_pcre2(regex), true)
         ))
         .map_err(|source| DateError::Regex {
             pattern: pattern.to_owned(),
@@ -303,8 +422,42 @@ fn compile(pattern: &str, regex: &str) -> Result<Regex, DateError> {
         })
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// The regexes a template matches with: the pattern as compiled above
+/// (UTF, Unicode properties), and a byte-mode copy for lines that are all
+/// ASCII, where both read every byte alike and the copy needs no Unicode
+/// tables for `\b`, `\d` or `\w`. The copy is only made from an ASCII
+/// pattern; anything it cannot take stays on the UTF regex.
+fn compile_matchers(
+    pattern: &str,
+    regex: &str,
+) -> Result<(Arc<SharedCode>, Option<Arc<SharedCode>>), DateError> {
+    let pcre = to_pcre2(regex);
+    let utf = SharedCode::new(
+        &format!(
+            "(*LIMIT_MATCH={MATCH_LIMIT}){}",
+            with_start_class(&pcre, true)
+        ),
+        true,
+    )
+    .map_err(|reason| DateError::Pattern {
+        pattern: pattern.to_owned(),
+        reason,
+    })?;
+    let ascii = if pcre.is_ascii() && !pcre.contains("(*") {
+        SharedCode::new(
+            &format!(
+                "(*LIMIT_MATCH={MATCH_LIMIT}){}",
+                with_start_class(&pcre, false)
+            ),
+            false,
+        )
+        .ok()
+        .filter(|a| a.group_count() == utf.group_count())
+        .map(Arc::new)
+    } else {
+        None
+    };
+    Ok((Arc::new(utf), ascii))
 }
 
 /// The word boundary fail2ban puts before a date, in PCRE2 syntax.
@@ -315,7 +468,47 @@ const WORD_BOUNDARY: &str = r"(?=^|\b|\W)";
 /// so it tries every position of the line; with the lookahead it skips to
 /// the next possible first byte. The lookahead only repeats what the date
 /// regex requires anyway: the template matches exactly the same text.
-fn with_start_class(pcre: &str) -> String {
+/// The left boundary of `{^LN-BEG}` templates, in PCRE2 syntax.
+const LINE_BOUNDARY: &str = r"^(?:\W{0,2})?";
+
+/// For a template anchored by `{^LN-BEG}` (after global flags only, none
+/// of them multi-line): the bytes its date can start with. The date then
+/// starts at the line start or after one or two non-word characters, so a
+/// line whose first word character comes earlier than a possible first
+/// byte cannot match: answering that here saves a call into PCRE2 for most
+/// of these templates on most lines.
+fn line_start_bytes(pcre: &str) -> Option<Box<[bool; 256]>> {
+    let at = pcre.find(LINE_BOUNDARY)?;
+    let (flags, rest) = (&pcre[..at], &pcre[at + LINE_BOUNDARY.len()..]);
+    let only_flags = flags.split_inclusive(')').all(|f| {
+        f.strip_prefix("(?")
+            .and_then(|f| f.strip_suffix(')'))
+            .is_some_and(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphabetic()))
+    });
+    if !only_flags || flags.contains('m') || flags.contains('x') {
+        return None;
+    }
+    SharedCode::new(&format!("{flags}{rest}"), true)
+        .ok()?
+        .start_bytes()
+}
+
+/// Whether a line can hold a date that starts with one of `first` within
+/// its first three bytes, after non-word characters only. Non-ASCII bytes
+/// (Unicode word characters or not) leave the answer to PCRE2.
+fn may_start_line(line: &[u8], first: &[bool; 256]) -> bool {
+    for &b in line.iter().take(3) {
+        if first[usize::from(b)] || !b.is_ascii() {
+            return true;
+        }
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            return false;
+        }
+    }
+    false
+}
+
+fn with_start_class(pcre: &str, utf: bool) -> String {
     let Some(at) = pcre.find(WORD_BOUNDARY) else {
         return pcre.to_owned();
     };
@@ -345,7 +538,11 @@ fn with_start_class(pcre: &str) -> String {
     }
     if set[0x80..].iter().any(|&s| s) {
         // In UTF mode these are lead bytes: allow every non-ASCII char.
-        class.push_str("\\x{80}-\\x{10ffff}");
+        class.push_str(if utf {
+            "\\x{80}-\\x{10ffff}"
+        } else {
+            "\\x{80}-\\x{ff}"
+        });
     }
     if class.is_empty() {
         return pcre.to_owned();
@@ -384,6 +581,9 @@ impl Template {
         kind: Kind,
     ) -> Result<Template, DateError> {
         let re = compile(pattern.as_deref().unwrap_or(&name), &regex)?;
+        let (m_utf, m_ascii) = compile_matchers(pattern.as_deref().unwrap_or(&name), &regex)?;
+        let needs = pattern.as_deref().map_or(0, needs_for);
+        let line_start = line_start_bytes(&to_pcre2(&regex));
         let kind = match kind {
             Kind::Pattern { .. } => Kind::Pattern {
                 fields: re
@@ -402,7 +602,10 @@ impl Template {
             regex,
             flags,
             weight: 1.0,
-            re,
+            m_utf,
+            m_ascii,
+            needs,
+            line_start,
             kind,
         })
     }
@@ -501,24 +704,35 @@ impl Template {
         Template::new(name, None, regex, flags, Kind::Tai64n)
     }
 
-    pub(super) fn capture_locations(&self) -> CaptureLocations {
-        self.re.capture_locations()
+    pub(super) fn capture_locations(&self) -> MatchState {
+        MatchState::new(self.m_utf.group_count())
     }
 
     /// Searches `line[..end]` from `start` (byte offsets; a regex may look
-    /// behind `start`, never past `end`).
+    /// behind `start`, never past `end`). `feats`: the line's
+    /// [`line_features`].
     pub(super) fn search(
         &self,
-        locs: &mut CaptureLocations,
+        locs: &mut MatchState,
         line: &str,
         start: usize,
         end: usize,
+        feats: u8,
     ) -> Option<Hit> {
+        if self.needs != 0 && feats & ASCII != 0 && feats & self.needs == 0 {
+            return None;
+        }
+        if let Some(first) = &self.line_start {
+            if start > 0 || !may_start_line(line.as_bytes(), first) {
+                return None;
+            }
+        }
         let end = end.min(line.len());
         if start > end {
             return None;
         }
         let subject = &line.as_bytes()[..end];
+        let text = line.get(..end)?;
         if let Kind::Epoch { anywhere: true, .. } = self.kind {
             // PCRE2 cannot see that this regex only starts at three kinds
             // of places and tries each position of the line with its
@@ -533,28 +747,55 @@ impl Template {
             };
             let at_start =
                 start == 0 && (digits(0) || (subject.first() == Some(&b'[') && digits(1)));
-            if !at_start && !contains(&subject[start.saturating_sub(6)..], b"audit(") {
+            let from = start.saturating_sub(6);
+            if !at_start && memchr::memmem::find(&subject[from..], b"audit(").is_none() {
                 return None;
             }
         }
         // an engine error (JIT stack exhausted) counts as no date
-        let m = self.re.captures_read_at(locs, subject, start).ok()??;
+        // Both regexes have the same groups, so they share `locs`.
+        let re = match &self.m_ascii {
+            Some(a) if feats & ASCII != 0 => a,
+            _ => &self.m_utf,
+        };
+        let (s, e) = locs.search_at(re, text, start).ok()??;
         Some(Hit {
-            all: m.start()..m.end(),
-            date: locs.get(1).map(|(s, e)| s..e),
+            all: s..e,
+            date: locs.group(1).map(|(s, e)| s..e),
         })
+    }
+
+    /// Writes what [`Template::time`] reads from the last search with
+    /// `locs` (each field's text) to `key`, so that a caller can reuse the
+    /// time converted for an equal key with the same `Now`. `false` for
+    /// templates whose time is not worth caching.
+    pub(super) fn time_key(&self, locs: &MatchState, line: &str, key: &mut Vec<u8>) -> bool {
+        let Kind::Pattern { fields } = &self.kind else {
+            return false;
+        };
+        key.clear();
+        for &(i, _) in fields {
+            match locs.group(i).and_then(|(s, e)| line.get(s..e)) {
+                Some(t) => {
+                    key.extend_from_slice(&(t.len() as u32).to_le_bytes());
+                    key.extend_from_slice(t.as_bytes());
+                }
+                None => key.extend_from_slice(&u32::MAX.to_le_bytes()),
+            }
+        }
+        true
     }
 
     /// The time the last search with `locs` stands for.
     pub(super) fn time(
         &self,
-        locs: &CaptureLocations,
+        locs: &MatchState,
         line: &str,
         default_tz: Option<i32>,
         now: Now,
         zone: &mut LocalZone,
     ) -> Option<f64> {
-        let text = |i: usize| locs.get(i).and_then(|(s, e)| line.get(s..e));
+        let text = |i: usize| locs.group(i).and_then(|(s, e)| line.get(s..e));
         match &self.kind {
             Kind::Pattern { fields } => {
                 let mut f = Fields::new();
@@ -592,6 +833,90 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_start_prefilter_agrees_with_the_regex() {
+        let lines = [
+            "2026-01-05 10:00:00 x",
+            "[2026-01-05 10:00:00] x",
+            "[[2026-01-05 10:00:00 x",
+            "[[[2026-01-05 10:00:00 x",
+            "x2026-01-05 10:00:00",
+            "192.0.2.1 - - [20/Oct/2026:00:00:00 +0000]",
+            "Jan  5 10:00:00 host",
+            "<01/05/26@10:00:00> x",
+            "@4000000063f1e5b90a2e1c1c x",
+            " 1672531200 x",
+            "1672531200",
+            "",
+            "[",
+            "é2026-01-05 10:00:00",
+        ];
+        let none = std::collections::HashMap::new();
+        let ex_year = &super::super::DEFAULTS.ex_year;
+        let mut with_prefilter = 0;
+        for p in super::super::DEFAULT_PATTERNS {
+            let pat = if p.starts_with("{^LN-BEG}") {
+                p.to_string()
+            } else {
+                format!("{{^LN-BEG}}{p}")
+            };
+            let mut t = (*super::super::template_for(&pat, ex_year, &none).unwrap()).clone();
+            with_prefilter += usize::from(t.line_start.is_some());
+            let mut locs = t.capture_locations();
+            for l in lines {
+                let fast = t.search(&mut locs, l, 0, l.len(), 0).map(|h| h.all);
+                t.line_start = None;
+                let slow = t.search(&mut locs, l, 0, l.len(), 0).map(|h| h.all);
+                t.line_start = line_start_bytes(&to_pcre2(&t.regex));
+                assert_eq!(fast, slow, "{pat} on {l:?}");
+            }
+        }
+        assert!(with_prefilter >= 10, "{with_prefilter}");
+    }
+
+    #[test]
+    fn prefiltered_patterns_are_defaults() {
+        for p in NEED_MONTH_SPACE.iter().chain(&NEED_DIGIT_SEP) {
+            assert!(super::super::DEFAULT_PATTERNS.contains(p), "{p}");
+        }
+    }
+
+    /// The prefilters only rule out lines the regex cannot match: each
+    /// template agrees with its regex run without them.
+    #[test]
+    fn prefilters_agree_with_the_regex() {
+        let lines = [
+            "Jan  5 10:00:00 host x",
+            "jan 15 10:00:00 host x",
+            "Oct/20 10:00:00 host x",
+            "x [20/Oct/2026:00:00:00 +0000] y",
+            "12/ 5/2026:10:00:00 z",
+            "12-05-2026 10:00:00 z",
+            "05/12/26 10:00:00 z",
+            "Sat Jan 12, 2026 1:00:00 PM",
+            "Jan 12, 2026 1:00:00 PM",
+            "CET Mon Jan  5 10:00:00 2026",
+            "+0100 Jan  5 10:00:00",
+            "nothing 1/x -/ 3- here",
+            "Jän 5 10:00:00 non-ASCII",
+        ];
+        let none = std::collections::HashMap::new();
+        for p in NEED_MONTH_SPACE.iter().chain(&NEED_DIGIT_SEP) {
+            for pat in [p.to_string(), format!("{{^LN-BEG}}{p}")] {
+                let ex_year = &super::super::DEFAULTS.ex_year;
+                let t = super::super::template_for(&pat, ex_year, &none).unwrap();
+                assert_ne!(t.needs, 0);
+                let mut locs = t.capture_locations();
+                for l in lines {
+                    let f = line_features(l);
+                    let fast = t.search(&mut locs, l, 0, l.len(), f).map(|h| h.all);
+                    let slow = t.search(&mut locs, l, 0, l.len(), 0).map(|h| h.all);
+                    assert_eq!(fast, slow, "{pat} on {l:?}");
+                }
+            }
+        }
+    }
 
     fn b(r: &str, begin: Begin, end: bool) -> (String, String, u8) {
         let mut name = r.to_owned();
