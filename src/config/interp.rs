@@ -71,33 +71,6 @@ impl IniFile {
         })
     }
 
-    /// Whether the section (or [DEFAULT]) sets `option`.
-    pub fn has_option(&self, section: &str, option: &str) -> bool {
-        let option = option.to_lowercase();
-        self.chain(section, None)
-            .map(|c| c.contains(&HashMap::new(), &option))
-            .unwrap_or(false)
-    }
-
-    /// The raw value of `option` in `section`, falling back to [DEFAULT].
-    pub fn get_raw(
-        &self,
-        section: &str,
-        option: &str,
-        vars: Option<&Vars>,
-    ) -> Result<String, ConfigError> {
-        let option = option.to_lowercase();
-        let chain = self.chain(section, vars)?;
-        chain
-            .lookup(&HashMap::new(), &option)
-            .map(|(v, _)| v.to_string())
-            .ok_or_else(|| {
-                ConfigError::bare(ErrorKind::NoOption)
-                    .in_section(section)
-                    .for_option(&option)
-            })
-    }
-
     /// The interpolated value of `option` in `section` (`vars` first, then
     /// the section, then [DEFAULT]).
     pub fn get(
