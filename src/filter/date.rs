@@ -556,6 +556,15 @@ impl DateDetector {
         })
     }
 
+    /// [`char_at`], without counting chars when the line is ASCII.
+    fn char_at_in(&self, line: &str, c: isize) -> Option<char> {
+        if self.feats & template::ASCII != 0 {
+            let c = usize::try_from(c).ok()?;
+            return line.as_bytes().get(c).map(|&b| char::from(b));
+        }
+        char_at(line, c)
+    }
+
     fn search(&mut self, line: &str) -> Option<Cand> {
         const ANCHORED: u8 = LINE_BEGIN | LINE_END;
         let n = self.entries.len();
@@ -571,10 +580,11 @@ impl DateDetector {
                 let (d, before, at) = self.last_pos;
                 let (e, e_before, e_after) = self.last_end;
                 // same surroundings as last time: search only there
-                let left = char_at(line, d as isize - 1) == before
-                    || (char_at(line, d as isize) == at && !at.is_some_and(char::is_alphanumeric));
-                let right = char_at(line, e as isize) == e_after
-                    || (char_at(line, e as isize - 1) == e_before
+                let left = self.char_at_in(line, d as isize - 1) == before
+                    || (self.char_at_in(line, d as isize) == at
+                        && !at.is_some_and(char::is_alphanumeric));
+                let right = self.char_at_in(line, e as isize) == e_after
+                    || (self.char_at_in(line, e as isize - 1) == e_before
                         && !e_before.is_some_and(char::is_alphanumeric));
                 if left && right {
                     self.try_template(i, line, d, e)
@@ -630,15 +640,15 @@ impl DateDetector {
         }
         self.last_pos = (
             m.dist,
-            char_at(line, m.dist as isize - 1),
-            char_at(line, m.dist as isize),
+            self.char_at_in(line, m.dist as isize - 1),
+            self.char_at_in(line, m.dist as isize),
         );
         let before_end = if m.end == 0 {
             line.chars().next_back()
         } else {
-            char_at(line, m.end as isize - 1)
+            self.char_at_in(line, m.end as isize - 1)
         };
-        self.last_end = (m.end, before_end, char_at(line, m.end as isize));
+        self.last_end = (m.end, before_end, self.char_at_in(line, m.end as isize));
         if i != 0 && i != self.last_idx {
             i = self.reorder(i);
         }

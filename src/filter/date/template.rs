@@ -65,11 +65,26 @@ pub(super) fn features_for(feats: &mut u8, tpl: &Template, line: &str) -> u8 {
     if tpl.needs == 0 || *feats & ASCII == 0 {
         return *feats;
     }
-    if tpl.needs & MONTH_SPACE != 0 && *feats & SCANNED_MONTH == 0 {
-        *feats |= SCANNED_MONTH | (month_space(line.as_bytes()) as u8 * MONTH_SPACE);
-    }
-    if tpl.needs & DIGIT_SEP != 0 && *feats & SCANNED_SEP == 0 {
-        *feats |= SCANNED_SEP | (digit_sep(line.as_bytes()) as u8 * DIGIT_SEP);
+    let unknown = (tpl.needs & MONTH_SPACE != 0 && *feats & SCANNED_MONTH == 0)
+        || (tpl.needs & DIGIT_SEP != 0 && *feats & SCANNED_SEP == 0);
+    if unknown {
+        // One plain pass looks for both (cheaper than a memchr call per
+        // space) and stops once it found what this template needs.
+        let (found, complete) = scan(line.as_bytes(), tpl.needs);
+        let scanned = if complete {
+            SCANNED_MONTH | SCANNED_SEP
+        } else {
+            (if found & MONTH_SPACE != 0 {
+                SCANNED_MONTH
+            } else {
+                0
+            }) | (if found & DIGIT_SEP != 0 {
+                SCANNED_SEP
+            } else {
+                0
+            })
+        };
+        *feats |= found | scanned;
     }
     *feats
 }
@@ -109,27 +124,42 @@ pub(super) fn line_features(line: &str) -> u8 {
     if !b.is_ascii() {
         return 0;
     }
-    ASCII | (month_space(b) as u8 * MONTH_SPACE) | (digit_sep(b) as u8 * DIGIT_SEP)
+    ASCII | scan(b, 0).0
 }
 
-fn month_space(b: &[u8]) -> bool {
-    // `| 0x20` lower-cases ASCII letters and turns no other byte into one,
-    // and month names are all letters.
-    memchr::memchr_iter(b' ', b).any(|p| {
-        p >= 3 && {
-            let m = u32::from_le_bytes([b[p - 3] | 0x20, b[p - 2] | 0x20, b[p - 1] | 0x20, 0]);
-            MONTHS.contains(&m)
+/// `MONTH_SPACE` and `DIGIT_SEP` of an ASCII line, and whether the whole
+/// line was scanned: it stops early once all of `want` is found.
+fn scan(b: &[u8], want: u8) -> (u8, bool) {
+    let mut f = 0;
+    for (p, &c) in b.iter().enumerate() {
+        match c {
+            // `| 0x20` lower-cases ASCII letters and turns no other byte
+            // into one, and month names are all letters.
+            b' ' if f & MONTH_SPACE == 0 && p >= 3 => {
+                let m = u32::from_le_bytes([b[p - 3] | 0x20, b[p - 2] | 0x20, b[p - 1] | 0x20, 0]);
+                if MONTHS.contains(&m) {
+                    f |= MONTH_SPACE;
+                    if want != 0 && f & want == want {
+                        return (f, false);
+                    }
+                }
+            }
+            b'-' | b'/'
+                if f & DIGIT_SEP == 0
+                    && p >= 1
+                    && b[p - 1].is_ascii_digit()
+                    && b.get(p + 1)
+                        .is_some_and(|&c| c.is_ascii_digit() || c == b' ') =>
+            {
+                f |= DIGIT_SEP;
+                if want != 0 && f & want == want {
+                    return (f, false);
+                }
+            }
+            _ => {}
         }
-    })
-}
-
-fn digit_sep(b: &[u8]) -> bool {
-    memchr::memchr2_iter(b'-', b'/', b).any(|p| {
-        p >= 1
-            && b[p - 1].is_ascii_digit()
-            && b.get(p + 1)
-                .is_some_and(|&c| c.is_ascii_digit() || c == b' ')
-    })
+    }
+    (f, true)
 }
 
 const MONTHS: [u32; 12] = {
