@@ -51,6 +51,30 @@ pub fn error_message(code: i32) -> String {
     String::from_utf8_lossy(&buf[..n as usize]).into_owned()
 }
 
+/// What a PCRE2 match call's return code means: matched, not matched, or
+/// stopped by a limit (counted as no match by callers, with a warning).
+fn matched(rc: i32) -> Result<bool, MatchAbort> {
+    match rc {
+        rc if rc >= 0 => Ok(true),
+        ffi::PCRE2_ERROR_NOMATCH => Ok(false),
+        ffi::PCRE2_ERROR_MATCHLIMIT
+        | ffi::PCRE2_ERROR_JIT_STACKLIMIT
+        | ffi::PCRE2_ERROR_DEPTHLIMIT
+        | ffi::PCRE2_ERROR_HEAPLIMIT => Err(MatchAbort::Limit),
+        rc => Err(MatchAbort::Other(rc)),
+    }
+}
+
+/// Byte span of group `i` in match data `md`.
+///
+/// # Safety
+/// `md` must be live match data with more than `i` ovector pairs.
+unsafe fn ovector_span(md: *mut ffi::pcre2_match_data_8, i: usize) -> Option<(usize, usize)> {
+    let ov = ffi::pcre2_get_ovector_pointer_8(md);
+    let (s, e) = (*ov.add(2 * i), *ov.add(2 * i + 1));
+    (s != ffi::PCRE2_UNSET).then_some((s, e))
+}
+
 /// Subjects longer than this run on PCRE2's interpreter instead of its JIT
 /// code. JIT code does not count single-character backtracking (a run of
 /// `\S+` giving back one character at a time) against the match limit, so
@@ -312,17 +336,7 @@ impl Regex {
                 )
             }
         };
-        if rc >= 0 {
-            return Ok(true);
-        }
-        match rc {
-            ffi::PCRE2_ERROR_NOMATCH => Ok(false),
-            ffi::PCRE2_ERROR_MATCHLIMIT
-            | ffi::PCRE2_ERROR_JIT_STACKLIMIT
-            | ffi::PCRE2_ERROR_DEPTHLIMIT
-            | ffi::PCRE2_ERROR_HEAPLIMIT => Err(MatchAbort::Limit),
-            rc => Err(MatchAbort::Other(rc)),
-        }
+        matched(rc)
     }
 
     /// Byte span of group `i` (0 = whole match) of the last successful search.
@@ -332,16 +346,7 @@ impl Regex {
         }
         // SAFETY: the ovector has group_count + 1 pairs (match data was
         // created from this pattern).
-        unsafe {
-            let ov = ffi::pcre2_get_ovector_pointer_8(self.md);
-            let s = *ov.add(2 * i);
-            let e = *ov.add(2 * i + 1);
-            if s == ffi::PCRE2_UNSET {
-                None
-            } else {
-                Some((s, e))
-            }
-        }
+        unsafe { ovector_span(self.md, i) }
     }
 }
 
@@ -610,17 +615,7 @@ impl MatchState {
                 )
             }
         };
-        if rc >= 0 {
-            return Ok(self.group(0));
-        }
-        match rc {
-            ffi::PCRE2_ERROR_NOMATCH => Ok(None),
-            ffi::PCRE2_ERROR_MATCHLIMIT
-            | ffi::PCRE2_ERROR_JIT_STACKLIMIT
-            | ffi::PCRE2_ERROR_DEPTHLIMIT
-            | ffi::PCRE2_ERROR_HEAPLIMIT => Err(MatchAbort::Limit),
-            rc => Err(MatchAbort::Other(rc)),
-        }
+        Ok(if matched(rc)? { self.group(0) } else { None })
     }
 
     /// Byte span of group `i` (0 = whole match) of the last successful
@@ -630,16 +625,7 @@ impl MatchState {
             return None;
         }
         // SAFETY: the ovector has groups + 1 pairs.
-        unsafe {
-            let ov = ffi::pcre2_get_ovector_pointer_8(self.md);
-            let s = *ov.add(2 * i);
-            let e = *ov.add(2 * i + 1);
-            if s == ffi::PCRE2_UNSET {
-                None
-            } else {
-                Some((s, e))
-            }
-        }
+        unsafe { ovector_span(self.md, i) }
     }
 }
 
