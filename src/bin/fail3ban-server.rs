@@ -170,7 +170,22 @@ fn run(args: Args) -> Result<()> {
     })
 }
 
+/// glibc gives each thread that allocates an arena of its own, up to eight
+/// per core, each keeping a few hundred KiB resident. The daemon's threads
+/// (one per followed log, most of them idle) allocate little, so two
+/// arenas serve them; this cuts resident memory by megabytes with many
+/// jails.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let args = match parse_args() {
         Ok(Some(a)) => a,
         Ok(None) => return ExitCode::SUCCESS,

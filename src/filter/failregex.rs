@@ -313,7 +313,7 @@ impl Regex {
     }
 
     /// Whether PCRE2 JIT compiled it.
-    pub fn is_jit(&self) -> bool {
+    pub fn is_jit(&mut self) -> bool {
         self.re.is_jit()
     }
 

@@ -91,10 +91,20 @@ pub struct Regex {
     /// read every byte alike, and this one walks bytes instead of decoding
     /// characters and needs no Unicode tables for `\s`, `\w`, `.`...
     ascii_code: *mut ffi::pcre2_code_8,
+    /// The pattern and options the ASCII twin is compiled from, on first
+    /// use like the JIT code.
+    twin: Option<(Box<str>, u32)>,
+    /// Null until the first search.
     md: *mut ffi::pcre2_match_data_8,
     mctx: *mut ffi::pcre2_match_context_8,
     jit_stack: *mut ffi::pcre2_jit_stack_8,
     jit: bool,
+    /// JIT compilation, the ASCII twin and the match data wait for the
+    /// first search: most of a daemon's jails see few lines or none, and
+    /// their JIT code (tens of KiB a pattern, twice with the twin) would
+    /// otherwise be most of its memory.
+    jit_pending: bool,
+    jit_stack_max: usize,
     names: HashMap<String, usize>,
     group_count: usize,
     /// Set when every match must start at the start offset: the bytes a
@@ -150,105 +160,40 @@ impl Regex {
         if flags.extended {
             opts |= ffi::PCRE2_EXTENDED;
         }
-        let mut errcode = 0;
-        let mut erroff = 0usize;
         // SAFETY: all pointers are valid or null as PCRE2 allows; every
         // object created here is freed in Drop or on the error paths.
         unsafe {
-            let cctx = ffi::pcre2_compile_context_create_8(ptr::null_mut());
-            if cctx.is_null() {
-                return Err("out of memory".into());
-            }
-            ffi::pcre2_set_newline_8(cctx, ffi::PCRE2_NEWLINE_LF);
-            let code = ffi::pcre2_compile_8(
-                pattern.as_ptr(),
-                pattern.len(),
-                opts,
-                &mut errcode,
-                &mut erroff,
-                cctx,
-            );
-            let ascii_code = if code.is_null() || !pattern.is_ascii() || pattern.contains("(*") {
-                ptr::null_mut()
-            } else {
-                let (mut e, mut o) = (0, 0usize);
-                ffi::pcre2_compile_8(
-                    pattern.as_ptr(),
-                    pattern.len(),
+            let code = compile_lf(pattern, opts)?;
+            let twin = (pattern.is_ascii() && !pattern.contains("(*")).then(|| {
+                (
+                    Box::from(pattern),
                     opts & !(ffi::PCRE2_UTF | ffi::PCRE2_UCP),
-                    &mut e,
-                    &mut o,
-                    cctx,
                 )
-            };
-            ffi::pcre2_compile_context_free_8(cctx);
-            if code.is_null() {
-                return Err(format!("{} at offset {}", error_message(errcode), erroff));
-            }
+            });
             let mut re = Regex {
                 code,
-                ascii_code,
+                ascii_code: ptr::null_mut(),
+                twin,
                 md: ptr::null_mut(),
                 mctx: ptr::null_mut(),
                 jit_stack: ptr::null_mut(),
                 jit: false,
+                jit_pending: true,
+                jit_stack_max: limits.jit_stack_max,
                 names: HashMap::new(),
                 group_count: 0,
                 first: None,
                 min_len: 0,
             };
-            re.jit = ffi::pcre2_jit_compile_8(code, ffi::PCRE2_JIT_COMPLETE) == 0;
-            if !re.ascii_code.is_null() {
-                // Only a JIT-compiled twin with the same groups is used.
-                let mut twin_count: u32 = 0;
-                let mut main_count: u32 = 0;
-                ffi::pcre2_pattern_info_8(
-                    re.ascii_code,
-                    ffi::PCRE2_INFO_CAPTURECOUNT,
-                    &mut twin_count as *mut u32 as *mut _,
-                );
-                ffi::pcre2_pattern_info_8(
-                    code,
-                    ffi::PCRE2_INFO_CAPTURECOUNT,
-                    &mut main_count as *mut u32 as *mut _,
-                );
-                if !re.jit
-                    || twin_count != main_count
-                    || ffi::pcre2_jit_compile_8(re.ascii_code, ffi::PCRE2_JIT_COMPLETE) != 0
-                {
-                    ffi::pcre2_code_free_8(re.ascii_code);
-                    re.ascii_code = ptr::null_mut();
-                }
-            }
-            if !re.jit {
-                tracing::debug!(pattern, "PCRE2 JIT unavailable, using the interpreter");
-            }
-            re.md = ffi::pcre2_match_data_create_from_pattern_8(code, ptr::null_mut());
             re.mctx = ffi::pcre2_match_context_create_8(ptr::null_mut());
-            if re.md.is_null() || re.mctx.is_null() {
+            if re.mctx.is_null() {
                 return Err("out of memory".into());
             }
             ffi::pcre2_set_match_limit_8(re.mctx, limits.match_limit);
             // The interpreter also honours these; JIT ignores the depth limit.
             ffi::pcre2_set_depth_limit_8(re.mctx, limits.match_limit.min(100_000));
             ffi::pcre2_set_heap_limit_8(re.mctx, 64 * 1024);
-            if re.jit {
-                re.jit_stack = ffi::pcre2_jit_stack_create_8(
-                    32 * 1024,
-                    limits.jit_stack_max.max(32 * 1024),
-                    ptr::null_mut(),
-                );
-                if !re.jit_stack.is_null() {
-                    ffi::pcre2_jit_stack_assign_8(re.mctx, None, re.jit_stack as *mut _);
-                }
-            }
-            let mut count: u32 = 0;
-            ffi::pcre2_pattern_info_8(
-                code,
-                ffi::PCRE2_INFO_CAPTURECOUNT,
-                &mut count as *mut u32 as *mut _,
-            );
-            re.group_count = count as usize;
+            re.group_count = capture_count(code);
             re.names = read_names(code);
             re.first = anchored_first_bytes(code);
             let mut min_len: u32 = 0;
@@ -269,9 +214,51 @@ impl Regex {
         unsafe { first_bytes(self.code) }
     }
 
-    /// Whether the pattern runs JIT-compiled.
-    pub fn is_jit(&self) -> bool {
+    /// Whether the pattern runs JIT-compiled (compiling it now if that
+    /// was still pending).
+    pub fn is_jit(&mut self) -> bool {
+        self.ensure_jit();
         self.jit
+    }
+
+    /// Compiles the ASCII twin, JIT-compiles both and makes the match
+    /// data, on first use. Where JIT is unavailable the interpreter runs
+    /// the pattern itself, so the twin is dropped.
+    fn ensure_jit(&mut self) {
+        if !std::mem::take(&mut self.jit_pending) {
+            return;
+        }
+        // SAFETY: code and mctx are valid objects owned by self; every
+        // object made here is owned by self and freed in Drop.
+        unsafe {
+            self.md = ffi::pcre2_match_data_create_from_pattern_8(self.code, ptr::null_mut());
+            assert!(!self.md.is_null(), "out of memory");
+            self.jit = ffi::pcre2_jit_compile_8(self.code, ffi::PCRE2_JIT_COMPLETE) == 0;
+            if let (true, Some((pattern, opts))) = (self.jit, self.twin.take()) {
+                let twin = compile_lf(&pattern, opts).unwrap_or(ptr::null_mut());
+                // Only a twin with the same groups can stand in for the pattern.
+                if !twin.is_null()
+                    && (capture_count(twin) != self.group_count
+                        || ffi::pcre2_jit_compile_8(twin, ffi::PCRE2_JIT_COMPLETE) != 0)
+                {
+                    ffi::pcre2_code_free_8(twin);
+                } else {
+                    self.ascii_code = twin;
+                }
+            }
+            if !self.jit {
+                tracing::debug!("PCRE2 JIT unavailable, using the interpreter");
+                return;
+            }
+            self.jit_stack = ffi::pcre2_jit_stack_create_8(
+                32 * 1024,
+                self.jit_stack_max.max(32 * 1024),
+                ptr::null_mut(),
+            );
+            if !self.jit_stack.is_null() {
+                ffi::pcre2_jit_stack_assign_8(self.mctx, None, self.jit_stack as *mut _);
+            }
+        }
     }
 
     /// Number of capture groups (not counting the whole match).
@@ -287,6 +274,7 @@ impl Regex {
     /// Searches `subject` from its start. On a match the offsets are
     /// available through [`Regex::group`] until the next call.
     pub fn search(&mut self, subject: &str) -> Result<bool, MatchAbort> {
+        self.ensure_jit();
         self.search_known(subject, !self.ascii_code.is_null() && subject.is_ascii())
     }
 
@@ -294,6 +282,7 @@ impl Regex {
     /// be exactly `subject.is_ascii()`).
     pub fn search_known(&mut self, subject: &str, ascii: bool) -> Result<bool, MatchAbort> {
         debug_assert!(!ascii || subject.is_ascii());
+        self.ensure_jit();
         // Both checks only answer "no match" where PCRE2 would too: a match
         // has at least `min_len` characters, each at least one byte.
         if subject.len() < self.min_len {
@@ -341,7 +330,7 @@ impl Regex {
 
     /// Byte span of group `i` (0 = whole match) of the last successful search.
     pub fn group(&self, i: usize) -> Option<(usize, usize)> {
-        if i > self.group_count {
+        if i > self.group_count || self.md.is_null() {
             return None;
         }
         // SAFETY: the ovector has group_count + 1 pairs (match data was
@@ -353,6 +342,45 @@ impl Regex {
 /// For a pattern anchored at the start of the subject (PCRE2 sets
 /// `PCRE2_ANCHORED` for `^...` outside multi-line mode), the bytes a match
 /// can start with, from PCRE2's own first code unit or start bitmap.
+/// Compiles `pattern` with LF newlines; the error is PCRE2's message with
+/// the offset of the problem.
+///
+/// # Safety
+/// The caller owns the returned code and must free it.
+unsafe fn compile_lf(pattern: &str, opts: u32) -> Result<*mut ffi::pcre2_code_8, String> {
+    let (mut errcode, mut erroff) = (0, 0usize);
+    let cctx = ffi::pcre2_compile_context_create_8(ptr::null_mut());
+    if cctx.is_null() {
+        return Err("out of memory".into());
+    }
+    ffi::pcre2_set_newline_8(cctx, ffi::PCRE2_NEWLINE_LF);
+    let code = ffi::pcre2_compile_8(
+        pattern.as_ptr(),
+        pattern.len(),
+        opts,
+        &mut errcode,
+        &mut erroff,
+        cctx,
+    );
+    ffi::pcre2_compile_context_free_8(cctx);
+    if code.is_null() {
+        return Err(format!("{} at offset {}", error_message(errcode), erroff));
+    }
+    Ok(code)
+}
+
+/// # Safety
+/// `code` must be a valid compiled pattern.
+unsafe fn capture_count(code: *const ffi::pcre2_code_8) -> usize {
+    let mut count: u32 = 0;
+    ffi::pcre2_pattern_info_8(
+        code,
+        ffi::PCRE2_INFO_CAPTURECOUNT,
+        &mut count as *mut u32 as *mut _,
+    );
+    count as usize
+}
+
 unsafe fn anchored_first_bytes(code: *const ffi::pcre2_code_8) -> Option<Box<[bool; 256]>> {
     let mut opts: u32 = 0;
     ffi::pcre2_pattern_info_8(
@@ -466,7 +494,9 @@ impl Drop for Regex {
 /// call, which costs more than a failed anchored match itself.
 pub struct SharedCode {
     code: *mut ffi::pcre2_code_8,
-    jit: bool,
+    /// Whether JIT compilation succeeded; it runs on the first search, so
+    /// that templates no log ever uses cost no JIT memory.
+    jit: std::sync::OnceLock<bool>,
     group_count: usize,
 }
 
@@ -479,7 +509,7 @@ unsafe impl Sync for SharedCode {}
 impl std::fmt::Debug for SharedCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedCode")
-            .field("jit", &self.jit)
+            .field("jit", &self.jit.get())
             .field("groups", &self.group_count)
             .finish()
     }
@@ -494,33 +524,13 @@ impl SharedCode {
         } else {
             0
         };
-        let mut errcode = 0;
-        let mut erroff = 0usize;
-        // SAFETY: pointers are valid or null as PCRE2 allows; the code is
-        // freed in Drop.
+        // SAFETY: the code is owned here and freed in Drop.
         unsafe {
-            let code = ffi::pcre2_compile_8(
-                pattern.as_ptr(),
-                pattern.len(),
-                opts,
-                &mut errcode,
-                &mut erroff,
-                ptr::null_mut(),
-            );
-            if code.is_null() {
-                return Err(format!("{} at offset {}", error_message(errcode), erroff));
-            }
-            let jit = ffi::pcre2_jit_compile_8(code, ffi::PCRE2_JIT_COMPLETE) == 0;
-            let mut count: u32 = 0;
-            ffi::pcre2_pattern_info_8(
-                code,
-                ffi::PCRE2_INFO_CAPTURECOUNT,
-                &mut count as *mut u32 as *mut _,
-            );
+            let code = compile_lf(pattern, opts)?;
             Ok(SharedCode {
                 code,
-                jit,
-                group_count: count as usize,
+                jit: std::sync::OnceLock::new(),
+                group_count: capture_count(code),
             })
         }
     }
@@ -528,6 +538,16 @@ impl SharedCode {
     /// Number of capture groups (not counting the whole match).
     pub fn group_count(&self) -> usize {
         self.group_count
+    }
+
+    /// JIT-compiles the code once, whichever thread searches first.
+    fn jit(&self) -> bool {
+        // SAFETY: the OnceLock runs this once and makes every other thread
+        // wait for it, so no search reads the code while PCRE2 adds the JIT
+        // code to it.
+        *self.jit.get_or_init(|| unsafe {
+            ffi::pcre2_jit_compile_8(self.code, ffi::PCRE2_JIT_COMPLETE) == 0
+        })
     }
 
     /// The bytes any match must start with, when PCRE2 can tell.
@@ -566,13 +586,14 @@ impl std::fmt::Debug for MatchState {
 }
 
 impl MatchState {
-    /// Room for `groups` capture groups plus the whole match.
+    /// Room for `groups` capture groups plus the whole match, allocated
+    /// on the first search (a daemon's date detectors keep one per
+    /// template, and most templates never see a line).
     pub fn new(groups: usize) -> MatchState {
-        let pairs = u32::try_from(groups + 1).unwrap_or(u32::MAX);
-        // SAFETY: a null general context means malloc/free.
-        let md = unsafe { ffi::pcre2_match_data_create_8(pairs, ptr::null_mut()) };
-        assert!(!md.is_null(), "out of memory");
-        MatchState { md, groups }
+        MatchState {
+            md: ptr::null_mut(),
+            groups,
+        }
     }
 
     /// Searches `subject` from byte `start` (a char boundary; the regex may
@@ -589,11 +610,18 @@ impl MatchState {
         if start > subject.len() || code.group_count > self.groups {
             return Ok(None);
         }
+        if self.md.is_null() {
+            let pairs = u32::try_from(self.groups + 1).unwrap_or(u32::MAX);
+            // SAFETY: a null general context means malloc/free.
+            self.md = unsafe { ffi::pcre2_match_data_create_8(pairs, ptr::null_mut()) };
+            assert!(!self.md.is_null(), "out of memory");
+        }
         // SAFETY: subject is valid UTF-8 (a &str) and start is within it,
         // so skipping the UTF check is sound; md has room for every group
         // of code (checked above).
+        let jit = code.jit();
         let rc = unsafe {
-            if code.jit {
+            if jit {
                 ffi::pcre2_jit_match_8(
                     code.code,
                     subject.as_ptr(),
@@ -621,7 +649,7 @@ impl MatchState {
     /// Byte span of group `i` (0 = whole match) of the last successful
     /// search.
     pub fn group(&self, i: usize) -> Option<(usize, usize)> {
-        if i > self.groups {
+        if i > self.groups || self.md.is_null() {
             return None;
         }
         // SAFETY: the ovector has groups + 1 pairs.
@@ -631,7 +659,7 @@ impl MatchState {
 
 impl Drop for MatchState {
     fn drop(&mut self) {
-        // SAFETY: created by PCRE2, freed once.
+        // SAFETY: created by PCRE2 (or null, which PCRE2 accepts), freed once.
         unsafe { ffi::pcre2_match_data_free_8(self.md) }
     }
 }
@@ -704,6 +732,7 @@ mod tests {
         ];
         for p in pats {
             let mut re = Regex::new(p, CompileFlags::default(), Limits::default()).unwrap();
+            assert!(re.is_jit());
             assert!(!re.ascii_code.is_null(), "{p}");
             for s in subjects {
                 let fast = re.search_known(s, true).unwrap();
@@ -714,7 +743,8 @@ mod tests {
             }
         }
         // Not built from a non-ASCII pattern.
-        let re = Regex::new("é+", CompileFlags::default(), Limits::default()).unwrap();
+        let mut re = Regex::new("é+", CompileFlags::default(), Limits::default()).unwrap();
+        assert!(re.is_jit());
         assert!(re.ascii_code.is_null());
     }
 

@@ -607,21 +607,27 @@ async fn action_worker(
             Job::Ban(ticket, found) => {
                 let ip = ban_info(&ticket, found.ban_time);
                 notice!(target: "fail2ban.actions", "[{jail}] Ban {}", ip.ip);
-                if found.record {
-                    if let Some(s) = &store {
+                // The record is written while the action runs (fail2ban
+                // writes it from another thread too): the time from a
+                // failure to its ban is what a jail is judged by.
+                let record = match (&store, found.record) {
+                    (Some(s), true) => {
                         let (s, b) = (s.clone(), store_ban(&jail, &ticket, found.ban_time));
-                        match tokio::task::spawn_blocking(move || s.add_ban(&b)).await {
-                            Ok(Err(e)) => {
-                                tracing::error!("[{jail}] recording the ban of {}: {e}", ip.ip)
-                            }
-                            Err(e) => {
-                                tracing::error!("[{jail}] recording the ban of {}: {e}", ip.ip)
-                            }
-                            Ok(Ok(())) => {}
-                        }
+                        Some(tokio::task::spawn_blocking(move || s.add_ban(&b)))
+                    }
+                    _ => None,
+                };
+                actions.ban(&ip).await;
+                if let Some(r) = record {
+                    let failed = match r.await {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(e.to_string()),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    if let Some(e) = failed {
+                        tracing::error!("[{jail}] recording the ban of {}: {e}", ip.ip);
                     }
                 }
-                actions.ban(&ip).await;
                 if found.increased {
                     actions.prolong(&ip).await;
                 }

@@ -379,7 +379,6 @@ impl Reader {
         let mut rescan = true;
         let mut last_rescan = Instant::now();
         let mut last_wake = Instant::now() - COALESCE * 4;
-        let mut events = vec![0u8; 16 * 1024];
         loop {
             if self.stopped() {
                 return;
@@ -396,7 +395,7 @@ impl Reader {
             let timeout = self.poll_interval.saturating_sub(last_rescan.elapsed());
             let fd = self.inotify.as_ref().map(|i| i.as_raw_fd());
             if self.waker.wait(fd, timeout) {
-                rescan |= self.drain_events(&mut events);
+                rescan |= self.drain_events();
                 // A writer appending line by line sends one event per
                 // write; under such a flood (wakes in quick succession) a
                 // short pause lets lines pile up so that each wake reads
@@ -411,10 +410,13 @@ impl Reader {
     }
 
     // Returns whether a directory changed (a file may have appeared).
-    fn drain_events(&mut self, buf: &mut [u8]) -> bool {
+    fn drain_events(&mut self) -> bool {
         let Some(ino) = self.inotify.as_mut() else {
             return false;
         };
+        // Allocated per wake rather than kept: with a thread per followed
+        // log, kept buffers add up while most logs sit idle.
+        let buf = &mut vec![0u8; 4096][..];
         let mut dir_changed = false;
         loop {
             match ino.read_events(buf) {

@@ -444,6 +444,9 @@ impl FileTail {
             };
             self.buf.truncate(old + n);
             if n == 0 {
+                // Caught up: give the read buffer back while the log is
+                // quiet (most of a daemon's logs are, most of the time).
+                self.buf.shrink_to_fit();
                 return Ok(false);
             }
             self.read_pos += n as u64;
