@@ -225,18 +225,25 @@ action = record-user[dir=@T@/rec]
     lab.write_conf("action.d/record-user.conf", RECORD_USER);
     fs::create_dir(lab.path("rec")).unwrap();
     lab.start_server();
-    let t = lab.dir().to_str().unwrap().to_string();
+    // Relative markers (ssh cuts names at a '/'): the server's working
+    // directory, where its actions run, is the lab directory.
     let users = [
-        format!("$(touch {t}/pwned1)"),
-        format!("`touch {t}/pwned2`"),
+        format!("$(touch${{IFS}}pwned1)"),
+        format!("`touch${{IFS}}pwned2`"),
         "`id`".to_string(),
-        format!("a;touch {t}/pwned3"),
+        format!("a;touch${{IFS}}pwned3"),
         "a'b\"c".to_string(),
-        format!("x\n$(touch {t}/pwned4)\n"),
-        format!("a|touch {t}/pwned5&"),
+        format!("a|touch${{IFS}}pwned5&"),
+        // No ssh client sends a newline in a name (nor would sshd log it
+        // raw): this one goes to rsyslogd as if sshd had logged it.
+        format!("x\n$(touch pwned4)\n"),
     ];
     for (user, src) in users.iter().zip(ATTACKERS) {
-        lab.ssh_fail(src, user);
+        if user.contains('\n') {
+            lab.syslog_as_sshd(&format!("Invalid user {user} from {src} port 4242"));
+        } else {
+            lab.ssh_fail(src, user);
+        }
     }
     let n = users.len();
     lab.wait("every address is banned", || {

@@ -34,7 +34,8 @@ pub const ATTACKERS: [&str; 8] = [
 ];
 
 /// Programs the lab runs.
-const TOOLS: [&str; 10] = [
+const TOOLS: [&str; 11] = [
+    "logger",
     "ip",
     "sshd",
     "ssh",
@@ -369,9 +370,24 @@ exec /usr/sbin/sshd -D -f @T@/sshd_config
     }
 
     /// One ssh login attempt from `src` as `user`, which sshd refuses: no
-    /// key, no password (BatchMode). sshd logs the user it was given.
+    /// key, no password (BatchMode). The user name goes through an
+    /// ssh_config file: ssh refuses shell metacharacters in names given on
+    /// its command line, not in names from its configuration.
     pub fn ssh_fail(&self, src: &str, user: &str) {
-        let _ = run(
+        assert!(
+            !user.contains(['\n', '%', ' ', '/']),
+            "ssh_config cannot carry {user:?}"
+        );
+        let quoted = user.replace('\\', "\\\\").replace('"', "\\\"");
+        let conf = self.path(&format!("ssh_config-{src}"));
+        fs::write(
+            &conf,
+            format!(
+                "Host target\n HostName {SRV}\n User \"{quoted}\"\n BindAddress {src}\n BatchMode yes\n StrictHostKeyChecking no\n UserKnownHostsFile /dev/null\n IdentitiesOnly yes\n IdentityFile /dev/null\n ConnectTimeout 5\n LogLevel QUIET\n"
+            ),
+        )
+        .unwrap();
+        let o = run(
             "ip",
             &[
                 "netns",
@@ -381,29 +397,34 @@ exec /usr/sbin/sshd -D -f @T@/sshd_config
                 "20",
                 "ssh",
                 "-F",
-                "/dev/null",
-                "-b",
-                src,
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "IdentityFile=/dev/null",
-                "-o",
-                "ConnectTimeout=5",
-                "-o",
-                "LogLevel=QUIET",
-                "-l",
-                user,
-                SRV,
+                conf.to_str().unwrap(),
+                "target",
                 "true",
             ],
         );
+        assert!(
+            !String::from_utf8_lossy(&o.stderr).contains("invalid characters"),
+            "ssh refused the user name {user:?}"
+        );
+    }
+
+    /// Sends `message` to the lab's rsyslogd as `sshd[4242]` (facility
+    /// auth), for what no ssh client can send: a user name holding a
+    /// newline, say.
+    pub fn syslog_as_sshd(&self, message: &str) {
+        let sock = self.path("dev/log");
+        let args = [
+            "-u",
+            sock.to_str().unwrap(),
+            "-t",
+            "sshd",
+            "--id=4242",
+            "-p",
+            "auth.info",
+            "--",
+            message,
+        ];
+        must("logger", &args);
     }
 
     /// Copies the reference fail2ban's stock tree to `conf/` and adds a
@@ -446,6 +467,7 @@ dbfile = @T@/f3.sqlite3
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns.srv, SERVER, "-f", "-x", "-c"])
             .arg(self.path("conf"))
+            .current_dir(self.dir())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -521,7 +543,7 @@ dbfile = @T@/f3.sqlite3
 
     /// Logs to show when something fails.
     pub fn report(&self) -> String {
-        let read = |f: &str| fs::read_to_string(self.path(f)).unwrap_or_default();
+        let read = |f: &str| String::from_utf8_lossy(&fs::read(self.path(f)).unwrap_or_default()).into_owned();
         format!(
             "--- fail3ban.log\n{}--- server.out\n{}--- auth.log\n{}--- sshd.out\n{}--- rsyslog.out\n{}{}",
             read("fail3ban.log"),
