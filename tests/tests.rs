@@ -25,3 +25,8 @@ mod regex;
 mod server;
 // fail3ban-server/-client against fail2ban-server/-client, output for output.
 mod server_compat;
+// Network namespaces with a real sshd and rsyslogd, for the e2e tests.
+#[macro_use]
+mod netns;
+// Real sshd, syslog, firewalls and ssh clients in network namespaces.
+mod e2e;

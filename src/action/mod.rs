@@ -878,6 +878,32 @@ impl Actions {
         true
     }
 
+    /// Each action's ban epoch, to tell after a ban which actions
+    /// repaired themselves (and so lost the bans they held).
+    pub fn epochs(&self) -> Vec<u64> {
+        self.actions.iter().map(Action::ban_epoch).collect()
+    }
+
+    /// Rebans with each action whose epoch moved past its entry in
+    /// `before` (see [`Actions::epochs`]); false at the first failure.
+    pub async fn reban_repaired(&mut self, info: &BanInfo, before: &[u64]) -> bool {
+        for (a, &epoch) in self.actions.iter_mut().zip(before) {
+            if a.ban_epoch() <= epoch || (info.restored && a.norestored()) {
+                continue;
+            }
+            if let Err(e) = a.reban(info).await {
+                tracing::error!(
+                    "Failed to execute reban jail '{}' action '{}' info '{}': {e}",
+                    self.jail,
+                    a.name,
+                    info.ip
+                );
+                return false;
+            }
+        }
+        true
+    }
+
     /// Prolongs with the actions that can.
     pub async fn prolong(&mut self, info: &BanInfo) {
         for a in &mut self.actions {

@@ -617,6 +617,7 @@ async fn action_worker(
                     }
                     _ => None,
                 };
+                let epochs = actions.epochs();
                 actions.ban(&ip).await;
                 if let Some(r) = record {
                     let failed = match r.await {
@@ -628,6 +629,7 @@ async fn action_worker(
                         tracing::error!("[{jail}] recording the ban of {}: {e}", ip.ip);
                     }
                 }
+                reban_after_repair(&jail, &mut actions, &state, &epochs, &ip).await;
                 if found.increased {
                     actions.prolong(&ip).await;
                 }
@@ -636,7 +638,9 @@ async fn action_worker(
                 let bt = ticket.ban_time_opt().unwrap_or(600.0);
                 let ip = ban_info(&ticket, bt);
                 notice!(target: "fail2ban.actions", "[{jail}] Restore Ban {}", ip.ip);
+                let epochs = actions.epochs();
                 actions.ban(&ip).await;
+                reban_after_repair(&jail, &mut actions, &state, &epochs, &ip).await;
             }
             Job::Unban(ticket, manual) => {
                 let bt = ticket.ban_time_opt().unwrap_or(600.0);
@@ -704,6 +708,37 @@ async fn action_worker(
                 actions.stop().await;
                 break;
             }
+        }
+    }
+}
+
+/// A ban that failed and made an action repair itself (actioncheck, then
+/// stop and start) took that action's other bans with it: every other
+/// ban in force is applied again with the actions that repaired, as
+/// fail2ban does after a ban epoch moved.
+async fn reban_after_repair(
+    jail: &str,
+    actions: &mut Actions,
+    state: &Mutex<JailState>,
+    before: &[u64],
+    just_banned: &BanInfo,
+) {
+    if actions.epochs() == before {
+        return;
+    }
+    let others: Vec<BanInfo> = {
+        let st = state.lock().expect("jail lock");
+        st.engine
+            .ban_manager
+            .tickets()
+            .map(|t| ban_info(t, t.ban_time(st.spec.bantime)))
+            .filter(|b| b.ip != just_banned.ip)
+            .collect()
+    };
+    for b in &others {
+        notice!(target: "fail2ban.actions", "[{jail}] Reban {}", b.ip);
+        if !actions.reban_repaired(b, before).await {
+            break;
         }
     }
 }

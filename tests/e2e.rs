@@ -1,0 +1,352 @@
+//! Bans that really block: a real sshd logging through a real rsyslogd,
+//! fail3ban-server with the stock Debian sshd jail and stock firewall
+//! actions, and a real ssh client in another network namespace whose
+//! connections stop once it is banned.
+//!
+//! `F3_REPORT=1 cargo test --release --test tests e2e:: -- --nocapture`
+//! prints every lab's logs and firewall, also when its test passed.
+
+use std::fs;
+
+use crate::netns::{Lab, Reach, ATTACKERS};
+
+/// A user name sshd does not know: each attempt is one failure.
+const NOBODY: &str = "nobody-e2e";
+
+/// The lab with syslog, sshd and fail3ban-server running on the stock
+/// tree with `jail_local`.
+fn lab(tag: &str, jail_local: &str) -> Option<Lab> {
+    let reference = crate::reference::root()?;
+    let mut lab = Lab::new(tag);
+    lab.start_syslog();
+    lab.start_sshd();
+    lab.stock_tree(reference, jail_local);
+    lab.start_server();
+    Some(lab)
+}
+
+/// jail.local for the stock sshd jail on the lab's auth.log.
+fn sshd_jail(banaction: &str, extra: &str) -> String {
+    format!(
+        "[DEFAULT]
+banaction = {banaction}
+bantime = 1h
+findtime = 10m
+
+[sshd]
+enabled = true
+backend = auto
+logpath = @T@/auth.log
+maxretry = 3
+{extra}
+"
+    )
+}
+
+/// Fails `n` ssh logins from `src`, then waits until the sshd jail lists
+/// it as banned.
+fn ban_by_ssh(lab: &Lab, src: &str, n: usize) {
+    for _ in 0..n {
+        lab.ssh_fail(src, NOBODY);
+    }
+    lab.wait(&format!("{src} is banned in sshd"), || {
+        lab.banned("sshd").iter().any(|b| b == src)
+    });
+}
+
+fn blocked(r: Reach) -> bool {
+    matches!(r, Reach::Refused | Reach::Timeout)
+}
+
+/// No rule, chain, table or set of fail2ban's actions is left.
+fn assert_clean(lab: &Lab) {
+    let fw = lab.firewall();
+    assert!(
+        !fw.contains("f2b") && !fw.contains("fail2ban"),
+        "left behind after stop:\n{fw}"
+    );
+}
+
+macro_rules! need_kernel {
+    ($lab:expr, $($feature:expr),+) => {
+        $(
+            if !$lab.kernel_has($feature) {
+                eprintln!("SKIPPED: kernel lacks {}", $feature);
+                return;
+            }
+        )+
+    };
+}
+
+/// Ban, block, spare the neighbour, unban, stop and leave nothing behind,
+/// with the stock `banaction`; `firewall_names` is how the ruleset shows
+/// the ban of 192.0.2.2.
+fn ban_cycle(tag: &str, banaction: &str, features: &[&str]) {
+    need_lab!(format!("e2e {banaction}"));
+    let _ = need_reference!(format!("e2e {banaction}"));
+    let Some(mut lab) = lab(tag, &sshd_jail(banaction, "")) else {
+        return;
+    };
+    for f in features {
+        need_kernel!(lab, *f);
+    }
+    let (attacker, neighbour) = (ATTACKERS[0], ATTACKERS[1]);
+    assert_eq!(lab.probe(attacker), Reach::Open);
+    assert_eq!(lab.probe(neighbour), Reach::Open);
+    ban_by_ssh(&lab, attacker, 3);
+    lab.wait("the attacker's connections are blocked", || {
+        blocked(lab.probe(attacker))
+    });
+    assert!(
+        lab.firewall().contains(attacker),
+        "the ban is not in the ruleset:\n{}",
+        lab.firewall()
+    );
+    assert_eq!(lab.probe(neighbour), Reach::Open, "{}", lab.report());
+    assert_eq!(lab.banned("sshd"), vec![attacker.to_string()]);
+
+    lab.ok(&["unban", attacker]);
+    lab.wait("the attacker connects again after unban", || {
+        lab.probe(attacker) == Reach::Open
+    });
+    assert!(!lab.firewall().contains(attacker), "{}", lab.firewall());
+
+    // Banned again, then stopped: stop takes the ban and the chains away.
+    ban_by_ssh(&lab, attacker, 3);
+    lab.wait("blocked again", || blocked(lab.probe(attacker)));
+    lab.stop_server();
+    assert_clean(&lab);
+    assert_eq!(lab.probe(attacker), Reach::Open);
+}
+
+#[test]
+fn ssh_ban_iptables_multiport() {
+    ban_cycle("ipt", "iptables-multiport", &["iptables"]);
+}
+
+#[test]
+fn ssh_ban_nftables_multiport() {
+    ban_cycle("nft", "nftables-multiport", &["nft"]);
+}
+
+#[test]
+fn ssh_ban_iptables_ipset() {
+    ban_cycle("ipset", "iptables-ipset", &["ipset", "xt_set"]);
+}
+
+/// The administrator wipes the firewall while fail3ban runs; the next ban
+/// fails, actioncheck notices, the action is restarted and every active
+/// ban is applied again.
+fn repair(tag: &str, banaction: &str, feature: &str, wipe: &[&[&str]]) {
+    need_lab!(format!("e2e repair {banaction}"));
+    let _ = need_reference!(format!("e2e repair {banaction}"));
+    let Some(mut lab) = lab(tag, &sshd_jail(banaction, "")) else {
+        return;
+    };
+    need_kernel!(lab, feature);
+    let (first, second, bystander) = (ATTACKERS[0], ATTACKERS[1], ATTACKERS[2]);
+    ban_by_ssh(&lab, first, 3);
+    lab.wait("the first attacker is blocked", || blocked(lab.probe(first)));
+    for cmd in wipe {
+        lab.in_srv_ok(cmd);
+    }
+    assert_eq!(
+        lab.probe(first),
+        Reach::Open,
+        "the wipe left the ban:\n{}",
+        lab.firewall()
+    );
+    ban_by_ssh(&lab, second, 3);
+    lab.wait("the second attacker is blocked", || {
+        blocked(lab.probe(second))
+    });
+    lab.wait("the first ban is restored", || blocked(lab.probe(first)));
+    assert_eq!(lab.probe(bystander), Reach::Open, "{}", lab.report());
+    let log = fs::read_to_string(lab.path("fail3ban.log")).unwrap_or_default();
+    assert!(
+        log.contains("Invariant check failed"),
+        "no repair in the log:\n{log}"
+    );
+    lab.stop_server();
+    assert_clean(&lab);
+}
+
+#[test]
+fn repair_after_iptables_flush() {
+    repair(
+        "ript",
+        "iptables-multiport",
+        "iptables",
+        &[&["iptables", "-w", "-F"], &["iptables", "-w", "-X"]],
+    );
+}
+
+#[test]
+fn repair_after_nft_flush() {
+    repair(
+        "rnft",
+        "nftables-multiport",
+        "nft",
+        &[&["nft", "flush", "ruleset"]],
+    );
+}
+
+/// Records each ban's `<F-USER>` and `<matches>`, one file each per
+/// address, as an action an administrator might write.
+const RECORD_USER: &str = r#"[Definition]
+actionban = printf '%%s' "<F-USER>" > <dir>/<ip>.user
+            printf '%%s' "<matches>" > <dir>/<ip>.matches
+actionunban = rm -f <dir>/<ip>.user <dir>/<ip>.matches
+[Init]
+dir = /nonexistent
+"#;
+
+/// User names an attacker chooses, sent by a real ssh client, logged by
+/// sshd through rsyslogd, found by the stock filter and handed to an
+/// action that uses them in its command: nothing runs, the action gets
+/// them as logged.
+#[test]
+fn hostile_user_names_reach_the_action_as_text() {
+    need_lab!("e2e hostile user names");
+    let reference = need_reference!("e2e hostile user names");
+    let mut lab = Lab::new("inj");
+    lab.start_syslog();
+    lab.start_sshd();
+    lab.stock_tree(
+        reference,
+        "[sshd]
+enabled = true
+backend = auto
+logpath = @T@/auth.log
+maxretry = 1
+action = record-user[dir=@T@/rec]
+",
+    );
+    lab.write_conf("action.d/record-user.conf", RECORD_USER);
+    fs::create_dir(lab.path("rec")).unwrap();
+    lab.start_server();
+    // Relative markers (ssh cuts names at a '/'): the server's working
+    // directory, where its actions run, is the lab directory.
+    let users = [
+        format!("$(touch${{IFS}}pwned1)"),
+        format!("`touch${{IFS}}pwned2`"),
+        "`id`".to_string(),
+        format!("a;touch${{IFS}}pwned3"),
+        "a'b\"c".to_string(),
+        format!("a|touch${{IFS}}pwned5&"),
+        // No ssh client sends a newline in a name (nor would sshd log it
+        // raw): this one goes to rsyslogd as if sshd had logged it.
+        format!("x\n$(touch pwned4)\n"),
+    ];
+    for (user, src) in users.iter().zip(ATTACKERS) {
+        if user.contains('\n') {
+            lab.syslog_as_sshd(&format!("Invalid user {user} from {src} port 4242"));
+        } else {
+            lab.ssh_fail(src, user);
+        }
+    }
+    let n = users.len();
+    lab.wait("every address is banned", || {
+        lab.banned("sshd").len() == n
+    });
+    let rec = |src: &str, what: &str| fs::read_to_string(lab.path(&format!("rec/{src}.{what}")));
+    lab.wait("the action ran for every ban", || {
+        ATTACKERS[..n].iter().all(|s| rec(s, "matches").is_ok())
+    });
+    let auth = lab.auth_log();
+    for (user, src) in users.iter().zip(ATTACKERS) {
+        // What sshd logged for this address (it escapes control
+        // characters), as the filter's <F-USER> reads it.
+        let line = auth
+            .lines()
+            .find(|l| l.contains("Invalid user") && l.contains(&format!(" from {src} port")))
+            .unwrap_or_else(|| panic!("sshd logged no attempt from {src}:\n{auth}"));
+        let logged = line
+            .split_once("Invalid user ")
+            .and_then(|(_, r)| r.rsplit_once(&format!(" from {src} port")))
+            .map(|(u, _)| u)
+            .unwrap();
+        if !user.contains('\n') {
+            assert_eq!(logged, user, "sshd logged the name differently");
+        }
+        assert_eq!(rec(src, "user").unwrap(), logged, "user of {src}");
+        assert_eq!(rec(src, "matches").unwrap(), line, "matches of {src}");
+    }
+    for i in 1..=5 {
+        assert!(
+            !lab.path(&format!("pwned{i}")).exists(),
+            "a user name was run as a command (pwned{i})"
+        );
+    }
+    lab.stop_server();
+}
+
+/// Records recidive's bans with their bantime.
+const RECORD_BANTIME: &str = r#"[Definition]
+actionban = echo "<ip> <bantime>" >> <file>
+[Init]
+file = /dev/null
+"#;
+
+/// fail3ban's own log read by the stock recidive jail and filter: an
+/// address banned by sshd three times is banned for a week on every port.
+#[test]
+fn recidive_bans_for_a_week() {
+    need_lab!("e2e recidive");
+    let reference = need_reference!("e2e recidive");
+    let mut lab = Lab::new("rec");
+    lab.start_syslog();
+    lab.start_sshd();
+    lab.stock_tree(
+        reference,
+        "[DEFAULT]
+banaction = iptables-multiport
+banaction_allports = iptables-allports
+
+[sshd]
+enabled = true
+backend = auto
+logpath = @T@/auth.log
+maxretry = 1
+bantime = 2
+
+[recidive]
+enabled = true
+backend = auto
+logpath = @T@/fail3ban.log
+maxretry = 3
+action = %(action_)s
+         record-bantime[file=@T@/recidive.rec]
+",
+    );
+    lab.write_conf("action.d/record-bantime.conf", RECORD_BANTIME);
+    lab.start_server();
+    need_kernel!(lab, "iptables");
+    let (attacker, neighbour) = (ATTACKERS[0], ATTACKERS[1]);
+    for round in 1..=3 {
+        lab.wait("the attacker may connect", || {
+            lab.probe(attacker) == Reach::Open
+        });
+        ban_by_ssh(&lab, attacker, 1);
+        if round < 3 {
+            lab.wait("the short sshd ban ends", || lab.banned("sshd").is_empty());
+        }
+    }
+    lab.wait("recidive bans the attacker", || {
+        lab.banned("recidive").iter().any(|b| b == attacker)
+    });
+    lab.wait("the week-long ban is recorded", || {
+        fs::read_to_string(lab.path("recidive.rec")).is_ok_and(|r| !r.is_empty())
+    });
+    assert_eq!(
+        fs::read_to_string(lab.path("recidive.rec")).unwrap(),
+        format!("{attacker} 604800\n")
+    );
+    // The sshd ban ends after 2 s; recidive's, on every port, holds.
+    lab.wait("the sshd ban ends", || lab.banned("sshd").is_empty());
+    assert!(blocked(lab.probe(attacker)), "{}", lab.report());
+    assert_eq!(lab.probe(neighbour), Reach::Open);
+    assert_eq!(lab.ok(&["get", "recidive", "bantime"]).trim(), "604800");
+    lab.stop_server();
+    assert_clean(&lab);
+}
