@@ -25,3 +25,5 @@ mod regex;
 mod server;
 // fail3ban-server/-client against fail2ban-server/-client, output for output.
 mod server_compat;
+// fail3ban's own configuration tree: checked, actions rendered and run in a netns.
+mod own_tree;
