@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fail3ban::action::{Action, BanInfo, Runner, ShellCommand};
-use fail3ban::config::{read_tree, PyValue};
+use fail3ban::config::read_tree;
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_fail3ban-client");
 
@@ -161,7 +161,7 @@ fn ban(ip: &str) -> BanInfo {
 /// start, two bans, one unban, flush, stop: the commands each ran.
 async fn lifecycle(a: &mut Action, rec: &Recorder) -> Vec<Vec<String>> {
     let mut steps = Vec::new();
-    let mut take = || {
+    let take = || {
         let v: Vec<String> = rec
             .cmds
             .lock()

@@ -27,3 +27,5 @@ mod server;
 mod server_compat;
 // fail3ban's own configuration tree: checked, actions rendered and run in a netns.
 mod own_tree;
+// fail3ban-client import-fail2ban-db on a database written by fail2ban.
+mod import_db;
