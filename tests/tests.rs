@@ -29,3 +29,5 @@ mod server_compat;
 mod own_tree;
 // fail3ban-client import-fail2ban-db on a database written by fail2ban.
 mod import_db;
+// The .deb: lintian, then apt install/run/remove/purge in a debootstrap root.
+mod deb;
