@@ -68,11 +68,7 @@ fn package_installs_runs_and_purges_in_a_clean_debian() {
         .arg(&deb)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::own_tree::text(&out);
     println!("deb: lintian:\n{text}");
     assert!(
         out.status.success() && !text.lines().any(|l| l.starts_with("E:")),
@@ -83,11 +79,7 @@ fn package_installs_runs_and_purges_in_a_clean_debian() {
         .arg(&deb)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::own_tree::text(&out);
     println!("{text}");
     assert!(out.status.success(), "scripts/deb-test.sh failed:\n{text}");
     assert!(text.contains("deb-test: all passed"), "{text}");

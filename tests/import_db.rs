@@ -44,12 +44,7 @@ fn client(conf: &Path, args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    (out.status.success(), crate::own_tree::text(&out))
 }
 
 struct Kill(Child);
@@ -64,8 +59,20 @@ impl Drop for Kill {
 #[test]
 fn bans_from_a_fail2ban_database() {
     let root = need_reference!("import-fail2ban-db");
-    let tmp = tempfile::tempdir().unwrap();
+    // fail3ban's own tree, with its files moved into the temp dir.
+    let (tmp, conf) = crate::own_tree::tree_with(
+        "[sshd]\nbackend = auto\nlogpath = @LOG@\naction = dummy[target=@T@/dummy]\n\
+         [recidive]\nenabled = true\nlogpath = @T@/f3.log\naction = dummy[target=@T@/dummy6]\n",
+    );
     let t = tmp.path();
+    let td = t.display().to_string();
+    let local = std::fs::read_to_string(conf.join("jail.local")).unwrap();
+    std::fs::write(conf.join("jail.local"), local.replace("@T@", &td)).unwrap();
+    std::fs::write(
+        conf.join("fail3ban.local"),
+        format!("[Definition]\nlogtarget = {td}/f3.log\nsocket = {td}/f3.sock\npidfile = {td}/f3.pid\ndbfile = {td}/f3.sqlite3\n"),
+    )
+    .unwrap();
     let f2b_db = t.join("fail2ban.sqlite3");
     let out = Command::new("/usr/bin/python3")
         .arg("-c")
@@ -74,34 +81,8 @@ fn bans_from_a_fail2ban_database() {
         .env("PYTHONPATH", root.join("usr/lib/python3/dist-packages"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", crate::own_tree::text(&out));
     let f2b_before = std::fs::read(&f2b_db).unwrap();
-
-    // fail3ban's own tree, with its files moved into the temp dir.
-    let conf = t.join("conf");
-    let st = Command::new("cp")
-        .arg("-r")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config"))
-        .arg(&conf)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let td = t.display();
-    std::fs::write(
-        conf.join("fail3ban.local"),
-        format!("[Definition]\nlogtarget = {td}/f3.log\nsocket = {td}/f3.sock\npidfile = {td}/f3.pid\ndbfile = {td}/f3.sqlite3\n"),
-    )
-    .unwrap();
-    std::fs::write(t.join("auth.log"), "").unwrap();
-    std::fs::write(
-        conf.join("jail.local"),
-        format!("[sshd]\nbackend = auto\nlogpath = {td}/auth.log\naction = dummy[target={td}/dummy]\n[recidive]\nenabled = true\nlogpath = {td}/f3.log\naction = dummy[target={td}/dummy6]\n"),
-    )
-    .unwrap();
 
     let (ok, out) = client(&conf, &["import-fail2ban-db", f2b_db.to_str().unwrap()]);
     assert!(ok, "{out}");

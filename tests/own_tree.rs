@@ -35,7 +35,7 @@ fn own_tree() -> PathBuf {
 }
 
 /// A copy of the tree with `jail_local`, and an empty log every jail reads.
-fn tree_with(jail_local: &str) -> (tempfile::TempDir, PathBuf) {
+pub fn tree_with(jail_local: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dst = tmp.path().join("fail3ban");
     let st = Command::new("cp")
@@ -51,14 +51,18 @@ fn tree_with(jail_local: &str) -> (tempfile::TempDir, PathBuf) {
     (tmp, dst)
 }
 
-fn client(args: &[&str]) -> (bool, String) {
-    let out = Command::new(CLIENT).args(args).output().unwrap();
-    let text = format!(
+/// A program's stdout and stderr, as one text.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    )
+}
+
+fn client(args: &[&str]) -> (bool, String) {
+    let out = Command::new(CLIENT).args(args).output().unwrap();
+    (out.status.success(), text(&out))
 }
 
 #[test]
