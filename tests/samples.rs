@@ -576,3 +576,58 @@ fn every_filter_on_its_sample_log() {
     assert!(runs.len() >= 90, "too few filters found: {}", runs.len());
     assert_eq!(failed, 0, "filters disagree with their sample logs");
 }
+
+/// Filters the package must ship, each with a sample log of its own.
+const OWN_FILTERS: &[&str] = &[
+    "apache-auth",
+    "apache-badbots",
+    "dovecot",
+    "dropbear",
+    "mysqld-auth",
+    "nginx-botsearch",
+    "nginx-http-auth",
+    "nginx-limit-req",
+    "postfix",
+    "proftpd",
+    "recidive",
+    "sshd",
+    "vsftpd",
+    "wordpress",
+];
+
+/// fail3ban's own filter.d (config/) over its own sample logs
+/// (tests/files/logs), by the same checker as the stock filters.
+#[test]
+fn own_filters_on_their_sample_logs() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tree = repo.join("config");
+    let logs = repo.join("tests/files/logs");
+    let names = filter_names(&tree, |n| n.ends_with(".conf") && n != "common.conf");
+    for want in OWN_FILTERS {
+        assert!(
+            names.iter().any(|n| n == want),
+            "config/filter.d/{want}.conf is missing"
+        );
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for name in &names {
+        let o = run_filter(&logs, &tree, name);
+        let ok = o.errors.is_empty() && o.failures > 0;
+        println!(
+            "own samples: {name}  {} lines, {} failures, {}",
+            o.lines,
+            o.failures,
+            if ok { "ok" } else { "FAILED" }
+        );
+        for e in o.errors.iter().take(8) {
+            println!("    {e}");
+        }
+        if ok {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    assert_eq!(failed, 0, "own filters disagree with their sample logs");
+}

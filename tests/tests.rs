@@ -30,3 +30,9 @@ mod server_compat;
 mod netns;
 // Real sshd, syslog, firewalls and ssh clients in network namespaces.
 mod e2e;
+// fail3ban's own configuration tree: checked, actions rendered and run in a netns.
+mod own_tree;
+// fail3ban-client import-fail2ban-db on a database written by fail2ban.
+mod import_db;
+// The .deb: lintian, then apt install/run/remove/purge in a debootstrap root.
+mod deb;

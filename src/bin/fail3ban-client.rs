@@ -30,7 +30,12 @@ Commands (as fail2ban-client's):
     start | stop | restart | reload [<JAIL>] [--restart] [--unban] [--all] [--if-exists]
     status [<JAIL> [FLAVOR]] | ping | version | banned [IP ...] | unban --all | unban IP ...
     set <JAIL> banip IP ... | set <JAIL> unbanip [--report-absent] IP ...
-    set <JAIL> <OPTION> <VALUE> | get <JAIL> <OPTION> | get <OPTION> | flushlogs";
+    set <JAIL> <OPTION> <VALUE> | get <JAIL> <OPTION> | get <OPTION> | flushlogs
+
+fail3ban's own:
+    import-fail2ban-db [PATH]   import bans and ban history from a fail2ban database
+                                (default /var/lib/fail2ban/fail2ban.sqlite3) into the
+                                database of the configuration (its dbfile)";
 
 struct Args {
     conf: String,
@@ -220,6 +225,9 @@ fn run() -> Result<ExitCode> {
     if args.rest.is_empty() {
         bail!("no command given\n{USAGE}");
     }
+    if words_first(&args.rest) == "import-fail2ban-db" {
+        return import_db(&args);
+    }
     let paths = fail3ban::server::paths(&args.conf);
     let socket = args.socket.clone().unwrap_or(paths.socket);
     let pidfile = args.pidfile.clone().unwrap_or(paths.pidfile);
@@ -249,6 +257,73 @@ fn run() -> Result<ExitCode> {
         _ => {}
     }
     command(&socket, &words, args.timeout, args.verbose)
+}
+
+fn words_first(words: &[String]) -> &str {
+    words.first().map_or("", String::as_str)
+}
+
+/// The database file the tree's server options name, fail2ban's default
+/// mapped to fail3ban's own.
+fn db_file(conf: &str) -> Result<String> {
+    let loader = fail3ban::config::parser::Loader::new(conf);
+    let stream = fail3ban::config::server::read(&loader)
+        .with_context(|| format!("reading the server options of {conf}"))?;
+    let db = stream
+        .iter()
+        .filter(|c| c.len() == 3)
+        .filter(|c| c[0].as_str() == Some("set") && c[1].as_str() == Some("dbfile"))
+        .map(|c| c[2].to_text())
+        .next_back()
+        .unwrap_or_else(|| "/var/lib/fail3ban/fail3ban.sqlite3".into());
+    Ok(fail3ban::server::own_path(&db))
+}
+
+/// `import-fail2ban-db [PATH]`: fail2ban's bans and history into ours.
+fn import_db(args: &Args) -> Result<ExitCode> {
+    use fail3ban::store::{import_fail2ban, Settings, SqliteStore};
+    let src = PathBuf::from(
+        args.rest
+            .get(1)
+            .map_or("/var/lib/fail2ban/fail2ban.sqlite3", String::as_str),
+    );
+    if args.rest.len() > 2 {
+        bail!("import-fail2ban-db takes one database path\n{USAGE}");
+    }
+    let dst = db_file(&args.conf)?;
+    if dst == ":memory:" || dst.eq_ignore_ascii_case("none") {
+        bail!(
+            "the configuration in {} keeps no database (dbfile = {dst}): nothing to import into",
+            args.conf
+        );
+    }
+    if std::fs::canonicalize(&src).ok() == std::fs::canonicalize(&dst).ok()
+        && Path::new(&dst).exists()
+    {
+        bail!("{} is fail3ban's own database", src.display());
+    }
+    if !src.is_file() {
+        bail!("no fail2ban database at {}", src.display());
+    }
+    let store = SqliteStore::open(&dst, Settings::default())
+        .with_context(|| format!("opening fail3ban's database {dst}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let stats = import_fail2ban(&src, &store, now)?;
+    println!(
+        "Imported {} bans ({} still active) of jails [{}] from {} into {dst}; {} already there",
+        stats.imported,
+        stats.active,
+        stats.jails.join(", "),
+        src.display(),
+        stats.skipped
+    );
+    let paths = fail3ban::server::paths(&args.conf);
+    if stats.active > 0 && ping(&paths.socket) {
+        println!("fail3ban is running: restart it to apply the imported bans");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn command(socket: &Path, words: &[String], timeout: f64, verbose: i32) -> Result<ExitCode> {

@@ -22,12 +22,14 @@
 //! ```
 
 mod error;
+mod import;
 mod schema;
 mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
 pub use error::Error;
+pub use import::{import_fail2ban, ImportError, ImportStats, FAIL2BAN_SCHEMA};
 pub use sqlite::SqliteStore;
 
 /// The store's result type.

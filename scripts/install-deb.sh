@@ -1,0 +1,12 @@
+#!/bin/sh
+# Builds fail3ban's Debian package with cargo-deb and installs it with apt
+# (as root, or through sudo). Needs Rust's cargo; fetches cargo-deb once.
+set -eu
+cd "$(dirname "$0")/.."
+command -v cargo >/dev/null || { echo "install-deb: needs cargo (Rust); see https://rustup.rs" >&2; exit 1; }
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0
+deb=$(cargo deb | tail -n 1)
+SUDO=
+[ "$(id -u)" = 0 ] || SUDO=sudo
+$SUDO apt-get install -y "$deb"
+echo "install-deb: installed $deb; fail3ban-client status shows the jails"

@@ -1,0 +1,86 @@
+//! The Debian package: built with cargo-deb from the binaries this test
+//! run uses, checked by lintian, then installed, run, removed and purged
+//! in a clean Debian 12 root by scripts/deb-test.sh.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Whether `tool` is on PATH.
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Skips loudly, or fails under CI, when the package cannot be tested.
+fn prerequisites() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("needs root (chroot, mount)".into());
+    }
+    for tool in ["cargo-deb", "lintian", "debootstrap", "unshare", "chroot"] {
+        if !have(tool) {
+            return Err(format!("{tool} is not installed (see .ci/run)"));
+        }
+    }
+    Ok(())
+}
+
+/// `cargo deb --no-build`: the binaries cargo test built (a second build
+/// with other features could replace them under the running tests).
+fn build_deb() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(repo())
+        .args(["deb", "--no-build", "--output", "target/deb-test/"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cargo deb: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = PathBuf::from(stdout.lines().last().unwrap_or("").trim());
+    assert!(deb.is_file(), "cargo deb made no package: {stdout}");
+    deb
+}
+
+#[test]
+fn package_installs_runs_and_purges_in_a_clean_debian() {
+    if let Err(why) = prerequisites() {
+        if std::env::var_os("CI").is_some() {
+            panic!("deb: {why}, under CI");
+        }
+        eprintln!("SKIPPED: deb: {why}");
+        return;
+    }
+    let deb = build_deb();
+    println!("deb: built {}", deb.display());
+
+    let out = Command::new("lintian")
+        .args(["--fail-on", "error"])
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let text = crate::own_tree::text(&out);
+    println!("deb: lintian:\n{text}");
+    assert!(
+        out.status.success() && !text.lines().any(|l| l.starts_with("E:")),
+        "lintian reports errors:\n{text}"
+    );
+
+    let out = Command::new(repo().join("scripts/deb-test.sh"))
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let text = crate::own_tree::text(&out);
+    println!("{text}");
+    assert!(out.status.success(), "scripts/deb-test.sh failed:\n{text}");
+    assert!(text.contains("deb-test: all passed"), "{text}");
+}

@@ -1,0 +1,416 @@
+//! fail3ban's own configuration tree (config/, installed as /etc/fail3ban):
+//! checked by fail3ban-client, its actions rendered for real bans, and the
+//! firewall actions run in a network namespace of their own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fail3ban::action::{Action, BanInfo, Runner, ShellCommand};
+use fail3ban::config::read_tree;
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_fail3ban-client");
+
+/// Every jail jail.conf defines.
+const JAILS: &[&str] = &[
+    "sshd",
+    "dropbear",
+    "nginx-http-auth",
+    "nginx-limit-req",
+    "nginx-botsearch",
+    "apache-auth",
+    "apache-badbots",
+    "wordpress",
+    "postfix",
+    "dovecot",
+    "vsftpd",
+    "proftpd",
+    "mysqld-auth",
+    "recidive",
+];
+
+fn own_tree() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// A copy of the tree with `jail_local`, and an empty log every jail reads.
+pub fn tree_with(jail_local: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join("fail3ban");
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(own_tree())
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(tmp.path().join("empty.log"), "").unwrap();
+    let text = jail_local.replace("@LOG@", tmp.path().join("empty.log").to_str().unwrap());
+    std::fs::write(dst.join("jail.local"), text).unwrap();
+    (tmp, dst)
+}
+
+/// A program's stdout and stderr, as one text.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn client(args: &[&str]) -> (bool, String) {
+    let out = Command::new(CLIENT).args(args).output().unwrap();
+    (out.status.success(), text(&out))
+}
+
+#[test]
+fn shipped_tree_tests_ok() {
+    let tree = own_tree();
+    let (ok, out) = client(&["-c", tree.to_str().unwrap(), "-t"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("OK: configuration test is successful"),
+        "{out}"
+    );
+    // Only sshd is on out of the box, on the journal (Debian has no
+    // auth.log without a syslog daemon).
+    let (ok, out) = client(&["-c", tree.to_str().unwrap(), "-d"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("['add', 'sshd', 'systemd']"), "{out}");
+    assert_eq!(out.matches("['add', ").count(), 1, "{out}");
+}
+
+#[test]
+fn every_jail_enabled_tests_ok() {
+    let mut local = String::from("[DEFAULT]\nbackend = auto\n");
+    for j in JAILS {
+        local.push_str(&format!("[{j}]\nenabled = true\nlogpath = @LOG@\n"));
+    }
+    let (_tmp, dir) = tree_with(&local);
+    let (ok, out) = client(&["-c", dir.to_str().unwrap(), "-t"]);
+    assert!(ok, "{out}");
+    let (ok, out) = client(&["-c", dir.to_str().unwrap(), "-d"]);
+    assert!(ok, "{out}");
+    for j in JAILS {
+        assert!(out.contains(&format!("['start', '{j}']")), "{j}: {out}");
+    }
+}
+
+/// Remembers commands; runs them in `netns` when one is given.
+struct Recorder {
+    cmds: Mutex<Vec<ShellCommand>>,
+    netns: Option<String>,
+}
+
+impl Runner for Recorder {
+    fn run<'a>(
+        &'a self,
+        cmd: &'a ShellCommand,
+        _timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        self.cmds.lock().unwrap().push(cmd.clone());
+        Box::pin(async move {
+            let Some(ns) = &self.netns else {
+                return true;
+            };
+            let out = Command::new("ip")
+                .args(["netns", "exec", ns, "/bin/sh", "-c", &cmd.script])
+                .args(&cmd.args)
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                eprintln!(
+                    "command failed: {}\n{}",
+                    cmd.script,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            out.status.success()
+        })
+    }
+}
+
+/// The `action` of jail sshd as the tree resolves it, with `runner`.
+fn action(spec: &str, runner: Arc<Recorder>) -> (tempfile::TempDir, Action) {
+    // Firewall actions get the jail's ports the way jail.conf's action_
+    // passes them.
+    let spec_full = if spec.contains('[') {
+        spec.to_string()
+    } else {
+        format!("{spec}[port=\"%(port)s\", protocol=\"%(protocol)s\", chain=\"%(chain)s\"]")
+    };
+    let local = format!(
+        "[sshd]\nenabled = true\nbackend = auto\nlogpath = @LOG@\nport = ssh,8080:8090\naction = {spec_full}\n"
+    );
+    let (tmp, dir) = tree_with(&local);
+    let tree = read_tree(dir.to_str().unwrap(), false).unwrap();
+    let name = spec.split('[').next().unwrap();
+    let a = Action::from_stream("sshd", name, &tree.stream)
+        .unwrap()
+        .with_runner(runner)
+        .with_ipv6(true);
+    (tmp, a)
+}
+
+fn ban(ip: &str) -> BanInfo {
+    let mut b = BanInfo::new(ip, 1_700_000_000.0);
+    b.failures = 5;
+    b.bantime = 600;
+    b.matches = vec!["Failed password for $(reboot) from 192.0.2.7".into()];
+    b
+}
+
+/// start, two bans, one unban, flush, stop: the commands each ran.
+async fn lifecycle(a: &mut Action, rec: &Recorder) -> Vec<Vec<String>> {
+    let mut steps = Vec::new();
+    let take = || {
+        let v: Vec<String> = rec
+            .cmds
+            .lock()
+            .unwrap()
+            .drain(..)
+            .map(|c| c.script)
+            .collect();
+        v
+    };
+    a.start().await.unwrap();
+    steps.push(take());
+    a.ban(&ban("192.0.2.7")).await.unwrap();
+    steps.push(take());
+    a.ban(&ban("2001:db8::7")).await.unwrap();
+    steps.push(take());
+    a.unban(&ban("192.0.2.7")).await.unwrap();
+    steps.push(take());
+    a.stop().await.unwrap();
+    steps.push(take());
+    steps
+}
+
+/// What each action must run, by step, as substrings of the commands.
+const RENDERED: &[(&str, &[&str])] = &[
+    (
+        "iptables-multiport",
+        &[
+            "iptables -w -I f3b-sshd 1 -s 192.0.2.7 -j REJECT --reject-with icmp-port-unreachable",
+            "ip6tables -w -I f3b-sshd 1 -s 2001:db8::7 -j REJECT --reject-with icmp6-port-unreachable",
+            "iptables -w -I INPUT -p tcp -m multiport --dports ssh,8080:8090 -j f3b-sshd",
+            "iptables -w -D f3b-sshd -s 192.0.2.7 -j REJECT",
+        ],
+    ),
+    (
+        "iptables-allports",
+        &["iptables -w -I INPUT -p tcp -j f3b-sshd", "-s 192.0.2.7 -j REJECT"],
+    ),
+    (
+        "iptables-ipset",
+        &[
+            "ipset -exist create f3b-sshd hash:ip timeout 0",
+            "ipset -exist create f3b6-sshd hash:ip timeout 0 family inet6",
+            "ipset -exist add f3b-sshd 192.0.2.7 timeout $(( 600 < 0 ? 0 : 600 ))",
+            "ipset -exist del f3b-sshd 192.0.2.7",
+        ],
+    ),
+    (
+        "nftables-multiport",
+        &[
+            "nft add element inet f3b-table addr-set-sshd \\{ 192.0.2.7 \\}",
+            "nft add element inet f3b-table addr6-set-sshd \\{ 2001:db8::7 \\}",
+            "th dport \\{ $(echo 'ssh,8080:8090' | sed 's/:/-/g') \\} ip saddr @addr-set-sshd reject",
+        ],
+    ),
+    (
+        "nftables-allports",
+        &["meta l4proto \\{ tcp \\} ip6 saddr @addr6-set-sshd reject"],
+    ),
+    (
+        "route",
+        &["ip route add unreachable 192.0.2.7", "ip route del unreachable 192.0.2.7"],
+    ),
+    ("dummy", &["echo \"ban 192.0.2.7 600\" >> /run/fail3ban/fail3ban.dummy"]),
+    (
+        "sendmail-whois-lines[dest=admin@example.com]",
+        &["/usr/sbin/sendmail -f \"fail3ban\" \"admin@example.com\"", "\"$f2bV_matches\"", "whois 192.0.2.7"],
+    ),
+    ("sendmail", &["banned 192.0.2.7", "after 5 attempts"]),
+    ("sendmail-whois", &["whois 2001:db8::7"]),
+];
+
+#[tokio::test]
+async fn actions_render_with_fail2ban_parameters() {
+    for (spec, want) in RENDERED {
+        let rec = Arc::new(Recorder {
+            cmds: Mutex::new(Vec::new()),
+            netns: None,
+        });
+        let (_tmp, mut a) = action(spec, rec.clone());
+        let steps = lifecycle(&mut a, &rec).await;
+        let all = steps.concat().join("\n");
+        for w in *want {
+            assert!(all.contains(w), "{spec}: {w:?} not in:\n{all}");
+        }
+        // Every tag resolved: no "<name>" left for the shell to choke on.
+        let re = regex_tag(&all);
+        assert!(re.is_none(), "{spec}: unresolved tag {re:?} in:\n{all}");
+        // The log line never reaches the script text.
+        assert!(!all.contains("$(reboot)"), "{spec}: {all}");
+        println!("own actions: {spec}: {} commands", steps.concat().len());
+    }
+}
+
+/// The first `<word>` left in `s`, if any (shell's `<<` and `< 0` are not
+/// tags).
+fn regex_tag(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if c != b'<' {
+            continue;
+        }
+        let rest = &s[i + 1..];
+        let end = rest.find('>')?;
+        let word = &rest[..end];
+        if !word.is_empty()
+            && word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-/".contains(c))
+            && !word.contains("fail3ban")
+            && !word.contains('@')
+        {
+            return Some(word.to_string());
+        }
+    }
+    None
+}
+
+/// A network namespace that is deleted again when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: &str) -> Option<Netns> {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        let ok = Command::new("ip")
+            .args(["netns", "add", name])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        ok.then(|| Netns(name.to_string()))
+    }
+
+    fn sh(&self, script: &str) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.0, "/bin/sh", "-c", script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// The firewall actions for real, in a namespace of their own (never the
+/// host's): after a ban the address is in the firewall, after the unban
+/// it is gone, after stop nothing of the jail is left.
+#[tokio::test]
+async fn firewall_actions_ban_in_a_netns() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "iptables-multiport",
+            "iptables -w -S f3b-sshd; ip6tables -w -S f3b-sshd",
+            "iptables -w -S; ip6tables -w -S",
+        ),
+        (
+            "iptables-allports",
+            "iptables -w -S f3b-sshd; ip6tables -w -S f3b-sshd",
+            "iptables -w -S; ip6tables -w -S",
+        ),
+        (
+            "iptables-ipset",
+            "ipset list f3b-sshd; ipset list f3b6-sshd",
+            "ipset list -n; iptables -w -S",
+        ),
+        (
+            "nftables-multiport",
+            "nft list ruleset",
+            "nft list ruleset | grep -v '^\\s*$'",
+        ),
+        (
+            "nftables-allports",
+            "nft list ruleset",
+            "nft list ruleset | grep -v '^\\s*$'",
+        ),
+        (
+            "route",
+            "ip route show table all type unreachable",
+            "ip route show table all type unreachable",
+        ),
+    ];
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools = ["iptables", "ip6tables", "nft", "ipset", "ip"]
+        .iter()
+        .all(|t| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    let ns = if root && tools {
+        Netns::new(&format!("f3b-own-{}", std::process::id()))
+    } else {
+        None
+    };
+    let Some(ns) = ns else {
+        if std::env::var_os("CI").is_some() {
+            panic!("firewall actions: need root, ip netns, iptables, nft and ipset under CI");
+        }
+        eprintln!("SKIPPED: firewall actions: need root, ip netns, iptables, nft and ipset");
+        return;
+    };
+    for (spec, show, show_all) in cases {
+        let before = ns.sh(show_all);
+        let rec = Arc::new(Recorder {
+            cmds: Mutex::new(Vec::new()),
+            netns: Some(ns.0.clone()),
+        });
+        let (_tmp, mut a) = action(spec, rec.clone());
+        a.start().await.unwrap();
+        a.ban(&ban("192.0.2.7")).await.unwrap();
+        a.ban(&ban("2001:db8::7")).await.unwrap();
+        let banned = ns.sh(show);
+        assert!(
+            banned.contains("192.0.2.7"),
+            "{spec}: not banned:\n{banned}"
+        );
+        assert!(
+            banned.contains("2001:db8::7"),
+            "{spec}: v6 not banned:\n{banned}"
+        );
+        a.unban(&ban("192.0.2.7")).await.unwrap();
+        let after = ns.sh(show);
+        assert!(
+            !after.contains("192.0.2.7"),
+            "{spec}: still banned:\n{after}"
+        );
+        assert!(after.contains("2001:db8::7"), "{spec}: v6 lost:\n{after}");
+        if !a.has_flush() {
+            // Without actionflush, the server unbans each ban before stop.
+            a.unban(&ban("2001:db8::7")).await.unwrap();
+        }
+        a.stop().await.unwrap();
+        let left = ns.sh(show_all);
+        assert!(
+            !left.contains("2001:db8::7")
+                && !left.contains("f3b-sshd")
+                && !left.contains("addr-set-sshd"),
+            "{spec}: left behind:\n{left}"
+        );
+        if !spec.starts_with("nftables") {
+            assert_eq!(before, left, "{spec}: firewall not as before");
+        }
+        println!("own actions: {spec}: banned, unbanned and stopped for real in a netns");
+    }
+}
