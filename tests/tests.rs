@@ -25,3 +25,5 @@ mod regex;
 mod server;
 // fail3ban-server/-client against fail2ban-server/-client, output for output.
 mod server_compat;
+// The AI rule generator against a scripted OpenAI-compatible server.
+mod ai;
