@@ -3,6 +3,7 @@
 //! The library holds every part; the binaries in `src/bin` are glue.
 
 pub mod action;
+pub mod ai;
 pub mod client;
 pub mod config;
 pub mod filter;

@@ -36,14 +36,14 @@ file = /dev/null
 
 /// A configuration tree and the files the server writes, in one temporary
 /// directory. `@T@` in configuration text stands for that directory.
-struct Tree {
+pub(crate) struct Tree {
     tmp: tempfile::TempDir,
 }
 
 impl Tree {
     /// A tree with fail2ban.conf, the test filter, the recording action
     /// and a jail.conf made of `[DEFAULT]` settings and then `jails`.
-    fn new(jails: &str) -> Tree {
+    pub(crate) fn new(jails: &str) -> Tree {
         let tree = Tree {
             tmp: tempfile::Builder::new().prefix("f3srv").tempdir().unwrap(),
         };
@@ -76,21 +76,21 @@ action = record[name=%(__name__)s, file=@T@/actions.log]
         tree
     }
 
-    fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.tmp.path()
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir().join(rel)
     }
 
-    fn conf(&self) -> PathBuf {
+    pub(crate) fn conf(&self) -> PathBuf {
         self.path("conf")
     }
 
     /// Writes a configuration file atomically (as editors do), so that the
     /// watcher never reads half of it.
-    fn write_conf(&self, rel: &str, text: &str) {
+    pub(crate) fn write_conf(&self, rel: &str, text: &str) {
         let text = text.replace("@T@", self.dir().to_str().unwrap());
         let dest = self.conf().join(rel);
         let tmp = dest.with_extension("tmp");
@@ -99,7 +99,7 @@ action = record[name=%(__name__)s, file=@T@/actions.log]
     }
 
     /// The lines the recording action wrote.
-    fn actions(&self) -> Vec<String> {
+    pub(crate) fn actions(&self) -> Vec<String> {
         fs::read_to_string(self.path("actions.log"))
             .unwrap_or_default()
             .lines()
@@ -109,7 +109,7 @@ action = record[name=%(__name__)s, file=@T@/actions.log]
 
     /// How many times the action ran `verb` ("ban"/"unban") for `ip` in
     /// `jail`.
-    fn count(&self, verb: &str, jail: &str, ip: &str) -> usize {
+    pub(crate) fn count(&self, verb: &str, jail: &str, ip: &str) -> usize {
         self.actions()
             .iter()
             .filter(|l| {
@@ -131,13 +131,13 @@ action = record[name=%(__name__)s, file=@T@/actions.log]
             .collect()
     }
 
-    fn server_log(&self) -> String {
+    pub(crate) fn server_log(&self) -> String {
         fs::read_to_string(self.path("server.log")).unwrap_or_default()
     }
 }
 
 /// The current local time as fail2ban's default date templates read it.
-fn stamp() -> String {
+pub(crate) fn stamp() -> String {
     jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
@@ -201,14 +201,14 @@ fn parse_status(out: &str) -> Status {
 }
 
 /// A fail3ban-server in the foreground, killed when dropped.
-struct Server<'a> {
+pub(crate) struct Server<'a> {
     tree: &'a Tree,
     child: Option<Child>,
 }
 
 impl<'a> Server<'a> {
     /// Starts the server on `tree` and waits until it answers.
-    fn start(tree: &'a Tree) -> Server<'a> {
+    pub(crate) fn start(tree: &'a Tree) -> Server<'a> {
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -232,7 +232,7 @@ impl<'a> Server<'a> {
     }
 
     /// Runs fail3ban-client on the tree: success and stdout.
-    fn client(&mut self, args: &[&str]) -> (bool, String) {
+    pub(crate) fn client(&mut self, args: &[&str]) -> (bool, String) {
         if let Some(c) = &mut self.child {
             if let Ok(Some(st)) = c.try_wait() {
                 panic!("the server exited ({st}):\n{}", self.report());
@@ -254,7 +254,7 @@ impl<'a> Server<'a> {
     }
 
     /// Runs fail3ban-client, which must succeed; its stdout.
-    fn ok(&mut self, args: &[&str]) -> String {
+    pub(crate) fn ok(&mut self, args: &[&str]) -> String {
         let (ok, out) = self.client(args);
         assert!(
             ok,
@@ -269,7 +269,7 @@ impl<'a> Server<'a> {
     }
 
     /// What to show when something goes wrong.
-    fn report(&self) -> String {
+    pub(crate) fn report(&self) -> String {
         format!(
             "--- server.log\n{}--- server.out\n{}--- actions.log\n{}",
             self.tree.server_log(),
@@ -279,7 +279,7 @@ impl<'a> Server<'a> {
     }
 
     /// Polls `cond` until it holds, or panics after [`WAIT`].
-    fn wait(&mut self, what: &str, mut cond: impl FnMut(&mut Self) -> bool) {
+    pub(crate) fn wait(&mut self, what: &str, mut cond: impl FnMut(&mut Self) -> bool) {
         let deadline = Instant::now() + WAIT;
         loop {
             if cond(self) {
@@ -311,7 +311,7 @@ impl<'a> Server<'a> {
     }
 
     /// `stop` through the client; the process must then end.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.ok(&["stop"]);
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + WAIT;
@@ -325,7 +325,7 @@ impl<'a> Server<'a> {
     }
 
     /// SIGKILL: no shutdown, no flush.
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();

@@ -36,3 +36,5 @@ mod own_tree;
 mod import_db;
 // The .deb: lintian, then apt install/run/remove/purge in a debootstrap root.
 mod deb;
+// The AI rule generator against a scripted OpenAI-compatible server.
+mod ai;

@@ -98,6 +98,14 @@ pub fn beautify(cmd: &[String], response: &Value) -> String {
         "add" => return format!("Added jail {}", py_str(response)),
         "flushlogs" => return format!("logs: {}", py_str(response)),
         "echo" => return strings(response).join(" "),
+        // fail3ban's own: no fail2ban wording to keep, so plain JSON that
+        // scripts can read.
+        "ai" => {
+            return match response {
+                Value::String(s) => s.clone(),
+                v => serde_json::to_string_pretty(v).unwrap_or_default(),
+            }
+        }
         "status" => {
             let rows = pairs(response);
             if cmd.len() > 1 {

@@ -67,6 +67,9 @@ const JAIL_OPTS: &[OptSpec] = &[
     ("logencoding", OptType::Str, None),
     ("logpath", OptType::Str, None),
     ("action", OptType::Str, Some(DefaultValue::Str(""))),
+    // fail3ban's own: fail2ban has none; printed only when set.
+    ("ai", OptType::Str, None),
+    ("ai_max_bantime", OptType::Str, None),
 ];
 
 /// Reads options of one section, typed, as fail2ban's `getOptions` does:

@@ -107,10 +107,43 @@ pub fn read(loader: &Loader) -> Result<Vec<Command>, ConfigError> {
             ordered.push((*order, vec!["set".into(), (*name).into(), v.clone()]));
         }
     }
+    if let Some(ai) = ai_section(loader, &cfg, &file) {
+        ordered.push((60, ai));
+    }
     // Same order, then by option name, as fail2ban sorts them.
     ordered.sort_by(|a, b| {
         a.0.cmp(&b.0)
             .then_with(|| a.1[1].to_text().cmp(&b.1[1].to_text()))
     });
     Ok(ordered.into_iter().map(|(_, c)| c).collect())
+}
+
+/// fail3ban's [AI] section (fail2ban has none, so a stock tree prints
+/// nothing for it): one `set ai {options}` command, each option checked
+/// here so that a bad one is reported with its file, section and name.
+fn ai_section(loader: &Loader, cfg: &Merged, file: &str) -> Option<Command> {
+    let names: Vec<String> = cfg.ini.sections.get("AI")?.keys().cloned().collect();
+    let mut items = Vec::new();
+    let mut check = crate::ai::Settings::default();
+    for name in names.into_iter().filter(|n| n != "__name__") {
+        let value = match cfg.ini.get("AI", &name, None) {
+            Ok(v) => v,
+            Err(e) => {
+                loader.problem(e.located(Some(std::path::Path::new(file)), "AI", &name));
+                continue;
+            }
+        };
+        if let Err(e) = check.set(&name, &value) {
+            let kind = match e {
+                crate::ai::SettingsError::BadValue { expected, value, .. } => {
+                    super::ErrorKind::BadValue { expected, value }
+                }
+                _ => super::ErrorKind::NotFound(format!("option {name}")),
+            };
+            loader.problem(ConfigError::new(file, kind).in_section("AI").for_option(&name));
+            continue;
+        }
+        items.push((name, PyValue::str(&value)));
+    }
+    Some(vec!["set".into(), "ai".into(), PyValue::Dict(items)])
 }

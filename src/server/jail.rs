@@ -89,6 +89,8 @@ pub struct JailState {
     /// The files (or journal matches) being watched, for `status`.
     pub watched: Vec<String>,
     store: Option<Arc<dyn Store>>,
+    /// Where unmatched lines go when the jail's `ai` is on.
+    pub ai: Option<crate::ai::AiHandle>,
 }
 
 fn ipv6_allowed() -> bool {
@@ -166,6 +168,7 @@ impl JailState {
             ignore,
             watched: Vec::new(),
             store,
+            ai: None,
         })
     }
 
@@ -258,12 +261,35 @@ impl JailState {
     ) -> Vec<Job> {
         let mut jobs = Vec::new();
         self.filter.set_in_operation(in_operation);
+        let ai = self.ai.clone().filter(|_| self.spec.ai != crate::ai::Mode::Off);
         for line in lines {
-            let failures = self.filter.process_line(line, now);
-            self.take_failures(failures, now, &mut jobs);
+            let Some(ai) = &ai else {
+                let failures = self.filter.process_line(line, now);
+                self.take_failures(failures, now, &mut jobs);
+                continue;
+            };
+            let o = self.filter.process_line_outcome(line, now);
+            if !o.is_matched() && !o.is_ignored() {
+                self.offer_ai(ai, line, now);
+            }
+            self.take_failures(o.failures, now, &mut jobs);
         }
         self.engine.perform_svc(now, false);
         jobs
+    }
+
+    /// Hands a line no regex matched to the AI, with the prescreen's
+    /// address (none when the line names an address never to be banned).
+    fn offer_ai(&mut self, ai: &crate::ai::AiHandle, line: &str, now: f64) {
+        let line = crate::ai::cut(line, crate::ai::MAX_LINE);
+        let addr = crate::ai::prescreen::remote_address(line, &mut self.ignore, now).ok();
+        ai.offer(crate::ai::Unmatched {
+            jail: self.spec.name.clone(),
+            mode: self.spec.ai,
+            max_bantime: self.spec.ai_max_bantime,
+            line: line.to_string(),
+            addr,
+        });
     }
 
     /// Journal entries: their time is known, the date text is cut already.
@@ -274,6 +300,11 @@ impl JailState {
             let o = self
                 .filter
                 .process_dated("", &l.date_text, &l.text, l.time, now);
+            if let Some(ai) = self.ai.clone().filter(|_| self.spec.ai != crate::ai::Mode::Off) {
+                if !o.is_matched() && !o.is_ignored() {
+                    self.offer_ai(&ai, &l.text, now);
+                }
+            }
             self.take_failures(o.failures, now, &mut jobs);
         }
         self.engine.perform_svc(now, false);

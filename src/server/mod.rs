@@ -6,6 +6,7 @@
 //! it command by command, so that a jail configured at start, by reload or
 //! by `fail3ban-client set` goes through one path.
 
+mod ai;
 pub mod control;
 pub mod jail;
 pub mod log;
@@ -68,6 +69,8 @@ pub struct Server {
     reconfig: tokio::sync::Mutex<()>,
     /// The log level and target were given on the command line.
     keep_log: std::sync::atomic::AtomicBool,
+    /// The AI rule generator, started by the first jail that wants it.
+    ai: ai::AiSlot,
 }
 
 impl std::fmt::Debug for Server {
@@ -94,6 +97,7 @@ impl Server {
             shutdown: Notify::new(),
             reconfig: tokio::sync::Mutex::new(()),
             keep_log: std::sync::atomic::AtomicBool::new(false),
+            ai: ai::AiSlot::default(),
         }
     }
 
@@ -223,6 +227,7 @@ impl Server {
         let jail = Jail::start(spec, self.store())
             .await
             .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))?;
+        self.attach_ai(&jail);
         self.jails
             .write()
             .await
@@ -400,6 +405,7 @@ impl Server {
                     self.jails.write().await.shift_remove(&name);
                     j.stop(unban).await;
                     let jail = Jail::start(spec, self.store()).await.map_err(failed)?;
+                    self.attach_ai(&jail);
                     self.jails.write().await.insert(name, Arc::new(jail));
                 }
                 Some(j) => {
@@ -411,9 +417,11 @@ impl Server {
                             "[{name}] reload failed, the jail keeps its previous settings: {e}"
                         );
                     }
+                    self.attach_ai(&j);
                 }
                 None => match Jail::start(spec, self.store()).await {
                     Ok(jail) => {
+                        self.attach_ai(&jail);
                         self.jails.write().await.insert(name, Arc::new(jail));
                     }
                     Err(e) => tracing::error!("[{name}] cannot start: {e}"),
@@ -449,6 +457,7 @@ impl Server {
             "syslogsocket" => self.settings.lock().expect("settings lock").syslogsocket = v.clone(),
             "allowipv6" => self.settings.lock().expect("settings lock").allowipv6 = v.clone(),
             "thread" => {}
+            "ai" => self.set_ai_settings(value),
             "dbfile" => {
                 if v.is_empty() || v.eq_ignore_ascii_case("none") {
                     *self.store.lock().expect("store lock") = None;

@@ -110,6 +110,11 @@ pub struct JailSpec {
     /// Log files with `head` or `tail`.
     pub logpaths: Vec<(String, String)>,
     pub actions: Vec<ActionSpec>,
+    /// fail3ban's `ai` option.
+    pub ai: crate::ai::Mode,
+    /// fail3ban's `ai_max_bantime`: the cap on AI jails' bantime until
+    /// approved.
+    pub ai_max_bantime: Option<f64>,
 }
 
 impl JailSpec {
@@ -139,6 +144,8 @@ impl JailSpec {
             logencoding: "auto".into(),
             logpaths: Vec::new(),
             actions: Vec::new(),
+            ai: crate::ai::Mode::Off,
+            ai_max_bantime: None,
         }
     }
 
@@ -207,6 +214,10 @@ impl JailSpec {
                 let w = words();
                 self.journalmatch.retain(|m| *m != w);
             }
+            "ai" => {
+                self.ai = crate::ai::Mode::parse(&t).ok_or_else(|| invalid(what, &first))?
+            }
+            "ai_max_bantime" => self.ai_max_bantime = Some(seconds_of(what, &first)?),
             "maxretry" => self.maxretry = int_of(what, &first)?.max(0) as u32,
             "maxmatches" => self.maxmatches = Some(int_of(what, &first)?.max(0) as usize),
             "findtime" => self.findtime = seconds_of(what, &first)?,

@@ -187,6 +187,7 @@ impl Server {
                 Ok(json!(n))
             }
             "banned" => Ok(self.banned(&strings(&cmd[1..])).await),
+            "ai" => self.ai_command(&strings(&cmd[1..])).await,
             "flushlogs" => {
                 self.log
                     .reopen()

@@ -21,6 +21,7 @@
 //! assert!(store.current_bans(Some("sshd"), 1600.0).unwrap().is_empty());
 //! ```
 
+mod ai;
 mod error;
 mod import;
 mod schema;
@@ -28,6 +29,7 @@ mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
+pub use ai::{AiStore, QueuedLine, Rule};
 pub use error::Error;
 pub use import::{import_fail2ban, ImportError, ImportStats, FAIL2BAN_SCHEMA};
 pub use sqlite::SqliteStore;
@@ -271,4 +273,9 @@ pub trait Store: Send + Sync {
     fn add_audit(&self, entry: &AuditEntry) -> Result<i64>;
     /// Audit entries at or after `since`, oldest first, at most `limit`.
     fn audit_entries(&self, since: f64, limit: usize) -> Result<Vec<(i64, AuditEntry)>>;
+
+    /// The AI part's queue and rules, if this backend keeps them.
+    fn ai(&self) -> Option<&dyn AiStore> {
+        None
+    }
 }

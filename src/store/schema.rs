@@ -89,6 +89,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX ai_audit_time ON ai_audit(time);
     "#,
+    // 3: the AI part's work queue (it outlives a restart) and its rules.
+    r#"
+    CREATE TABLE ai_queue(
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time REAL NOT NULL,
+        jail TEXT NOT NULL,
+        template TEXT NOT NULL,
+        addr TEXT NOT NULL,
+        line TEXT NOT NULL
+    );
+    CREATE TABLE ai_rules(
+        id TEXT NOT NULL PRIMARY KEY,
+        jail TEXT NOT NULL,
+        template TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created REAL NOT NULL,
+        detail TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The version a database has once every migration ran.

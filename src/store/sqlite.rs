@@ -159,12 +159,12 @@ impl SqliteStore {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection, &Settings) -> rusqlite::Result<T>) -> Result<T> {
+    pub(super) fn read<T>(&self, f: impl FnOnce(&Connection, &Settings) -> rusqlite::Result<T>) -> Result<T> {
         let inner = self.lock();
         f(&inner.conn, &inner.settings).map_err(|e| Error::from_sqlite(&self.path, e))
     }
 
-    fn write<T>(
+    pub(super) fn write<T>(
         &self,
         f: impl FnOnce(&Transaction<'_>, &Settings) -> rusqlite::Result<T>,
     ) -> Result<T> {
@@ -598,6 +598,10 @@ impl Store for SqliteStore {
             ])?;
             Ok(tx.last_insert_rowid())
         })
+    }
+
+    fn ai(&self) -> Option<&dyn super::AiStore> {
+        Some(self)
     }
 
     fn audit_entries(&self, since: f64, limit: usize) -> Result<Vec<(i64, AuditEntry)>> {

@@ -1,0 +1,180 @@
+//! The AI rule generator: lines no filter knew become validated filter.d
+//! files.
+//!
+//! The flow: [`prescreen`] keeps lines that name a remote address nobody
+//! told us to ignore, [`template`] keys them by shape, the verdict cache in
+//! the store answers shapes already judged, [`client`] asks the model about
+//! new ones within the [`budget`], [`answer`] reads its reply strictly,
+//! [`validate`] tries the proposed regex in our own filter engine, and
+//! [`writer`] writes the filter and its jail for the config watcher to load.
+//! [`pipeline`] runs all of it on one task, fed by the jails through a
+//! bounded channel. The model never names the address to ban and never
+//! writes anything but a failregex.
+
+pub mod answer;
+pub mod budget;
+pub mod client;
+pub mod pipeline;
+pub mod prescreen;
+pub mod template;
+pub mod validate;
+pub mod writer;
+
+use std::time::Duration;
+
+pub use pipeline::{AiHandle, Unmatched};
+
+/// A jail's `ai` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// No line goes to the AI.
+    #[default]
+    Off,
+    /// Ask and record only.
+    Observe,
+    /// Write filters to filter.d/ai-pending/, loaded once approved.
+    Suggest,
+    /// Write and load.
+    Enforce,
+}
+
+impl Mode {
+    /// Reads the option; `None` for an unknown word.
+    pub fn parse(s: &str) -> Option<Mode> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "" | "off" | "false" | "no" | "0" => Mode::Off,
+            "observe" => Mode::Observe,
+            "suggest" => Mode::Suggest,
+            "enforce" => Mode::Enforce,
+            _ => return None,
+        })
+    }
+
+    /// The option's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Observe => "observe",
+            Mode::Suggest => "suggest",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+/// The [AI] section of fail3ban.conf (or fail2ban.conf).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// OpenAI-compatible API base, up to and including `/v1`.
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// A file holding the API key (root-only), used when OPENAI_API_KEY is
+    /// not set.
+    pub key_file: Option<String>,
+    /// Requests per minute.
+    pub requests_per_minute: u32,
+    /// Requests per day.
+    pub requests_per_day: u32,
+    /// Tokens per day.
+    pub tokens_per_day: u64,
+    /// Lines the channel from the jails holds before it drops.
+    pub queue_size: usize,
+    /// Lines waiting for the model in the database, at most.
+    pub backlog: u64,
+    /// Time allowed for one request (the library's own retries included).
+    pub timeout: Duration,
+    /// How long a benign verdict holds.
+    pub benign_ttl: f64,
+    /// Consecutive failed requests that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long the open breaker lets no request through.
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            base_url: "https://api.openai.com/v1".into(),
+            model: "gpt-4o-mini".into(),
+            key_file: None,
+            requests_per_minute: 10,
+            requests_per_day: 500,
+            tokens_per_day: 500_000,
+            queue_size: 10_000,
+            backlog: 1_000,
+            timeout: Duration::from_secs(60),
+            benign_ttl: 7.0 * 86_400.0,
+            breaker_failures: 3,
+            breaker_cooldown: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A bad value in the [AI] section.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// An option that does not exist.
+    #[error("[AI] {0}: unknown option")]
+    Unknown(String),
+    /// An option whose value does not fit.
+    #[error("[AI] {option}: expected {expected}, got {value:?}")]
+    BadValue {
+        /// The option.
+        option: String,
+        /// What it takes.
+        expected: &'static str,
+        /// What it got.
+        value: String,
+    },
+}
+
+impl Settings {
+    /// Applies one option of the [AI] section.
+    pub fn set(&mut self, option: &str, value: &str) -> Result<(), SettingsError> {
+        let bad = |expected| SettingsError::BadValue {
+            option: option.to_string(),
+            expected,
+            value: value.to_string(),
+        };
+        let num = || value.trim().parse::<u64>().map_err(|_| bad("an integer"));
+        let secs = || {
+            crate::config::time::str2seconds(value)
+                .ok()
+                .filter(|s| *s >= 0.0)
+                .ok_or_else(|| bad("a time (seconds or 10m, 1h, 1d...)"))
+        };
+        match option {
+            "base_url" => self.base_url = value.trim().trim_end_matches('/').to_string(),
+            "model" => self.model = value.trim().to_string(),
+            "key_file" => self.key_file = Some(value.trim().to_string()).filter(|s| !s.is_empty()),
+            "requests_per_minute" => self.requests_per_minute = num()? as u32,
+            "requests_per_day" => self.requests_per_day = num()? as u32,
+            "tokens_per_day" => self.tokens_per_day = num()?,
+            "queue_size" => self.queue_size = (num()? as usize).max(1),
+            "backlog" => self.backlog = num()?.max(1),
+            "timeout" => self.timeout = Duration::from_secs_f64(secs()?.max(0.1)),
+            "benign_ttl" => self.benign_ttl = secs()?,
+            "breaker_failures" => self.breaker_failures = (num()? as u32).max(1),
+            "breaker_cooldown" => self.breaker_cooldown = Duration::from_secs_f64(secs()?),
+            _ => return Err(SettingsError::Unknown(option.to_string())),
+        }
+        Ok(())
+    }
+}
+
+/// Lines are cut to this before anything else looks at them, so that a
+/// 1 MiB line costs no more than a short one.
+pub const MAX_LINE: usize = 4096;
+
+/// Cuts `s` to at most `max` bytes, at a char boundary.
+pub fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

@@ -1,0 +1,658 @@
+//! The AI part at run time: an intake task that keys and caches the lines
+//! the jails hand over, and an asker task that takes queued lines to the
+//! model within the budget, validates the answers and writes the rules.
+//! The jails only ever `try_send` into a bounded channel: a slow model, a
+//! dead server or a flood of lines costs them nothing but a drop counter.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+
+use super::answer::{self, Judgement};
+use super::budget::Budget;
+use super::client::{CallError, LlmClient};
+use super::validate::{self, Evidence};
+use super::{template, writer, Mode, Settings};
+use crate::store::{AiStore, AuditEntry, QueuedLine, Rule, Store, Verdict};
+
+/// Unix time now.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Verdicts that hold "for ever" (attack, rejected rules): ten years.
+const FOREVER: f64 = 10.0 * 365.0 * 86_400.0;
+/// A rejected answer or refused request is asked again after a day.
+const RETRY_ERROR: f64 = 86_400.0;
+/// Lines of each log kept to judge how broad a regex is.
+const RECENT: usize = 500;
+/// Benign lines of each log kept for the corpus.
+const BENIGN: usize = 200;
+
+/// One line a jail's filter did not match.
+#[derive(Debug, Clone)]
+pub struct Unmatched {
+    /// The jail.
+    pub jail: String,
+    /// Its `ai` mode.
+    pub mode: Mode,
+    /// Its `ai_max_bantime`.
+    pub max_bantime: Option<f64>,
+    /// The line, cut to [`super::MAX_LINE`].
+    pub line: String,
+    /// The remote address the prescreen found, if it let the line through.
+    pub addr: Option<String>,
+}
+
+/// The jails' end of the channel.
+#[derive(Clone, Debug)]
+pub struct AiHandle {
+    tx: mpsc::Sender<Unmatched>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AiHandle {
+    /// Hands a line over, or counts it dropped when the channel is full.
+    pub fn offer(&self, u: Unmatched) {
+        if self.tx.try_send(u).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct JailAi {
+    mode: Mode,
+    max_bantime: Option<f64>,
+}
+
+#[derive(Default)]
+struct Logs {
+    /// (template, line) of recent lines.
+    recent: VecDeque<(String, String)>,
+    benign: VecDeque<String>,
+}
+
+/// The running AI part.
+pub struct Ai {
+    settings: Settings,
+    client: LlmClient,
+    store: Arc<dyn Store>,
+    conf_dir: PathBuf,
+    jails: Mutex<HashMap<String, JailAi>>,
+    logs: Mutex<HashMap<String, Logs>>,
+    budget: Mutex<Budget>,
+    dropped: Arc<AtomicU64>,
+    dropped_backlog: AtomicU64,
+    cache_hits: AtomicU64,
+    queued: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Ai {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ai").field("settings", &self.settings).finish()
+    }
+}
+
+fn rule_id(template: &str) -> String {
+    let d = Md5::digest(template.as_bytes());
+    d.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+impl Ai {
+    /// Starts the AI part, or says in one log line why it stays off.
+    pub fn start(
+        settings: Settings,
+        store: Option<Arc<dyn Store>>,
+        conf_dir: &str,
+    ) -> Option<(Arc<Ai>, AiHandle)> {
+        let key = match super::client::api_key(settings.key_file.as_deref()) {
+            Ok(Some(k)) => k,
+            Ok(None) => {
+                tracing::warn!(
+                    "AI rule generator off: no API key (set OPENAI_API_KEY or [AI] key_file)"
+                );
+                return None;
+            }
+            Err(e) => {
+                tracing::error!("AI rule generator off: {e}");
+                return None;
+            }
+        };
+        let Some(store) = store.filter(|s| s.ai().is_some()) else {
+            tracing::warn!("AI rule generator off: it needs the database (dbfile)");
+            return None;
+        };
+        let (tx, rx) = mpsc::channel(settings.queue_size);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut budget = Budget::new(&settings);
+        restore_today(store.as_ref(), &mut budget);
+        let queued = store
+            .ai()
+            .and_then(|a| a.queue_len().ok())
+            .unwrap_or_default();
+        let ai = Arc::new(Ai {
+            client: LlmClient::new(&settings, &key),
+            settings,
+            store,
+            conf_dir: PathBuf::from(conf_dir),
+            jails: Mutex::new(HashMap::new()),
+            logs: Mutex::new(HashMap::new()),
+            budget: Mutex::new(budget),
+            dropped: dropped.clone(),
+            dropped_backlog: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            queued: AtomicU64::new(queued),
+            last_error: Mutex::new(None),
+            wake: Notify::new(),
+        });
+        tracing::info!(
+            "AI rule generator on: model {} at {} ({queued} lines queued)",
+            ai.settings.model,
+            ai.settings.base_url
+        );
+        tokio::spawn(intake(ai.clone(), rx));
+        tokio::spawn(asker(ai.clone()));
+        Some((ai, AiHandle { tx, dropped }))
+    }
+
+    fn db(&self) -> &dyn AiStore {
+        self.store.ai().expect("checked at start")
+    }
+
+    /// Records a jail's mode (at start and reload).
+    pub fn set_jail(&self, jail: &str, mode: Mode, max_bantime: Option<f64>) {
+        let mut j = self.jails.lock().expect("ai lock");
+        if mode == Mode::Off {
+            j.remove(jail);
+        } else {
+            j.insert(jail.to_string(), JailAi { mode, max_bantime });
+        }
+        drop(j);
+        self.wake.notify_one();
+    }
+
+    fn audit(&self, jail: Option<&str>, kind: &str, template: Option<&str>, detail: Value) {
+        let e = AuditEntry {
+            time: now(),
+            jail: jail.map(String::from),
+            kind: kind.to_string(),
+            template: template.map(String::from),
+            detail,
+        };
+        if let Err(e) = self.store.add_audit(&e) {
+            tracing::error!("AI audit: {e}");
+        }
+    }
+
+    fn put_verdict(&self, template: &str, verdict: &str, tokens: u64, ttl: f64) {
+        let t = now();
+        let v = Verdict {
+            template: template.to_string(),
+            verdict: verdict.to_string(),
+            hits: 0,
+            model: self.settings.model.clone(),
+            tokens,
+            created: t,
+            expiry: t + ttl,
+        };
+        if let Err(e) = self.store.put_verdict(&v) {
+            tracing::error!("AI verdict cache: {e}");
+        }
+    }
+
+    /// One line from a jail: cached shapes stop here, new ones are queued.
+    fn take(&self, u: Unmatched) {
+        self.jails.lock().expect("ai lock").insert(
+            u.jail.clone(),
+            JailAi {
+                mode: u.mode,
+                max_bantime: u.max_bantime,
+            },
+        );
+        let key = template::key(&u.line);
+        {
+            let mut logs = self.logs.lock().expect("ai lock");
+            let l = logs.entry(u.jail.clone()).or_default();
+            if l.recent.len() >= RECENT {
+                l.recent.pop_front();
+            }
+            l.recent.push_back((key.clone(), u.line.clone()));
+        }
+        let Some(addr) = u.addr else { return };
+        match self.store.lookup_verdict(&key, now()) {
+            Ok(Some(_)) => {
+                self.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!("AI verdict cache: {e}");
+                return;
+            }
+        }
+        if self.queued.load(Ordering::Relaxed) >= self.settings.backlog {
+            self.dropped_backlog.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // Pending until answered: the shape is asked once, however many
+        // lines of it arrive meanwhile.
+        self.put_verdict(&key, "pending", 0, FOREVER);
+        let q = QueuedLine {
+            id: 0,
+            time: now(),
+            jail: u.jail.clone(),
+            template: key,
+            addr,
+            line: u.line,
+        };
+        match self.db().queue_push(&q) {
+            Ok(_) => {
+                self.queued.fetch_add(1, Ordering::Relaxed);
+                self.wake.notify_one();
+            }
+            Err(e) => tracing::error!("AI queue: {e}"),
+        }
+    }
+
+    fn next_queued(&self) -> Option<QueuedLine> {
+        let jails = self.jails.lock().expect("ai lock").clone();
+        self.db()
+            .queue_peek(100)
+            .ok()?
+            .into_iter()
+            .find(|q| jails.contains_key(&q.jail))
+    }
+
+    fn dequeue(&self, id: i64) {
+        if let Err(e) = self.db().queue_remove(id) {
+            tracing::error!("AI queue: {e}");
+        }
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+    }
+
+    /// Takes queued lines to the model while the budget allows.
+    async fn drain(&self) {
+        while let Some(q) = self.next_queued() {
+            let t = now();
+            {
+                let mut b = self.budget.lock().expect("ai lock");
+                if let Err(why) = b.check(t) {
+                    tracing::debug!("AI: holding {} queued lines: {why:?}", self.queued_len());
+                    return;
+                }
+                b.sent(t);
+            }
+            self.audit(
+                Some(&q.jail),
+                "request",
+                Some(&q.template),
+                json!({"addr": q.addr}),
+            );
+            match self.client.ask(&q.jail, &q.addr, &q.line).await {
+                Err(CallError::Temporary(e)) => {
+                    tracing::warn!("AI: request failed, line stays queued: {e}");
+                    self.budget.lock().expect("ai lock").failed(now());
+                    *self.last_error.lock().expect("ai lock") = Some(e.clone());
+                    self.audit(Some(&q.jail), "error", Some(&q.template), json!({"error": e}));
+                    return;
+                }
+                Err(CallError::Refused(e)) => {
+                    tracing::error!("AI: request refused: {e}");
+                    self.dequeue(q.id);
+                    self.put_verdict(&q.template, "error", 0, RETRY_ERROR);
+                    self.audit(Some(&q.jail), "error", Some(&q.template), json!({"error": e}));
+                }
+                Ok(reply) => {
+                    self.budget
+                        .lock()
+                        .expect("ai lock")
+                        .answered(now(), reply.tokens);
+                    self.audit(
+                        Some(&q.jail),
+                        "answer",
+                        Some(&q.template),
+                        json!({"tokens": reply.tokens, "content": super::cut(&reply.content, 4000)}),
+                    );
+                    self.dequeue(q.id);
+                    let mode = self.jails.lock().expect("ai lock").get(&q.jail).copied();
+                    if let Some(j) = mode {
+                        self.judge(&q, &reply.content, reply.tokens, j);
+                    }
+                }
+            }
+        }
+    }
+
+    fn queued_len(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    fn evidence_lines(&self, jail: &str, template: &str) -> (Vec<String>, Vec<String>) {
+        let logs = self.logs.lock().expect("ai lock");
+        let Some(l) = logs.get(jail) else {
+            return (Vec::new(), Vec::new());
+        };
+        let benign = l.benign.iter().cloned().collect();
+        let recent = l
+            .recent
+            .iter()
+            .filter(|(t, _)| t != template)
+            .map(|(_, line)| line.clone())
+            .collect();
+        (benign, recent)
+    }
+
+    fn reject_answer(&self, q: &QueuedLine, tokens: u64, reason: &str, detail: Value) {
+        tracing::warn!("[{}] AI answer rejected: {reason}", q.jail);
+        self.put_verdict(&q.template, "error", tokens, RETRY_ERROR);
+        self.audit(
+            Some(&q.jail),
+            "rejected",
+            Some(&q.template),
+            json!({"reason": reason, "detail": detail}),
+        );
+    }
+
+    /// Reads an answer, validates a proposed rule, and writes it as the
+    /// jail's mode says.
+    fn judge(&self, q: &QueuedLine, content: &str, tokens: u64, j: JailAi) {
+        let a = match answer::parse(content) {
+            Ok(a) => a,
+            Err(e) => return self.reject_answer(q, tokens, &e.to_string(), Value::Null),
+        };
+        if a.verdict == Judgement::Benign {
+            self.put_verdict(&q.template, "benign", tokens, self.settings.benign_ttl);
+            self.audit(
+                Some(&q.jail),
+                "benign",
+                Some(&q.template),
+                json!({"line": q.line, "reason": a.reason}),
+            );
+            let mut logs = self.logs.lock().expect("ai lock");
+            let l = logs.entry(q.jail.clone()).or_default();
+            if l.benign.len() >= BENIGN {
+                l.benign.pop_front();
+            }
+            l.benign.push_back(q.line.clone());
+            return;
+        }
+        let re = a.failregex.clone().unwrap_or_default();
+        let (benign, recent) = self.evidence_lines(&q.jail, &q.template);
+        let report = validate::validate(
+            &re,
+            &Evidence {
+                line: &q.line,
+                addr: &q.addr,
+                benign: &benign,
+                recent: &recent,
+            },
+        );
+        if let Some(why) = report.failure() {
+            return self.reject_answer(q, tokens, &why, json!({"failregex": re}));
+        }
+        let status = match j.mode {
+            Mode::Observe | Mode::Off => "observed",
+            Mode::Suggest => "pending",
+            Mode::Enforce => "active",
+        };
+        let rule = Rule {
+            id: rule_id(&q.template),
+            jail: q.jail.clone(),
+            template: q.template.clone(),
+            status: status.into(),
+            created: now(),
+            detail: json!({
+                "failregex": re,
+                "model": self.settings.model,
+                "category": a.category,
+                "reason": a.reason,
+                "confidence": a.confidence,
+                "sample": super::cut(&q.line, 1000),
+                "addr": q.addr,
+                "maxretry": a.maxretry,
+                "findtime": a.findtime,
+                "bantime": a.bantime,
+                "max_bantime": j.max_bantime.map(|b| b as u64),
+                "filter": writer::filter_name(&q.jail, &rule_id(&q.template)),
+                "checks": report.checks,
+            }),
+        };
+        if let Err(e) = self.install(&rule) {
+            return self.reject_answer(q, tokens, &format!("cannot write: {e}"), Value::Null);
+        }
+        self.put_verdict(&q.template, "attack", tokens, FOREVER);
+        self.audit(
+            Some(&q.jail),
+            "rule",
+            Some(&q.template),
+            json!({"id": rule.id, "status": status, "failregex": rule.detail["failregex"]}),
+        );
+        tracing::info!(
+            "[{}] AI rule {} ({status}): {}",
+            q.jail,
+            rule.id,
+            rule.detail["failregex"]
+        );
+    }
+
+    /// Writes a rule's files for its status and records it.
+    fn install(&self, rule: &Rule) -> std::io::Result<()> {
+        let pending = rule.status == "pending";
+        if rule.status != "observed" {
+            let path = writer::filter_path(&self.conf_dir, rule, pending);
+            writer::write_atomic(&path, &writer::filter_text(rule))?;
+        }
+        self.db().put_rule(rule).map_err(std::io::Error::other)?;
+        if !pending && rule.status != "observed" {
+            self.write_jails()?;
+        }
+        Ok(())
+    }
+
+    fn write_jails(&self) -> std::io::Result<()> {
+        let rules = self.db().rules().map_err(std::io::Error::other)?;
+        writer::write_jails(&self.conf_dir, &rules)
+    }
+
+    /// `ai status`.
+    pub fn status(&self) -> Value {
+        let t = now();
+        let b = self.budget.lock().expect("ai lock").clone();
+        let jails: serde_json::Map<String, Value> = self
+            .jails
+            .lock()
+            .expect("ai lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v.mode.as_str())))
+            .collect();
+        json!({
+            "jails": jails,
+            "provider": self.settings.base_url,
+            "model": self.settings.model,
+            "requests today": b.requests_today,
+            "tokens today": b.tokens_today,
+            "requests left": b.requests_left(),
+            "tokens left": b.tokens_left(),
+            "breaker open": b.breaker_open(t),
+            "cache size": self.db().verdict_count().unwrap_or_default(),
+            "cache hits": self.cache_hits.load(Ordering::Relaxed),
+            "queue": self.db().queue_len().unwrap_or_default(),
+            "dropped": self.dropped.load(Ordering::Relaxed),
+            "dropped backlog": self.dropped_backlog.load(Ordering::Relaxed),
+            "last error": *self.last_error.lock().expect("ai lock"),
+        })
+    }
+
+    /// `ai list`.
+    pub fn list(&self) -> Result<Value, String> {
+        let rules = self.db().rules().map_err(|e| e.to_string())?;
+        Ok(Value::Array(
+            rules
+                .iter()
+                .map(|r| {
+                    json!({"id": r.id, "jail": r.jail, "status": r.status,
+                           "filter": r.detail["filter"], "failregex": r.detail["failregex"]})
+                })
+                .collect(),
+        ))
+    }
+
+    fn rule(&self, id: &str) -> Result<Rule, String> {
+        self.db()
+            .rule(id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no AI rule {id:?}"))
+    }
+
+    /// `ai show <id>`.
+    pub fn show(&self, id: &str) -> Result<Value, String> {
+        let r = self.rule(id)?;
+        Ok(json!({"id": r.id, "jail": r.jail, "status": r.status, "template": r.template,
+                  "created": r.created, "detail": r.detail,
+                  "filter file": writer::filter_text(&r)}))
+    }
+
+    /// `ai approve <id>`: a suggested filter moves into filter.d and gets
+    /// its jail; an enforced one loses its bantime cap.
+    pub fn approve(&self, id: &str) -> Result<Value, String> {
+        let mut r = self.rule(id)?;
+        match r.status.as_str() {
+            "pending" | "active" | "observed" => {}
+            s => return Err(format!("rule {id} is {s}")),
+        }
+        r.status = "approved".into();
+        let pending = writer::filter_path(&self.conf_dir, &r, true);
+        let _ = std::fs::remove_file(pending);
+        self.install(&r).map_err(|e| e.to_string())?;
+        self.audit(Some(&r.jail), "approve", Some(&r.template), json!({"id": id}));
+        Ok(json!(format!("rule {id} approved")))
+    }
+
+    /// `ai reject <id>`: the filter goes, the shape is recorded benign.
+    pub fn reject(&self, id: &str) -> Result<Value, String> {
+        let mut r = self.rule(id)?;
+        for pending in [true, false] {
+            let _ = std::fs::remove_file(writer::filter_path(&self.conf_dir, &r, pending));
+        }
+        r.status = "rejected".into();
+        self.db().put_rule(&r).map_err(|e| e.to_string())?;
+        self.write_jails().map_err(|e| e.to_string())?;
+        self.put_verdict(&r.template, "benign", 0, FOREVER);
+        self.audit(Some(&r.jail), "reject", Some(&r.template), json!({"id": id}));
+        Ok(json!(format!("rule {id} rejected")))
+    }
+
+    /// `ai test <line>`: the whole pipeline on one line, nothing written
+    /// and nothing cached. `addr` is the prescreen's answer.
+    pub async fn test(&self, jail: &str, line: &str, addr: Result<String, String>) -> Value {
+        let line = super::cut(line, super::MAX_LINE);
+        let key = template::key(line);
+        let addr = match addr {
+            Ok(a) => a,
+            Err(why) => return json!({"template": key, "prescreen": why}),
+        };
+        let cached = self
+            .store
+            .lookup_verdict(&key, now())
+            .ok()
+            .flatten()
+            .map(|v| v.verdict);
+        let t = now();
+        if let Err(why) = {
+            let mut b = self.budget.lock().expect("ai lock");
+            b.check(t).map(|_| b.sent(t))
+        } {
+            return json!({"template": key, "addr": addr, "cached": cached,
+                          "error": format!("budget: {why:?}")});
+        }
+        let reply = match self.client.ask(jail, &addr, line).await {
+            Ok(r) => r,
+            Err(e) => {
+                return json!({"template": key, "addr": addr, "cached": cached, "error": e.to_string()})
+            }
+        };
+        self.budget
+            .lock()
+            .expect("ai lock")
+            .answered(now(), reply.tokens);
+        let a = match answer::parse(&reply.content) {
+            Ok(a) => a,
+            Err(e) => {
+                return json!({"template": key, "addr": addr, "cached": cached, "answer": e.to_string()})
+            }
+        };
+        let mut out = json!({"template": key, "addr": addr, "cached": cached,
+                             "verdict": a.verdict, "reason": a.reason, "failregex": a.failregex});
+        if let Some(re) = &a.failregex {
+            let (benign, recent) = self.evidence_lines(jail, &key);
+            let report = validate::validate(
+                re,
+                &Evidence {
+                    line,
+                    addr: &addr,
+                    benign: &benign,
+                    recent: &recent,
+                },
+            );
+            out["valid"] = json!(report.ok());
+            out["checks"] = json!(report.checks);
+        }
+        out
+    }
+}
+
+/// Today's requests and tokens, from the audit trail, so that a restart
+/// does not reset the daily budget.
+fn restore_today(store: &dyn Store, budget: &mut Budget) {
+    let t = now();
+    let midnight = (t / 86_400.0).floor() * 86_400.0;
+    let Ok(entries) = store.audit_entries(midnight, 1_000_000) else {
+        return;
+    };
+    for (_, e) in entries {
+        match e.kind.as_str() {
+            "request" => budget.sent(e.time.max(midnight)),
+            "answer" => budget.answered(
+                e.time.max(midnight),
+                e.detail["tokens"].as_u64().unwrap_or(0),
+            ),
+            _ => {}
+        }
+    }
+}
+
+async fn intake(ai: Arc<Ai>, mut rx: mpsc::Receiver<Unmatched>) {
+    while let Some(u) = rx.recv().await {
+        let ai = ai.clone();
+        // Short SQLite calls, kept off the runtime's worker threads.
+        let _ = tokio::task::spawn_blocking(move || ai.take(u)).await;
+    }
+}
+
+async fn asker(ai: Arc<Ai>) {
+    loop {
+        tokio::select! {
+            _ = ai.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if ai.queued_len() > 0 {
+            ai.drain().await;
+        }
+    }
+}

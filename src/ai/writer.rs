@@ -1,0 +1,224 @@
+//! Writes what the AI part made: filter.d/ai-<jail>-<id>.conf (or under
+//! filter.d/ai-pending/ until approved) and their jails in jail.d/ai.local.
+//! Every file is written whole to a temporary name and renamed, so that
+//! the config watcher never reads half a file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::store::Rule;
+
+/// The jail file that holds every AI jail.
+pub const JAIL_FILE: &str = "jail.d/ai.local";
+/// Where suggested filters wait for approval.
+pub const PENDING_DIR: &str = "filter.d/ai-pending";
+
+/// Origin options an AI jail does not copy: its filter and counting are
+/// its own, and the AI options would make it feed the AI again.
+const NOT_COPIED: &[&str] = &[
+    "enabled",
+    "filter",
+    "failregex",
+    "ignoreregex",
+    "prefregex",
+    "maxretry",
+    "findtime",
+    "bantime",
+    "ai",
+    "ai_max_bantime",
+    "__name__",
+];
+
+/// The filter's name for a rule.
+pub fn filter_name(jail: &str, id: &str) -> String {
+    let service: String = jail
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("ai-{}-{id}", super::cut(&service, 40))
+}
+
+/// Text safe for one comment line: no control characters, bounded.
+pub fn sanitise(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in super::cut(s, max).chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", c as u32 & 0xff));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn detail<'a>(rule: &'a Rule, key: &str) -> &'a str {
+    rule.detail.get(key).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+fn time_text(t: f64) -> String {
+    jiff::Timestamp::from_second(t as i64)
+        .map(|ts| ts.to_string())
+        .unwrap_or_default()
+}
+
+/// The filter file of a rule. `%` is doubled: fail2ban interpolates it.
+pub fn filter_text(rule: &Rule) -> String {
+    let mut s = String::new();
+    s.push_str("# Written by fail3ban's AI rule generator. Do not edit: reject the rule\n");
+    s.push_str("# (fail3ban-client ai reject ID) and write your own filter instead.\n");
+    for (k, v) in [
+        ("rule", rule.id.as_str()),
+        ("jail", rule.jail.as_str()),
+        ("model", detail(rule, "model")),
+        ("category", detail(rule, "category")),
+        ("reason", detail(rule, "reason")),
+        ("template", rule.template.as_str()),
+        ("sample", detail(rule, "sample")),
+    ] {
+        s.push_str(&format!("# {k}: {}\n", sanitise(v, 400)));
+    }
+    s.push_str(&format!("# time: {}\n\n", time_text(rule.created)));
+    s.push_str("[Definition]\n\n");
+    s.push_str(&format!(
+        "failregex = {}\n\n",
+        detail(rule, "failregex").replace('%', "%%")
+    ));
+    s.push_str("ignoreregex =\n");
+    s
+}
+
+/// Writes `text` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // A dot name ends neither in .conf nor .local: the watcher ignores it
+    // until the rename.
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("ai"),
+        std::process::id()
+    ));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+/// Where a rule's filter lives.
+pub fn filter_path(conf_dir: &Path, rule: &Rule, pending: bool) -> PathBuf {
+    let name = format!("{}.conf", filter_name(&rule.jail, &rule.id));
+    if pending {
+        conf_dir.join(PENDING_DIR).join(name)
+    } else {
+        conf_dir.join("filter.d").join(name)
+    }
+}
+
+/// The origin jail's own options, raw (uninterpolated), so that the AI
+/// jail bans as the origin does: same logpath, backend, actions and the
+/// values they refer to.
+fn origin_options(conf_dir: &Path, jail: &str) -> Vec<(String, String)> {
+    let loader = crate::config::parser::Loader::new(&conf_dir.to_string_lossy());
+    let Ok(Some(cfg)) = loader.read_base("jail") else {
+        return Vec::new();
+    };
+    cfg.ini
+        .sections
+        .get(jail)
+        .map(|opts| {
+            opts.iter()
+                .filter(|(k, _)| !NOT_COPIED.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.text.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn num(rule: &Rule, key: &str) -> Option<u64> {
+    rule.detail.get(key).and_then(|v| v.as_u64())
+}
+
+/// The jail section of one loaded rule.
+fn jail_section(conf_dir: &Path, rule: &Rule) -> String {
+    let name = filter_name(&rule.jail, &rule.id);
+    let mut s = format!(
+        "# rule {} from jail {} ({})\n[{name}]\nenabled = true\nfilter = {name}\n",
+        rule.id, rule.jail, rule.status
+    );
+    for (k, v) in origin_options(conf_dir, &rule.jail) {
+        s.push_str(&format!("{k} = {}\n", v.replace('\n', "\n    ")));
+    }
+    if let Some(m) = num(rule, "maxretry") {
+        s.push_str(&format!("maxretry = {m}\n"));
+    }
+    if let Some(f) = num(rule, "findtime") {
+        s.push_str(&format!("findtime = {f}\n"));
+    }
+    let mut bantime = num(rule, "bantime");
+    if rule.status != "approved" {
+        if let Some(cap) = num(rule, "max_bantime") {
+            bantime = Some(bantime.map_or(cap, |b| b.min(cap)));
+        }
+    }
+    if let Some(b) = bantime {
+        s.push_str(&format!("bantime = {b}\n"));
+    }
+    s.push('\n');
+    s
+}
+
+/// Writes jail.d/ai.local with a jail for every loaded rule (active or
+/// approved), or removes it when there is none.
+pub fn write_jails(conf_dir: &Path, rules: &[Rule]) -> std::io::Result<()> {
+    let path = conf_dir.join(JAIL_FILE);
+    let loaded: Vec<_> = rules
+        .iter()
+        .filter(|r| r.status == "active" || r.status == "approved")
+        .collect();
+    if loaded.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let mut s = String::from(
+        "# Jails of the filters fail3ban's AI rule generator wrote. Rewritten by\n\
+         # fail3ban; manage them with fail3ban-client ai list|approve|reject.\n\n",
+    );
+    for r in loaded {
+        s.push_str(&jail_section(conf_dir, r));
+    }
+    write_atomic(&path, &s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_file_is_commented_and_escaped() {
+        let rule = Rule {
+            id: "abc123".into(),
+            jail: "nginx_access".into(),
+            template: "t".into(),
+            status: "active".into(),
+            created: 0.0,
+            detail: serde_json::json!({
+                "failregex": "^<HOST> x 100% \\S+",
+                "sample": "evil\nline\u{1b}[31m",
+                "model": "m",
+            }),
+        };
+        let t = filter_text(&rule);
+        assert!(t.contains("failregex = ^<HOST> x 100%% \\S+\n"), "{t}");
+        assert!(t.contains("# sample: evil\\x0aline\\x1b[31m\n"), "{t}");
+        assert_eq!(filter_name("nginx_access", "abc123"), "ai-nginx-access-abc123");
+    }
+}

@@ -1,0 +1,113 @@
+//! The daemon's side of the AI rule generator: its settings from the [AI]
+//! section, its start by the first jail with `ai` on, and `ai ...` commands.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::ai::pipeline::Ai;
+use crate::ai::{AiHandle, Mode};
+use crate::client::protocol::{CommandError, ErrorKind};
+
+use super::jail::Jail;
+use super::spec::text;
+use super::Server;
+
+/// The AI part of a server: settings, and the running pipeline once started.
+#[derive(Default)]
+pub struct AiSlot {
+    settings: Mutex<crate::ai::Settings>,
+    running: Mutex<Option<(Arc<Ai>, AiHandle)>>,
+    /// Tried to start (so a missing key is said once, not per jail).
+    tried: AtomicBool,
+}
+
+fn failed(e: impl std::fmt::Display) -> CommandError {
+    CommandError::new(ErrorKind::Failed, e.to_string())
+}
+
+impl Server {
+    /// `set ai {options}` from the [AI] section (checked by the reader).
+    pub(super) fn set_ai_settings(&self, value: Option<&Value>) {
+        let mut s = crate::ai::Settings::default();
+        if let Some(Value::Object(m)) = value {
+            for (k, v) in m {
+                if let Err(e) = s.set(k, &text(v)) {
+                    tracing::error!("{e}");
+                }
+            }
+        }
+        if self.ai.running.lock().expect("ai lock").is_some()
+            && *self.ai.settings.lock().expect("ai lock") != s
+        {
+            tracing::warn!("AI: changed [AI] settings take effect at the next start");
+        }
+        *self.ai.settings.lock().expect("ai lock") = s;
+    }
+
+    fn running_ai(&self) -> Option<(Arc<Ai>, AiHandle)> {
+        let mut running = self.ai.running.lock().expect("ai lock");
+        if running.is_none() && !self.ai.tried.swap(true, Ordering::Relaxed) {
+            let settings = self.ai.settings.lock().expect("ai lock").clone();
+            *running = Ai::start(settings, self.store(), self.conf_dir());
+        }
+        running.clone()
+    }
+
+    /// Connects a jail to the AI part when its `ai` option is on.
+    pub(super) fn attach_ai(&self, jail: &Jail) {
+        let (mode, cap) = {
+            let st = jail.state.lock().expect("jail lock");
+            (st.spec.ai, st.spec.ai_max_bantime)
+        };
+        let running = if mode == Mode::Off {
+            self.ai.running.lock().expect("ai lock").clone()
+        } else {
+            self.running_ai()
+        };
+        let Some((ai, handle)) = running else {
+            return;
+        };
+        ai.set_jail(&jail.name, mode, cap);
+        jail.state.lock().expect("jail lock").ai = (mode != Mode::Off).then_some(handle);
+    }
+
+    /// `ai status|list|show <id>|approve <id>|reject <id>|test <line> [jail]`.
+    pub(super) async fn ai_command(&self, args: &[String]) -> Result<Value, CommandError> {
+        let Some((ai, _)) = self.running_ai() else {
+            return Err(failed(
+                "the AI rule generator is off (no jail with ai on, or no API key)",
+            ));
+        };
+        let arg = |i: usize| args.get(i).cloned().ok_or_else(CommandError::invalid);
+        match args.first().map(String::as_str) {
+            Some("status") => Ok(ai.status()),
+            Some("list") => ai.list().map_err(failed),
+            Some("show") => ai.show(&arg(1)?).map_err(failed),
+            Some("approve") => ai.approve(&arg(1)?).map_err(failed),
+            Some("reject") => ai.reject(&arg(1)?).map_err(failed),
+            Some("test") => {
+                let line = arg(1)?;
+                let jail = match args.get(2) {
+                    Some(j) => self.jail(j).await?,
+                    None => {
+                        let jails = self.jails.read().await;
+                        let found = jails
+                            .values()
+                            .find(|j| j.state.lock().expect("jail lock").spec.ai != Mode::Off)
+                            .cloned();
+                        found.ok_or_else(|| failed("no jail has ai on"))?
+                    }
+                };
+                let addr = {
+                    let mut st = jail.state.lock().expect("jail lock");
+                    crate::ai::prescreen::remote_address(&line, &mut st.ignore, super::jail::now())
+                        .map_err(|d| format!("{d:?}"))
+                };
+                Ok(ai.test(&jail.name, &line, addr).await)
+            }
+            _ => Err(CommandError::invalid()),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! What the AI part keeps besides verdicts and the audit trail: lines
+//! waiting for the model (so that work past a budget outlives a restart)
+//! and the rules it wrote, with their approval state.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{Result, SqliteStore};
+
+/// A line waiting for the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuedLine {
+    /// Row id, to remove it once answered.
+    pub id: i64,
+    /// When it was queued.
+    pub time: f64,
+    /// The jail whose log produced it.
+    pub jail: String,
+    /// Its template key.
+    pub template: String,
+    /// The remote address the prescreen found in it.
+    pub addr: String,
+    /// The line itself (already bounded in length).
+    pub line: String,
+}
+
+/// A rule the AI part produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    /// Short id, also part of the filter's name.
+    pub id: String,
+    /// The jail whose log produced it.
+    pub jail: String,
+    /// The template that triggered it.
+    pub template: String,
+    /// observed, pending, active, approved or rejected.
+    pub status: String,
+    /// When it was made.
+    pub created: f64,
+    /// Everything else (regex, model, reason, sample, suggested times).
+    pub detail: serde_json::Value,
+}
+
+/// The AI part's queue and rules. Kept apart from [`super::Store`] so that
+/// the core trait stays small.
+pub trait AiStore: Send + Sync {
+    /// Appends a line to the queue; returns its id.
+    fn queue_push(&self, line: &QueuedLine) -> Result<i64>;
+    /// The oldest queued lines, at most `limit`.
+    fn queue_peek(&self, limit: usize) -> Result<Vec<QueuedLine>>;
+    /// Removes a line from the queue.
+    fn queue_remove(&self, id: i64) -> Result<()>;
+    /// How many lines wait.
+    fn queue_len(&self) -> Result<u64>;
+    /// Stores (or replaces) a rule.
+    fn put_rule(&self, rule: &Rule) -> Result<()>;
+    /// One rule by id.
+    fn rule(&self, id: &str) -> Result<Option<Rule>>;
+    /// Every rule, oldest first.
+    fn rules(&self) -> Result<Vec<Rule>>;
+    /// How many verdicts the cache holds.
+    fn verdict_count(&self) -> Result<u64>;
+}
+
+fn rule_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Rule> {
+    let detail: String = r.get(5)?;
+    Ok(Rule {
+        id: r.get(0)?,
+        jail: r.get(1)?,
+        template: r.get(2)?,
+        status: r.get(3)?,
+        created: r.get(4)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+const RULE_COLUMNS: &str = "id, jail, template, status, created, detail";
+
+impl AiStore for SqliteStore {
+    fn queue_push(&self, l: &QueuedLine) -> Result<i64> {
+        self.write(|tx, _| {
+            tx.prepare_cached(
+                "INSERT INTO ai_queue(time, jail, template, addr, line) VALUES(?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![l.time, l.jail, l.template, l.addr, l.line])?;
+            Ok(tx.last_insert_rowid())
+        })
+    }
+
+    fn queue_peek(&self, limit: usize) -> Result<Vec<QueuedLine>> {
+        self.read(|conn, _| {
+            conn.prepare_cached(
+                "SELECT id, time, jail, template, addr, line FROM ai_queue ORDER BY id LIMIT ?1",
+            )?
+            .query_map(params![limit], |r| {
+                Ok(QueuedLine {
+                    id: r.get(0)?,
+                    time: r.get(1)?,
+                    jail: r.get(2)?,
+                    template: r.get(3)?,
+                    addr: r.get(4)?,
+                    line: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn queue_remove(&self, id: i64) -> Result<()> {
+        self.write(|tx, _| {
+            tx.prepare_cached("DELETE FROM ai_queue WHERE id = ?1")?
+                .execute(params![id])?;
+            Ok(())
+        })
+    }
+
+    fn queue_len(&self) -> Result<u64> {
+        self.read(|conn, _| conn.query_row("SELECT count(*) FROM ai_queue", [], |r| r.get(0)))
+    }
+
+    fn put_rule(&self, rule: &Rule) -> Result<()> {
+        self.write(|tx, _| {
+            tx.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO ai_rules({RULE_COLUMNS}) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?
+            .execute(params![
+                rule.id,
+                rule.jail,
+                rule.template,
+                rule.status,
+                rule.created,
+                rule.detail.to_string()
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn rule(&self, id: &str) -> Result<Option<Rule>> {
+        self.read(|conn, _| {
+            conn.prepare_cached(&format!("SELECT {RULE_COLUMNS} FROM ai_rules WHERE id = ?1"))?
+                .query_row(params![id], rule_from)
+                .optional()
+        })
+    }
+
+    fn rules(&self) -> Result<Vec<Rule>> {
+        self.read(|conn, _| {
+            conn.prepare_cached(&format!(
+                "SELECT {RULE_COLUMNS} FROM ai_rules ORDER BY created, id"
+            ))?
+            .query_map([], rule_from)?
+            .collect()
+        })
+    }
+
+    fn verdict_count(&self) -> Result<u64> {
+        self.read(|conn, _| conn.query_row("SELECT count(*) FROM ai_verdicts", [], |r| r.get(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Settings, Store};
+
+    #[test]
+    fn queue_and_rules_round_trip() {
+        let s = SqliteStore::open(":memory:", Settings::default()).unwrap();
+        let ai = s.ai().unwrap();
+        let l = QueuedLine {
+            id: 0,
+            time: 1.0,
+            jail: "nginx".into(),
+            template: "t".into(),
+            addr: "192.0.2.1".into(),
+            line: "x".into(),
+        };
+        let id = ai.queue_push(&l).unwrap();
+        assert_eq!(ai.queue_len().unwrap(), 1);
+        assert_eq!(ai.queue_peek(5).unwrap()[0].id, id);
+        ai.queue_remove(id).unwrap();
+        assert_eq!(ai.queue_len().unwrap(), 0);
+        let r = Rule {
+            id: "a1".into(),
+            jail: "nginx".into(),
+            template: "t".into(),
+            status: "active".into(),
+            created: 2.0,
+            detail: serde_json::json!({"failregex": "x <HOST>"}),
+        };
+        ai.put_rule(&r).unwrap();
+        assert_eq!(ai.rule("a1").unwrap(), Some(r.clone()));
+        assert_eq!(ai.rules().unwrap(), vec![r]);
+    }
+}
