@@ -140,22 +140,64 @@ ok "two failing sshd lines: 192.0.2.77 banned, action run, logged"
 stop_server
 ok "fail3ban-client stop: server exited cleanly"
 
-# The reference fail2ban's own /etc/fail2ban, as it is: fail3ban runs the
-# jails fail2ban-client -d lists.
-if [ -x "$REF/usr/bin/fail2ban-client" ]; then
+# The reference fail2ban's own /etc/fail2ban: fail3ban runs the jails
+# fail2ban-client -d lists, for the tree as it is and with a jail.local of
+# the kind administrators write.
+jails_of_dump() { sed -n "s/^\['add', '\([^']*\)'.*/\1/p" | sort | tr '\n' ' ' | sed 's/ $//'; }
+same_jails() { # $1: the tree to copy in as /etc/fail2ban; $2: what it is
     want=$(PYTHONPATH="$REF/usr/lib/python3/dist-packages" /usr/bin/python3 "$REF/usr/bin/fail2ban-client" \
-        -c "$REF/etc/fail2ban" -d | sed -n "s/^\['add', '\([^']*\)'.*/\1/p" | sort | tr '\n' ' ' | sed 's/ $//')
-    [ -n "$want" ] || fail "reference fail2ban-client -d lists no jails"
-    cp -a "$REF/etc/fail2ban" "$ROOT/etc/fail2ban"
+        -c "$1" -d 2>/dev/null | jails_of_dump)
+    [ -n "$want" ] || fail "$2: reference fail2ban-client -d lists no jails"
+    rm -rf "$ROOT/etc/fail2ban"
+    cp -a "$1" "$ROOT/etc/fail2ban"
     : >"$ROOT/var/log/auth.log"
-    dumped=$(in_root fail3ban-client -c /etc/fail2ban -d | sed -n "s/^\['add', '\([^']*\)'.*/\1/p" | sort | tr '\n' ' ' | sed 's/ $//')
-    [ "$dumped" = "$want" ] || fail "fail3ban-client -c /etc/fail2ban -d jails [$dumped], fail2ban's [$want]"
+    : >>"$ROOT/var/log/fail2ban.log"
+    dumped=$(in_root fail3ban-client -c /etc/fail2ban -d 2>/dev/null | jails_of_dump)
+    [ "$dumped" = "$want" ] || fail "$2: fail3ban-client -d jails [$dumped], fail2ban-client -d [$want]"
     start_server -c /etc/fail2ban
-    got=$(in_root fail3ban-client -c /etc/fail2ban status | sed -n 's/.*Jail list:[[:space:]]*//p' | tr -d ',' | tr ' ' '\n' | grep . | sort | tr '\n' ' ' | sed 's/ $//')
+    got=$(in_root fail3ban-client -c /etc/fail2ban status | sed -n 's/.*Jail list:[[:space:]]*//p' |
+        tr -d ',' | tr ' ' '\n' | grep . | sort | tr '\n' ' ' | sed 's/ $//')
     stop_server -c /etc/fail2ban
-    [ "$got" = "$want" ] || fail "jails running from /etc/fail2ban [$got], fail2ban-client -d lists [$want]"
-    ok "/etc/fail2ban as it is: jails [$got], as fail2ban-client -d lists"
-    # fail2ban's tree and the log it names are that setup's, not the package's.
+    [ "$got" = "$want" ] || fail "$2: jails running [$got], fail2ban-client -d lists [$want]"
+    ok "$2: fail3ban runs jails [$got], as fail2ban-client -d lists"
+}
+if [ -x "$REF/usr/bin/fail2ban-client" ]; then
+    same_jails "$REF/etc/fail2ban" "/etc/fail2ban as it is"
+    LOCAL=$CACHE/fail2ban-local
+    rm -rf "$LOCAL"
+    cp -a "$REF/etc/fail2ban" "$LOCAL"
+    cat >"$LOCAL/jail.local" <<'EOF'
+[DEFAULT]
+bantime = 1h
+ignoreip = 127.0.0.1/8 ::1 198.51.100.0/24
+backend = polling
+
+[sshd]
+mode = aggressive
+logpath = /var/log/auth.log
+
+[nginx-http-auth]
+enabled = true
+logpath = /var/log/auth.log
+
+[apache-auth]
+enabled = true
+logpath = /var/log/auth.log
+
+[postfix]
+enabled = true
+logpath = /var/log/auth.log
+
+[dovecot]
+enabled = true
+logpath = /var/log/auth.log
+
+[recidive]
+enabled = true
+EOF
+    same_jails "$LOCAL" "/etc/fail2ban with a jail.local"
+    rm -rf "$LOCAL"
+    # fail2ban's tree and the logs it names are that setup's, not the package's.
     rm -rf "$ROOT/etc/fail2ban" "$ROOT/var/log/auth.log" "$ROOT/var/log/fail2ban.log"
 elif [ "${CI:-}" = true ]; then
     fail "reference fail2ban missing under CI (scripts/fetch-reference.sh)"
