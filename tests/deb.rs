@@ -117,3 +117,29 @@ fn systemd_unit_verifies() {
         .collect();
     assert!(out.status.success() && problems.is_empty(), "{text}");
 }
+
+/// The bash completion the package installs completes commands, the new
+/// import command included, and jail names from filter.d for fail3ban-regex.
+#[test]
+fn bash_completion_completes() {
+    if !have("bash") {
+        eprintln!("SKIPPED: deb: bash is not installed");
+        return;
+    }
+    let file = repo().join("debian/completions/fail3ban-client");
+    let conf = repo().join("config");
+    let script = format!(
+        "source '{}'
+COMP_WORDS=(fail3ban-client imp); COMP_CWORD=1; _fail3ban_client; echo \"client: ${{COMPREPLY[*]}}\"
+COMP_WORDS=(fail3ban-client --t); COMP_CWORD=1; _fail3ban_client; echo \"option: ${{COMPREPLY[*]}}\"
+COMP_WORDS=(fail3ban-regex -c '{}' /dev/null nginx-l); COMP_CWORD=4; _fail3ban_regex; echo \"regex: ${{COMPREPLY[*]}}\"",
+        file.display(),
+        conf.display()
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let text = crate::own_tree::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("client: import-fail2ban-db\n"), "{text}");
+    assert!(text.contains("option: --test --timeout\n"), "{text}");
+    assert!(text.contains("regex: nginx-limit-req\n"), "{text}");
+}
