@@ -99,11 +99,25 @@ maxretry = 2
 EOF
 : >"$ROOT/var/log/auth-test.log"
 
-# Starts fail3ban-server in the foreground in the root, in a network
-# namespace of its own, and waits until fail3ban-client gets an answer.
+# Runs a command line of the installed unit (ExecStart, ExecReload,
+# ExecStop) as systemd would, with the unit's defaults and
+# /etc/default/fail3ban's variables; there is no systemd in a chroot.
+as_unit() { # $1: the unit's key; then what runs the chroot (e.g. unshare)
+    key=$1
+    shift
+    cmd=$(sed -n "s/^$key=//p" "$ROOT/usr/lib/systemd/system/fail3ban.service")
+    [ -n "$cmd" ] || fail "the unit has no $key"
+    "$@" chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+        sh -c "set -a; FAIL3BAN_CONF=/etc/fail3ban; FAIL3BAN_OPTS=; . /etc/default/fail3ban; exec $cmd"
+}
+# Points the service at a configuration directory, as an administrator would.
+use_conf() { sed -i "s|^FAIL3BAN_CONF=.*|FAIL3BAN_CONF=$1|" "$ROOT/etc/default/fail3ban"; }
+
+# Starts the unit's fail3ban-server (in the foreground) in the root, in a
+# network namespace of its own, and waits until fail3ban-client gets an
+# answer.
 start_server() {
-    unshare --net chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        fail3ban-server -f -x "$@" >"$CACHE/server.out" 2>&1 &
+    as_unit ExecStart unshare --net >"$CACHE/server.out" 2>&1 &
     SERVER_PID=$!
     i=0
     until in_root fail3ban-client "$@" ping >/dev/null 2>&1; do
@@ -114,13 +128,13 @@ start_server() {
     done
 }
 stop_server() {
-    in_root fail3ban-client "$@" stop >/dev/null || fail "fail3ban-client stop"
+    as_unit ExecStop >/dev/null || fail "the unit's ExecStop"
     wait "$SERVER_PID" || fail "server exit status $?"
     SERVER_PID=
 }
 
 start_server
-ok "fail3ban-server -f started"
+ok "the unit's ExecStart (fail3ban-server -f) started, FAIL3BAN_CONF from /etc/default/fail3ban"
 out=$(in_root fail3ban-client status sshd) || fail "status sshd: $out"
 echo "$out" | grep -q "Currently failed" || fail "status sshd: $out"
 ok "fail3ban-client status sshd answers"
@@ -137,8 +151,11 @@ done
 grep -q "ban 192.0.2.77" "$ROOT/run/fail3ban/fail3ban.dummy" || fail "dummy action did not run"
 grep -q "\[sshd\] Ban 192.0.2.77" "$ROOT/var/log/fail3ban.log" || fail "no Ban line in /var/log/fail3ban.log"
 ok "two failing sshd lines: 192.0.2.77 banned, action run, logged"
+as_unit ExecReload >/dev/null || fail "the unit's ExecReload"
+in_root fail3ban-client status sshd | grep -q "Banned IP list:.*192.0.2.77" || fail "ban lost by reload"
+ok "the unit's ExecReload: reloaded, ban kept"
 stop_server
-ok "fail3ban-client stop: server exited cleanly"
+ok "the unit's ExecStop: server exited cleanly"
 
 # The reference fail2ban's own /etc/fail2ban: fail3ban runs the jails
 # fail2ban-client -d lists, for the tree as it is and with a jail.local of
@@ -154,12 +171,14 @@ same_jails() { # $1: the tree to copy in as /etc/fail2ban; $2: what it is
     : >>"$ROOT/var/log/fail2ban.log"
     dumped=$(in_root fail3ban-client -c /etc/fail2ban -d 2>/dev/null | jails_of_dump)
     [ "$dumped" = "$want" ] || fail "$2: fail3ban-client -d jails [$dumped], fail2ban-client -d [$want]"
+    use_conf /etc/fail2ban
     start_server -c /etc/fail2ban
     got=$(in_root fail3ban-client -c /etc/fail2ban status | sed -n 's/.*Jail list:[[:space:]]*//p' |
         tr -d ',' | tr ' ' '\n' | grep . | sort | tr '\n' ' ' | sed 's/ $//')
-    stop_server -c /etc/fail2ban
+    stop_server
+    use_conf /etc/fail3ban
     [ "$got" = "$want" ] || fail "$2: jails running [$got], fail2ban-client -d lists [$want]"
-    ok "$2: fail3ban runs jails [$got], as fail2ban-client -d lists"
+    ok "$2, FAIL3BAN_CONF=/etc/fail2ban: fail3ban runs jails [$got], as fail2ban-client -d lists"
 }
 if [ -x "$REF/usr/bin/fail2ban-client" ]; then
     same_jails "$REF/etc/fail2ban" "/etc/fail2ban as it is"
