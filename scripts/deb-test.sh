@@ -243,4 +243,23 @@ if ! diff -u "$CACHE/before.txt" "$CACHE/after.txt" >"$CACHE/purge.diff"; then
     fail "apt purge left files behind (or took some)"
 fi
 ok "apt purge (and autoremove of the recommends): the root is as before the install ($(wc -l <"$CACHE/before.txt") paths)"
+# Where a syslog daemon writes /var/log/auth.log, the first install reads
+# sshd from it instead of the journal; purge takes that choice away too.
+: >"$ROOT/var/log/auth.log"
+files >"$CACHE/before.txt"
+cp "$DEB" "$ROOT/tmp/"
+in_root sh -c "apt-get install -y -q ./tmp/$(basename "$DEB")" >"$CACHE/install.log" 2>&1 ||
+    { tail -n 20 "$CACHE/install.log" >&2; fail "apt install (with auth.log)"; }
+rm -f "$ROOT/tmp/$(basename "$DEB")"
+in_root fail3ban-client -d | grep -qF "['add', 'sshd', 'auto']" || fail "sshd not on auth.log: $(in_root fail3ban-client -d | head -n 12)"
+out=$(in_root fail3ban-client -t 2>&1) || fail "fail3ban-client -t with auth.log: $out"
+ok "with /var/log/auth.log: sshd reads it (backend auto), -t says OK"
+in_root apt-get purge -y -q fail3ban >"$CACHE/purge.log" 2>&1 || fail "apt purge"
+in_root apt-get autoremove --purge -y -q >>"$CACHE/purge.log" 2>&1 || fail "apt autoremove"
+files >"$CACHE/after.txt"
+if ! diff -u "$CACHE/before.txt" "$CACHE/after.txt" >"$CACHE/purge.diff"; then
+    cat "$CACHE/purge.diff" >&2
+    fail "apt purge after the auth.log install left files behind (or took some)"
+fi
+ok "apt purge: nothing left again"
 echo "deb-test: all passed"
