@@ -73,10 +73,27 @@ files() {
 in_root apt-get update -q >/dev/null
 files >"$CACHE/before.txt"
 
-cp "$DEB" "$ROOT/tmp/"
-in_root sh -c "apt-get install -y -q ./tmp/$(basename "$DEB")" >"$CACHE/install.log" 2>&1 ||
-    { tail -n 20 "$CACHE/install.log" >&2; fail "apt install"; }
-rm -f "$ROOT/tmp/$(basename "$DEB")"
+# apt install of the package file from inside the root, as an
+# administrator does (dependencies from the archive).
+install_deb() {
+    cp "$DEB" "$ROOT/tmp/"
+    in_root sh -c "apt-get install -y -q ./tmp/$(basename "$DEB")" >"$CACHE/install.log" 2>&1 ||
+        { tail -n 20 "$CACHE/install.log" >&2; fail "apt install $1"; }
+    rm -f "$ROOT/tmp/$(basename "$DEB")"
+}
+# apt purge, autoremove of what came with it, and the root's files against
+# before.txt.
+purge_to_before() {
+    in_root apt-get purge -y -q fail3ban >"$CACHE/purge.log" 2>&1 || fail "apt purge $1"
+    in_root apt-get autoremove --purge -y -q >>"$CACHE/purge.log" 2>&1 || fail "apt autoremove $1"
+    files >"$CACHE/after.txt"
+    if ! diff -u "$CACHE/before.txt" "$CACHE/after.txt" >"$CACHE/purge.diff"; then
+        cat "$CACHE/purge.diff" >&2
+        fail "apt purge $1 left files behind (or took some)"
+    fi
+}
+
+install_deb ""
 ok "apt install ./$(basename "$DEB") (dependencies from $MIRROR)"
 for f in /usr/bin/fail3ban-server /usr/bin/fail3ban-client /usr/bin/fail3ban-regex \
     /etc/fail3ban/jail.conf /etc/default/fail3ban /usr/lib/systemd/system/fail3ban.service \
@@ -235,31 +252,17 @@ in_root apt-get remove -y -q fail3ban >"$CACHE/remove.log" 2>&1 || fail "apt rem
 [ -d "$ROOT/var/lib/fail3ban" ] || fail "remove took the ban database"
 ok "apt remove: programs gone, configuration and bans kept"
 
-in_root apt-get purge -y -q fail3ban >"$CACHE/purge.log" 2>&1 || fail "apt purge"
-in_root apt-get autoremove --purge -y -q >>"$CACHE/purge.log" 2>&1 || fail "apt autoremove"
-files >"$CACHE/after.txt"
-if ! diff -u "$CACHE/before.txt" "$CACHE/after.txt" >"$CACHE/purge.diff"; then
-    cat "$CACHE/purge.diff" >&2
-    fail "apt purge left files behind (or took some)"
-fi
+purge_to_before ""
 ok "apt purge (and autoremove of the recommends): the root is as before the install ($(wc -l <"$CACHE/before.txt") paths)"
+
 # Where a syslog daemon writes /var/log/auth.log, the first install reads
 # sshd from it instead of the journal; purge takes that choice away too.
 : >"$ROOT/var/log/auth.log"
 files >"$CACHE/before.txt"
-cp "$DEB" "$ROOT/tmp/"
-in_root sh -c "apt-get install -y -q ./tmp/$(basename "$DEB")" >"$CACHE/install.log" 2>&1 ||
-    { tail -n 20 "$CACHE/install.log" >&2; fail "apt install (with auth.log)"; }
-rm -f "$ROOT/tmp/$(basename "$DEB")"
+install_deb "(with auth.log)"
 in_root fail3ban-client -d | grep -qF "['add', 'sshd', 'auto']" || fail "sshd not on auth.log: $(in_root fail3ban-client -d | head -n 12)"
 out=$(in_root fail3ban-client -t 2>&1) || fail "fail3ban-client -t with auth.log: $out"
 ok "with /var/log/auth.log: sshd reads it (backend auto), -t says OK"
-in_root apt-get purge -y -q fail3ban >"$CACHE/purge.log" 2>&1 || fail "apt purge"
-in_root apt-get autoremove --purge -y -q >>"$CACHE/purge.log" 2>&1 || fail "apt autoremove"
-files >"$CACHE/after.txt"
-if ! diff -u "$CACHE/before.txt" "$CACHE/after.txt" >"$CACHE/purge.diff"; then
-    cat "$CACHE/purge.diff" >&2
-    fail "apt purge after the auth.log install left files behind (or took some)"
-fi
+purge_to_before "(after the auth.log install)"
 ok "apt purge: nothing left again"
 echo "deb-test: all passed"
