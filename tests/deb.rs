@@ -84,3 +84,62 @@ fn package_installs_runs_and_purges_in_a_clean_debian() {
     assert!(out.status.success(), "scripts/deb-test.sh failed:\n{text}");
     assert!(text.contains("deb-test: all passed"), "{text}");
 }
+
+/// The systemd unit as systemd reads it (`systemd-analyze verify`), with
+/// the programs pointed at this build since they are not installed here.
+#[test]
+fn systemd_unit_verifies() {
+    if !have("systemd-analyze") {
+        if std::env::var_os("CI").is_some() {
+            panic!("deb: systemd-analyze missing under CI (apt: systemd)");
+        }
+        eprintln!("SKIPPED: deb: systemd-analyze is not installed");
+        return;
+    }
+    let unit = std::fs::read_to_string(repo().join("debian/fail3ban.service")).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_fail3ban-server"))
+        .parent()
+        .unwrap();
+    let unit = unit.replace("/usr/bin/", &format!("{}/", bin.display()));
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("fail3ban.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = crate::own_tree::text(&out);
+    // Outside a booted systemd it may add that it cannot reach the bus.
+    let problems: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("fail3ban.service"))
+        .collect();
+    assert!(out.status.success() && problems.is_empty(), "{text}");
+}
+
+/// The bash completion the package installs completes commands, the new
+/// import command included, and jail names from filter.d for fail3ban-regex.
+#[test]
+fn bash_completion_completes() {
+    if !have("bash") {
+        eprintln!("SKIPPED: deb: bash is not installed");
+        return;
+    }
+    let file = repo().join("debian/completions/fail3ban-client");
+    let conf = repo().join("config");
+    let script = format!(
+        "source '{}'
+COMP_WORDS=(fail3ban-client imp); COMP_CWORD=1; _fail3ban_client; echo \"client: ${{COMPREPLY[*]}}\"
+COMP_WORDS=(fail3ban-client --t); COMP_CWORD=1; _fail3ban_client; echo \"option: ${{COMPREPLY[*]}}\"
+COMP_WORDS=(fail3ban-regex -c '{}' /dev/null nginx-l); COMP_CWORD=4; _fail3ban_regex; echo \"regex: ${{COMPREPLY[*]}}\"",
+        file.display(),
+        conf.display()
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let text = crate::own_tree::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("client: import-fail2ban-db\n"), "{text}");
+    assert!(text.contains("option: --test --timeout\n"), "{text}");
+    assert!(text.contains("regex: nginx-limit-req\n"), "{text}");
+}
