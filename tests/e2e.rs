@@ -230,15 +230,15 @@ action = record-user[dir=@T@/rec]
     // Relative markers (ssh cuts names at a '/'): the server's working
     // directory, where its actions run, is the lab directory.
     let users = [
-        format!("$(touch${{IFS}}pwned1)"),
-        format!("`touch${{IFS}}pwned2`"),
+        "$(touch${IFS}pwned1)".to_string(),
+        "`touch${IFS}pwned2`".to_string(),
         "`id`".to_string(),
-        format!("a;touch${{IFS}}pwned3"),
+        "a;touch${IFS}pwned3".to_string(),
         "a'b\"c".to_string(),
-        format!("a|touch${{IFS}}pwned5&"),
+        "a|touch${IFS}pwned5&".to_string(),
         // No ssh client sends a newline in a name (nor would sshd log it
         // raw): this one goes to rsyslogd as if sshd had logged it.
-        format!("x\n$(touch pwned4)\n"),
+        "x\n$(touch pwned4)\n".to_string(),
     ];
     for (user, src) in users.iter().zip(ATTACKERS) {
         if user.contains('\n') {
