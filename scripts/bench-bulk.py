@@ -18,7 +18,9 @@ import subprocess
 import sys
 import time
 
-LINE = "{now} vm sshd[4242]: Invalid user x from {ip} port 22\n"
+# One sshd process per connection, as sshd logs: the stock filter keys
+# its multi-line cache on the pid.
+LINE = "{now} vm sshd[{pid}]: Invalid user x from {ip} port 22\n"
 
 
 def now_text():
@@ -61,7 +63,7 @@ def latency(name, log, n, setspec):
         ip = "192.0.2.%d" % i
         time.sleep(0.3)
         t0 = time.time()
-        os.write(fd, LINE.format(now=now_text(), ip=ip).encode())
+        os.write(fd, LINE.format(now=now_text(), pid=1000 + i, ip=ip).encode())
         while time.time() < t0 + 10:
             if contains(setspec, ip):
                 lat.append((time.time() - t0) * 1000)
@@ -91,7 +93,7 @@ def wait_count(name, what, n, setspec, limit, t0):
 def burst(name, log, n, setspec, limit):
     n, limit = int(n), int(limit)
     now = now_text()
-    text = "".join(LINE.format(now=now, ip=v6(0x10000 + i)) for i in range(n))
+    text = "".join(LINE.format(now=now, pid=100000 + i, ip=v6(0x10000 + i)) for i in range(n))
     t0 = time.time()
     with open(log, "a") as f:
         f.write(text)

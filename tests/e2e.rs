@@ -352,13 +352,15 @@ action = %(action_)s
 }
 
 /// Failure lines of the stock sshd filter for addresses `from..to` of
-/// 2001:db8::/32 (IPv4's documentation ranges are too small for 20,000).
+/// 2001:db8::/32 (IPv4's documentation ranges are too small for 20,000),
+/// each from its own sshd process as sshd logs them.
 fn bulk_lines(from: u32, to: u32) -> String {
     let now = jiff::Zoned::now().strftime("%b %d %H:%M:%S").to_string();
     (from..to)
         .map(|i| {
             format!(
-                "{now} vm sshd[4242]: Invalid user x from 2001:db8::{:x}:{:x} port 22\n",
+                "{now} vm sshd[{}]: Invalid user x from 2001:db8::{:x}:{:x} port 22\n",
+                100_000 + i,
                 i >> 16,
                 i & 0xffff
             )
