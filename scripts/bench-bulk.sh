@@ -146,7 +146,7 @@ secs() {
     local v
     v=$(field "$1" "$2")
     case $v in
-    \>*) echo "> $limit s, $(awk -v n="$1" -v k="$2" '$1 == n && $2 == k { print $4 }' "$out") done" ;;
+    \>*) echo "> $limit s, $(awk -v n="$1" -v k="$2" '$1 == n && $2 == k { print $5 }' "$out") done" ;;
     *) echo "$v" ;;
     esac
 }
