@@ -687,3 +687,70 @@ async fn log_values_never_execute() {
     }
     eprintln!("shell injection: {cases} hostile values, none executed, all literal");
 }
+
+/// Fails joined commands (`restore`) when told to, and single commands
+/// for 192.0.2.3; remembers every command.
+#[derive(Default)]
+struct Picky {
+    fail_joined: bool,
+    ran: Mutex<Vec<String>>,
+}
+
+impl Runner for Picky {
+    fn run<'a>(
+        &'a self,
+        cmd: &'a ShellCommand,
+        _timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        self.ran.lock().unwrap().push(cmd.script.clone());
+        let joined = cmd.script.contains("restore");
+        let ok = if joined {
+            !self.fail_joined
+        } else {
+            !cmd.script.contains("192.0.2.3")
+        };
+        Box::pin(async move { ok })
+    }
+}
+
+/// Set insertions queued together run as one command; when that command
+/// fails, every ban of it is left to the one-by-one path, which reports
+/// the failing one.
+#[tokio::test]
+async fn batched_bans_join_and_fall_back() {
+    let infos: Vec<BanInfo> = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+        .iter()
+        .map(|ip| BanInfo::new(*ip, TIME))
+        .collect();
+    let refs: Vec<&BanInfo> = infos.iter().collect();
+    let opts = || {
+        [("actionban", "ipset -exist add f2b-x <ip> timeout 0")]
+            .map(|(k, v)| (k.to_string(), PyValue::str(v)))
+    };
+    let ok = Arc::new(Picky::default());
+    let mut a = Action::new("j", "set", opts())
+        .unwrap()
+        .with_runner(ok.clone());
+    assert_eq!(a.ban_batch(&refs).await.unwrap(), Vec::<usize>::new());
+    assert_eq!(
+        *ok.ran.lock().unwrap(),
+        vec!["ipset -exist restore <<'F3BATCH'\nadd f2b-x 192.0.2.1 timeout 0\nadd f2b-x 192.0.2.2 timeout 0\nadd f2b-x 192.0.2.3 timeout 0\nF3BATCH"]
+    );
+    let picky = Arc::new(Picky {
+        fail_joined: true,
+        ..Picky::default()
+    });
+    let mut a = Action::new("j", "set", opts())
+        .unwrap()
+        .with_runner(picky.clone());
+    let single = a.ban_batch(&refs).await.unwrap();
+    assert_eq!(single, vec![0, 1, 2]);
+    let results: Vec<bool> = {
+        let mut r = Vec::new();
+        for i in single {
+            r.push(a.ban(refs[i]).await.is_ok());
+        }
+        r
+    };
+    assert_eq!(results, vec![true, true, false]);
+}

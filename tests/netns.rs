@@ -249,12 +249,30 @@ impl Lab {
                 let mut r = ok(&["ipset", "create", "f3probe", "hash:ip"]);
                 if r && feature == "xt_set" {
                     r = ok(&[
-                        "iptables", "-w", "-I", "INPUT", "-m", "set", "--match-set", "f3probe",
-                        "src", "-j", "DROP",
+                        "iptables",
+                        "-w",
+                        "-I",
+                        "INPUT",
+                        "-m",
+                        "set",
+                        "--match-set",
+                        "f3probe",
+                        "src",
+                        "-j",
+                        "DROP",
                     ]);
                     ok(&[
-                        "iptables", "-w", "-D", "INPUT", "-m", "set", "--match-set", "f3probe",
-                        "src", "-j", "DROP",
+                        "iptables",
+                        "-w",
+                        "-D",
+                        "INPUT",
+                        "-m",
+                        "set",
+                        "--match-set",
+                        "f3probe",
+                        "src",
+                        "-j",
+                        "DROP",
                     ]);
                 }
                 ok(&["ipset", "destroy", "f3probe"]);
@@ -343,7 +361,8 @@ exec /usr/sbin/sshd -D -f @T@/sshd_config
         self.daemons.push(child);
         self.wait("sshd answers", || self.probe(ATTACKERS[0]) == Reach::Open);
         self.wait("sshd logs through rsyslogd", || {
-            self.auth_log().contains("Server listening on 192.0.2.1 port 22")
+            self.auth_log()
+                .contains("Server listening on 192.0.2.1 port 22")
         });
     }
 
@@ -357,7 +376,14 @@ exec /usr/sbin/sshd -D -f @T@/sshd_config
         let o = run(
             "ip",
             &[
-                "netns", "exec", &self.ns.atk, "python3", "-c", PROBE, src, SRV,
+                "netns",
+                "exec",
+                &self.ns.atk,
+                "python3",
+                "-c",
+                PROBE,
+                src,
+                SRV,
             ],
         );
         let out = String::from_utf8_lossy(&o.stdout);
@@ -543,7 +569,9 @@ dbfile = @T@/f3.sqlite3
 
     /// Logs to show when something fails.
     pub fn report(&self) -> String {
-        let read = |f: &str| String::from_utf8_lossy(&fs::read(self.path(f)).unwrap_or_default()).into_owned();
+        let read = |f: &str| {
+            String::from_utf8_lossy(&fs::read(self.path(f)).unwrap_or_default()).into_owned()
+        };
         format!(
             "--- fail3ban.log\n{}--- server.out\n{}--- auth.log\n{}--- sshd.out\n{}--- rsyslog.out\n{}{}",
             read("fail3ban.log"),

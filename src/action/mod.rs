@@ -23,6 +23,7 @@
 //! # }
 //! ```
 
+pub mod batch;
 pub mod exec;
 pub mod template;
 
@@ -577,6 +578,59 @@ impl Action {
         Ok(())
     }
 
+    /// Runs actionban for many bans in few commands when [`batch::join`]
+    /// can join them ([`batch::CHUNK`] bans per command, which keeps each
+    /// script well under the kernel's limit on one argument); the indices
+    /// of `infos` still to be banned one by one: all of a chunk whose bans
+    /// could not be joined or whose joined command failed (the single path
+    /// then checks, repairs and reports each failing ban).
+    pub async fn ban_batch(&mut self, infos: &[&BanInfo]) -> Result<Vec<usize>, ActionError> {
+        if infos.len() < 2 || infos.iter().any(|i| i.family() == Family::Unspec) {
+            return Ok((0..infos.len()).collect());
+        }
+        let mut single = Vec::new();
+        for (n, chunk) in infos.chunks(batch::CHUNK).enumerate() {
+            let base = n * batch::CHUNK;
+            if !self.ban_joined(chunk).await? {
+                single.extend(base..base + chunk.len());
+            }
+        }
+        Ok(single)
+    }
+
+    /// One joined actionban for `infos`; false if they cannot be joined
+    /// or the command failed.
+    async fn ban_joined(&mut self, infos: &[&BanInfo]) -> Result<bool, ActionError> {
+        let mut cmds = Vec::with_capacity(infos.len());
+        for info in infos {
+            cmds.push(self.command("<actionban>", *info, info.family())?);
+        }
+        let Some(joined) = batch::join(&cmds) else {
+            return Ok(false);
+        };
+        let mut families: Vec<Family> = infos.iter().map(|i| i.family()).collect();
+        families.sort_by_key(|f| f.as_str());
+        families.dedup();
+        for f in &families {
+            if self.start_on_demand() && self.state(f.as_str()) == 0 {
+                self.start_family(Some(f.as_str()), true).await?;
+            }
+        }
+        if !self.run(&joined).await {
+            tracing::warn!(
+                "[{}] {}: {} bans in one command failed; banning them one by one",
+                self.jail,
+                self.name,
+                infos.len()
+            );
+            return Ok(false);
+        }
+        for f in families {
+            *self.started.entry(f.as_str().to_string()).or_insert(0) |= STARTED | HAS_BANS;
+        }
+        Ok(true)
+    }
+
     /// Bans again after a repair: actionreban if there is one, else
     /// actionban.
     pub async fn reban(&mut self, info: &BanInfo) -> Result<(), ActionError> {
@@ -854,6 +908,42 @@ impl Actions {
                     a.name,
                     info.ip
                 );
+            }
+        }
+    }
+
+    /// Bans all of `infos`, with each action joining the bans into one
+    /// command where it can ([`Action::ban_batch`]) and banning the rest
+    /// one by one, in order.
+    pub async fn ban_all(&mut self, infos: &[BanInfo]) {
+        if infos.len() == 1 {
+            return self.ban(&infos[0]).await;
+        }
+        for a in &mut self.actions {
+            let todo: Vec<&BanInfo> = infos
+                .iter()
+                .filter(|i| !(i.restored && a.norestored()))
+                .collect();
+            let single = match a.ban_batch(&todo).await {
+                Ok(rest) => rest,
+                Err(e) => {
+                    tracing::error!(
+                        "Failed to execute ban jail '{}' action '{}': {e}",
+                        self.jail,
+                        a.name
+                    );
+                    (0..todo.len()).collect()
+                }
+            };
+            for i in single {
+                if let Err(e) = a.ban(todo[i]).await {
+                    tracing::error!(
+                        "Failed to execute ban jail '{}' action '{}' info '{}': {e}",
+                        self.jail,
+                        a.name,
+                        todo[i].ip
+                    );
+                }
             }
         }
     }

@@ -633,45 +633,31 @@ async fn action_worker(
     store: Option<Arc<dyn Store>>,
     state: Arc<Mutex<JailState>>,
 ) {
-    while let Some(job) = rx.recv().await {
+    // A job taken from the queue while gathering a batch of bans, to be
+    // done right after it.
+    let mut held: Option<Job> = None;
+    loop {
+        let job = match held.take() {
+            Some(j) => j,
+            None => match rx.recv().await {
+                Some(j) => j,
+                None => break,
+            },
+        };
         match job {
-            Job::Ban(ticket, found) => {
-                let ip = ban_info(&ticket, found.ban_time);
-                notice!(target: "fail2ban.actions", "[{jail}] Ban {}", ip.ip);
-                // The record is written while the action runs (fail2ban
-                // writes it from another thread too): the time from a
-                // failure to its ban is what a jail is judged by.
-                let record = match (&store, found.record) {
-                    (Some(s), true) => {
-                        let (s, b) = (s.clone(), store_ban(&jail, &ticket, found.ban_time));
-                        Some(tokio::task::spawn_blocking(move || s.add_ban(&b)))
-                    }
-                    _ => None,
-                };
-                let epochs = actions.epochs();
-                actions.ban(&ip).await;
-                if let Some(r) = record {
-                    let failed = match r.await {
-                        Ok(Ok(())) => None,
-                        Ok(Err(e)) => Some(e.to_string()),
-                        Err(e) => Some(e.to_string()),
-                    };
-                    if let Some(e) = failed {
-                        tracing::error!("[{jail}] recording the ban of {}: {e}", ip.ip);
+            Job::Ban(..) | Job::Restore(..) => {
+                let mut batch = vec![job];
+                while batch.len() < BATCH_MAX {
+                    match rx.try_recv() {
+                        Ok(j @ (Job::Ban(..) | Job::Restore(..))) => batch.push(j),
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
                     }
                 }
-                reban_after_repair(&jail, &mut actions, &state, &epochs, &ip).await;
-                if found.increased {
-                    actions.prolong(&ip).await;
-                }
-            }
-            Job::Restore(ticket) => {
-                let bt = ticket.ban_time_opt().unwrap_or(600.0);
-                let ip = ban_info(&ticket, bt);
-                notice!(target: "fail2ban.actions", "[{jail}] Restore Ban {}", ip.ip);
-                let epochs = actions.epochs();
-                actions.ban(&ip).await;
-                reban_after_repair(&jail, &mut actions, &state, &epochs, &ip).await;
+                ban_jobs(&jail, &mut actions, store.as_ref(), &state, batch).await;
             }
             Job::Unban(ticket, manual) => {
                 let bt = ticket.ban_time_opt().unwrap_or(600.0);
@@ -743,6 +729,73 @@ async fn action_worker(
     }
 }
 
+/// The most bans the action worker hands to the actions at once.
+const BATCH_MAX: usize = 5000;
+
+/// Bans (new or restored) that were waiting together in the queue: logged
+/// and recorded one by one, applied by the actions in as few commands as
+/// they allow.
+async fn ban_jobs(
+    jail: &str,
+    actions: &mut Actions,
+    store: Option<&Arc<dyn Store>>,
+    state: &Mutex<JailState>,
+    jobs: Vec<Job>,
+) {
+    let mut infos = Vec::with_capacity(jobs.len());
+    let mut records = Vec::new();
+    let mut prolong = Vec::new();
+    for job in jobs {
+        match job {
+            Job::Ban(ticket, found) => {
+                let ip = ban_info(&ticket, found.ban_time);
+                notice!(target: "fail2ban.actions", "[{jail}] Ban {}", ip.ip);
+                if found.record {
+                    records.push(store_ban(jail, &ticket, found.ban_time));
+                }
+                if found.increased {
+                    prolong.push(infos.len());
+                }
+                infos.push(ip);
+            }
+            Job::Restore(ticket) => {
+                let bt = ticket.ban_time_opt().unwrap_or(600.0);
+                let ip = ban_info(&ticket, bt);
+                notice!(target: "fail2ban.actions", "[{jail}] Restore Ban {}", ip.ip);
+                infos.push(ip);
+            }
+            other => tracing::error!("[{jail}] not a ban: {other:?}"),
+        }
+    }
+    // The records are written while the actions run (fail2ban writes
+    // them from another thread too): the time from a failure to its ban
+    // is what a jail is judged by.
+    let recorded = match (store, records.is_empty()) {
+        (Some(s), false) => {
+            let (s, jail) = (s.clone(), jail.to_string());
+            Some(tokio::task::spawn_blocking(move || {
+                for b in &records {
+                    if let Err(e) = s.add_ban(b) {
+                        tracing::error!("[{jail}] recording the ban of {}: {e}", b.fid);
+                    }
+                }
+            }))
+        }
+        _ => None,
+    };
+    let epochs = actions.epochs();
+    actions.ban_all(&infos).await;
+    if let Some(r) = recorded {
+        if let Err(e) = r.await {
+            tracing::error!("recording bans: {e}");
+        }
+    }
+    reban_after_repair(jail, actions, state, &epochs, &infos).await;
+    for i in prolong {
+        actions.prolong(&infos[i]).await;
+    }
+}
+
 /// A ban that failed and made an action repair itself (actioncheck, then
 /// stop and start) took that action's other bans with it: every other
 /// ban in force is applied again with the actions that repaired, as
@@ -752,18 +805,19 @@ async fn reban_after_repair(
     actions: &mut Actions,
     state: &Mutex<JailState>,
     before: &[u64],
-    just_banned: &BanInfo,
+    just_banned: &[BanInfo],
 ) {
     if actions.epochs() == before {
         return;
     }
+    let just: std::collections::HashSet<&str> = just_banned.iter().map(|b| b.ip.as_str()).collect();
     let others: Vec<BanInfo> = {
         let st = state.lock().expect("jail lock");
         st.engine
             .ban_manager
             .tickets()
             .map(|t| ban_info(t, t.ban_time(st.spec.bantime)))
-            .filter(|b| b.ip != just_banned.ip)
+            .filter(|b| !just.contains(b.ip.as_str()))
             .collect()
     };
     for b in &others {
