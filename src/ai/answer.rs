@@ -150,8 +150,14 @@ mod tests {
         assert!(matches!(parse(&extra), Err(AnswerError::Schema(_))));
         let big = GOOD.replace("\"bantime\":3600", "\"bantime\":999999999");
         assert!(matches!(parse(&big), Err(AnswerError::Value(_))));
-        assert!(matches!(parse("Sure! here it is"), Err(AnswerError::Schema(_))));
-        let no_re = GOOD.replace(r#""failregex":"^<HOST> \\S+ \\S+ \\[\\] \"POST /xmlrpc\\.php","#, r#""failregex":null,"#);
+        assert!(matches!(
+            parse("Sure! here it is"),
+            Err(AnswerError::Schema(_))
+        ));
+        let no_re = GOOD.replace(
+            r#""failregex":"^<HOST> \\S+ \\S+ \\[\\] \"POST /xmlrpc\\.php","#,
+            r#""failregex":null,"#,
+        );
         assert!(matches!(parse(&no_re), Err(AnswerError::Value(_))));
     }
 }
