@@ -347,6 +347,17 @@ fn wordpress_probes_become_a_loaded_rule_and_a_ban() {
     s.wait("the AI files are gone", |_| {
         ai_files(&t).is_empty() && !t.conf().join("jail.d/ai.local").exists()
     });
+
+    // `ai test`: the whole pipeline on one line, one request, no file.
+    let line = access("203.0.113.8", "POST /xmlrpc.php HTTP/1.1");
+    let out: Value =
+        serde_json::from_str(&s.ok(&["ai", "test", line.trim_end(), "nginx-access"])).unwrap();
+    assert_eq!(out["addr"], "203.0.113.8", "{out:#}");
+    assert_eq!(out["cached"], "benign", "{out:#}");
+    assert_eq!(out["verdict"], "attack", "{out:#}");
+    assert_eq!(out["valid"], true, "{out:#}");
+    assert_eq!(llm.requests(), 3);
+    assert!(ai_files(&t).is_empty());
     s.stop();
 }
 

@@ -138,7 +138,7 @@ fn ai_section(loader: &Loader, cfg: &Merged, file: &str) -> Option<Command> {
                 crate::ai::SettingsError::BadValue {
                     expected, value, ..
                 } => super::ErrorKind::BadValue { expected, value },
-                _ => super::ErrorKind::NotFound(format!("option {name}")),
+                _ => super::ErrorKind::Syntax("unknown option of the [AI] section".into()),
             };
             loader.problem(
                 ConfigError::new(file, kind)
