@@ -647,3 +647,78 @@ impl Server<'_> {
             .any(|l| l.starts_with(&format!("ban {jail} {ip} ")))
     }
 }
+
+#[test]
+fn suggested_rules_wait_for_approval_and_observed_ones_write_nothing() {
+    let llm = Llm::start(|line| {
+        if line.contains("xmlrpc") {
+            attack(XMLRPC)
+        } else {
+            attack(r#"^<HOST> \S+ \S+ \[\] "GET /wp-login\.php"#)
+        }
+    });
+    let t = tree(
+        &llm,
+        "",
+        "[nginx-observe]\nenabled = true\nfilter = empty\nlogpath = @T@/observe.log\nai = observe\n",
+    );
+    // The nginx jail suggests instead of enforcing.
+    let jail = fs::read_to_string(t.conf().join("jail.conf")).unwrap();
+    t.write_conf("jail.conf", &jail.replace("ai = enforce", "ai = suggest"));
+    fs::write(t.path("observe.log"), "").unwrap();
+    let mut s = Server::start(&t);
+    append(
+        &t.path("access.log"),
+        &access("203.0.113.7", "POST /xmlrpc.php HTTP/1.1"),
+    );
+    append(
+        &t.path("observe.log"),
+        &access("203.0.113.8", "GET /wp-login.php HTTP/1.1"),
+    );
+    s.wait("two rules", |s| {
+        let l: Value = serde_json::from_str(&s.ok(&["ai", "list"])).unwrap();
+        l.as_array().unwrap().len() == 2
+    });
+    let list: Value = serde_json::from_str(&s.ok(&["ai", "list"])).unwrap();
+    let by_status = |st: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["status"] == st)
+            .unwrap_or_else(|| panic!("no {st} rule: {list:#}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (pending, observed) = (by_status("pending"), by_status("observed"));
+    assert!(ai_files(&t).is_empty(), "nothing loaded before approval");
+    assert!(!t.conf().join("jail.d/ai.local").exists());
+    let waiting: Vec<_> = fs::read_dir(t.conf().join("filter.d/ai-pending"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(waiting, [format!("ai-nginx-access-{pending}.conf")]);
+    s.ok(&["ai", "approve", &pending]);
+    let name = format!("ai-nginx-access-{pending}");
+    s.wait("the approved jail is loaded", |s| {
+        s.client(&["status", &name]).0
+    });
+    for _ in 0..3 {
+        append(
+            &t.path("access.log"),
+            &access("203.0.113.9", "POST /xmlrpc.php HTTP/1.1"),
+        );
+    }
+    // Approved: the suggested bantime, uncapped.
+    s.wait("203.0.113.9 is banned for 3600s", |s| {
+        s.report()
+            .lines()
+            .any(|l| l == format!("ban {name} 203.0.113.9 3600"))
+    });
+    assert_eq!(
+        ai_files(&t),
+        [format!("{name}.conf")],
+        "{observed} wrote nothing"
+    );
+    s.stop();
+}
