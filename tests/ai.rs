@@ -201,7 +201,6 @@ ignoreip = 192.0.2.0/24
 {extra_jail}
 "
     ));
-    fs::create_dir_all(t.conf().join("jail.d")).unwrap();
     t.write_conf("filter.d/empty.conf", "[Definition]\nfailregex =\n");
     let key = t.path("openai.key");
     fs::write(&key, "sk-test\n").unwrap();

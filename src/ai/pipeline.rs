@@ -136,6 +136,12 @@ impl Ai {
             tracing::warn!("AI rule generator off: it needs the database (dbfile)");
             return None;
         };
+        // The config watcher starts after the jails and watches only the
+        // directories that exist then: jail.d must, for ai.local to load.
+        if let Err(e) = std::fs::create_dir_all(std::path::Path::new(conf_dir).join("jail.d")) {
+            tracing::error!("AI rule generator off: cannot create {conf_dir}/jail.d: {e}");
+            return None;
+        }
         let (tx, rx) = mpsc::channel(settings.queue_size);
         let dropped = Arc::new(AtomicU64::new(0));
         let mut budget = Budget::new(&settings);
