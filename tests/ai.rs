@@ -299,6 +299,7 @@ fn wordpress_probes_become_a_loaded_rule_and_a_ban() {
         let ip = format!("198.51.100.{}", i % 200 + 10);
         text.push_str(&access(&ip, "POST /xmlrpc.php HTTP/1.1"));
     }
+    let flood = Instant::now();
     append(&log, &text);
     for i in 0..30 {
         append(
@@ -310,6 +311,10 @@ fn wordpress_probes_become_a_loaded_rule_and_a_ban() {
         let st = ai_status(s);
         st["cache hits"].as_u64().unwrap() + st["dropped"].as_u64().unwrap() >= before + 10_030
     });
+    eprintln!(
+        "ai: 10,030 known-shape lines through the jail and the verdict cache in {:?}",
+        flood.elapsed()
+    );
     let st = ai_status(&mut s);
     assert_eq!(st["dropped"], 0, "{st}");
     assert_eq!(llm.requests(), 2, "no further request: {st}");
