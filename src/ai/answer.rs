@@ -112,6 +112,14 @@ pub fn parse(text: &str) -> Result<Answer, AnswerError> {
                 "failregex has control characters or is too long".into(),
             ));
         }
+        // The filter file is INI: there a ";" after white space starts a
+        // comment, and the value is trimmed. What is validated must be what
+        // fail2ban and fail3ban will read back.
+        if re.trim() != re || re.split_whitespace().skip(1).any(|w| w.starts_with(';')) {
+            return Err(AnswerError::Value(
+                "failregex would not survive the filter file (edge spaces or \" ;\")".into(),
+            ));
+        }
         let check = |name: &str, v: Option<u64>, (lo, hi): (u64, u64)| match v {
             Some(v) if v < lo || v > hi => Err(AnswerError::Value(format!(
                 "{name} {v} outside {lo}..={hi}"
@@ -150,8 +158,17 @@ mod tests {
         assert!(matches!(parse(&extra), Err(AnswerError::Schema(_))));
         let big = GOOD.replace("\"bantime\":3600", "\"bantime\":999999999");
         assert!(matches!(parse(&big), Err(AnswerError::Value(_))));
-        assert!(matches!(parse("Sure! here it is"), Err(AnswerError::Schema(_))));
-        let no_re = GOOD.replace(r#""failregex":"^<HOST> \\S+ \\S+ \\[\\] \"POST /xmlrpc\\.php","#, r#""failregex":null,"#);
+        assert!(matches!(
+            parse("Sure! here it is"),
+            Err(AnswerError::Schema(_))
+        ));
+        let no_re = GOOD.replace(
+            r#""failregex":"^<HOST> \\S+ \\S+ \\[\\] \"POST /xmlrpc\\.php","#,
+            r#""failregex":null,"#,
+        );
         assert!(matches!(parse(&no_re), Err(AnswerError::Value(_))));
+        let comment = GOOD.replace("xmlrpc\\\\.php", "xmlrpc\\\\.php ;x");
+        assert_ne!(comment, GOOD);
+        assert!(matches!(parse(&comment), Err(AnswerError::Value(_))));
     }
 }

@@ -101,7 +101,9 @@ pub struct Ai {
 
 impl std::fmt::Debug for Ai {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ai").field("settings", &self.settings).finish()
+        f.debug_struct("Ai")
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
@@ -134,6 +136,12 @@ impl Ai {
             tracing::warn!("AI rule generator off: it needs the database (dbfile)");
             return None;
         };
+        // The config watcher starts after the jails and watches only the
+        // directories that exist then: jail.d must, for ai.local to load.
+        if let Err(e) = std::fs::create_dir_all(std::path::Path::new(conf_dir).join("jail.d")) {
+            tracing::error!("AI rule generator off: cannot create {conf_dir}/jail.d: {e}");
+            return None;
+        }
         let (tx, rx) = mpsc::channel(settings.queue_size);
         let dropped = Arc::new(AtomicU64::new(0));
         let mut budget = Budget::new(&settings);
@@ -309,14 +317,24 @@ impl Ai {
                     tracing::warn!("AI: request failed, line stays queued: {e}");
                     self.budget.lock().expect("ai lock").failed(now());
                     *self.last_error.lock().expect("ai lock") = Some(e.clone());
-                    self.audit(Some(&q.jail), "error", Some(&q.template), json!({"error": e}));
+                    self.audit(
+                        Some(&q.jail),
+                        "error",
+                        Some(&q.template),
+                        json!({"error": e}),
+                    );
                     return;
                 }
                 Err(CallError::Refused(e)) => {
                     tracing::error!("AI: request refused: {e}");
                     self.dequeue(q.id);
                     self.put_verdict(&q.template, "error", 0, RETRY_ERROR);
-                    self.audit(Some(&q.jail), "error", Some(&q.template), json!({"error": e}));
+                    self.audit(
+                        Some(&q.jail),
+                        "error",
+                        Some(&q.template),
+                        json!({"error": e}),
+                    );
                 }
                 Ok(reply) => {
                     self.budget
@@ -523,9 +541,11 @@ impl Ai {
     /// `ai show <id>`.
     pub fn show(&self, id: &str) -> Result<Value, String> {
         let r = self.rule(id)?;
-        Ok(json!({"id": r.id, "jail": r.jail, "status": r.status, "template": r.template,
+        Ok(
+            json!({"id": r.id, "jail": r.jail, "status": r.status, "template": r.template,
                   "created": r.created, "detail": r.detail,
-                  "filter file": writer::filter_text(&r)}))
+                  "filter file": writer::filter_text(&r)}),
+        )
     }
 
     /// `ai approve <id>`: a suggested filter moves into filter.d and gets
@@ -540,7 +560,12 @@ impl Ai {
         let pending = writer::filter_path(&self.conf_dir, &r, true);
         let _ = std::fs::remove_file(pending);
         self.install(&r).map_err(|e| e.to_string())?;
-        self.audit(Some(&r.jail), "approve", Some(&r.template), json!({"id": id}));
+        self.audit(
+            Some(&r.jail),
+            "approve",
+            Some(&r.template),
+            json!({"id": id}),
+        );
         Ok(json!(format!("rule {id} approved")))
     }
 
@@ -554,7 +579,12 @@ impl Ai {
         self.db().put_rule(&r).map_err(|e| e.to_string())?;
         self.write_jails().map_err(|e| e.to_string())?;
         self.put_verdict(&r.template, "benign", 0, FOREVER);
-        self.audit(Some(&r.jail), "reject", Some(&r.template), json!({"id": id}));
+        self.audit(
+            Some(&r.jail),
+            "reject",
+            Some(&r.template),
+            json!({"id": id}),
+        );
         Ok(json!(format!("rule {id} rejected")))
     }
 

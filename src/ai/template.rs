@@ -8,14 +8,49 @@ use super::prescreen;
 const MAX_KEY: usize = 400;
 
 const DATE_WORDS: &[&str] = &[
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec", "mon",
-    "tue", "wed", "thu", "fri", "sat", "sun", "january", "february", "march", "april", "june",
-    "july", "august", "september", "october", "november", "december", "monday", "tuesday",
-    "wednesday", "thursday", "friday", "saturday", "sunday",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "may",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "oct",
+    "nov",
+    "dec",
+    "mon",
+    "tue",
+    "wed",
+    "thu",
+    "fri",
+    "sat",
+    "sun",
+    "january",
+    "february",
+    "march",
+    "april",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
 ];
 
 /// Words after which comes a name the attacker picks.
-const USER_WORDS: &[&str] = &["user", "for", "login", "username", "account", "user=", "login="];
+const USER_WORDS: &[&str] = &[
+    "user", "for", "login", "username", "account", "user=", "login=",
+];
 
 fn is_word(c: char) -> bool {
     c.is_alphanumeric() || "_-.:".contains(c)
@@ -67,7 +102,7 @@ pub fn key(line: &str) -> String {
             continue;
         }
         masked.push_str(&line[pos..at]);
-        masked.push_str("\u{1}");
+        masked.push('\u{1}');
         pos = at + text.len();
         // A port after the address is part of it.
         if let Some(rest) = line[pos..].strip_prefix(':') {
@@ -127,18 +162,28 @@ mod tests {
 
     #[test]
     fn one_shape_one_key() {
-        let a = key(r#"203.0.113.5 - - [24/Nov/2026:23:44:58 +0000] "POST /xmlrpc.php HTTP/1.1" 200 412 "-" "Mozilla/5.0""#);
-        let b = key(r#"198.51.100.77 - - [25/Dec/2026:01:02:03 +0100] "POST /xmlrpc.php HTTP/1.1" 200 9 "-" "Mozilla/5.0""#);
+        let a = key(
+            r#"203.0.113.5 - - [24/Nov/2026:23:44:58 +0000] "POST /xmlrpc.php HTTP/1.1" 200 412 "-" "Mozilla/5.0""#,
+        );
+        let b = key(
+            r#"198.51.100.77 - - [25/Dec/2026:01:02:03 +0100] "POST /xmlrpc.php HTTP/1.1" 200 9 "-" "Mozilla/5.0""#,
+        );
         assert_eq!(a, b);
         assert!(a.starts_with("<ADDR> - - [<N>/<D>/<N> +<N>]"), "{a}");
-        let c = key(r#"203.0.113.5 - - [24/Nov/2026:23:44:58 +0000] "GET / HTTP/1.1" 200 412 "-" "Mozilla/5.0""#);
+        let c = key(
+            r#"203.0.113.5 - - [24/Nov/2026:23:44:58 +0000] "GET / HTTP/1.1" 200 412 "-" "Mozilla/5.0""#,
+        );
         assert_ne!(a, c);
     }
 
     #[test]
     fn users_ports_pids_and_ids_vary() {
-        let a = key("sshd[123]: Failed password for root from 203.0.113.5 port 4242 ssh2 sid=0badc0ffee12");
-        let b = key("sshd[98]: Failed password for admin from 2001:db8::5 port 22 ssh2 sid=1234abcdef99");
+        let a = key(
+            "sshd[123]: Failed password for root from 203.0.113.5 port 4242 ssh2 sid=0badc0ffee12",
+        );
+        let b = key(
+            "sshd[98]: Failed password for admin from 2001:db8::5 port 22 ssh2 sid=1234abcdef99",
+        );
         assert_eq!(a, b);
     }
 

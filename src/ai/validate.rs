@@ -82,9 +82,9 @@ fn structure(re: &str) -> Result<String, String> {
         return Err("not anchored with ^".into());
     }
     for bad in ["(?P<", "(?<", "(?'", "%(", "\\K", "(?C", "(*"] {
-        let found = re.match_indices(bad).any(|(i, _)| {
-            !(bad == "(?<" && matches!(re.as_bytes().get(i + 3), Some(b'=' | b'!')))
-        });
+        let found = re
+            .match_indices(bad)
+            .any(|(i, _)| !(bad == "(?<" && matches!(re.as_bytes().get(i + 3), Some(b'=' | b'!'))));
         if found {
             return Err(format!("uses {bad:?}"));
         }
@@ -111,7 +111,10 @@ fn structure(re: &str) -> Result<String, String> {
         return Err(format!("uses tags other than <HOST>: {tags:?}"));
     }
     if tags.len() != 1 {
-        return Err(format!("has {} host captures, wants exactly one", tags.len()));
+        return Err(format!(
+            "has {} host captures, wants exactly one",
+            tags.len()
+        ));
     }
     let after_anchor = &re[1..];
     for wild in [".", "(.", "(?:."] {
@@ -120,7 +123,14 @@ fn structure(re: &str) -> Result<String, String> {
         }
     }
     let squeeze: String = re.replace("\\s*", "").replace("\\s+", "").replace(' ', "");
-    for around in [".*<HOST>", ".+<HOST>", ".*?<HOST>", ".+?<HOST>", "<HOST>.*", "<HOST>.+"] {
+    for around in [
+        ".*<HOST>",
+        ".+<HOST>",
+        ".*?<HOST>",
+        ".+?<HOST>",
+        "<HOST>.*",
+        "<HOST>.+",
+    ] {
         if squeeze.contains(around) {
             return Err(format!("has a bare {around:?}"));
         }
@@ -131,7 +141,9 @@ fn structure(re: &str) -> Result<String, String> {
             "only {literal} literal letters or digits, wants {MIN_LITERAL}"
         ));
     }
-    Ok(format!("anchored, one <HOST>, {literal} literal characters"))
+    Ok(format!(
+        "anchored, one <HOST>, {literal} literal characters"
+    ))
 }
 
 /// Letters and digits outside character classes, escapes and the tag.
@@ -224,7 +236,10 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
             return r;
         }
     };
-    r.add("compiles", Ok("compiled by fail3ban's filter engine".into()));
+    r.add(
+        "compiles",
+        Ok("compiled by fail3ban's filter engine".into()),
+    );
     let trigger = match extract(&mut f, ev.line) {
         Some(h) if same(&h, ev.addr) => Ok(format!("extracts {h}")),
         Some(h) => Err(format!("extracts {h}, not {}", ev.addr)),
@@ -290,7 +305,10 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
     r.add(
         "recent",
         if share <= MAX_RECENT_SHARE {
-            Ok(format!("matches {hits} of {} recent other lines", ev.recent.len()))
+            Ok(format!(
+                "matches {hits} of {} recent other lines",
+                ev.recent.len()
+            ))
         } else {
             Err(format!(
                 "matches {hits} of {} recent lines of other shapes",
@@ -328,8 +346,14 @@ mod tests {
         for (re, why) in [
             ("^.*<HOST>", "structure"),
             (r#"^<HOST> .*"#, "structure"),
-            (r#"^\S+ \S+ \S+ \[\] "POST /xmlrpc\.php HTTP/1\.1" \d+ \d+ "-" "Mozilla/5\.0 <HOST>"#, "trigger"),
-            (r#"^<HOST> \S+ \S+ \[\] "POST /xmlrpc\.php HTTP/[\d.]+" (((("#, "compiles"),
+            (
+                r#"^\S+ \S+ \S+ \[\] "POST /xmlrpc\.php HTTP/1\.1" \d+ \d+ "-" "Mozilla/5\.0 <HOST>"#,
+                "trigger",
+            ),
+            (
+                r#"^<HOST> \S+ \S+ \[\] "POST /xmlrpc\.php HTTP/[\d.]+" (((("#,
+                "compiles",
+            ),
             (r#"^<HOST> \S+ \S+ \[\] "(GET|POST) /"#, "benign"),
             (r#"^(?P<fid>\S+) <HOST> xmlrpc"#, "structure"),
             (r#"^<F-ID>\S+</F-ID> <HOST> xmlrpc"#, "structure"),

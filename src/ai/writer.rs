@@ -219,6 +219,9 @@ mod tests {
         let t = filter_text(&rule);
         assert!(t.contains("failregex = ^<HOST> x 100%% \\S+\n"), "{t}");
         assert!(t.contains("# sample: evil\\x0aline\\x1b[31m\n"), "{t}");
-        assert_eq!(filter_name("nginx_access", "abc123"), "ai-nginx-access-abc123");
+        assert_eq!(
+            filter_name("nginx_access", "abc123"),
+            "ai-nginx-access-abc123"
+        );
     }
 }

@@ -135,12 +135,16 @@ fn ai_section(loader: &Loader, cfg: &Merged, file: &str) -> Option<Command> {
         };
         if let Err(e) = check.set(&name, &value) {
             let kind = match e {
-                crate::ai::SettingsError::BadValue { expected, value, .. } => {
-                    super::ErrorKind::BadValue { expected, value }
-                }
-                _ => super::ErrorKind::NotFound(format!("option {name}")),
+                crate::ai::SettingsError::BadValue {
+                    expected, value, ..
+                } => super::ErrorKind::BadValue { expected, value },
+                _ => super::ErrorKind::Syntax("unknown option of the [AI] section".into()),
             };
-            loader.problem(ConfigError::new(file, kind).in_section("AI").for_option(&name));
+            loader.problem(
+                ConfigError::new(file, kind)
+                    .in_section("AI")
+                    .for_option(&name),
+            );
             continue;
         }
         items.push((name, PyValue::str(&value)));

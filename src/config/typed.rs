@@ -13,6 +13,7 @@ const TIME_OPTS: &[&str] = &[
     "bantime.maxtime",
     "bantime.rndtime",
     "dbpurgeage",
+    "ai_max_bantime",
 ];
 
 /// Problems with typed options, as (option, what is wrong).
@@ -32,6 +33,9 @@ pub fn check_options(opts: &IndexMap<String, PyValue>) -> Vec<(String, ErrorKind
         match name.as_str() {
             n if TIME_OPTS.contains(&n) && str2seconds(text).is_err() => {
                 out.push(bad("a time such as 600, 10m, 1h30m or -1"));
+            }
+            "ai" if crate::ai::Mode::parse(text).is_none() => {
+                out.push(bad("off, observe, suggest or enforce"));
             }
             "usedns" if !matches!(text.to_lowercase().as_str(), "yes" | "warn" | "no" | "raw") => {
                 out.push(bad("yes, warn, no or raw"));

@@ -55,6 +55,16 @@ impl Server {
         running.clone()
     }
 
+    /// The AI's handle for a jail about to start, if its `ai` is on.
+    pub(super) fn ai_for(&self, spec: &super::spec::JailSpec) -> Option<AiHandle> {
+        if spec.ai == Mode::Off {
+            return None;
+        }
+        let (ai, handle) = self.running_ai()?;
+        ai.set_jail(&spec.name, spec.ai, spec.ai_max_bantime);
+        Some(handle)
+    }
+
     /// Connects a jail to the AI part when its `ai` option is on.
     pub(super) fn attach_ai(&self, jail: &Jail) {
         let (mode, cap) = {

@@ -261,7 +261,10 @@ impl JailState {
     ) -> Vec<Job> {
         let mut jobs = Vec::new();
         self.filter.set_in_operation(in_operation);
-        let ai = self.ai.clone().filter(|_| self.spec.ai != crate::ai::Mode::Off);
+        let ai = self
+            .ai
+            .clone()
+            .filter(|_| self.spec.ai != crate::ai::Mode::Off);
         for line in lines {
             let Some(ai) = &ai else {
                 let failures = self.filter.process_line(line, now);
@@ -300,7 +303,11 @@ impl JailState {
             let o = self
                 .filter
                 .process_dated("", &l.date_text, &l.text, l.time, now);
-            if let Some(ai) = self.ai.clone().filter(|_| self.spec.ai != crate::ai::Mode::Off) {
+            if let Some(ai) = self
+                .ai
+                .clone()
+                .filter(|_| self.spec.ai != crate::ai::Mode::Off)
+            {
                 if !o.is_matched() && !o.is_ignored() {
                     self.offer_ai(&ai, &l.text, now);
                 }
@@ -443,9 +450,19 @@ impl Jail {
     /// Starts a jail: actions started (unless on demand), active bans
     /// restored from the store, the log followed.
     pub async fn start(spec: JailSpec, store: Option<Arc<dyn Store>>) -> Result<Jail, String> {
+        Jail::start_with_ai(spec, store, None).await
+    }
+
+    /// [`Jail::start`], with the AI connected before the first line is read.
+    pub async fn start_with_ai(
+        spec: JailSpec,
+        store: Option<Arc<dyn Store>>,
+        ai: Option<crate::ai::AiHandle>,
+    ) -> Result<Jail, String> {
         let name = spec.name.clone();
         let mut actions = Actions::new(&name, build_actions(&spec));
-        let state = JailState::new(spec, store.clone())?;
+        let mut state = JailState::new(spec, store.clone())?;
+        state.ai = ai;
         let state = Arc::new(Mutex::new(state));
         if let Some(s) = &store {
             let (s, n) = (s.clone(), name.clone());

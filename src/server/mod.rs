@@ -224,7 +224,8 @@ impl Server {
             // Already running: fail2ban answers with no error.
             return self.jail(name).await.map(|_| ());
         };
-        let jail = Jail::start(spec, self.store())
+        let ai = self.ai_for(&spec);
+        let jail = Jail::start_with_ai(spec, self.store(), ai)
             .await
             .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))?;
         self.attach_ai(&jail);
@@ -404,7 +405,10 @@ impl Server {
                 Some(j) if restart => {
                     self.jails.write().await.shift_remove(&name);
                     j.stop(unban).await;
-                    let jail = Jail::start(spec, self.store()).await.map_err(failed)?;
+                    let ai = self.ai_for(&spec);
+                    let jail = Jail::start_with_ai(spec, self.store(), ai)
+                        .await
+                        .map_err(failed)?;
                     self.attach_ai(&jail);
                     self.jails.write().await.insert(name, Arc::new(jail));
                 }
@@ -419,7 +423,9 @@ impl Server {
                     }
                     self.attach_ai(&j);
                 }
-                None => match Jail::start(spec, self.store()).await {
+                None => match Jail::start_with_ai(spec.clone(), self.store(), self.ai_for(&spec))
+                    .await
+                {
                     Ok(jail) => {
                         self.attach_ai(&jail);
                         self.jails.write().await.insert(name, Arc::new(jail));

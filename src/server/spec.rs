@@ -214,9 +214,7 @@ impl JailSpec {
                 let w = words();
                 self.journalmatch.retain(|m| *m != w);
             }
-            "ai" => {
-                self.ai = crate::ai::Mode::parse(&t).ok_or_else(|| invalid(what, &first))?
-            }
+            "ai" => self.ai = crate::ai::Mode::parse(&t).ok_or_else(|| invalid(what, &first))?,
             "ai_max_bantime" => self.ai_max_bantime = Some(seconds_of(what, &first)?),
             "maxretry" => self.maxretry = int_of(what, &first)?.max(0) as u32,
             "maxmatches" => self.maxmatches = Some(int_of(what, &first)?.max(0) as usize),

@@ -136,9 +136,11 @@ impl AiStore for SqliteStore {
 
     fn rule(&self, id: &str) -> Result<Option<Rule>> {
         self.read(|conn, _| {
-            conn.prepare_cached(&format!("SELECT {RULE_COLUMNS} FROM ai_rules WHERE id = ?1"))?
-                .query_row(params![id], rule_from)
-                .optional()
+            conn.prepare_cached(&format!(
+                "SELECT {RULE_COLUMNS} FROM ai_rules WHERE id = ?1"
+            ))?
+            .query_row(params![id], rule_from)
+            .optional()
         })
     }
 

@@ -159,7 +159,10 @@ impl SqliteStore {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn read<T>(&self, f: impl FnOnce(&Connection, &Settings) -> rusqlite::Result<T>) -> Result<T> {
+    pub(super) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection, &Settings) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let inner = self.lock();
         f(&inner.conn, &inner.settings).map_err(|e| Error::from_sqlite(&self.path, e))
     }
