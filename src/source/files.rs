@@ -12,20 +12,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use inotify::{Inotify, WatchDescriptor, WatchMask};
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
 
+use super::hub::{Follower, Hub};
 use super::tail::{ReadStatus, TailStart};
-use super::waker::Waker;
 use super::{FilePosition, FileTail, LogEncoding, SourceError, TailLine, DEFAULT_MAX_LINE};
 
 /// Where to start a logpath with no saved position (`logpath = FILE tail`
@@ -176,16 +176,25 @@ impl FileBatch {
     }
 }
 
-/// Follows a jail's log files on a thread of its own; batches arrive through
-/// [`next`](Self::next).
+/// Follows a jail's log files on the thread shared by all file sources
+/// (see `hub`); batches arrive through [`next`](Self::next).
 #[derive(Debug)]
 pub struct FileSource {
     rx: mpsc::Receiver<FileBatch>,
     positions: HashMap<PathBuf, FilePosition>,
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-    thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    // Resolves (with an error) once the reader is dropped.
+    done: Option<oneshot::Receiver<()>>,
     backend: Backend,
+}
+
+// What the consumer and the reader both look at.
+#[derive(Debug, Default)]
+struct Shared {
+    stop: AtomicBool,
+    // The reader holds a batch the channel had no room for: a receive
+    // makes room, so it wakes the reader at once.
+    blocked: AtomicBool,
 }
 
 impl FileSource {
@@ -196,8 +205,7 @@ impl FileSource {
             what: "file",
             source,
         };
-        let waker = Arc::new(Waker::new().map_err(thread_err)?);
-        let stop = Arc::new(AtomicBool::new(false));
+        let hub = Hub::get().map_err(thread_err)?;
         let inotify = match opts.backend {
             Backend::Polling => None,
             b => match Inotify::init() {
@@ -219,17 +227,14 @@ impl FileSource {
             Backend::Polling
         };
         let (tx, rx) = mpsc::channel(opts.channel_batches.max(1));
-        let reader = Reader::new(opts, inotify, tx, stop.clone(), waker.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("f3b-files-{}", reader.jail))
-            .spawn(move || reader.run())
-            .map_err(thread_err)?;
+        let (done_tx, done_rx) = oneshot::channel();
+        let shared = Arc::new(Shared::default());
+        hub.add(Box::new(Reader::new(opts, inotify, tx, shared.clone(), done_tx)));
         Ok(FileSource {
             rx,
             positions: HashMap::new(),
-            stop,
-            waker,
-            thread: Some(thread),
+            shared,
+            done: Some(done_rx),
             backend,
         })
     }
@@ -242,6 +247,9 @@ impl FileSource {
     /// The next batch; `None` once the source has stopped.
     pub async fn next(&mut self) -> Option<FileBatch> {
         let b = self.rx.recv().await?;
+        if self.shared.blocked.load(Ordering::SeqCst) {
+            wake_hub();
+        }
         self.positions.insert(b.path.to_path_buf(), b.position());
         Some(b)
     }
@@ -254,15 +262,15 @@ impl FileSource {
         v
     }
 
-    /// Stops the reader and waits for its thread. Lines read but not handed
-    /// out are dropped; the positions returned do not cover them, so the
-    /// next start reads them again.
+    /// Stops the reader and waits until it has let go of its files. Lines
+    /// read but not handed out are dropped; the positions returned do not
+    /// cover them, so the next start reads them again.
     pub async fn stop(mut self) -> Vec<FilePosition> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.waker.wake();
+        self.shared.stop.store(true, Ordering::SeqCst);
+        wake_hub();
         self.rx.close();
-        if let Some(t) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
         }
         self.positions()
     }
@@ -270,8 +278,15 @@ impl FileSource {
 
 impl Drop for FileSource {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.waker.wake();
+        self.shared.stop.store(true, Ordering::SeqCst);
+        wake_hub();
+    }
+}
+
+fn wake_hub() {
+    // The hub exists: it was started before any source.
+    if let Ok(h) = Hub::get() {
+        h.wake();
     }
 }
 
@@ -285,12 +300,25 @@ const DIR_MASK: WatchMask = WatchMask::CREATE
 
 const COALESCE: Duration = Duration::from_millis(2);
 
+// How often a batch the channel had no room for is offered again if no
+// receive wakes the reader first.
+const RETRY: Duration = Duration::from_millis(50);
+
+// Most read rounds over a jail's files in one turn, so that a flooded log
+// leaves the other jails their turns.
+const ROUNDS: usize = 8;
+
+enum Sent {
+    Yes,
+    Full,
+    Closed,
+}
+
 // How long the inode of a drained, rotated-away file is remembered, so that
 // a glob matching the rotated name continues it instead of re-reading it.
 const RETIRED_FOR: Duration = Duration::from_secs(600);
 
 struct Reader {
-    jail: String,
     patterns: Vec<LogPath>,
     encoding: LogEncoding,
     max_line: usize,
@@ -307,8 +335,17 @@ struct Reader {
     dir_watches: HashMap<PathBuf, WatchDescriptor>,
     file_watches: HashMap<PathBuf, (u64, u64)>,
     tx: mpsc::Sender<FileBatch>,
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
+    shared: Arc<Shared>,
+    span: tracing::Span,
+    rescan_due: bool,
+    last_rescan: Instant,
+    last_wake: Instant,
+    // When lines are to be read next, after an inotify event.
+    read_at: Option<Instant>,
+    // Reading stopped before the files were drained.
+    more: bool,
+    pending: Option<FileBatch>,
+    _done: oneshot::Sender<()>,
 }
 
 fn has_magic(s: &str) -> bool {
@@ -336,11 +373,12 @@ impl Reader {
         opts: FileSourceOptions,
         inotify: Option<Inotify>,
         tx: mpsc::Sender<FileBatch>,
-        stop: Arc<AtomicBool>,
-        waker: Arc<Waker>,
+        shared: Arc<Shared>,
+        done: oneshot::Sender<()>,
     ) -> Reader {
+        let now = Instant::now();
         Reader {
-            jail: opts.jail,
+            span: tracing::info_span!("jail", jail = %opts.jail),
             patterns: opts.paths,
             encoding: opts.encoding,
             max_line: opts.max_line_len,
@@ -361,51 +399,34 @@ impl Reader {
             dir_watches: HashMap::new(),
             file_watches: HashMap::new(),
             tx,
-            stop,
-            waker,
+            shared,
+            rescan_due: true,
+            last_rescan: now,
+            last_wake: now - COALESCE * 4,
+            read_at: None,
+            more: false,
+            pending: None,
+            _done: done,
         }
     }
 
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.shared.stop.load(Ordering::SeqCst)
     }
 
-    fn run(mut self) {
-        let span = tracing::info_span!("jail", jail = %self.jail);
-        let _g = span.enter();
-        if self.patterns.is_empty() {
-            tracing::warn!("no logpath: the file source has nothing to follow");
-        }
-        let mut rescan = true;
-        let mut last_rescan = Instant::now();
-        let mut last_wake = Instant::now() - COALESCE * 4;
-        loop {
-            if self.stopped() {
-                return;
+    fn send(&mut self, batch: FileBatch) -> Sent {
+        self.shared.blocked.store(true, Ordering::SeqCst);
+        match self.tx.try_send(batch) {
+            Ok(()) => {
+                self.shared.blocked.store(false, Ordering::SeqCst);
+                Sent::Yes
             }
-            if rescan || last_rescan.elapsed() >= self.poll_interval {
-                self.rescan();
-                last_rescan = Instant::now();
-                rescan = false;
+            Err(TrySendError::Full(batch)) => {
+                self.pending = Some(batch);
+                self.more = true;
+                Sent::Full
             }
-            if !self.read_all() {
-                return;
-            }
-            self.refresh_watches();
-            let timeout = self.poll_interval.saturating_sub(last_rescan.elapsed());
-            let fd = self.inotify.as_ref().map(|i| i.as_raw_fd());
-            if self.waker.wait(fd, timeout) {
-                rescan |= self.drain_events();
-                // A writer appending line by line sends one event per
-                // write; under such a flood (wakes in quick succession) a
-                // short pause lets lines pile up so that each wake reads
-                // many of them. A lone line is read at once: the time from
-                // a failure to its ban is what a jail is judged by.
-                if last_wake.elapsed() < COALESCE * 2 {
-                    std::thread::sleep(COALESCE);
-                }
-                last_wake = Instant::now();
-            }
+            Err(TrySendError::Closed(_)) => Sent::Closed,
         }
     }
 
@@ -414,8 +435,8 @@ impl Reader {
         let Some(ino) = self.inotify.as_mut() else {
             return false;
         };
-        // Allocated per wake rather than kept: with a thread per followed
-        // log, kept buffers add up while most logs sit idle.
+        // Allocated per wake rather than kept: kept buffers add up over
+        // many jails while most logs sit idle.
         let buf = &mut vec![0u8; 4096][..];
         let mut dir_changed = false;
         loop {
@@ -540,9 +561,11 @@ impl Reader {
         TailStart::Head
     }
 
-    // Reads every file until none has more; false once the consumer is gone.
-    fn read_all(&mut self) -> bool {
-        loop {
+    // Reads the files until none has more, the channel is full or the turn
+    // is used up; false once the consumer is gone.
+    fn read_some(&mut self) -> bool {
+        self.more = false;
+        for _ in 0..ROUNDS {
             let mut more = false;
             for i in 0..self.tails.len() {
                 if self.stopped() {
@@ -574,14 +597,18 @@ impl Reader {
                     in_operation: was_in_operation,
                 };
                 self.last_sent.insert(path.to_path_buf(), key);
-                if self.tx.blocking_send(batch).is_err() {
-                    return false;
+                match self.send(batch) {
+                    Sent::Yes => {}
+                    Sent::Full => return true,
+                    Sent::Closed => return false,
                 }
             }
             if !more {
                 return true;
             }
         }
+        self.more = true;
+        true
     }
 
     fn refresh_watches(&mut self) {
@@ -630,6 +657,77 @@ impl Reader {
         // A directory watch on a removed directory is gone; forget it so
         // that it is added again when the directory comes back.
         self.dir_watches.retain(|d, _| d.is_dir());
+    }
+}
+
+impl Follower for Reader {
+    fn fd(&self) -> Option<RawFd> {
+        self.inotify.as_ref().map(|i| i.as_raw_fd())
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let mut at = self.last_rescan + self.poll_interval;
+        if let Some(r) = self.read_at {
+            at = at.min(r);
+        }
+        if self.pending.is_some() {
+            at = at.min(Instant::now() + RETRY);
+        } else if self.more {
+            at = Instant::now();
+        }
+        Some(at)
+    }
+
+    fn turn(&mut self, readable: bool) -> bool {
+        if self.stopped() {
+            return false;
+        }
+        let span = self.span.clone();
+        let _g = span.enter();
+        let now = Instant::now();
+        if readable {
+            self.rescan_due |= self.drain_events();
+            // A writer appending line by line sends one event per write;
+            // under such a flood (wakes in quick succession) a short pause
+            // lets lines pile up so that each read takes many of them. A
+            // lone line is read at once: the time from a failure to its ban
+            // is what a jail is judged by.
+            let at = if now.saturating_duration_since(self.last_wake) < COALESCE * 2 {
+                now + COALESCE
+            } else {
+                now
+            };
+            self.read_at = Some(self.read_at.map_or(at, |r| r.min(at)));
+            self.last_wake = at;
+        }
+        let mut read = self.read_at.is_some_and(|t| t <= now);
+        if self.rescan_due || now.duration_since(self.last_rescan) >= self.poll_interval {
+            if self.first_scan && self.patterns.is_empty() {
+                tracing::warn!("no logpath: the file source has nothing to follow");
+            }
+            self.rescan();
+            self.last_rescan = now;
+            self.rescan_due = false;
+            read = true;
+        }
+        if let Some(batch) = self.pending.take() {
+            match self.send(batch) {
+                Sent::Yes => {}
+                Sent::Full => return true,
+                Sent::Closed => return false,
+            }
+        }
+        if !(read || self.more) {
+            return true;
+        }
+        if read {
+            self.read_at = None;
+        }
+        if !self.read_some() {
+            return false;
+        }
+        self.refresh_watches();
+        true
     }
 }
 

@@ -9,9 +9,10 @@
 //! back on the next start; this module never opens the store and never sees
 //! a regex.
 //!
-//! Both readers run on a dedicated OS thread per jail, as fail2ban's filter
-//! threads do: reading files and `sd_journal` calls block, and a thread keeps
-//! them off the runtime's workers while the consumer side stays async.
+//! Reading files and `sd_journal` calls block, so readers run on OS threads
+//! of their own, off the runtime's workers, while the consumer side stays
+//! async: one thread per journal source, and one thread shared by all file
+//! sources (they are many, and each read is short).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), fail3ban::source::SourceError> {
@@ -31,6 +32,7 @@
 mod encoding;
 mod error;
 mod files;
+mod hub;
 mod journal;
 mod sdjournal;
 mod tail;

@@ -1,6 +1,6 @@
-//! Waking a reader thread that sleeps in poll(2): a pipe whose read end is
-//! polled with the inotify descriptor, so a stop request never waits for
-//! the next tick.
+//! Waking the reader thread that sleeps in poll(2): a pipe whose read end is
+//! polled with the inotify descriptors, so a new source or a stop request
+//! never waits for the next tick.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -40,35 +40,31 @@ impl Waker {
         }
     }
 
-    /// Sleeps until `fd` (if any) is readable, the waker is woken, or
-    /// `timeout` passes. Returns whether `fd` is readable.
-    pub(crate) fn wait(&self, fd: Option<RawFd>, timeout: Duration) -> bool {
-        let mut pfds = [
-            libc::pollfd {
-                fd: self.read.as_raw_fd(),
+    /// Sleeps until one of `fds` (-1 entries are ignored) is readable, the
+    /// waker is woken, or `timeout` passes. `ready[i]` tells whether
+    /// `fds[i]` is readable.
+    pub(crate) fn wait(&self, fds: &[RawFd], ready: &mut Vec<bool>, timeout: Duration) {
+        let mut pfds: Vec<libc::pollfd> = std::iter::once(self.read.as_raw_fd())
+            .chain(fds.iter().copied())
+            .map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
-            },
-            libc::pollfd {
-                fd: fd.unwrap_or(-1),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+            })
+            .collect();
         let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: pfds is a valid array of two pollfd; poll ignores fd -1.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
-        if n <= 0 {
-            return false;
-        }
-        if pfds[0].revents != 0 {
+        // SAFETY: pfds is a valid array of pollfd of the given length; poll
+        // ignores negative descriptors.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        ready.clear();
+        ready.extend(pfds[1..].iter().map(|p| n > 0 && p.revents != 0));
+        if n > 0 && pfds[0].revents != 0 {
             let mut buf = [0u8; 64];
             // SAFETY: reads into a live stack buffer of the given length.
             unsafe {
                 libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len());
             }
         }
-        pfds[1].revents != 0
     }
 }
 
@@ -80,12 +76,28 @@ mod tests {
     #[test]
     fn wake_interrupts_wait() {
         let w = Waker::new().unwrap();
+        let mut ready = Vec::new();
         w.wake();
         let t = Instant::now();
-        assert!(!w.wait(None, Duration::from_secs(5)));
+        w.wait(&[-1], &mut ready, Duration::from_secs(5));
+        assert_eq!(ready, [false]);
         assert!(t.elapsed() < Duration::from_secs(1));
         let t = Instant::now();
-        w.wait(None, Duration::from_millis(20));
+        w.wait(&[], &mut ready, Duration::from_millis(20));
         assert!(t.elapsed() >= Duration::from_millis(15));
+    }
+
+    #[test]
+    fn reports_readable_fds() {
+        let w = Waker::new().unwrap();
+        let other = Waker::new().unwrap();
+        other.wake();
+        let mut ready = Vec::new();
+        w.wait(
+            &[-1, other.read.as_raw_fd()],
+            &mut ready,
+            Duration::from_secs(5),
+        );
+        assert_eq!(ready, [false, true]);
     }
 }
