@@ -661,89 +661,115 @@ async fn action_worker(
                 None => break,
             },
         };
-        match job {
-            Job::Ban(..) | Job::Restore(..) => {
-                let mut batch = vec![job];
-                while batch.len() < BATCH_MAX {
-                    match rx.try_recv() {
-                        Ok(j @ (Job::Ban(..) | Job::Restore(..))) => batch.push(j),
-                        Ok(other) => {
-                            held = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                ban_jobs(&jail, &mut actions, store.as_ref(), &state, batch).await;
-            }
-            Job::Unban(ticket, manual) => {
-                let bt = ticket.ban_time_opt().unwrap_or(600.0);
-                let ip = ban_info(&ticket, bt);
-                notice!(target: "fail2ban.actions", "[{jail}] Unban {}", ip.ip);
-                if manual {
-                    if let Some(s) = &store {
-                        let (s, j, f) = (s.clone(), jail.clone(), ticket.fid().to_string());
-                        let _ =
-                            tokio::task::spawn_blocking(move || s.remove_bans(&j, Some(&f))).await;
-                    }
-                }
-                actions.unban(&ip).await;
-            }
-            Job::Reload(new) => {
-                let bans: Vec<BanInfo> = {
-                    let st = state.lock().expect("jail lock");
-                    st.engine
-                        .ban_manager
-                        .tickets()
-                        .map(|t| ban_info(t, t.ban_time(st.spec.bantime)))
-                        .collect()
-                };
-                let mut old: Vec<Action> = std::mem::take(&mut actions).into_actions();
-                let mut next = Vec::new();
-                for a in new {
-                    match old.iter().position(|o| o.name() == a.name()) {
-                        Some(i) => {
-                            let mut o = old.remove(i);
-                            if let Err(e) = o.reload_from(a).await {
-                                tracing::error!("[{jail}] reloading action {}: {e}", o.name());
-                            }
-                            next.push(o);
-                        }
-                        None => {
-                            let mut a = a;
-                            if let Err(e) = a.start().await {
-                                tracing::error!("[{jail}] starting action {}: {e}", a.name());
-                            }
-                            for b in &bans {
-                                let _ = a.ban(b).await;
-                            }
-                            next.push(a);
-                        }
-                    }
-                }
-                for mut o in old {
-                    for b in &bans {
-                        let _ = o.unban(b).await;
-                    }
-                    let _ = o.stop().await;
-                }
-                actions = Actions::new(&jail, next);
-            }
-            Job::Stop { bans } => {
-                let infos: Vec<BanInfo> = bans
-                    .iter()
-                    .map(|t| {
-                        let ip = ban_info(t, t.ban_time_opt().unwrap_or(600.0));
-                        notice!(target: "fail2ban.actions", "[{jail}] Unban {}", ip.ip);
-                        ip
-                    })
-                    .collect();
-                actions.flush(&infos, true).await;
-                actions.stop().await;
-                break;
-            }
+        // Running a job's actions takes KiBs of future state; boxed, an
+        // idle jail (most of them) keeps only what waiting for a job needs.
+        let job = Box::pin(run_job(
+            &jail,
+            &mut actions,
+            &mut rx,
+            &mut held,
+            job,
+            &store,
+            &state,
+        ));
+        if !job.await {
+            break;
         }
     }
+}
+
+// Returns false once the jail's actions are stopped.
+async fn run_job(
+    jail: &str,
+    actions: &mut Actions,
+    rx: &mut mpsc::Receiver<Job>,
+    held: &mut Option<Job>,
+    job: Job,
+    store: &Option<Arc<dyn Store>>,
+    state: &Arc<Mutex<JailState>>,
+) -> bool {
+    match job {
+        Job::Ban(..) | Job::Restore(..) => {
+            let mut batch = vec![job];
+            while batch.len() < BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(j @ (Job::Ban(..) | Job::Restore(..))) => batch.push(j),
+                    Ok(other) => {
+                        *held = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            ban_jobs(jail, actions, store.as_ref(), state, batch).await;
+        }
+        Job::Unban(ticket, manual) => {
+            let bt = ticket.ban_time_opt().unwrap_or(600.0);
+            let ip = ban_info(&ticket, bt);
+            notice!(target: "fail2ban.actions", "[{jail}] Unban {}", ip.ip);
+            if manual {
+                if let Some(s) = store {
+                    let (s, j, f) = (s.clone(), jail.to_string(), ticket.fid().to_string());
+                    let _ = tokio::task::spawn_blocking(move || s.remove_bans(&j, Some(&f))).await;
+                }
+            }
+            actions.unban(&ip).await;
+        }
+        Job::Reload(new) => {
+            let bans: Vec<BanInfo> = {
+                let st = state.lock().expect("jail lock");
+                st.engine
+                    .ban_manager
+                    .tickets()
+                    .map(|t| ban_info(t, t.ban_time(st.spec.bantime)))
+                    .collect()
+            };
+            let mut old: Vec<Action> = std::mem::take(actions).into_actions();
+            let mut next = Vec::new();
+            for a in new {
+                match old.iter().position(|o| o.name() == a.name()) {
+                    Some(i) => {
+                        let mut o = old.remove(i);
+                        if let Err(e) = o.reload_from(a).await {
+                            tracing::error!("[{jail}] reloading action {}: {e}", o.name());
+                        }
+                        next.push(o);
+                    }
+                    None => {
+                        let mut a = a;
+                        if let Err(e) = a.start().await {
+                            tracing::error!("[{jail}] starting action {}: {e}", a.name());
+                        }
+                        for b in &bans {
+                            let _ = a.ban(b).await;
+                        }
+                        next.push(a);
+                    }
+                }
+            }
+            for mut o in old {
+                for b in &bans {
+                    let _ = o.unban(b).await;
+                }
+                let _ = o.stop().await;
+            }
+            *actions = Actions::new(jail, next);
+        }
+        Job::Stop { bans } => {
+            let infos: Vec<BanInfo> = bans
+                .iter()
+                .map(|t| {
+                    let ip = ban_info(t, t.ban_time_opt().unwrap_or(600.0));
+                    notice!(target: "fail2ban.actions", "[{jail}] Unban {}", ip.ip);
+                    ip
+                })
+                .collect();
+            actions.flush(&infos, true).await;
+            actions.stop().await;
+            return false;
+        }
+    }
+    true
 }
 
 /// The most bans the action worker hands to the actions at once.
@@ -944,6 +970,55 @@ fn journal_source(spec: &JailSpec, store: Option<&dyn Store>) -> Result<JournalS
     JournalSource::spawn(opts).map_err(|e| e.to_string())
 }
 
+enum Opened {
+    Files(FileSource),
+    Journal(JournalSource),
+}
+
+// Opens the jail's source. The copy of the spec it needs is dropped before
+// the jail waits on anything: a running jail keeps no second copy of its
+// spec (filters and action texts) in its source task.
+fn open_source(
+    state: &Mutex<JailState>,
+    store: Option<&dyn Store>,
+) -> (String, Result<Opened, String>) {
+    let spec = state.lock().expect("jail lock").spec.clone();
+    let name = spec.name.clone();
+    let opened = if spec.backend.starts_with("systemd") {
+        match journal_source(&spec, store) {
+            Ok(src) => {
+                state.lock().expect("jail lock").watched =
+                    spec.journalmatch.iter().map(|m| m.join(" ")).collect();
+                Ok(Opened::Journal(src))
+            }
+            Err(e) => Err(format!("[{name}] cannot read the journal: {e}")),
+        }
+    } else {
+        match file_source(&spec, store) {
+            Ok(src) => {
+                state.lock().expect("jail lock").watched = spec
+                    .logpaths
+                    .iter()
+                    .flat_map(|(p, _)| crate::config::glob::glob(p))
+                    .collect();
+                Ok(Opened::Files(src))
+            }
+            Err(e) => Err(format!("[{name}] cannot follow its logs: {e}")),
+        }
+    };
+    (name, opened)
+}
+
+// What a jail's source task shares with the loops that follow its source.
+struct SourceCtx {
+    name: String,
+    state: Arc<Mutex<JailState>>,
+    jobs: mpsc::Sender<Job>,
+    store: Option<Arc<dyn Store>>,
+    wake: Arc<Notify>,
+    restart: Arc<Notify>,
+}
+
 async fn source_task(
     state: Arc<Mutex<JailState>>,
     jobs: mpsc::Sender<Job>,
@@ -952,110 +1027,129 @@ async fn source_task(
     mut stop: watch::Receiver<bool>,
     restart: Arc<Notify>,
 ) {
+    let mut ctx = SourceCtx {
+        name: String::new(),
+        state,
+        jobs,
+        store,
+        wake,
+        restart,
+    };
     loop {
-        let spec = state.lock().expect("jail lock").spec.clone();
-        let name = spec.name.clone();
-        let journal = spec.backend.starts_with("systemd");
-        if journal {
-            let mut src = match journal_source(&spec, store.as_deref()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!("[{name}] cannot read the journal: {e}");
-                    tokio::select! {
-                        _ = stop.changed() => return,
-                        _ = restart.notified() => continue,
-                        _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
-                    }
-                }
-            };
-            state.lock().expect("jail lock").watched =
-                spec.journalmatch.iter().map(|m| m.join(" ")).collect();
-            loop {
-                tokio::select! {
-                    b = src.next() => {
-                        let Some(batch) = b else { break };
-                        let t = now();
-                        let js = state.lock().expect("jail lock").process_journal(&batch.lines, t);
-                        for j in js { let _ = jobs.send(j).await; }
-                        wake.notify_one();
-                        if let (Some(s), Some(p)) = (&store, batch.position()) {
-                            let (s, n) = (s.clone(), name.clone());
-                            let _ = tokio::task::spawn_blocking(move || s.set_journal_cursor(&n, &p.cursor)).await;
-                        }
-                    }
-                    _ = stop.changed() => {
-                        let _ = src.stop().await;
-                        return;
-                    }
-                    _ = restart.notified() => {
-                        let _ = src.stop().await;
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        let mut src = match file_source(&spec, store.as_deref()) {
-            Ok(s) => s,
+        let (name, opened) = open_source(&ctx.state, ctx.store.as_deref());
+        ctx.name = name;
+        // Boxed: only the loop of the source in use takes room.
+        let again = match opened {
+            Ok(Opened::Files(src)) => Box::pin(follow_files(src, &ctx, &mut stop)).await,
+            Ok(Opened::Journal(src)) => Box::pin(follow_journal(src, &ctx, &mut stop)).await,
             Err(e) => {
-                tracing::error!("[{name}] cannot follow its logs: {e}");
+                tracing::error!("{e}");
                 tokio::select! {
-                    _ = stop.changed() => return,
-                    _ = restart.notified() => continue,
-                    _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
+                    _ = stop.changed() => false,
+                    _ = ctx.restart.notified() => true,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => true,
                 }
             }
         };
-        state.lock().expect("jail lock").watched = spec
-            .logpaths
-            .iter()
-            .flat_map(|(p, _)| crate::config::glob::glob(p))
-            .collect();
-        let save = |positions: Vec<FilePosition>| {
-            let store = store.clone();
-            let name = name.clone();
-            async move {
-                if let Some(s) = store {
-                    let _ = tokio::task::spawn_blocking(move || {
-                        for p in positions {
-                            let path = p.path.to_string_lossy().into_owned();
-                            if let Err(e) = s.set_log_position(&name, &path, &p.md5, p.offset) {
-                                tracing::error!("[{name}] saving the position in {path}: {e}");
-                            }
-                        }
-                    })
-                    .await;
+        if !again {
+            return;
+        }
+    }
+}
+
+// Returns whether to open the source again (false: the jail stops).
+async fn follow_journal(
+    mut src: JournalSource,
+    ctx: &SourceCtx,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let SourceCtx {
+        name,
+        state,
+        jobs,
+        store,
+        wake,
+        restart,
+    } = ctx;
+    loop {
+        tokio::select! {
+            b = src.next() => {
+                let Some(batch) = b else { return true };
+                let t = now();
+                let js = state.lock().expect("jail lock").process_journal(&batch.lines, t);
+                for j in js { let _ = jobs.send(j).await; }
+                wake.notify_one();
+                if let (Some(s), Some(p)) = (store, batch.position()) {
+                    let (s, n) = (s.clone(), name.clone());
+                    let _ = tokio::task::spawn_blocking(move || s.set_journal_cursor(&n, &p.cursor)).await;
                 }
             }
-        };
-        loop {
-            tokio::select! {
-                b = src.next() => {
-                    let Some(batch) = b else { break };
-                    let t = now();
-                    let js = {
-                        let mut st = state.lock().expect("jail lock");
-                        let path = batch.path.to_string_lossy().into_owned();
-                        if !st.watched.contains(&path) {
-                            st.watched.push(path);
-                        }
-                        st.process(batch.lines.iter().map(|l| l.text.as_str()), batch.in_operation, t)
-                    };
-                    let any = !js.is_empty();
-                    for j in js { let _ = jobs.send(j).await; }
-                    if any { wake.notify_one(); }
-                    save(vec![batch.position()]).await;
-                }
-                _ = stop.changed() => {
-                    let positions = src.stop().await;
-                    save(positions).await;
-                    return;
-                }
-                _ = restart.notified() => {
-                    let positions = src.stop().await;
-                    save(positions).await;
-                    break;
-                }
+            _ = stop.changed() => {
+                let _ = src.stop().await;
+                return false;
+            }
+            _ = restart.notified() => {
+                let _ = src.stop().await;
+                return true;
+            }
+        }
+    }
+}
+
+async fn save_positions(ctx: &SourceCtx, positions: Vec<FilePosition>) {
+    let Some(s) = ctx.store.clone() else { return };
+    let name = ctx.name.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for p in positions {
+            let path = p.path.to_string_lossy().into_owned();
+            if let Err(e) = s.set_log_position(&name, &path, &p.md5, p.offset) {
+                tracing::error!("[{name}] saving the position in {path}: {e}");
+            }
+        }
+    })
+    .await;
+}
+
+// Returns whether to open the source again (false: the jail stops).
+async fn follow_files(
+    mut src: FileSource,
+    ctx: &SourceCtx,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let SourceCtx {
+        state,
+        jobs,
+        wake,
+        restart,
+        ..
+    } = ctx;
+    loop {
+        tokio::select! {
+            b = src.next() => {
+                let Some(batch) = b else { return true };
+                let t = now();
+                let js = {
+                    let mut st = state.lock().expect("jail lock");
+                    let path = batch.path.to_string_lossy().into_owned();
+                    if !st.watched.contains(&path) {
+                        st.watched.push(path);
+                    }
+                    st.process(batch.lines.iter().map(|l| l.text.as_str()), batch.in_operation, t)
+                };
+                let any = !js.is_empty();
+                for j in js { let _ = jobs.send(j).await; }
+                if any { wake.notify_one(); }
+                save_positions(ctx, vec![batch.position()]).await;
+            }
+            _ = stop.changed() => {
+                let positions = src.stop().await;
+                save_positions(ctx, positions).await;
+                return false;
+            }
+            _ = restart.notified() => {
+                let positions = src.stop().await;
+                save_positions(ctx, positions).await;
+                return true;
             }
         }
     }
