@@ -37,7 +37,7 @@ mod pyre;
 mod strptime;
 mod template;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
@@ -297,7 +297,6 @@ struct Cand {
 /// Finds dates in log lines; see the module documentation.
 pub struct DateDetector {
     entries: Vec<Entry>,
-    names: HashSet<String>,
     /// Char offset of the last winning match, the char before it and the
     /// char at it (`None`: outside the line).
     last_pos: (usize, Option<char>, Option<char>),
@@ -343,7 +342,6 @@ impl DateDetector {
     pub(crate) fn empty() -> DateDetector {
         DateDetector {
             entries: Vec::new(),
-            names: HashSet::new(),
             last_pos: (1, None, None),
             last_end: (0x7fff_ffff, None, None),
             last_idx: usize::MAX,
@@ -380,7 +378,9 @@ impl DateDetector {
     }
 
     fn push(&mut self, tpl: Arc<Template>, ignore_dup: bool) -> Result<(), DateError> {
-        if !self.names.insert(tpl.name.clone()) {
+        // A scan rather than a set of names: a daemon keeps a detector per
+        // jail, and a few dozen templates make the scan cheap.
+        if self.entries.iter().any(|e| e.tpl.name == tpl.name) {
             if ignore_dup {
                 return Ok(());
             }

@@ -180,7 +180,9 @@ impl FileBatch {
 /// (see `hub`); batches arrive through [`next`](Self::next).
 #[derive(Debug)]
 pub struct FileSource {
-    rx: mpsc::Receiver<FileBatch>,
+    // Boxed batches: the channel allocates a block of slots per source
+    // up front, and most jails' logs sit idle.
+    rx: mpsc::Receiver<Box<FileBatch>>,
     positions: HashMap<PathBuf, FilePosition>,
     shared: Arc<Shared>,
     // Resolves (with an error) once the reader is dropped.
@@ -229,7 +231,13 @@ impl FileSource {
         let (tx, rx) = mpsc::channel(opts.channel_batches.max(1));
         let (done_tx, done_rx) = oneshot::channel();
         let shared = Arc::new(Shared::default());
-        hub.add(Box::new(Reader::new(opts, inotify, tx, shared.clone(), done_tx)));
+        hub.add(Box::new(Reader::new(
+            opts,
+            inotify,
+            tx,
+            shared.clone(),
+            done_tx,
+        )));
         Ok(FileSource {
             rx,
             positions: HashMap::new(),
@@ -246,7 +254,7 @@ impl FileSource {
 
     /// The next batch; `None` once the source has stopped.
     pub async fn next(&mut self) -> Option<FileBatch> {
-        let b = self.rx.recv().await?;
+        let b = *self.rx.recv().await?;
         if self.shared.blocked.load(Ordering::SeqCst) {
             wake_hub();
         }
@@ -334,7 +342,7 @@ struct Reader {
     inotify: Option<Inotify>,
     dir_watches: HashMap<PathBuf, WatchDescriptor>,
     file_watches: HashMap<PathBuf, (u64, u64)>,
-    tx: mpsc::Sender<FileBatch>,
+    tx: mpsc::Sender<Box<FileBatch>>,
     shared: Arc<Shared>,
     span: tracing::Span,
     rescan_due: bool,
@@ -344,7 +352,7 @@ struct Reader {
     read_at: Option<Instant>,
     // Reading stopped before the files were drained.
     more: bool,
-    pending: Option<FileBatch>,
+    pending: Option<Box<FileBatch>>,
     _done: oneshot::Sender<()>,
 }
 
@@ -372,7 +380,7 @@ impl Reader {
     fn new(
         opts: FileSourceOptions,
         inotify: Option<Inotify>,
-        tx: mpsc::Sender<FileBatch>,
+        tx: mpsc::Sender<Box<FileBatch>>,
         shared: Arc<Shared>,
         done: oneshot::Sender<()>,
     ) -> Reader {
@@ -414,7 +422,7 @@ impl Reader {
         self.shared.stop.load(Ordering::SeqCst)
     }
 
-    fn send(&mut self, batch: FileBatch) -> Sent {
+    fn send(&mut self, batch: Box<FileBatch>) -> Sent {
         self.shared.blocked.store(true, Ordering::SeqCst);
         match self.tx.try_send(batch) {
             Ok(()) => {
@@ -597,7 +605,7 @@ impl Reader {
                     in_operation: was_in_operation,
                 };
                 self.last_sent.insert(path.to_path_buf(), key);
-                match self.send(batch) {
+                match self.send(Box::new(batch)) {
                     Sent::Yes => {}
                     Sent::Full => return true,
                     Sent::Closed => return false,
