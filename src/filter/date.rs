@@ -39,7 +39,7 @@ mod template;
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use jiff::tz::TimeZone;
 
@@ -202,7 +202,21 @@ fn template_for(
     if let Some(t) = anchored.get(&key) {
         return Ok(Arc::clone(t));
     }
-    let t = if key.contains("EPOCH") && !template::epoch_markers(pattern).is_empty() {
+    // Many jails share a datepattern (their filters include the same
+    // common.conf lines): while one detector holds its template, the
+    // others reuse it instead of compiling their own.
+    type Built = Vec<((String, String), Weak<Template>)>;
+    static BUILT: Mutex<Built> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    built.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(t) = built
+        .iter()
+        .find(|((p, y), _)| p == pattern && y == ex_year)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(t);
+    }
+    let t = Arc::new(if key.contains("EPOCH") && !template::epoch_markers(pattern).is_empty() {
         Template::epoch(false, Some(pattern), key.contains("LEPOCH"))?
     } else {
         match key.as_str() {
@@ -214,8 +228,9 @@ fn template_for(
             "{^LN-BEG}TAI64N" | "^TAI64N" => Template::tai64n(true)?,
             _ => Template::pattern(pattern, ex_year)?,
         }
-    };
-    Ok(Arc::new(t))
+    });
+    built.push(((pattern.to_owned(), ex_year.to_owned()), Arc::downgrade(&t)));
+    Ok(t)
 }
 
 /// Drops the boundaries a template adds itself, so that it can sit inside a
@@ -358,6 +373,8 @@ impl DateDetector {
     pub fn new_default() -> DateDetector {
         let mut dd = DateDetector::empty();
         dd.add_defaults(None);
+        // Kept for the life of a jail: no room left over from growing.
+        dd.entries.shrink_to_fit();
         dd
     }
 
@@ -374,6 +391,7 @@ impl DateDetector {
         if dd.entries.is_empty() {
             dd.add_defaults(None);
         }
+        dd.entries.shrink_to_fit();
         Ok(dd)
     }
 

@@ -99,7 +99,7 @@ fn ipv6_allowed() -> bool {
 
 /// Builds the actions of `spec`.
 pub fn build_actions(spec: &JailSpec) -> Vec<Action> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(spec.actions.len());
     for a in &spec.actions {
         let opts = a
             .options
