@@ -2,6 +2,7 @@
 //! now = 2005-08-14 12:00 CEST, local zone CET/CEST.
 
 use super::*;
+use std::collections::HashSet;
 
 const NOW: f64 = 1_124_013_600.0;
 
