@@ -172,9 +172,8 @@ fn run(args: Args) -> Result<()> {
 
 /// glibc gives each thread that allocates an arena of its own, up to eight
 /// per core, each keeping a few hundred KiB resident. The daemon's threads
-/// (one per followed log, most of them idle) allocate little, so two
-/// arenas serve them; this cuts resident memory by megabytes with many
-/// jails.
+/// (runtime workers, blocking-pool threads, the log readers) allocate
+/// little, so two arenas serve them.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called before any

@@ -216,19 +216,21 @@ fn template_for(
     {
         return Ok(t);
     }
-    let t = Arc::new(if key.contains("EPOCH") && !template::epoch_markers(pattern).is_empty() {
-        Template::epoch(false, Some(pattern), key.contains("LEPOCH"))?
-    } else {
-        match key.as_str() {
-            "EPOCH" => Template::epoch(false, None, false)?,
-            "{^LN-BEG}EPOCH" | "^EPOCH" => Template::epoch(true, None, false)?,
-            "LEPOCH" => Template::epoch(false, None, true)?,
-            "{^LN-BEG}LEPOCH" | "^LEPOCH" => Template::epoch(true, None, true)?,
-            "TAI64N" => Template::tai64n(false)?,
-            "{^LN-BEG}TAI64N" | "^TAI64N" => Template::tai64n(true)?,
-            _ => Template::pattern(pattern, ex_year)?,
-        }
-    });
+    let t = Arc::new(
+        if key.contains("EPOCH") && !template::epoch_markers(pattern).is_empty() {
+            Template::epoch(false, Some(pattern), key.contains("LEPOCH"))?
+        } else {
+            match key.as_str() {
+                "EPOCH" => Template::epoch(false, None, false)?,
+                "{^LN-BEG}EPOCH" | "^EPOCH" => Template::epoch(true, None, false)?,
+                "LEPOCH" => Template::epoch(false, None, true)?,
+                "{^LN-BEG}LEPOCH" | "^LEPOCH" => Template::epoch(true, None, true)?,
+                "TAI64N" => Template::tai64n(false)?,
+                "{^LN-BEG}TAI64N" | "^TAI64N" => Template::tai64n(true)?,
+                _ => Template::pattern(pattern, ex_year)?,
+            }
+        },
+    );
     built.push(((pattern.to_owned(), ex_year.to_owned()), Arc::downgrade(&t)));
     Ok(t)
 }
