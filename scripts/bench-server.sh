@@ -222,10 +222,24 @@ stock_tree() { # f2|f3
     for j in "${all[@]}"; do : >"$d/logs/$j.log"; done
 }
 running() { client "$1" status | sed -n 's/.*Jail list:\t//p' | tr -d ' ' | tr ',' '\n' | sort; }
+# fail2ban answers ping before its jails are configured (asynchronously):
+# waits until the jail list is non-empty and the same for a second.
+settled() { # f2|f3
+    local last="" now
+    for _ in $(seq 120); do
+        now=$(running "$1" 2>/dev/null || true)
+        if [ -n "$now" ] && [ "$now" = "$last" ]; then return 0; fi
+        last=$now
+        sleep 1
+    done
+    echo "WARNING: $1's jail list did not settle within 120 s" >&2
+}
 
 for w in f2 f3; do stock_tree "$w"; jail_local "$w" "${all[@]}"; done
 start f2
 start f3
+settled f2
+settled f3
 common=$(comm -12 <(running f2) <(running f3))
 if [ "$(running f2)" != "$common" ] || [ "$(running f3)" != "$common" ]; then
     echo "jails started by one daemon only: fail2ban: $(comm -23 <(running f2) <(running f3) | tr '\n' ' ')fail3ban: $(comm -13 <(running f2) <(running f3) | tr '\n' ' ')"
@@ -235,6 +249,8 @@ if [ "$(running f2)" != "$common" ] || [ "$(running f3)" != "$common" ]; then
     for w in f2 f3; do jail_local "$w" "${keep[@]}"; done
     start f2
     start f3
+    settled f2
+    settled f3
 fi
 njails=$(running f3 | wc -l)
 [ "$(running f2 | wc -l)" = "$njails" ] || echo "WARNING: fail2ban runs $(running f2 | wc -l) jails, fail3ban $njails" >&2
