@@ -948,26 +948,6 @@ impl Actions {
         }
     }
 
-    /// Rebans with the actions whose epoch moved past `ticket_epoch`; false
-    /// at the first failure, as fail2ban stops there.
-    pub async fn reban(&mut self, info: &BanInfo, ticket_epoch: u64) -> bool {
-        for a in &mut self.actions {
-            if a.ban_epoch() <= ticket_epoch {
-                continue;
-            }
-            if let Err(e) = a.reban(info).await {
-                tracing::error!(
-                    "Failed to execute reban jail '{}' action '{}' info '{}': {e}",
-                    self.jail,
-                    a.name,
-                    info.ip
-                );
-                return false;
-            }
-        }
-        true
-    }
-
     /// Each action's ban epoch, to tell after a ban which actions
     /// repaired themselves (and so lost the bans they held).
     pub fn epochs(&self) -> Vec<u64> {
