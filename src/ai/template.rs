@@ -7,46 +7,6 @@ use super::prescreen;
 /// Keys are cut to this length: two lines alike this far are one shape.
 const MAX_KEY: usize = 400;
 
-const DATE_WORDS: &[&str] = &[
-    "jan",
-    "feb",
-    "mar",
-    "apr",
-    "may",
-    "jun",
-    "jul",
-    "aug",
-    "sep",
-    "oct",
-    "nov",
-    "dec",
-    "mon",
-    "tue",
-    "wed",
-    "thu",
-    "fri",
-    "sat",
-    "sun",
-    "january",
-    "february",
-    "march",
-    "april",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-];
-
 /// Words after which comes a name the attacker picks.
 const USER_WORDS: &[&str] = &[
     "user", "for", "login", "username", "account", "user=", "login=",
@@ -57,11 +17,10 @@ fn is_word(c: char) -> bool {
 }
 
 fn mask_word(w: &str, prev: &str) -> String {
-    let lower = w.to_ascii_lowercase();
     if USER_WORDS.contains(&prev) && !w.is_empty() {
         return "<USER>".into();
     }
-    if DATE_WORDS.contains(&lower.as_str()) {
+    if crate::filter::date::is_date_name(w) {
         return "<D>".into();
     }
     let digits = w.chars().filter(char::is_ascii_digit).count();

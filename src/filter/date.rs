@@ -37,6 +37,8 @@ mod pyre;
 mod strptime;
 mod template;
 
+pub(crate) use strptime::is_date_name;
+
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, LazyLock, Mutex, Weak};

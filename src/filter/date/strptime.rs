@@ -221,6 +221,15 @@ fn name_index(names: &[&'static str], v: &str, abbr: bool) -> Option<usize> {
     names.iter().position(|n| name(n) == v)
 }
 
+/// Whether `w` is a month or weekday name, full or 3-letter, in ASCII
+/// letters of any case: the words `%B`, `%b`, `%A` and `%a` read.
+pub(crate) fn is_date_name(w: &str) -> bool {
+    w.is_ascii()
+        && [true, false]
+            .into_iter()
+            .any(|abbr| month_index(w, abbr).is_some() || weekday_index(w, abbr).is_some())
+}
+
 fn month_index(v: &str, abbr: bool) -> Option<i64> {
     name_index(&MONTHS, v, abbr).map(|i| i as i64 + 1)
 }
@@ -724,6 +733,16 @@ fn julian_from_week(year: i64, week: i64, weekday: i64, starts_mon: bool) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn date_names_full_or_three_letters() {
+        for w in ["jan", "May", "SEPTEMBER", "tue", "Sunday", "dec"] {
+            assert!(is_date_name(w), "{w}");
+        }
+        for w in ["janu", "mo", "sept", "jan.", "mayday", "", "m\u{e4}r"] {
+            assert!(!is_date_name(w), "{w}");
+        }
+    }
 
     #[test]
     fn civil_round_trip() {
