@@ -439,13 +439,10 @@ impl Reader {
     }
 
     // Returns whether a directory changed (a file may have appeared).
-    fn drain_events(&mut self) -> bool {
+    fn drain_events(&mut self, buf: &mut [u8]) -> bool {
         let Some(ino) = self.inotify.as_mut() else {
             return false;
         };
-        // Allocated per wake rather than kept: kept buffers add up over
-        // many jails while most logs sit idle.
-        let buf = &mut vec![0u8; 4096][..];
         let mut dir_changed = false;
         loop {
             match ino.read_events(buf) {
@@ -686,7 +683,7 @@ impl Follower for Reader {
         Some(at)
     }
 
-    fn turn(&mut self, readable: bool) -> bool {
+    fn turn(&mut self, readable: bool, scratch: &mut [u8]) -> bool {
         if self.stopped() {
             return false;
         }
@@ -694,7 +691,7 @@ impl Follower for Reader {
         let _g = span.enter();
         let now = Instant::now();
         if readable {
-            self.rescan_due |= self.drain_events();
+            self.rescan_due |= self.drain_events(scratch);
             // A writer appending line by line sends one event per write;
             // under such a flood (wakes in quick succession) a short pause
             // lets lines pile up so that each read takes many of them. A

@@ -24,8 +24,10 @@ pub(crate) trait Follower: Send {
     /// `None` means only when it is readable or the hub is woken.
     fn deadline(&self) -> Option<Instant>;
     /// Does whatever is due; `readable` says whether [`fd`](Self::fd) is.
-    /// Returns false once the follower is finished and can be dropped.
-    fn turn(&mut self, readable: bool) -> bool;
+    /// `scratch` is the hub's buffer for reading the descriptor (one for
+    /// all followers, as they take turns). Returns false once the follower
+    /// is finished and can be dropped.
+    fn turn(&mut self, readable: bool, scratch: &mut [u8]) -> bool;
 }
 
 /// Hands followers to the hub thread and wakes it.
@@ -80,6 +82,8 @@ impl Hub {
         let mut followers: Vec<Box<dyn Follower>> = Vec::new();
         let mut fds = Vec::new();
         let mut ready = Vec::new();
+        // inotify events are at most 16 bytes plus a NAME_MAX name.
+        let mut scratch = vec![0u8; 4096];
         loop {
             followers.append(&mut self.incoming.lock().unwrap_or_else(|e| e.into_inner()));
             ready.resize(followers.len(), false);
@@ -89,7 +93,7 @@ impl Hub {
                 let f = &mut followers[i];
                 // A panic in one follower ends that source (its jail sees
                 // the end of its batches), not the others.
-                match catch_unwind(AssertUnwindSafe(|| f.turn(readable))) {
+                match catch_unwind(AssertUnwindSafe(|| f.turn(readable, &mut scratch))) {
                     Ok(true) => i += 1,
                     done => {
                         if done.is_err() {
