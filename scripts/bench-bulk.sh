@@ -13,6 +13,7 @@
 #
 # Each wait is bounded by BENCH_TIMEOUT seconds (120): a daemon that has
 # not finished by then is reported as "> 120 s, N done" and killed.
+# BENCH_PROFILE picks the cargo profile of fail3ban (default dist).
 #
 #   scripts/bench-bulk.sh          (as root: ip netns, firewalls)
 set -euo pipefail
@@ -37,10 +38,12 @@ esac
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces, firewalls)" >&2; exit 1; }
 
 ./scripts/fetch-reference.sh
-cargo build --release --quiet --bin fail3ban-server --bin fail3ban-client
+# The binaries as the Debian package ships them (Cargo.toml, profile dist).
+profile=${BENCH_PROFILE:-dist}
+cargo build --profile "$profile" --quiet --bin fail3ban-server --bin fail3ban-client
 export PYTHONPATH=$ref/usr/lib/python3/dist-packages
-f3_server=$top/target/release/fail3ban-server
-f3_client=$top/target/release/fail3ban-client
+f3_server=$top/target/$profile/fail3ban-server
+f3_client=$top/target/$profile/fail3ban-client
 
 ns() { echo "f3bulk-$1"; }
 fresh_ns() { ip netns del "$(ns "$1")" 2>/dev/null || true; ip netns add "$(ns "$1")"; ip -n "$(ns "$1")" link set lo up; }

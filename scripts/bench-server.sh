@@ -18,7 +18,8 @@
 # Writes a dated result file under benches/results/.
 #
 # Environment: BENCH_BANS (default 30), BENCH_LINES (default 1000000),
-# BENCH_RATE (default 100000), BENCH_TIMEOUT (seconds per flood; 600).
+# BENCH_RATE (default 100000), BENCH_TIMEOUT (seconds per flood; 600),
+# BENCH_PROFILE (the cargo profile of fail3ban; default dist).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -33,14 +34,16 @@ py=/usr/bin/python3
 helper=$top/scripts/bench-server.py
 
 ./scripts/fetch-reference.sh
-cargo build --release --quiet --bin fail3ban-server --bin fail3ban-client
+# The binaries as the Debian package ships them (Cargo.toml, profile dist).
+profile=${BENCH_PROFILE:-dist}
+cargo build --profile "$profile" --quiet --bin fail3ban-server --bin fail3ban-client
 export PYTHONPATH=$ref/usr/lib/python3/dist-packages
 if ! $py -c 'import pyinotify' 2>/dev/null; then
     echo "WARNING: python3-pyinotify missing: fail2ban falls back to polling (apt-get install python3-pyinotify)" >&2
 fi
 
-f3_server=$top/target/release/fail3ban-server
-f3_client=$top/target/release/fail3ban-client
+f3_server=$top/target/$profile/fail3ban-server
+f3_client=$top/target/$profile/fail3ban-client
 f2_server=("$py" "$ref/usr/bin/fail2ban-server")
 f2_client=("$py" "$ref/usr/bin/fail2ban-client")
 

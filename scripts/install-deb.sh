@@ -5,7 +5,8 @@ set -eu
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "install-deb: needs cargo (Rust); see https://rustup.rs" >&2; exit 1; }
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0
-deb=$(cargo deb | tail -n 1)
+# Profile dist: the smaller, faster LTO build (Cargo.toml).
+deb=$(cargo deb --profile dist | tail -n 1)
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
 $SUDO apt-get install -y "$deb"

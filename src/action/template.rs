@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use indexmap::IndexMap;
 
@@ -372,7 +372,6 @@ type Resolved = IndexMap<String, Option<String>>;
 #[derive(Debug)]
 pub struct Template {
     props: IndexMap<String, String>,
-    resolved: Mutex<HashMap<String, Arc<Resolved>>>,
     cache: Mutex<HashMap<(String, String), String>>,
 }
 
@@ -380,7 +379,6 @@ impl Template {
     pub fn new(props: IndexMap<String, String>) -> Template {
         Template {
             props,
-            resolved: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -405,24 +403,18 @@ impl Template {
         })
     }
 
-    fn resolved(&self, conditional: &str) -> Result<Arc<Resolved>, ActionError> {
-        if let Some(r) = self.resolved.lock().unwrap().get(conditional) {
-            return Ok(r.clone());
-        }
+    /// Every option with the others substituted in, for `conditional`.
+    /// Not kept: it is needed only until `cache` holds each command, and a
+    /// copy of every option per family and action adds up over many jails.
+    fn resolved(&self, conditional: &str) -> Result<Resolved, ActionError> {
         let input: IndexMap<String, Option<String>> = self
             .props
             .iter()
             .map(|(k, v)| (k.clone(), Some(v.clone())))
             .collect();
         let ignore: HashSet<String> = ESCAPED_TAGS.iter().map(|s| s.to_string()).collect();
-        let r = substitute(&input, conditional, &ignore, &mut |_| Ok(None))
-            .map_err(|e| ActionError::Template(e.to_string()))?;
-        let r = Arc::new(r);
-        self.resolved
-            .lock()
-            .unwrap()
-            .insert(conditional.to_string(), r.clone());
-        Ok(r)
+        substitute(&input, conditional, &ignore, &mut |_| Ok(None))
+            .map_err(|e| ActionError::Template(e.to_string()))
     }
 
     /// Resolves the options in `query` (`<actionban>`, say) for the given
