@@ -11,7 +11,9 @@
 #
 # Environment: BENCH_RUNS (fail3ban-regex runs per log, median kept; default
 # 3), BENCH_TIMEOUT (seconds per run; default 900), BENCH_IDS=1 to also
-# compare `-o id` output, BENCH_SEED (generator seed; default 3).
+# compare `-o id` output, BENCH_SEED (generator seed; default 3),
+# BENCH_PROFILE (the cargo profile of fail3ban-regex; default dist, as the
+# Debian package ships it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,10 +26,11 @@ ref=target/reference/root
 py=/usr/bin/python3
 
 ./scripts/fetch-reference.sh
-cargo build --release --quiet --bin fail3ban-regex
+profile=${BENCH_PROFILE:-dist}
+cargo build --profile "$profile" --quiet --bin fail3ban-regex
 mkdir -p "$work" benches/results
 
-f3=target/release/fail3ban-regex
+f3=target/$profile/fail3ban-regex
 f2=("$py" "$ref/usr/bin/fail2ban-regex")
 export PYTHONPATH=$ref/usr/lib/python3/dist-packages
 conf=$ref/etc/fail2ban
