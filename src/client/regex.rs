@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 use crate::config::options::extract_options;
 use crate::config::{read_filter, stream::py_repr, FilterSource, PyValue};
 use crate::filter::date::DateFound;
-use crate::filter::{DateDetector, Failure, Filter, FilterOptions, UseDns};
+use crate::filter::{DateDetector, Failure, Filter, FilterOptions, Hint, Prescreen, UseDns};
 
 const USAGE: &str = "Usage: fail3ban-regex [OPTIONS] <LOG> <REGEX> [IGNOREREGEX]
 
@@ -729,6 +729,7 @@ enum Item {
         end: usize,
         found: Option<DateFound>,
         now: f64,
+        hint: Option<Hint>,
     },
 }
 
@@ -737,12 +738,14 @@ const BATCH: usize = 512;
 
 /// The reading thread: reads and dates each line the filter would look at
 /// (the same lines, in the same order, with the same clock reads as the
-/// filter would do itself) and sends them on in batches. Stops when the
-/// receiver is gone. Gives the detector back.
+/// filter would do itself) and sends them on in batches, with what the
+/// filter's prescreen found in each. Stops when the receiver is gone.
+/// Gives the detector back.
 fn read_and_date(
     path: &str,
     latin1: bool,
     mut dates: DateDetector,
+    mut prescreen: Option<Prescreen>,
     tx: mpsc::SyncSender<Batch>,
     free: mpsc::Receiver<Batch>,
 ) -> (DateDetector, Result<(), Fatal>) {
@@ -753,6 +756,9 @@ fn read_and_date(
         if !(line.starts_with('#') || line.is_empty()) {
             let now = now();
             let found = dates.find(line, now);
+            let hint = prescreen
+                .as_mut()
+                .and_then(|p| p.scan(line, found.as_ref()));
             let start = batch.text.len();
             batch.text.push_str(line);
             batch.items.push(Item::Line {
@@ -760,6 +766,7 @@ fn read_and_date(
                 end: batch.text.len(),
                 found,
                 now,
+                hint,
             });
         }
         if batch.items.len() >= BATCH {
@@ -793,9 +800,14 @@ impl Tool<'_> {
         let pipelined = matches!(source, Source::File(_))
             && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
         let dates = pipelined.then(|| filter.take_dates());
+        let prescreen = if pipelined {
+            filter.prescreen().map_err(|e| Fatal(e.to_string()))?
+        } else {
+            None
+        };
         let mut handle = |tool: &mut Tool,
                           line: &str,
-                          dated: Option<(Option<DateFound>, f64)>|
+                          dated: Option<(Option<DateFound>, f64, Option<Hint>)>|
          -> io::Result<()> {
             let line = line.trim_end_matches(['\r', '\n']);
             if line.starts_with('#') || line.is_empty() {
@@ -808,15 +820,15 @@ impl Tool<'_> {
             };
             let full = before.len() >= filter.options().maxlines;
             let outcome = match dated {
-                Some((found, now)) => filter.process_found(line, found, now),
+                Some((found, now, hint)) => filter.process_found_hinted(line, found, now, hint),
                 None => filter.process_line_outcome(line, now()),
             };
             let ignored = outcome.is_ignored();
-            let real: Vec<&Failure> = outcome.failures.iter().filter(|f| !f.nofail).collect();
+            let any_real = outcome.is_matched();
             if let Some(fmt) = &out_fmt {
-                if !real.is_empty() && !ignored {
+                if any_real && !ignored {
                     printed.clear();
-                    for f in &real {
+                    for f in outcome.failures.iter().filter(|f| !f.nofail) {
                         format_failure(fmt, f, outcome.time, &mut printed);
                     }
                     for p in &printed {
@@ -893,7 +905,7 @@ impl Tool<'_> {
                 {
                     tool.stats.ignored_lines.push(line.to_string());
                 }
-            } else if !real.is_empty() {
+            } else if any_real {
                 tool.stats.matched += 1;
                 if tool.opts.print_all_matched {
                     tool.stats.matched_lines.push(line.to_string());
@@ -937,7 +949,8 @@ impl Tool<'_> {
                     let (tx, rx) = mpsc::sync_channel::<Batch>(4);
                     let (free_tx, free_rx) = mpsc::channel::<Batch>();
                     let p = path.as_str();
-                    let reader = s.spawn(move || read_and_date(p, latin1, dates, tx, free_rx));
+                    let reader =
+                        s.spawn(move || read_and_date(p, latin1, dates, prescreen, tx, free_rx));
                     let mut res = Ok(());
                     'batches: for mut b in rx {
                         for item in b.items.drain(..) {
@@ -951,7 +964,8 @@ impl Tool<'_> {
                                     end,
                                     found,
                                     now,
-                                } => handle(self, &b.text[start..end], Some((found, now))),
+                                    hint,
+                                } => handle(self, &b.text[start..end], Some((found, now, hint))),
                             };
                             if let Err(e) = r {
                                 res = Err(io_fatal(e));
