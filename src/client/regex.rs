@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -722,6 +723,9 @@ struct Batch {
     items: Vec<Item>,
 }
 
+// The large variant is the common one, and items live in vectors reused
+// from batch to batch: boxing the hint would allocate for every line.
+#[allow(clippy::large_enum_variant)]
 enum Item {
     Note(ReadNote),
     Line {
@@ -736,11 +740,22 @@ enum Item {
 /// Lines per batch: enough to make the hand-over between threads cheap.
 const BATCH: usize = 512;
 
+/// Batches sent and not yet taken by the filter at or above which the
+/// reading thread runs the prescreen again (it stops when none are left).
+const PRESCREEN_BEHIND: usize = 2;
+
 /// The reading thread: reads and dates each line the filter would look at
 /// (the same lines, in the same order, with the same clock reads as the
 /// filter would do itself) and sends them on in batches, with what the
 /// filter's prescreen found in each. Stops when the receiver is gone.
 /// Gives the detector back.
+///
+/// The prescreen moves work from the filter to this thread, so it only
+/// runs while the filter is the slower of the two: while batches queue up
+/// (`queued` counts those sent and not yet taken). When the filter waits
+/// for lines, as with a cheap filter on lines that are costly to date, it
+/// would only slow this thread down. Lines without a hint are filtered
+/// the same, just with every search done by the filter.
 fn read_and_date(
     path: &str,
     latin1: bool,
@@ -748,8 +763,10 @@ fn read_and_date(
     mut prescreen: Option<Prescreen>,
     tx: mpsc::SyncSender<Batch>,
     free: mpsc::Receiver<Batch>,
+    queued: &AtomicUsize,
 ) -> (DateDetector, Result<(), Fatal>) {
     let mut batch = Batch::default();
+    let mut screening = true;
     let read = read_log(path, latin1, |line, notes| {
         batch.items.extend(notes.iter().map(|&n| Item::Note(n)));
         let line = line.trim_end_matches(['\r', '\n']);
@@ -758,6 +775,7 @@ fn read_and_date(
             let found = dates.find(line, now);
             let hint = prescreen
                 .as_mut()
+                .filter(|_| screening)
                 .and_then(|p| p.scan(line, found.as_ref()));
             let start = batch.text.len();
             batch.text.push_str(line);
@@ -771,6 +789,12 @@ fn read_and_date(
         }
         if batch.items.len() >= BATCH {
             let next = free.try_recv().unwrap_or_default();
+            let waiting = queued.fetch_add(1, Ordering::Relaxed);
+            if waiting >= PRESCREEN_BEHIND {
+                screening = true;
+            } else if waiting == 0 {
+                screening = false;
+            }
             if tx.send(std::mem::replace(&mut batch, next)).is_err() {
                 return Ok(false);
             }
@@ -945,14 +969,17 @@ impl Tool<'_> {
                 })?;
             }
             (Source::File(path), Some(dates)) => {
+                let queued = AtomicUsize::new(0);
                 let (dates, read) = std::thread::scope(|s| -> (DateDetector, Result<(), Fatal>) {
                     let (tx, rx) = mpsc::sync_channel::<Batch>(4);
                     let (free_tx, free_rx) = mpsc::channel::<Batch>();
                     let p = path.as_str();
+                    let q = &queued;
                     let reader =
-                        s.spawn(move || read_and_date(p, latin1, dates, prescreen, tx, free_rx));
+                        s.spawn(move || read_and_date(p, latin1, dates, prescreen, tx, free_rx, q));
                     let mut res = Ok(());
                     'batches: for mut b in rx {
+                        queued.fetch_sub(1, Ordering::Relaxed);
                         for item in b.items.drain(..) {
                             let r = match item {
                                 Item::Note(n) => {

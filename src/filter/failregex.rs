@@ -363,6 +363,16 @@ impl Regex {
         self.re.search_known(subject, ascii)
     }
 
+    /// See [`pcre::Regex::offsets`].
+    pub(crate) fn offsets(&self) -> Option<&[usize]> {
+        self.re.offsets()
+    }
+
+    /// See [`pcre::Regex::set_offsets`].
+    pub(crate) fn set_offsets(&mut self, offsets: &[usize]) -> bool {
+        self.re.set_offsets(offsets)
+    }
+
     /// Span of the whole match of the last successful search.
     pub fn span(&self) -> (usize, usize) {
         self.re.group(0).unwrap_or((0, 0))

@@ -792,7 +792,13 @@ impl Filter {
         }
 
         if let Some(pre) = self.prefregex.as_mut() {
-            if hint.is_some_and(|h| h.prefregex_fails) || !pre.search_known(buf, buf_ascii) {
+            let matched = match &hint {
+                Some(h) if h.prefregex_fails => false,
+                // The prescreen's copy searched this same subject.
+                Some(h) if h.pre_offsets().is_some_and(|o| pre.set_offsets(o)) => true,
+                _ => pre.search_known(buf, buf_ascii),
+            };
+            if !matched {
                 return out;
             }
             out.prefregex_matched = true;

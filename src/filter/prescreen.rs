@@ -25,6 +25,21 @@ pub struct Hint {
     pub(crate) prefregex_fails: bool,
     /// Bit `i`: failregex `i` may match (clear: it surely does not).
     pub(crate) may_match: u64,
+    /// The prefregex's match offsets, when it matched and has at most
+    /// `PRE_GROUPS - 1` groups: the filter takes them instead of searching.
+    pub(crate) pre_offsets: [usize; 2 * PRE_GROUPS],
+    /// How many of `pre_offsets` are set (0: none).
+    pub(crate) pre_len: usize,
+}
+
+/// Prefregex groups (whole match included) a hint carries.
+const PRE_GROUPS: usize = 8;
+
+impl Hint {
+    /// The prefregex's offsets, if the hint has them.
+    pub(crate) fn pre_offsets(&self) -> Option<&[usize]> {
+        (self.pre_len > 0).then(|| &self.pre_offsets[..self.pre_len])
+    }
 }
 
 /// Copies of a one-line filter's prefregex and failregexes.
@@ -90,6 +105,8 @@ impl Prescreen {
             undated_len: self.undated.len(),
             prefregex_fails: false,
             may_match: u64::MAX,
+            pre_offsets: [0; 2 * PRE_GROUPS],
+            pre_len: 0,
         };
         let mut subject = self.undated.as_str();
         let mut ascii = subject.is_ascii();
@@ -101,6 +118,10 @@ impl Prescreen {
                     return Some(hint);
                 }
                 Err(_) => return Some(hint),
+            }
+            if let Some(o) = pre.offsets().filter(|o| o.len() <= hint.pre_offsets.len()) {
+                hint.pre_offsets[..o.len()].copy_from_slice(o);
+                hint.pre_len = o.len();
             }
             if let Some(c) = pre
                 .group_at(subject, pre.special.content)
