@@ -224,10 +224,19 @@ impl Regex {
     /// Compiles the ASCII twin, JIT-compiles both and makes the match
     /// data, on first use. Where JIT is unavailable the interpreter runs
     /// the pattern itself, so the twin is dropped.
+    ///
+    /// Called before every search: the check is inlined, the work is not.
+    #[inline]
     fn ensure_jit(&mut self) {
-        if !std::mem::take(&mut self.jit_pending) {
-            return;
+        if self.jit_pending {
+            self.compile_jit();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn compile_jit(&mut self) {
+        self.jit_pending = false;
         // SAFETY: code and mctx are valid objects owned by self; every
         // object made here is owned by self and freed in Drop.
         unsafe {
