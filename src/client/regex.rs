@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -13,7 +14,7 @@ use indexmap::IndexMap;
 use crate::config::options::extract_options;
 use crate::config::{read_filter, stream::py_repr, FilterSource, PyValue};
 use crate::filter::date::DateFound;
-use crate::filter::{DateDetector, Failure, Filter, FilterOptions, UseDns};
+use crate::filter::{DateDetector, Failure, Filter, FilterOptions, Hint, Prescreen, UseDns};
 
 const USAGE: &str = "Usage: fail3ban-regex [OPTIONS] <LOG> <REGEX> [IGNOREREGEX]
 
@@ -722,6 +723,9 @@ struct Batch {
     items: Vec<Item>,
 }
 
+// The large variant is the common one, and items live in vectors reused
+// from batch to batch: boxing the hint would allocate for every line.
+#[allow(clippy::large_enum_variant)]
 enum Item {
     Note(ReadNote),
     Line {
@@ -729,30 +733,50 @@ enum Item {
         end: usize,
         found: Option<DateFound>,
         now: f64,
+        hint: Option<Hint>,
     },
 }
 
 /// Lines per batch: enough to make the hand-over between threads cheap.
 const BATCH: usize = 512;
 
+/// Batches sent and not yet taken by the filter at or above which the
+/// reading thread runs the prescreen again (it stops when none are left).
+const PRESCREEN_BEHIND: usize = 2;
+
 /// The reading thread: reads and dates each line the filter would look at
 /// (the same lines, in the same order, with the same clock reads as the
-/// filter would do itself) and sends them on in batches. Stops when the
-/// receiver is gone. Gives the detector back.
+/// filter would do itself) and sends them on in batches, with what the
+/// filter's prescreen found in each. Stops when the receiver is gone.
+/// Gives the detector back.
+///
+/// The prescreen moves work from the filter to this thread, so it only
+/// runs while the filter is the slower of the two: while batches queue up
+/// (`queued` counts those sent and not yet taken). When the filter waits
+/// for lines, as with a cheap filter on lines that are costly to date, it
+/// would only slow this thread down. Lines without a hint are filtered
+/// the same, just with every search done by the filter.
 fn read_and_date(
     path: &str,
     latin1: bool,
     mut dates: DateDetector,
+    mut prescreen: Option<Prescreen>,
     tx: mpsc::SyncSender<Batch>,
     free: mpsc::Receiver<Batch>,
+    queued: &AtomicUsize,
 ) -> (DateDetector, Result<(), Fatal>) {
     let mut batch = Batch::default();
+    let mut screening = true;
     let read = read_log(path, latin1, |line, notes| {
         batch.items.extend(notes.iter().map(|&n| Item::Note(n)));
         let line = line.trim_end_matches(['\r', '\n']);
         if !(line.starts_with('#') || line.is_empty()) {
             let now = now();
             let found = dates.find(line, now);
+            let hint = prescreen
+                .as_mut()
+                .filter(|_| screening)
+                .and_then(|p| p.scan(line, found.as_ref()));
             let start = batch.text.len();
             batch.text.push_str(line);
             batch.items.push(Item::Line {
@@ -760,10 +784,17 @@ fn read_and_date(
                 end: batch.text.len(),
                 found,
                 now,
+                hint,
             });
         }
         if batch.items.len() >= BATCH {
             let next = free.try_recv().unwrap_or_default();
+            let waiting = queued.fetch_add(1, Ordering::Relaxed);
+            if waiting >= PRESCREEN_BEHIND {
+                screening = true;
+            } else if waiting == 0 {
+                screening = false;
+            }
             if tx.send(std::mem::replace(&mut batch, next)).is_err() {
                 return Ok(false);
             }
@@ -793,9 +824,14 @@ impl Tool<'_> {
         let pipelined = matches!(source, Source::File(_))
             && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
         let dates = pipelined.then(|| filter.take_dates());
+        let prescreen = if pipelined {
+            filter.prescreen().map_err(|e| Fatal(e.to_string()))?
+        } else {
+            None
+        };
         let mut handle = |tool: &mut Tool,
                           line: &str,
-                          dated: Option<(Option<DateFound>, f64)>|
+                          dated: Option<(Option<DateFound>, f64, Option<Hint>)>|
          -> io::Result<()> {
             let line = line.trim_end_matches(['\r', '\n']);
             if line.starts_with('#') || line.is_empty() {
@@ -808,15 +844,15 @@ impl Tool<'_> {
             };
             let full = before.len() >= filter.options().maxlines;
             let outcome = match dated {
-                Some((found, now)) => filter.process_found(line, found, now),
+                Some((found, now, hint)) => filter.process_found_hinted(line, found, now, hint),
                 None => filter.process_line_outcome(line, now()),
             };
             let ignored = outcome.is_ignored();
-            let real: Vec<&Failure> = outcome.failures.iter().filter(|f| !f.nofail).collect();
+            let any_real = outcome.is_matched();
             if let Some(fmt) = &out_fmt {
-                if !real.is_empty() && !ignored {
+                if any_real && !ignored {
                     printed.clear();
-                    for f in &real {
+                    for f in outcome.failures.iter().filter(|f| !f.nofail) {
                         format_failure(fmt, f, outcome.time, &mut printed);
                     }
                     for p in &printed {
@@ -893,7 +929,7 @@ impl Tool<'_> {
                 {
                     tool.stats.ignored_lines.push(line.to_string());
                 }
-            } else if !real.is_empty() {
+            } else if any_real {
                 tool.stats.matched += 1;
                 if tool.opts.print_all_matched {
                     tool.stats.matched_lines.push(line.to_string());
@@ -933,13 +969,17 @@ impl Tool<'_> {
                 })?;
             }
             (Source::File(path), Some(dates)) => {
+                let queued = AtomicUsize::new(0);
                 let (dates, read) = std::thread::scope(|s| -> (DateDetector, Result<(), Fatal>) {
                     let (tx, rx) = mpsc::sync_channel::<Batch>(4);
                     let (free_tx, free_rx) = mpsc::channel::<Batch>();
                     let p = path.as_str();
-                    let reader = s.spawn(move || read_and_date(p, latin1, dates, tx, free_rx));
+                    let q = &queued;
+                    let reader =
+                        s.spawn(move || read_and_date(p, latin1, dates, prescreen, tx, free_rx, q));
                     let mut res = Ok(());
                     'batches: for mut b in rx {
+                        queued.fetch_sub(1, Ordering::Relaxed);
                         for item in b.items.drain(..) {
                             let r = match item {
                                 Item::Note(n) => {
@@ -951,7 +991,8 @@ impl Tool<'_> {
                                     end,
                                     found,
                                     now,
-                                } => handle(self, &b.text[start..end], Some((found, now))),
+                                    hint,
+                                } => handle(self, &b.text[start..end], Some((found, now, hint))),
                             };
                             if let Err(e) = r {
                                 res = Err(io_fatal(e));

@@ -331,7 +331,7 @@ impl Regex {
     /// [`Regex::search`] when the caller already knows whether `subject`
     /// is all ASCII (a filter tries many regexes on one buffer).
     pub(crate) fn search_known(&mut self, subject: &str, ascii: bool) -> bool {
-        match self.re.search_known(subject, ascii) {
+        match self.try_search_known(subject, ascii) {
             Ok(m) => m,
             Err(MatchAbort::Limit) => {
                 tracing::warn!(
@@ -350,6 +350,27 @@ impl Regex {
                 false
             }
         }
+    }
+
+    /// [`Regex::search_known`] without the warnings: a limit hit is
+    /// returned, for callers that only look ahead and leave the warning to
+    /// the filter.
+    pub(crate) fn try_search_known(
+        &mut self,
+        subject: &str,
+        ascii: bool,
+    ) -> Result<bool, MatchAbort> {
+        self.re.search_known(subject, ascii)
+    }
+
+    /// See [`pcre::Regex::offsets`].
+    pub(crate) fn offsets(&self) -> Option<&[usize]> {
+        self.re.offsets()
+    }
+
+    /// See [`pcre::Regex::set_offsets`].
+    pub(crate) fn set_offsets(&mut self, offsets: &[usize]) -> bool {
+        self.re.set_offsets(offsets)
     }
 
     /// Span of the whole match of the last successful search.
@@ -395,14 +416,27 @@ impl Regex {
 
     /// [`Regex::groups`] with the names shared rather than copied.
     pub(crate) fn groups_shared(&self, subject: &str) -> Vec<(Arc<str>, Option<String>)> {
+        self.groups_shared_but(subject, None)
+    }
+
+    /// [`Regex::groups_shared`] with group number `skip` left unset (not
+    /// copied): a filter drops the prefregex's `content` anyway, and it is
+    /// most of the line.
+    pub(crate) fn groups_shared_but(
+        &self,
+        subject: &str,
+        skip: Option<usize>,
+    ) -> Vec<(Arc<str>, Option<String>)> {
         let mut g: Vec<(Arc<str>, Option<String>)> = self
             .names
             .iter()
             .map(|(n, i)| {
-                (
-                    Arc::clone(n),
-                    self.group_at(subject, Some(*i)).map(str::to_string),
-                )
+                let v = if skip == Some(*i) {
+                    None
+                } else {
+                    self.group_at(subject, Some(*i)).map(str::to_string)
+                };
+                (Arc::clone(n), v)
             })
             .collect();
         fn get<'a>(g: &'a [(Arc<str>, Option<String>)], n: &str) -> Option<&'a str> {

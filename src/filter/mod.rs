@@ -10,8 +10,10 @@ pub mod date;
 pub mod failregex;
 pub mod ipaddr;
 pub mod pcre;
+pub mod prescreen;
 pub mod pyre;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ pub use date::DateDetector;
 pub use failregex::{FailRegex, Regex, UseDns};
 pub use ipaddr::{Addr, Fid};
 pub use pcre::Limits;
+pub use prescreen::{Hint, Prescreen};
 
 /// Errors building a filter.
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +213,10 @@ struct Scratch {
     pre_buf: String,
     /// The buffer as it was when the line came in.
     org: Vec<Line>,
+    /// The multi-line id of the failure being merged.
+    mlfid: String,
+    /// A line nothing else holds, to hold the next prefregex content.
+    spare: Option<Line>,
 }
 
 fn join_lines(lines: &[Line], out: &mut String) {
@@ -262,10 +269,14 @@ impl FailData {
 ///
 /// Entries carry a hash of their key: a lookup scans up to 100 keys that
 /// mostly share their length (`host sshd[pid]: `), and comparing hashes
-/// first avoids a string comparison for each.
+/// first avoids a string comparison for each. The hashes sit in their own
+/// queue, beside the entries: a lookup that misses (every new session)
+/// scans them all, and 100 hashes are 13 cache lines where 100 entries
+/// are hundreds.
 #[derive(Debug, Default)]
 struct MlfidCache {
-    entries: VecDeque<(String, FailData, f64, u64)>,
+    entries: VecDeque<(String, FailData, f64)>,
+    hashes: VecDeque<u64>,
 }
 
 /// FNV-1a: keys are short, and the hash only has to tell them apart.
@@ -283,12 +294,19 @@ impl MlfidCache {
         let h = key_hash(k);
         // Keys are unique, so searching from the back finds the same entry;
         // the ids of live sessions were mostly set recently.
-        self.entries.iter().rposition(|e| e.3 == h && e.0 == k)
+        self.hashes
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|&(_, &eh)| eh == h)
+            .map(|(i, _)| i)
+            .find(|&i| self.entries[i].0 == k)
     }
     fn get(&mut self, k: &str, now: f64) -> Option<&mut FailData> {
         let pos = self.position(k)?;
         if self.entries[pos].2 <= now {
             self.entries.remove(pos);
+            self.hashes.remove(pos);
             return None;
         }
         Some(&mut self.entries[pos].1)
@@ -304,17 +322,22 @@ impl MlfidCache {
             // Like fail2ban: pop from the front until a live entry was
             // popped while there is room (that live entry is lost too).
             while let Some(e) = self.entries.pop_front() {
+                self.hashes.pop_front();
                 if e.2 > now && self.entries.len() < MLFID_MAX_COUNT {
                     break;
                 }
             }
         }
         self.entries
-            .push_back((k.to_string(), v, now + MLFID_MAX_TIME, key_hash(k)));
+            .push_back((k.to_string(), v, now + MLFID_MAX_TIME));
+        self.hashes.push_back(key_hash(k));
     }
     fn unset(&mut self, k: &str) {
-        let h = key_hash(k);
-        self.entries.retain(|e| e.3 != h || e.0 != k);
+        // Keys are unique: at most one entry goes.
+        if let Some(pos) = self.position(k) {
+            self.entries.remove(pos);
+            self.hashes.remove(pos);
+        }
     }
     fn replace(&mut self, k: &str, v: FailData) {
         if let Some(pos) = self.position(k) {
@@ -359,6 +382,8 @@ pub struct Filter {
     next_sim_time_warn: f64,
     next_old_warn: f64,
     lean: bool,
+    /// What a [`Prescreen`] found out about the line being processed.
+    hint: Option<Hint>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -419,6 +444,7 @@ impl Filter {
             next_sim_time_warn: f64::MIN,
             next_old_warn: f64::MIN,
             lean: false,
+            hint: None,
         })
     }
 
@@ -491,6 +517,28 @@ impl Filter {
     pub fn process_line_outcome(&mut self, line: &str, now: f64) -> LineOutcome {
         let found = self.dates.find(line, now);
         self.process_found(line, found, now)
+    }
+
+    /// A [`Prescreen`] of this filter, for another thread to look ahead
+    /// of [`Filter::process_found_hinted`]; `None` for a multi-line filter.
+    pub fn prescreen(&self) -> Result<Option<Prescreen>, FilterError> {
+        Prescreen::of(self)
+    }
+
+    /// [`Filter::process_found`] with what the filter's [`Prescreen`]
+    /// answered for the same line and date: the searches it ruled out are
+    /// skipped.
+    pub fn process_found_hinted(
+        &mut self,
+        line: &str,
+        found: Option<date::DateFound>,
+        now: f64,
+        hint: Option<Hint>,
+    ) -> LineOutcome {
+        self.hint = hint;
+        let out = self.process_found(line, found, now);
+        self.hint = None;
+        out
     }
 
     /// Takes the date detector out, so that another thread can date lines
@@ -683,6 +731,13 @@ impl Filter {
     ) -> LineOutcome {
         let mut scratch = std::mem::take(&mut self.scratch);
         let out = self.find_failure_in(line, date, no_date, now, &mut scratch);
+        // A line that a prefregex replaced by its content and that no
+        // failure kept: its allocation holds the next line's content.
+        if scratch.org.len() == 1 {
+            if let Some(l) = scratch.org.pop().filter(|l| Arc::strong_count(l) == 1) {
+                scratch.spare = Some(l);
+            }
+        }
         scratch.org.clear();
         self.scratch = scratch;
         out
@@ -696,7 +751,13 @@ impl Filter {
         now: f64,
         scratch: &mut Scratch,
     ) -> LineOutcome {
-        let Scratch { buf, pre_buf, org } = scratch;
+        let Scratch {
+            buf,
+            pre_buf,
+            org,
+            mlfid: mlfid_buf,
+            spare,
+        } = scratch;
         let mut out = LineOutcome {
             time: date,
             ..LineOutcome::default()
@@ -717,6 +778,11 @@ impl Filter {
         join_lines(org, buf);
         let mut buf_valid = true;
         let mut buf_ascii = buf.is_ascii();
+        // A hint is only good for the subject it was computed on.
+        let hint = self
+            .hint
+            .take()
+            .filter(|h| maxlines == 1 && h.undated_len == buf.len());
 
         if !self.ignoreregex.is_empty()
             && self.ignoreregex.len() + 2 < self.failregex.len()
@@ -726,7 +792,13 @@ impl Filter {
         }
 
         if let Some(pre) = self.prefregex.as_mut() {
-            if !pre.search_known(buf, buf_ascii) {
+            let matched = match &hint {
+                Some(h) if h.prefregex_fails => false,
+                // The prescreen's copy searched this same subject.
+                Some(h) if h.pre_offsets().is_some_and(|o| pre.set_offsets(o)) => true,
+                _ => pre.search_known(buf, buf_ascii),
+            };
+            if !matched {
                 return out;
             }
             out.prefregex_matched = true;
@@ -734,7 +806,16 @@ impl Filter {
                 .group_at(buf, pre.special.content)
                 .filter(|c| !c.is_empty())
             {
-                let repl = Arc::new(TupleLine::new("", "", c));
+                let repl = match spare.take() {
+                    Some(mut l) => match Arc::get_mut(&mut l) {
+                        Some(t) => {
+                            t.set("", "", c);
+                            l
+                        }
+                        None => Arc::new(TupleLine::new("", "", c)),
+                    },
+                    None => Arc::new(TupleLine::new("", "", c)),
+                };
                 self.buffer.clear();
                 self.buffer.push(repl);
             }
@@ -750,7 +831,11 @@ impl Filter {
             Cidr::Unspec
         };
 
+        let may_match = hint.map_or(u64::MAX, |h| h.may_match);
         for idx in 0..self.failregex.len() {
+            if idx < 64 && may_match & (1u64 << idx) == 0 {
+                continue;
+            }
             if !buf_valid {
                 join_lines(&self.buffer, buf);
                 buf_valid = true;
@@ -792,7 +877,7 @@ impl Filter {
             }
             let mut fail = FailData::default();
             if let Some(pre) = self.prefregex.as_ref() {
-                for (k, v) in pre.groups_shared(pre_buf) {
+                for (k, v) in pre.groups_shared_but(pre_buf, pre.special.content) {
                     if let (Some(v), false) = (v, &*k == "content") {
                         fail.groups.insert(k, v);
                     }
@@ -808,9 +893,13 @@ impl Filter {
                     }
                 }
             }
-            let mlfid = fail.get("mlfid").map(str::to_string);
+            let mlfid = fail.get("mlfid").map(|m| {
+                mlfid_buf.clear();
+                mlfid_buf.push_str(m);
+                mlfid_buf.as_str()
+            });
             let mut linked = false;
-            if let Some(mlfid) = &mlfid {
+            if let Some(mlfid) = mlfid {
                 let (merged, l) = self.merge_failure(mlfid, fail, &matched, now);
                 fail = merged;
                 linked = l;
@@ -826,22 +915,22 @@ impl Filter {
 
             let mut cidr = defcidr;
             let mut raw = defcidr == Cidr::Raw;
-            let fid_text = fail.get("fid").map(str::to_string);
+            let fid_text = fail.get("fid");
             let plen = || {
                 fail.get("cidr")
                     .filter(|c| !c.is_empty())
                     .and_then(|c| c.parse::<u32>().ok())
             };
-            let ip_text: Option<String> = if let Some(ip) = fail.get("ip4") {
+            let ip_text: Option<&str> = if let Some(ip) = fail.get("ip4") {
                 cidr = plen().map_or(Cidr::Family(ipaddr::Family::V4), Cidr::Plen);
                 raw = true;
-                Some(ip.to_string())
+                Some(ip)
             } else if let Some(ip) = fail.get("ip6") {
                 cidr = plen().map_or(Cidr::Family(ipaddr::Family::V6), Cidr::Plen);
                 raw = true;
-                Some(ip.to_string())
+                Some(ip)
             } else if let Some(dns) = fail.get("dns") {
-                Some(dns.to_string())
+                Some(dns)
             } else {
                 if fid_text.is_none() && mlfid.is_none() {
                     tracing::error!(
@@ -852,33 +941,38 @@ impl Filter {
                     continue;
                 }
                 raw = true;
-                fid_text.clone()
+                fid_text
             };
-            let fids: Vec<Option<Fid>> = match ip_text {
+            // Mostly one id: kept out of the Vec, which then allocates nothing.
+            let (first, more): (Option<Option<Fid>>, Vec<Option<Fid>>) = match ip_text {
                 None => {
                     fail.mlfpending = true;
                     if !self.opts.check_all_regex && self.opts.ignore_pending {
-                        if let (true, Some(m)) = (linked, &mlfid) {
+                        if let (true, Some(m)) = (linked, mlfid) {
                             self.mlfid_cache.replace(m, fail);
                         }
                         return out;
                     }
-                    vec![None]
+                    (Some(None), Vec::new())
                 }
-                Some(ip) if raw => match &fid_text {
-                    Some(f) if *f != ip => {
-                        fail.ip = Some(make_fid(&ip, cidr));
-                        vec![Some(make_fid(f, defcidr))]
+                Some(ip) if raw => match fid_text {
+                    Some(f) if f != ip => {
+                        let (ip, f) = (make_fid(ip, cidr), make_fid(f, defcidr));
+                        fail.ip = Some(ip);
+                        (Some(Some(f)), Vec::new())
                     }
-                    _ => vec![Some(make_fid(&ip, cidr))],
+                    _ => (Some(Some(make_fid(ip, cidr))), Vec::new()),
                 },
-                Some(ip) => text_to_ip(&ip, self.opts.usedns)
-                    .into_iter()
-                    .map(Some)
-                    .collect(),
+                Some(ip) => (
+                    None,
+                    text_to_ip(ip, self.opts.usedns)
+                        .into_iter()
+                        .map(Some)
+                        .collect(),
+                ),
             };
             let nofail = fail.truthy("nofail");
-            for fid in fids {
+            for fid in first.into_iter().chain(more) {
                 let (matches, data, users) = if self.lean {
                     Default::default()
                 } else {
@@ -902,7 +996,7 @@ impl Filter {
                     nofail,
                 });
             }
-            if let (true, Some(m)) = (linked, &mlfid) {
+            if let (true, Some(m)) = (linked, mlfid) {
                 self.mlfid_cache.replace(m, fail);
             }
             if !self.opts.check_all_regex {
@@ -942,9 +1036,10 @@ impl Filter {
             // Taken out here, put back by the caller once it is done with it.
             let mut m = std::mem::take(cached);
             if let Some(u) = fail.get("user").filter(|u| !u.is_empty()) {
-                m.users
-                    .get_or_insert_with(BTreeSet::new)
-                    .insert(u.to_string());
+                let set = m.users.get_or_insert_with(BTreeSet::new);
+                if !set.contains(u) {
+                    set.insert(u.to_string());
+                }
             }
             users = m.users.as_ref().map_or(0, BTreeSet::len);
             if m.pop_truthy("nofail") {
@@ -999,9 +1094,11 @@ impl Filter {
 
 /// fail2ban's `Regex.search` bookkeeping: which buffered lines the match
 /// covers (minus lines eaten by `<SKIPLINES>`) and which it leaves.
-fn matched_lines(re: &Regex, buf: &str, org: &[Line]) -> (Vec<Line>, Vec<Line>) {
+///
+/// One buffered line is the common case and needs no copy.
+fn matched_lines<'o>(re: &Regex, buf: &str, org: &'o [Line]) -> (Cow<'o, [Line]>, Cow<'o, [Line]>) {
     if org.len() <= 1 {
-        return (org.to_vec(), Vec::new());
+        return (Cow::Borrowed(org), Cow::Borrowed(&[]));
     }
     let (start, end) = re.span();
     let bytes = buf.as_bytes();
@@ -1037,7 +1134,7 @@ fn matched_lines(re: &Regex, buf: &str, org: &[Line]) -> (Vec<Line>, Vec<Line>) 
         }
     }
     unmatched.extend(org[c2.max(c1)..].iter().cloned());
-    (matched, unmatched)
+    (Cow::Owned(matched), Cow::Owned(unmatched))
 }
 
 /// fail2ban's `DNSUtils.textToIp`: an address as is, else a DNS lookup when

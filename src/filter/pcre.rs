@@ -224,10 +224,19 @@ impl Regex {
     /// Compiles the ASCII twin, JIT-compiles both and makes the match
     /// data, on first use. Where JIT is unavailable the interpreter runs
     /// the pattern itself, so the twin is dropped.
+    ///
+    /// Called before every search: the check is inlined, the work is not.
+    #[inline]
     fn ensure_jit(&mut self) {
-        if !std::mem::take(&mut self.jit_pending) {
-            return;
+        if self.jit_pending {
+            self.compile_jit();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn compile_jit(&mut self) {
+        self.jit_pending = false;
         // SAFETY: code and mctx are valid objects owned by self; every
         // object made here is owned by self and freed in Drop.
         unsafe {
@@ -326,6 +335,38 @@ impl Regex {
             }
         };
         matched(rc)
+    }
+
+    /// The offsets of the last successful search (start and end of each
+    /// group, whole match first), to hand to a copy of this pattern with
+    /// [`Regex::set_offsets`].
+    pub(crate) fn offsets(&self) -> Option<&[usize]> {
+        if self.md.is_null() {
+            return None;
+        }
+        // SAFETY: the ovector has group_count + 1 pairs (match data was
+        // created from this pattern) and lives as long as self.
+        unsafe {
+            let ov = ffi::pcre2_get_ovector_pointer_8(self.md);
+            Some(std::slice::from_raw_parts(ov, 2 * (self.group_count + 1)))
+        }
+    }
+
+    /// Makes `offsets`, taken from a copy of this pattern that searched
+    /// the same subject, this pattern's last match, as if it had searched
+    /// itself. Returns false (and changes nothing) when they do not fit.
+    pub(crate) fn set_offsets(&mut self, offsets: &[usize]) -> bool {
+        self.ensure_jit();
+        if self.md.is_null() || offsets.len() != 2 * (self.group_count + 1) {
+            return false;
+        }
+        // SAFETY: the ovector has group_count + 1 pairs, exactly the
+        // length checked; only our own readers (ovector_span) look at it.
+        unsafe {
+            let ov = ffi::pcre2_get_ovector_pointer_8(self.md);
+            std::ptr::copy_nonoverlapping(offsets.as_ptr(), ov, offsets.len());
+        }
+        true
     }
 
     /// Byte span of group `i` (0 = whole match) of the last successful search.

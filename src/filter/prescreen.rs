@@ -1,0 +1,230 @@
+//! Looking ahead of a one-line filter on another thread.
+//!
+//! With `maxlines = 1`, what the prefregex and the failregexes are searched
+//! on depends only on the line and its date span, not on anything the
+//! filter remembers. A [`Prescreen`] holds its own compiled copies of the
+//! filter's regexes and runs those searches ahead (on the thread that reads
+//! and dates the lines), so that the filter then skips the searches that
+//! cannot match. It only ever removes searches that would have answered
+//! "no match" on the same subject with the same pattern, so the filter's
+//! results stay the same; a search stopped by a limit is left to the filter
+//! (which reports it).
+
+use std::ops::Range;
+
+use super::date::DateFound;
+use super::{FailRegex, Filter, FilterError, Regex};
+
+/// What a [`Prescreen`] found out about one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hint {
+    /// Length of the undated line the searches ran on: the filter checks
+    /// it against its own buffer before it trusts the rest.
+    pub(crate) undated_len: usize,
+    /// The prefregex surely does not match.
+    pub(crate) prefregex_fails: bool,
+    /// Bit `i`: failregex `i` may match (clear: it surely does not).
+    pub(crate) may_match: u64,
+    /// The prefregex's match offsets, when it matched and has at most
+    /// `PRE_GROUPS - 1` groups: the filter takes them instead of searching.
+    pub(crate) pre_offsets: [usize; 2 * PRE_GROUPS],
+    /// How many of `pre_offsets` are set (0: none).
+    pub(crate) pre_len: usize,
+}
+
+/// Prefregex groups (whole match included) a hint carries.
+const PRE_GROUPS: usize = 8;
+
+impl Hint {
+    /// The prefregex's offsets, if the hint has them.
+    pub(crate) fn pre_offsets(&self) -> Option<&[usize]> {
+        (self.pre_len > 0).then(|| &self.pre_offsets[..self.pre_len])
+    }
+}
+
+/// Copies of a one-line filter's prefregex and failregexes.
+#[derive(Debug)]
+pub struct Prescreen {
+    prefregex: Option<Regex>,
+    failregex: Vec<FailRegex>,
+    undated: String,
+    content: String,
+}
+
+impl Prescreen {
+    /// The prescreen of `filter`, or `None` when it cannot have one: a
+    /// multi-line filter (its buffer carries state) or more failregexes
+    /// than a hint has bits.
+    pub(crate) fn of(filter: &Filter) -> Result<Option<Prescreen>, FilterError> {
+        let opts = filter.options();
+        if opts.maxlines != 1 || opts.failregex.len() > 64 {
+            return Ok(None);
+        }
+        // Compiled exactly as the filter compiles its own.
+        let prefregex = match opts.prefregex.as_deref() {
+            Some(p) if !p.is_empty() => Some(Regex::new(p, false, opts.usedns, opts.limits)?),
+            _ => None,
+        };
+        let failregex = opts
+            .failregex
+            .iter()
+            .map(|r| FailRegex::new(r, prefregex.as_ref(), false, opts.usedns, opts.limits))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Prescreen {
+            prefregex,
+            failregex,
+            undated: String::new(),
+            content: String::new(),
+        }))
+    }
+
+    /// Runs the searches the filter would run on `line`, dated `found` by
+    /// the filter's own detector. `None` when the filter's subject would
+    /// depend on its state: a date text found that does not convert (the
+    /// filter may then keep the line whole).
+    pub fn scan(&mut self, line: &str, found: Option<&DateFound>) -> Option<Hint> {
+        let cut: Option<Range<usize>> = match found {
+            Some(m) if m.span.start < m.span.end && line.get(m.span.clone()).is_some() => {
+                m.time?;
+                Some(m.span.clone())
+            }
+            _ => None,
+        };
+        // The filter's buffer of one line, joined: the line without its
+        // date, and a newline.
+        self.undated.clear();
+        match cut {
+            Some(r) => {
+                self.undated.push_str(&line[..r.start]);
+                self.undated.push_str(&line[r.end..]);
+            }
+            None => self.undated.push_str(line),
+        }
+        self.undated.push('\n');
+        let mut hint = Hint {
+            undated_len: self.undated.len(),
+            prefregex_fails: false,
+            may_match: u64::MAX,
+            pre_offsets: [0; 2 * PRE_GROUPS],
+            pre_len: 0,
+        };
+        let mut subject = self.undated.as_str();
+        let mut ascii = subject.is_ascii();
+        if let Some(pre) = self.prefregex.as_mut() {
+            match pre.try_search_known(subject, ascii) {
+                Ok(true) => {}
+                Ok(false) => {
+                    hint.prefregex_fails = true;
+                    return Some(hint);
+                }
+                Err(_) => return Some(hint),
+            }
+            if let Some(o) = pre.offsets().filter(|o| o.len() <= hint.pre_offsets.len()) {
+                hint.pre_offsets[..o.len()].copy_from_slice(o);
+                hint.pre_len = o.len();
+            }
+            if let Some(c) = pre
+                .group_at(subject, pre.special.content)
+                .filter(|c| !c.is_empty())
+            {
+                self.content.clear();
+                self.content.push_str(c);
+                self.content.push('\n');
+                subject = self.content.as_str();
+                ascii = subject.is_ascii();
+            }
+        }
+        for (i, fr) in self.failregex.iter_mut().enumerate() {
+            if let Ok(false) = fr.regex_mut().try_search_known(subject, ascii) {
+                hint.may_match &= !(1u64 << i);
+            }
+        }
+        Some(hint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::FilterOptions;
+
+    fn opts() -> FilterOptions {
+        FilterOptions {
+            prefregex: Some(
+                r"^\s*<F-MLFID>\S+ app\[\d+\]:</F-MLFID> <F-CONTENT>.+</F-CONTENT>$".into(),
+            ),
+            failregex: vec![
+                r"^<F-NOFAIL>connect</F-NOFAIL> from <ADDR>$".into(),
+                r"^auth failed for <F-USER>\S+</F-USER>$".into(),
+                r"^bad token from <HOST>$".into(),
+                r"^<F-MLFFORGET>closed</F-MLFFORGET>$".into(),
+            ],
+            check_all_regex: true,
+            ignore_pending: false,
+            check_find_time: false,
+            ..FilterOptions::default()
+        }
+    }
+
+    const LINES: &[&str] = &[
+        "Jan  2 03:04:05 host app[7]: connect from 192.0.2.3",
+        "Jan  2 03:04:06 host app[7]: auth failed for bob",
+        "Jan  2 03:04:06 host other[7]: auth failed for bob",
+        "Jan  2 03:04:07 host app[8]: bad token from 198.51.100.4",
+        "Jan  2 03:04:08 host app[7]: closed",
+        "no date here app[9]: bad token from 203.0.113.5",
+        "Feb 30 03:04:09 host app[9]: bad token from 203.0.113.6",
+        "Jan  2 03:04:10 host app[9]: nothing to see",
+    ];
+
+    /// A filter fed the prescreen's hints answers exactly as one that
+    /// searches everything itself, and the hints did rule searches out.
+    #[test]
+    fn hints_change_nothing_but_the_work() {
+        let now = 1.7e9;
+        let mut plain = Filter::new(opts()).unwrap();
+        let mut hinted = Filter::new(opts()).unwrap();
+        let mut pre = hinted.prescreen().unwrap().unwrap();
+        let mut dates = hinted.take_dates();
+        let (mut pre_fails, mut skipped) = (0, 0);
+        for line in LINES {
+            let found = dates.find(line, now);
+            let hint = pre.scan(line, found.as_ref());
+            if let Some(h) = hint {
+                pre_fails += usize::from(h.prefregex_fails);
+                skipped += (h.may_match & 0b1111 ^ 0b1111).count_ones();
+            }
+            let a = plain.process_line_outcome(line, now);
+            let b = hinted.process_found_hinted(line, found, now, hint);
+            assert_eq!(a, b, "{line}");
+        }
+        assert!(pre_fails >= 2, "{pre_fails}");
+        assert!(skipped >= 12, "{skipped}");
+    }
+
+    /// A hint made for another line is not trusted.
+    #[test]
+    fn a_hint_for_another_subject_is_ignored() {
+        let now = 1.7e9;
+        let mut f = Filter::new(opts()).unwrap();
+        let mut pre = f.prescreen().unwrap().unwrap();
+        let mut dates = f.take_dates();
+        let other = LINES[0];
+        let hint = pre.scan(other, dates.find(other, now).as_ref());
+        let line = "Jan  2 03:04:07 host app[8]: bad token from 198.51.100.44";
+        let found = dates.find(line, now);
+        let out = f.process_found_hinted(line, found, now, hint);
+        assert!(out.is_matched());
+    }
+
+    /// Multi-line filters carry state in their buffer: no prescreen.
+    #[test]
+    fn no_prescreen_for_multi_line_filters() {
+        let f = Filter::new(FilterOptions {
+            maxlines: 2,
+            ..opts()
+        })
+        .unwrap();
+        assert!(f.prescreen().unwrap().is_none());
+    }
+}
