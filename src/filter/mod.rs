@@ -395,22 +395,30 @@ impl std::fmt::Debug for Filter {
     }
 }
 
+/// The prefregex and the failregexes of `opts`, compiled as a filter
+/// searches them; a [`Prescreen`] compiles its copies here too, so that
+/// they search exactly the same patterns.
+fn compile_searches(opts: &FilterOptions) -> Result<(Option<Regex>, Vec<FailRegex>), FilterError> {
+    let prefregex = match opts.prefregex.as_deref() {
+        Some(p) if !p.is_empty() => Some(Regex::new(p, false, opts.usedns, opts.limits)?),
+        _ => None,
+    };
+    let multiline = opts.maxlines > 1;
+    let failregex = opts
+        .failregex
+        .iter()
+        .map(|r| FailRegex::new(r, prefregex.as_ref(), multiline, opts.usedns, opts.limits))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((prefregex, failregex))
+}
+
 impl Filter {
     /// Builds a filter; every regex is compiled (and JIT-compiled) here.
     pub fn new(opts: FilterOptions) -> Result<Filter, FilterError> {
         if opts.maxlines == 0 {
             return Err(FilterError::MaxLines);
         }
-        let multiline = opts.maxlines > 1;
-        let prefregex = match opts.prefregex.as_deref() {
-            Some(p) if !p.is_empty() => Some(Regex::new(p, false, opts.usedns, opts.limits)?),
-            _ => None,
-        };
-        let failregex = opts
-            .failregex
-            .iter()
-            .map(|r| FailRegex::new(r, prefregex.as_ref(), multiline, opts.usedns, opts.limits))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (prefregex, failregex) = compile_searches(&opts)?;
         let ignoreregex = opts
             .ignoreregex
             .iter()

@@ -60,16 +60,7 @@ impl Prescreen {
         if opts.maxlines != 1 || opts.failregex.len() > 64 {
             return Ok(None);
         }
-        // Compiled exactly as the filter compiles its own.
-        let prefregex = match opts.prefregex.as_deref() {
-            Some(p) if !p.is_empty() => Some(Regex::new(p, false, opts.usedns, opts.limits)?),
-            _ => None,
-        };
-        let failregex = opts
-            .failregex
-            .iter()
-            .map(|r| FailRegex::new(r, prefregex.as_ref(), false, opts.usedns, opts.limits))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (prefregex, failregex) = super::compile_searches(opts)?;
         Ok(Some(Prescreen {
             prefregex,
             failregex,
