@@ -7,14 +7,13 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::server::{Server, Tree};
+use crate::server::{append, Server, Tree};
 
 /// What the scripted model does with one request.
 #[derive(Clone)]
@@ -177,15 +176,6 @@ const XMLRPC: &str = r#"^<HOST> \S+ \S+ \[\] "POST /xmlrpc\.php HTTP/[\d.]+" \d+
 fn access(ip: &str, request: &str) -> String {
     let date = jiff::Zoned::now().strftime("%d/%b/%Y:%H:%M:%S %z");
     format!("{ip} - - [{date}] \"{request}\" 200 412 \"-\" \"Mozilla/5.0\"\n")
-}
-
-fn append(path: &Path, text: &str) {
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 /// A tree with one nginx jail that has no filter yet, only the AI.

@@ -9,6 +9,7 @@
 use std::fs;
 
 use crate::netns::{Lab, Reach, ATTACKERS};
+use crate::server::append;
 
 /// A user name sshd does not know: each attempt is one failure.
 const NOBODY: &str = "nobody-e2e";
@@ -366,17 +367,6 @@ fn bulk_lines(from: u32, to: u32) -> String {
             )
         })
         .collect()
-}
-
-/// Appends `text` to the log in one write, as a burst arrives.
-fn append(path: &std::path::Path, text: &str) {
-    use std::io::Write;
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 /// Waits until `count()` reaches `n`; the time it took. Panics after

@@ -154,6 +154,16 @@ fn new_log(path: impl AsRef<Path>) {
     fs::write(path, format!("{} web1 syslogd: restart\n", stamp())).unwrap();
 }
 
+/// Appends `text` to the log at `path` in one write, as a burst arrives.
+pub(crate) fn append(path: &Path, text: &str) {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
 /// Appends `n` failures of `ip` to the log at `path` (one write per line,
 /// as a daemon logs).
 fn fail(path: &Path, ip: &str, n: usize) {
