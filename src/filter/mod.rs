@@ -413,7 +413,8 @@ fn compile_searches(opts: &FilterOptions) -> Result<(Option<Regex>, Vec<FailRege
 }
 
 impl Filter {
-    /// Builds a filter; every regex is compiled (and JIT-compiled) here.
+    /// Builds a filter; every regex is compiled here, and JIT-compiled on
+    /// its first search.
     pub fn new(opts: FilterOptions) -> Result<Filter, FilterError> {
         if opts.maxlines == 0 {
             return Err(FilterError::MaxLines);
