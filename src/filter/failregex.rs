@@ -10,6 +10,9 @@ use super::pcre::{self, Limits, MatchAbort};
 use super::pyre;
 use super::FilterError;
 
+/// A group's text: mostly short (addresses, users, ids), so kept inline.
+pub(crate) type GroupText = compact_str::CompactString;
+
 /// IPv4 address as fail2ban spells it (deliberately loose: `999.1.1.1`
 /// matches and is later kept as a raw id).
 pub const IP4_RE: &str = r"(?:\d{1,3}\.){3}\d{1,3}";
@@ -410,12 +413,13 @@ impl Regex {
     pub fn groups(&self, subject: &str) -> Vec<(String, Option<String>)> {
         self.groups_shared(subject)
             .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+            .map(|(k, v)| (k.to_string(), v.map(String::from)))
             .collect()
     }
 
-    /// [`Regex::groups`] with the names shared rather than copied.
-    pub(crate) fn groups_shared(&self, subject: &str) -> Vec<(Arc<str>, Option<String>)> {
+    /// [`Regex::groups`] with the names shared rather than copied, and
+    /// short values kept inline rather than allocated.
+    pub(crate) fn groups_shared(&self, subject: &str) -> Vec<(Arc<str>, Option<GroupText>)> {
         self.groups_shared_but(subject, None)
     }
 
@@ -426,25 +430,35 @@ impl Regex {
         &self,
         subject: &str,
         skip: Option<usize>,
-    ) -> Vec<(Arc<str>, Option<String>)> {
-        let mut g: Vec<(Arc<str>, Option<String>)> = self
-            .names
-            .iter()
-            .map(|(n, i)| {
-                let v = if skip == Some(*i) {
-                    None
-                } else {
-                    self.group_at(subject, Some(*i)).map(str::to_string)
-                };
-                (Arc::clone(n), v)
-            })
-            .collect();
-        fn get<'a>(g: &'a [(Arc<str>, Option<String>)], n: &str) -> Option<&'a str> {
+    ) -> Vec<(Arc<str>, Option<GroupText>)> {
+        let mut g = Vec::new();
+        self.groups_into(subject, skip, &mut g);
+        g
+    }
+
+    /// [`Regex::groups_shared_but`] into `g` (cleared first), so that a
+    /// caller can reuse one vector from match to match.
+    pub(crate) fn groups_into(
+        &self,
+        subject: &str,
+        skip: Option<usize>,
+        g: &mut Vec<(Arc<str>, Option<GroupText>)>,
+    ) {
+        g.clear();
+        g.extend(self.names.iter().map(|(n, i)| {
+            let v = if skip == Some(*i) {
+                None
+            } else {
+                self.group_at(subject, Some(*i)).map(GroupText::from)
+            };
+            (Arc::clone(n), v)
+        }));
+        fn get<'a>(g: &'a [(Arc<str>, Option<GroupText>)], n: &str) -> Option<&'a str> {
             g.iter()
                 .find(|(k, _)| &**k == n)
                 .and_then(|(_, v)| v.as_deref())
         }
-        fn set(g: &mut Vec<(Arc<str>, Option<String>)>, n: &str, v: String) {
+        fn set(g: &mut Vec<(Arc<str>, Option<GroupText>)>, n: &str, v: GroupText) {
             match g.iter_mut().find(|(k, _)| &**k == n) {
                 Some(e) => e.1 = Some(v),
                 None => g.push((Arc::from(n), Some(v))),
@@ -452,8 +466,8 @@ impl Regex {
         }
         for (idx, target) in &self.alts {
             let v = self.group_at(subject, Some(*idx)).unwrap_or("");
-            if !v.is_empty() && get(&g, target).is_none_or(str::is_empty) {
-                set(&mut g, target, v.to_string());
+            if !v.is_empty() && get(g, target).is_none_or(str::is_empty) {
+                set(g, target, v.into());
             }
         }
         // fail2ban builds a Python tuple; its repr is the closest string form.
@@ -462,7 +476,7 @@ impl Regex {
             let v = self.group_at(subject, Some(*idx)).map(str::to_string);
             match tuples.iter_mut().find(|(t, _)| t == target) {
                 Some((_, parts)) => parts.push(v),
-                None => tuples.push((target.clone(), vec![get(&g, target).map(str::to_string), v])),
+                None => tuples.push((target.clone(), vec![get(g, target).map(str::to_string), v])),
             }
         }
         for (target, parts) in tuples {
@@ -473,9 +487,8 @@ impl Regex {
                     None => "None".to_string(),
                 })
                 .collect();
-            set(&mut g, &target, format!("({})", items.join(", ")));
+            set(g, &target, format!("({})", items.join(", ")).into());
         }
-        g
     }
 
     /// Lines captured by `<SKIPLINES>` in the last match.

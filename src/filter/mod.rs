@@ -19,6 +19,7 @@ use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
 pub use date::DateDetector;
+use failregex::GroupText;
 pub use failregex::{FailRegex, Regex, UseDns};
 pub use ipaddr::{Addr, Fid};
 pub use pcre::Limits;
@@ -217,6 +218,9 @@ struct Scratch {
     mlfid: String,
     /// A line nothing else holds, to hold the next prefregex content.
     spare: Option<Line>,
+    /// The groups of the failregex that matched, and of the prefregex.
+    groups: Vec<(Arc<str>, Option<GroupText>)>,
+    pre_groups: Vec<(Arc<str>, Option<GroupText>)>,
 }
 
 fn join_lines(lines: &[Line], out: &mut String) {
@@ -230,10 +234,44 @@ fn join_lines(lines: &[Line], out: &mut String) {
     out.push('\n');
 }
 
+/// A failure's named groups, as fail2ban's dict: a handful of entries,
+/// so a vector searched in order beats a map.
+#[derive(Debug, Clone, Default)]
+struct Groups(Vec<(Arc<str>, GroupText)>);
+
+impl Groups {
+    fn position(&self, k: &str) -> Option<usize> {
+        self.0.iter().position(|(n, _)| &**n == k)
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.position(k).map(|i| self.0[i].1.as_str())
+    }
+    fn insert(&mut self, k: Arc<str>, v: GroupText) {
+        match self.position(&k) {
+            Some(i) => self.0[i].1 = v,
+            None => self.0.push((k, v)),
+        }
+    }
+    fn remove(&mut self, k: &str) -> Option<GroupText> {
+        self.position(k).map(|i| self.0.swap_remove(i).1)
+    }
+    fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &GroupText)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl IntoIterator for Groups {
+    type Item = (Arc<str>, GroupText);
+    type IntoIter = std::vec::IntoIter<(Arc<str>, GroupText)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
 /// Failure data as fail2ban keeps it in a dict while merging.
 #[derive(Debug, Clone, Default)]
 struct FailData {
-    groups: BTreeMap<Arc<str>, String>,
+    groups: Groups,
     users: Option<BTreeSet<String>>,
     matches: Vec<Line>,
     nofail_matches: Vec<Line>,
@@ -243,7 +281,7 @@ struct FailData {
 
 impl FailData {
     fn get(&self, k: &str) -> Option<&str> {
-        self.groups.get(k).map(String::as_str)
+        self.groups.get(k)
     }
     /// Python truthiness of a group value: set and not empty.
     fn truthy(&self, k: &str) -> bool {
@@ -302,21 +340,26 @@ impl MlfidCache {
             .map(|(i, _)| i)
             .find(|&i| self.entries[i].0 == k)
     }
-    fn get(&mut self, k: &str, now: f64) -> Option<&mut FailData> {
+    /// Where the live entry for `k` is (an expired one is dropped).
+    fn find(&mut self, k: &str, now: f64) -> Option<usize> {
         let pos = self.position(k)?;
         if self.entries[pos].2 <= now {
             self.entries.remove(pos);
             self.hashes.remove(pos);
             return None;
         }
-        Some(&mut self.entries[pos].1)
+        Some(pos)
     }
-    fn set(&mut self, k: &str, v: FailData, now: f64) {
+    fn at(&mut self, pos: usize) -> &mut FailData {
+        &mut self.entries[pos].1
+    }
+    /// Sets `k` to `v`, aging from `now`; returns where the entry is.
+    fn set(&mut self, k: &str, v: FailData, now: f64) -> usize {
         if let Some(pos) = self.position(k) {
             let e = &mut self.entries[pos];
             e.1 = v;
             e.2 = now + MLFID_MAX_TIME;
-            return;
+            return pos;
         }
         if self.entries.len() >= MLFID_MAX_COUNT {
             // Like fail2ban: pop from the front until a live entry was
@@ -331,18 +374,16 @@ impl MlfidCache {
         self.entries
             .push_back((k.to_string(), v, now + MLFID_MAX_TIME));
         self.hashes.push_back(key_hash(k));
+        self.entries.len() - 1
     }
-    fn unset(&mut self, k: &str) {
-        // Keys are unique: at most one entry goes.
-        if let Some(pos) = self.position(k) {
-            self.entries.remove(pos);
-            self.hashes.remove(pos);
-        }
+    fn unset_at(&mut self, pos: usize) {
+        self.entries.remove(pos);
+        self.hashes.remove(pos);
     }
-    fn replace(&mut self, k: &str, v: FailData) {
-        if let Some(pos) = self.position(k) {
-            self.entries[pos].1 = v;
-        }
+    /// Puts back the data of the entry at `pos` (from [`MlfidCache::find`]
+    /// or [`MlfidCache::set`], with no change to the cache since).
+    fn replace_at(&mut self, pos: usize, v: FailData) {
+        self.entries[pos].1 = v;
     }
 }
 
@@ -766,6 +807,8 @@ impl Filter {
             org,
             mlfid: mlfid_buf,
             spare,
+            groups,
+            pre_groups,
         } = scratch;
         let mut out = LineOutcome {
             time: date,
@@ -804,7 +847,13 @@ impl Filter {
             let matched = match &hint {
                 Some(h) if h.prefregex_fails => false,
                 // The prescreen's copy searched this same subject.
-                Some(h) if h.pre_offsets().is_some_and(|o| pre.set_offsets(o)) => true,
+                Some(h)
+                    if h.pre
+                        .unpack(&mut [0; 16])
+                        .is_some_and(|o| pre.set_offsets(o)) =>
+                {
+                    true
+                }
                 _ => pre.search_known(buf, buf_ascii),
             };
             if !matched {
@@ -851,10 +900,14 @@ impl Filter {
                 buf_ascii = buf.is_ascii();
             }
             let fr = self.failregex[idx].regex_mut();
-            if !fr.search_known(buf, buf_ascii) {
+            let given = hint
+                .filter(|h| h.first_fail() == Some(idx))
+                .and_then(|h| h.fail.unpack(&mut [0; 24]).map(|o| fr.set_offsets(o)))
+                .unwrap_or(false);
+            if !given && !fr.search_known(buf, buf_ascii) {
                 continue;
             }
-            let groups = fr.groups_shared(buf);
+            fr.groups_into(buf, None, groups);
             let (matched, unmatched) = matched_lines(fr, buf, org);
             if !self.ignoreregex.is_empty()
                 && self.ignore_line(buf, Some((&matched, &unmatched)), &mut out)
@@ -886,13 +939,15 @@ impl Filter {
             }
             let mut fail = FailData::default();
             if let Some(pre) = self.prefregex.as_ref() {
-                for (k, v) in pre.groups_shared_but(pre_buf, pre.special.content) {
+                pre.groups_into(pre_buf, pre.special.content, pre_groups);
+                fail.groups.0.reserve(pre_groups.len() + groups.len());
+                for (k, v) in pre_groups.drain(..) {
                     if let (Some(v), false) = (v, &*k == "content") {
                         fail.groups.insert(k, v);
                     }
                 }
             }
-            for (k, v) in groups {
+            for (k, v) in groups.drain(..) {
                 match v {
                     Some(v) => {
                         fail.groups.insert(k, v);
@@ -907,18 +962,18 @@ impl Filter {
                 mlfid_buf.push_str(m);
                 mlfid_buf.as_str()
             });
-            let mut linked = false;
+            let mut linked = None;
             if let Some(mlfid) = mlfid {
                 let (merged, l) = self.merge_failure(mlfid, fail, &matched, now);
                 fail = merged;
                 linked = l;
                 if fail.truthy("nofail") && !self.opts.check_all_regex {
-                    if linked {
-                        self.mlfid_cache.replace(mlfid, fail);
+                    if let Some(pos) = linked {
+                        self.mlfid_cache.replace_at(pos, fail);
                     }
                     return out;
                 }
-            } else {
+            } else if !self.lean {
                 fail.matches.extend(matched.iter().cloned());
             }
 
@@ -957,8 +1012,8 @@ impl Filter {
                 None => {
                     fail.mlfpending = true;
                     if !self.opts.check_all_regex && self.opts.ignore_pending {
-                        if let (true, Some(m)) = (linked, mlfid) {
-                            self.mlfid_cache.replace(m, fail);
+                        if let Some(pos) = linked {
+                            self.mlfid_cache.replace_at(pos, fail);
                         }
                         return out;
                     }
@@ -989,7 +1044,7 @@ impl Filter {
                         fail.matches.iter().map(|l| l.text.clone()).collect(),
                         fail.groups
                             .iter()
-                            .map(|(k, v)| (k.to_string(), v.clone()))
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
                             .collect(),
                         fail.users.clone().unwrap_or_default(),
                     )
@@ -1005,8 +1060,8 @@ impl Filter {
                     nofail,
                 });
             }
-            if let (true, Some(m)) = (linked, mlfid) {
-                self.mlfid_cache.replace(m, fail);
+            if let Some(pos) = linked {
+                self.mlfid_cache.replace_at(pos, fail);
             }
             if !self.opts.check_all_regex {
                 break;
@@ -1018,19 +1073,20 @@ impl Filter {
     /// fail2ban's `_mergeFailure`: folds this match into the failure cached
     /// under the same multi-line id. Returns the merged data and whether it
     /// is (still) the cached entry; if so the caller must put it back with
-    /// `MlfidCache::replace` (fail2ban shares one dict, we move it).
+    /// `MlfidCache::replace_at` at the position returned (fail2ban shares
+    /// one dict, we move it).
     fn merge_failure(
         &mut self,
         mlfid: &str,
         mut fail: FailData,
         matched: &[Line],
         now: f64,
-    ) -> (FailData, bool) {
+    ) -> (FailData, Option<usize>) {
         let mut nf = 0u8;
         if fail.truthy("mlfgained") {
             nf |= 8 | 1;
             if !fail.truthy("nofail") {
-                let g = fail.get("mlfgained").unwrap_or_default().to_string();
+                let g = GroupText::from(fail.get("mlfgained").unwrap_or_default());
                 fail.groups.insert("nofail".into(), g);
             }
         } else if fail.truthy("nofail") {
@@ -1041,9 +1097,9 @@ impl Filter {
         }
         let users;
         let linked;
-        if let Some(cached) = self.mlfid_cache.get(mlfid, now) {
+        if let Some(pos) = self.mlfid_cache.find(mlfid, now) {
             // Taken out here, put back by the caller once it is done with it.
-            let mut m = std::mem::take(cached);
+            let mut m = std::mem::take(self.mlfid_cache.at(pos));
             if let Some(u) = fail.get("user").filter(|u| !u.is_empty()) {
                 let set = m.users.get_or_insert_with(BTreeSet::new);
                 if !set.contains(u) {
@@ -1068,26 +1124,28 @@ impl Filter {
             }
             fail = m;
             if nf & 2 != 0 {
-                self.mlfid_cache.unset(mlfid);
-                linked = false;
+                self.mlfid_cache.unset_at(pos);
+                linked = None;
             } else {
-                linked = true;
+                linked = Some(pos);
             }
         } else if nf & 2 == 0 {
             users = fail.update_users();
             // A new entry: fail2ban caches it here, so it ages from now.
-            self.mlfid_cache.set(mlfid, FailData::default(), now);
-            linked = true;
+            linked = Some(self.mlfid_cache.set(mlfid, FailData::default(), now));
         } else {
             users = 0;
-            linked = false;
+            linked = None;
         }
         if std::mem::take(&mut fail.mlfpending) || users > 1 {
             fail.groups.remove("nofail");
             fail.groups.remove("mlfgained");
             nf &= !(8 | 1);
         }
-        if nf & 1 == 0 {
+        if self.lean {
+            // Nothing reads the lines, and holding them would keep
+            // `new_line` from reusing their allocation.
+        } else if nf & 1 == 0 {
             let mut m = std::mem::take(&mut fail.nofail_matches);
             m.append(&mut fail.matches);
             if nf & 8 == 0 {

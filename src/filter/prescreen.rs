@@ -25,20 +25,78 @@ pub struct Hint {
     pub(crate) prefregex_fails: bool,
     /// Bit `i`: failregex `i` may match (clear: it surely does not).
     pub(crate) may_match: u64,
-    /// The prefregex's match offsets, when it matched and has at most
-    /// `PRE_GROUPS - 1` groups: the filter takes them instead of searching.
-    pub(crate) pre_offsets: [usize; 2 * PRE_GROUPS],
-    /// How many of `pre_offsets` are set (0: none).
-    pub(crate) pre_len: usize,
+    /// The prefregex's match offsets, when it matched and has few enough
+    /// groups: the filter takes them instead of searching.
+    pub(crate) pre: Offsets<{ 2 * PRE_GROUPS }>,
+    /// The first failregex that matched, if any, and its offsets when it
+    /// has few enough groups: the filter takes them instead of searching
+    /// again.
+    pub(crate) first_fail: u8,
+    pub(crate) fail: Offsets<{ 2 * FAIL_GROUPS }>,
 }
 
 /// Prefregex groups (whole match included) a hint carries.
 const PRE_GROUPS: usize = 8;
 
+/// Groups (whole match included) of the first matching failregex a hint
+/// carries.
+const FAIL_GROUPS: usize = 12;
+
+/// No failregex matched.
+const NO_FAIL: u8 = u8::MAX;
+
+/// Match offsets copied out of one search, kept small (lines are far
+/// shorter than 4 GiB; `u32::MAX` is an unset group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Offsets<const N: usize> {
+    at: [u32; N],
+    /// How many of `at` are set (0: none).
+    len: u8,
+}
+
+impl<const N: usize> Offsets<N> {
+    const NONE: Self = Offsets { at: [0; N], len: 0 };
+
+    /// Copies `o` (PCRE2's offsets, `usize::MAX` for unset), or nothing
+    /// when it does not fit.
+    fn of(o: &[usize]) -> Self {
+        let mut out = Self::NONE;
+        if o.len() > N {
+            return out;
+        }
+        for (d, &s) in out.at.iter_mut().zip(o) {
+            *d = match u32::try_from(s) {
+                Ok(v) if v != u32::MAX => v,
+                _ if s == usize::MAX => u32::MAX,
+                _ => return Self::NONE,
+            };
+        }
+        out.len = o.len() as u8;
+        out
+    }
+
+    /// The offsets as PCRE2 keeps them, written to `buf`; `None` if there
+    /// are none.
+    pub(crate) fn unpack<'b>(&self, buf: &'b mut [usize; N]) -> Option<&'b [usize]> {
+        if self.len == 0 {
+            return None;
+        }
+        let n = usize::from(self.len);
+        for (d, &s) in buf.iter_mut().zip(&self.at[..n]) {
+            *d = if s == u32::MAX {
+                usize::MAX
+            } else {
+                s as usize
+            };
+        }
+        Some(&buf[..n])
+    }
+}
+
 impl Hint {
-    /// The prefregex's offsets, if the hint has them.
-    pub(crate) fn pre_offsets(&self) -> Option<&[usize]> {
-        (self.pre_len > 0).then(|| &self.pre_offsets[..self.pre_len])
+    /// The failregex whose offsets the hint carries, if any.
+    pub(crate) fn first_fail(&self) -> Option<usize> {
+        (self.first_fail != NO_FAIL && self.fail.len > 0).then_some(usize::from(self.first_fail))
     }
 }
 
@@ -96,8 +154,9 @@ impl Prescreen {
             undated_len: self.undated.len(),
             prefregex_fails: false,
             may_match: u64::MAX,
-            pre_offsets: [0; 2 * PRE_GROUPS],
-            pre_len: 0,
+            pre: Offsets::NONE,
+            first_fail: NO_FAIL,
+            fail: Offsets::NONE,
         };
         let mut subject = self.undated.as_str();
         let mut ascii = subject.is_ascii();
@@ -110,9 +169,8 @@ impl Prescreen {
                 }
                 Err(_) => return Some(hint),
             }
-            if let Some(o) = pre.offsets().filter(|o| o.len() <= hint.pre_offsets.len()) {
-                hint.pre_offsets[..o.len()].copy_from_slice(o);
-                hint.pre_len = o.len();
+            if let Some(o) = pre.offsets() {
+                hint.pre = Offsets::of(o);
             }
             if let Some(c) = pre
                 .group_at(subject, pre.special.content)
@@ -126,8 +184,16 @@ impl Prescreen {
             }
         }
         for (i, fr) in self.failregex.iter_mut().enumerate() {
-            if let Ok(false) = fr.regex_mut().try_search_known(subject, ascii) {
-                hint.may_match &= !(1u64 << i);
+            let re = fr.regex_mut();
+            match re.try_search_known(subject, ascii) {
+                Ok(false) => hint.may_match &= !(1u64 << i),
+                Ok(true) if hint.first_fail == NO_FAIL => {
+                    hint.first_fail = i as u8;
+                    if let Some(o) = re.offsets() {
+                        hint.fail = Offsets::of(o);
+                    }
+                }
+                _ => {}
             }
         }
         Some(hint)
