@@ -829,7 +829,8 @@ impl Filter {
         let org: &[Line] = org;
         join_lines(org, buf);
         let mut buf_valid = true;
-        let mut buf_ascii = buf.is_ascii();
+        // Only a search needs it, and with a hint there may be none.
+        let mut buf_ascii: Option<bool> = None;
         // A hint is only good for the subject it was computed on.
         let hint = self
             .hint
@@ -854,7 +855,7 @@ impl Filter {
                 {
                     true
                 }
-                _ => pre.search_known(buf, buf_ascii),
+                _ => pre.search_known(buf, *buf_ascii.get_or_insert_with(|| buf.is_ascii())),
             };
             if !matched {
                 return out;
@@ -889,22 +890,33 @@ impl Filter {
             Cidr::Unspec
         };
 
-        let may_match = hint.map_or(u64::MAX, |h| h.may_match);
-        for idx in 0..self.failregex.len() {
-            if idx < 64 && may_match & (1u64 << idx) == 0 {
-                continue;
-            }
+        // The failregexes that may match: the hint's bits (for the first
+        // 64), then every one after those.
+        let n = self.failregex.len();
+        let mut bits = hint.map_or(u64::MAX, |h| h.may_match);
+        if n < 64 {
+            bits &= (1u64 << n) - 1;
+        }
+        let candidates = std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                i
+            })
+        })
+        .chain(64..n);
+        for idx in candidates {
             if !buf_valid {
                 join_lines(&self.buffer, buf);
                 buf_valid = true;
-                buf_ascii = buf.is_ascii();
+                buf_ascii = None;
             }
             let fr = self.failregex[idx].regex_mut();
             let given = hint
                 .filter(|h| h.first_fail() == Some(idx))
                 .and_then(|h| h.fail.unpack(&mut [0; 24]).map(|o| fr.set_offsets(o)))
                 .unwrap_or(false);
-            if !given && !fr.search_known(buf, buf_ascii) {
+            if !given && !fr.search_known(buf, *buf_ascii.get_or_insert_with(|| buf.is_ascii())) {
                 continue;
             }
             fr.groups_into(buf, None, groups);
