@@ -366,6 +366,11 @@ impl Regex {
         self.re.search_known(subject, ascii)
     }
 
+    /// See [`pcre::Regex::anchored_start`].
+    pub(crate) fn anchored_start(&self) -> Option<&[bool; 256]> {
+        self.re.anchored_start()
+    }
+
     /// See [`pcre::Regex::offsets`].
     pub(crate) fn offsets(&self) -> Option<&[usize]> {
         self.re.offsets()

@@ -214,6 +214,12 @@ impl Regex {
         unsafe { first_bytes(self.code) }
     }
 
+    /// The bytes a match must start with when the pattern is anchored at
+    /// the start of the subject (`None`: any, as far as PCRE2 tells).
+    pub(crate) fn anchored_start(&self) -> Option<&[bool; 256]> {
+        self.first.as_deref()
+    }
+
     /// Whether the pattern runs JIT-compiled (compiling it now if that
     /// was still pending).
     pub fn is_jit(&mut self) -> bool {

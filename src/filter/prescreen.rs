@@ -105,6 +105,10 @@ impl Hint {
 pub struct Prescreen {
     prefregex: Option<Regex>,
     failregex: Vec<FailRegex>,
+    /// By a subject's first byte, the failregexes (bit `i`) that can start
+    /// with it: most lines rule most failregexes out by their first byte,
+    /// and one lookup beats asking each of them.
+    by_first: Box<[u64; 257]>,
     undated: String,
     content: String,
 }
@@ -119,9 +123,21 @@ impl Prescreen {
             return Ok(None);
         }
         let (prefregex, failregex) = super::compile_searches(opts)?;
+        // Index 256 stands for the empty subject, which no first byte rules
+        // out.
+        let mut by_first = Box::new([0u64; 257]);
+        for (i, fr) in failregex.iter().enumerate() {
+            let first = fr.regex().anchored_start();
+            for (b, m) in by_first.iter_mut().enumerate() {
+                if b == 256 || first.is_none_or(|f| f[b]) {
+                    *m |= 1 << i;
+                }
+            }
+        }
         Ok(Some(Prescreen {
             prefregex,
             failregex,
+            by_first,
             undated: String::new(),
             content: String::new(),
         }))
@@ -183,8 +199,13 @@ impl Prescreen {
                 ascii = subject.is_ascii();
             }
         }
-        for (i, fr) in self.failregex.iter_mut().enumerate() {
-            let re = fr.regex_mut();
+        let first = subject.as_bytes().first().map_or(256, |&b| usize::from(b));
+        let mut bits = self.by_first[first];
+        hint.may_match = bits;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let re = self.failregex[i].regex_mut();
             match re.try_search_known(subject, ascii) {
                 Ok(false) => hint.may_match &= !(1u64 << i),
                 Ok(true) if hint.first_fail == NO_FAIL => {
