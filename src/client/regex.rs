@@ -721,11 +721,11 @@ fn read_log(
 struct Batch {
     text: String,
     items: Vec<Item>,
+    /// What the prescreen found, for the items that name one: kept apart,
+    /// so that a hint is written once and then only read by reference.
+    hints: Vec<Hint>,
 }
 
-// The large variant is the common one, and items live in vectors reused
-// from batch to batch: boxing the hint would allocate for every line.
-#[allow(clippy::large_enum_variant)]
 enum Item {
     Note(ReadNote),
     Line {
@@ -733,7 +733,8 @@ enum Item {
         end: usize,
         found: Option<DateFound>,
         now: f64,
-        hint: Option<Hint>,
+        /// Index in the batch's hints.
+        hint: Option<usize>,
     },
 }
 
@@ -776,7 +777,11 @@ fn read_and_date(
             let hint = prescreen
                 .as_mut()
                 .filter(|_| screening)
-                .and_then(|p| p.scan(line, found.as_ref()));
+                .and_then(|p| p.scan(line, found.as_ref()))
+                .map(|h| {
+                    batch.hints.push(h);
+                    batch.hints.len() - 1
+                });
             let start = batch.text.len();
             batch.text.push_str(line);
             batch.items.push(Item::Line {
@@ -831,7 +836,7 @@ impl Tool<'_> {
         };
         let mut handle = |tool: &mut Tool,
                           line: &str,
-                          dated: Option<(Option<DateFound>, f64, Option<Hint>)>|
+                          dated: Option<(Option<DateFound>, f64, Option<&Hint>)>|
          -> io::Result<()> {
             let line = line.trim_end_matches(['\r', '\n']);
             if line.starts_with('#') || line.is_empty() {
@@ -992,7 +997,10 @@ impl Tool<'_> {
                                     found,
                                     now,
                                     hint,
-                                } => handle(self, &b.text[start..end], Some((found, now, hint))),
+                                } => {
+                                    let hint = hint.and_then(|i| b.hints.get(i));
+                                    handle(self, &b.text[start..end], Some((found, now, hint)))
+                                }
                             };
                             if let Err(e) = r {
                                 res = Err(io_fatal(e));
@@ -1000,6 +1008,7 @@ impl Tool<'_> {
                             }
                         }
                         b.text.clear();
+                        b.hints.clear();
                         let _ = free_tx.send(b);
                     }
                     match reader.join() {

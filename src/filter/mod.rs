@@ -331,14 +331,20 @@ impl MlfidCache {
     fn position(&self, k: &str) -> Option<usize> {
         let h = key_hash(k);
         // Keys are unique, so searching from the back finds the same entry;
-        // the ids of live sessions were mostly set recently.
-        self.hashes
-            .iter()
-            .enumerate()
-            .rev()
-            .filter(|&(_, &eh)| eh == h)
-            .map(|(i, _)| i)
-            .find(|&i| self.entries[i].0 == k)
+        // the ids of live sessions were mostly set recently. A plain loop
+        // over each of the deque's two slices compiles to a tight scan.
+        let (front, back) = self.hashes.as_slices();
+        let hit = |base: usize, part: &[u64]| {
+            let mut end = part.len();
+            while let Some(i) = part[..end].iter().rposition(|&eh| eh == h) {
+                if self.entries[base + i].0 == k {
+                    return Some(base + i);
+                }
+                end = i;
+            }
+            None
+        };
+        hit(front.len(), back).or_else(|| hit(0, front))
     }
     /// Where the live entry for `k` is (an expired one is dropped).
     fn find(&mut self, k: &str, now: f64) -> Option<usize> {
@@ -423,8 +429,6 @@ pub struct Filter {
     next_sim_time_warn: f64,
     next_old_warn: f64,
     lean: bool,
-    /// What a [`Prescreen`] found out about the line being processed.
-    hint: Option<Hint>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -494,7 +498,6 @@ impl Filter {
             next_sim_time_warn: f64::MIN,
             next_old_warn: f64::MIN,
             lean: false,
-            hint: None,
         })
     }
 
@@ -583,12 +586,9 @@ impl Filter {
         line: &str,
         found: Option<date::DateFound>,
         now: f64,
-        hint: Option<Hint>,
+        hint: Option<&Hint>,
     ) -> LineOutcome {
-        self.hint = hint;
-        let out = self.process_found(line, found, now);
-        self.hint = None;
-        out
+        self.process_found_in(line, found, now, hint)
     }
 
     /// Takes the date detector out, so that another thread can date lines
@@ -612,6 +612,16 @@ impl Filter {
         line: &str,
         found: Option<date::DateFound>,
         now: f64,
+    ) -> LineOutcome {
+        self.process_found_in(line, found, now, None)
+    }
+
+    fn process_found_in(
+        &mut self,
+        line: &str,
+        found: Option<date::DateFound>,
+        now: f64,
+        hint: Option<&Hint>,
     ) -> LineOutcome {
         let mut tuple: (&str, &str, &str) = ("", "", line);
         let mut date = None;
@@ -699,7 +709,7 @@ impl Filter {
             self.new_line(tuple.0, tuple.1, tuple.2)
         };
         self.last_time_text = last_text;
-        self.find_failure(tl, date, no_date, now)
+        self.find_failure(tl, date, no_date, now, hint)
     }
 
     /// A buffered line. With one line buffered, the previous line's
@@ -733,7 +743,7 @@ impl Filter {
         self.last_time_text.push_str(date_text);
         self.last_date = Some(time);
         let tl = TupleLine::new(before, date_text, after);
-        self.find_failure(Arc::new(tl), Some(time), false, now)
+        self.find_failure(Arc::new(tl), Some(time), false, now, None)
     }
 
     /// Runs the ignoreregexes on `buf` (or on the failregex's matched lines
@@ -778,9 +788,10 @@ impl Filter {
         date: Option<f64>,
         no_date: bool,
         now: f64,
+        hint: Option<&Hint>,
     ) -> LineOutcome {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let out = self.find_failure_in(line, date, no_date, now, &mut scratch);
+        let out = self.find_failure_in(line, date, no_date, now, hint, &mut scratch);
         // A line that a prefregex replaced by its content and that no
         // failure kept: its allocation holds the next line's content.
         if scratch.org.len() == 1 {
@@ -799,6 +810,7 @@ impl Filter {
         date: Option<f64>,
         no_date: bool,
         now: f64,
+        hint: Option<&Hint>,
         scratch: &mut Scratch,
     ) -> LineOutcome {
         let Scratch {
@@ -832,10 +844,7 @@ impl Filter {
         // Only a search needs it, and with a hint there may be none.
         let mut buf_ascii: Option<bool> = None;
         // A hint is only good for the subject it was computed on.
-        let hint = self
-            .hint
-            .take()
-            .filter(|h| maxlines == 1 && h.undated_len == buf.len());
+        let hint = hint.filter(|h| maxlines == 1 && h.undated_len == buf.len());
 
         if !self.ignoreregex.is_empty()
             && self.ignoreregex.len() + 2 < self.failregex.len()

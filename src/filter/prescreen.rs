@@ -273,7 +273,7 @@ mod tests {
                 skipped += (h.may_match & 0b1111 ^ 0b1111).count_ones();
             }
             let a = plain.process_line_outcome(line, now);
-            let b = hinted.process_found_hinted(line, found, now, hint);
+            let b = hinted.process_found_hinted(line, found, now, hint.as_ref());
             assert_eq!(a, b, "{line}");
         }
         assert!(pre_fails >= 2, "{pre_fails}");
@@ -291,7 +291,7 @@ mod tests {
         let hint = pre.scan(other, dates.find(other, now).as_ref());
         let line = "Jan  2 03:04:07 host app[8]: bad token from 198.51.100.44";
         let found = dates.find(line, now);
-        let out = f.process_found_hinted(line, found, now, hint);
+        let out = f.process_found_hinted(line, found, now, hint.as_ref());
         assert!(out.is_matched());
     }
 
