@@ -421,7 +421,9 @@ pub struct Filter {
     ignoreregex: Vec<Regex>,
     dates: DateDetector,
     buffer: Vec<Line>,
-    scratch: Scratch,
+    /// Boxed: it is taken out for every line, and moving a pointer is
+    /// cheaper than moving the buffers.
+    scratch: Option<Box<Scratch>>,
     last_time_text: String,
     last_date: Option<f64>,
     mlfid_cache: MlfidCache,
@@ -490,7 +492,7 @@ impl Filter {
             ignoreregex,
             dates,
             buffer: Vec::new(),
-            scratch: Scratch::default(),
+            scratch: Some(Box::default()),
             last_time_text: String::new(),
             last_date: None,
             mlfid_cache: MlfidCache::default(),
@@ -552,7 +554,8 @@ impl Filter {
     pub fn prefregex_groups(&self) -> Vec<(String, Option<String>)> {
         self.prefregex
             .as_ref()
-            .map(|p| p.groups_in_order(&self.scratch.pre_buf))
+            .zip(self.scratch.as_ref())
+            .map(|(p, s)| p.groups_in_order(&s.pre_buf))
             .unwrap_or_default()
     }
 
@@ -790,7 +793,7 @@ impl Filter {
         now: f64,
         hint: Option<&Hint>,
     ) -> LineOutcome {
-        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut scratch = self.scratch.take().unwrap_or_default();
         let out = self.find_failure_in(line, date, no_date, now, hint, &mut scratch);
         // A line that a prefregex replaced by its content and that no
         // failure kept: its allocation holds the next line's content.
@@ -800,7 +803,7 @@ impl Filter {
             }
         }
         scratch.org.clear();
-        self.scratch = scratch;
+        self.scratch = Some(scratch);
         out
     }
 
@@ -985,9 +988,7 @@ impl Filter {
             });
             let mut linked = None;
             if let Some(mlfid) = mlfid {
-                let (merged, l) = self.merge_failure(mlfid, fail, &matched, now);
-                fail = merged;
-                linked = l;
+                linked = self.merge_failure(mlfid, &mut fail, &matched, now);
                 if fail.truthy("nofail") && !self.opts.check_all_regex {
                     if let Some(pos) = linked {
                         self.mlfid_cache.replace_at(pos, fail);
@@ -1092,17 +1093,17 @@ impl Filter {
     }
 
     /// fail2ban's `_mergeFailure`: folds this match into the failure cached
-    /// under the same multi-line id. Returns the merged data and whether it
-    /// is (still) the cached entry; if so the caller must put it back with
-    /// `MlfidCache::replace_at` at the position returned (fail2ban shares
-    /// one dict, we move it).
+    /// under the same multi-line id, leaving the merged data in `fail`.
+    /// Returns where the cached entry is, if `fail` is (still) it; the
+    /// caller must then put it back with `MlfidCache::replace_at` (fail2ban
+    /// shares one dict, we move it).
     fn merge_failure(
         &mut self,
         mlfid: &str,
-        mut fail: FailData,
+        fail: &mut FailData,
         matched: &[Line],
         now: f64,
-    ) -> (FailData, Option<usize>) {
+    ) -> Option<usize> {
         let mut nf = 0u8;
         if fail.truthy("mlfgained") {
             nf |= 8 | 1;
@@ -1140,10 +1141,10 @@ impl Filter {
             if nf & 4 == 0 && !m.mlfpending {
                 m.matches.clear();
             }
-            for (k, v) in fail.groups {
+            for (k, v) in std::mem::take(&mut fail.groups) {
                 m.groups.insert(k, v);
             }
-            fail = m;
+            *fail = m;
             if nf & 2 != 0 {
                 self.mlfid_cache.unset_at(pos);
                 linked = None;
@@ -1176,7 +1177,7 @@ impl Filter {
         } else if nf & 3 == 1 {
             fail.nofail_matches.extend(matched.iter().cloned());
         }
-        (fail, linked)
+        linked
     }
 }
 
