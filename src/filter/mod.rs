@@ -705,6 +705,21 @@ impl Filter {
                 };
             }
         }
+        if self.hint_rules_all_out(
+            hint,
+            if last_text_tuple {
+                line.len()
+            } else {
+                tuple.0.len() + tuple.2.len()
+            },
+        ) {
+            return LineOutcome {
+                time: date,
+                prefregex_matched: self.prefregex.is_some()
+                    && hint.is_some_and(|h| !h.prefregex_fails),
+                ..LineOutcome::default()
+            };
+        }
         let last_text = std::mem::take(&mut self.last_time_text);
         let tl = if last_text_tuple {
             self.new_line("", &last_text, line)
@@ -713,6 +728,22 @@ impl Filter {
         };
         self.last_time_text = last_text;
         self.find_failure(tl, date, no_date, now, hint)
+    }
+
+    /// Whether `hint`, made for a subject of `undated` bytes plus its
+    /// newline, leaves this one-line filter nothing to search or report:
+    /// the prefregex fails, or no failregex can match. The line then need
+    /// not be buffered: a one-line filter's buffer is replaced by the next
+    /// line before anything reads it.
+    fn hint_rules_all_out(&self, hint: Option<&Hint>, undated: usize) -> bool {
+        let n = self.failregex.len();
+        hint.is_some_and(|h| {
+            self.opts.maxlines == 1
+                && self.ignoreregex.is_empty()
+                && h.undated_len == undated + 1
+                && (h.prefregex_fails
+                    || (n <= 64 && h.may_match & (u64::MAX >> (64 - n.max(1))) == 0))
+        })
     }
 
     /// A buffered line. With one line buffered, the previous line's
