@@ -4,7 +4,8 @@
 //! The expansions are fail2ban's own, character for character, so that the
 //! same lines match and the same text lands in the same group.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 use super::pcre::{self, Limits, MatchAbort};
 use super::pyre;
@@ -12,6 +13,25 @@ use super::FilterError;
 
 /// A group's text: mostly short (addresses, users, ids), so kept inline.
 pub(crate) type GroupText = compact_str::CompactString;
+
+/// A group's name, shared by every failure that has the group: copying it
+/// costs nothing, where a shared pointer would be counted up and down
+/// for each group of each failure.
+pub(crate) type GroupName = &'static str;
+
+/// The one copy of `name` for the whole process. Names are leaked: a
+/// configuration uses a few dozen, and reloading it interns the same ones
+/// again, so they are bounded by the distinct names ever configured.
+fn intern(name: &str) -> GroupName {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&n) = names.get(name) {
+        return n;
+    }
+    let n: &'static str = Box::leak(name.into());
+    names.insert(n);
+    n
+}
 
 /// IPv4 address as fail2ban spells it (deliberately loose: `999.1.1.1`
 /// matches and is later kept as a raw id).
@@ -224,12 +244,11 @@ pub struct Regex {
     expanded: String,
     re: pcre::Regex,
     /// Named groups in name order (fail2ban sorts alt/tuple names).
-    /// Shared names: a failure's groups are keyed by them without copying.
-    names: Vec<(Arc<str>, usize)>,
+    names: Vec<(GroupName, usize)>,
     /// `alt_user_1` -> `user` merges, sorted by group name.
-    alts: Vec<(usize, String)>,
+    alts: Vec<(usize, GroupName)>,
     /// `tuple_id_1` -> `id` combinations, sorted by group name.
-    tuples: Vec<(usize, String)>,
+    tuples: Vec<(usize, GroupName)>,
     pub(crate) special: Special,
 }
 
@@ -255,11 +274,8 @@ impl Regex {
                 message,
             }
         })?;
-        let mut names: Vec<(Arc<str>, usize)> = re
-            .names()
-            .iter()
-            .map(|(k, v)| (Arc::from(k.as_str()), *v))
-            .collect();
+        let mut names: Vec<(GroupName, usize)> =
+            re.names().iter().map(|(k, v)| (intern(k), *v)).collect();
         names.sort();
         let get = |n: &str| re.names().get(n).copied();
         let mut skiplines = Vec::new();
@@ -292,7 +308,7 @@ impl Regex {
                 }
                 _ => rest,
             };
-            list.push((*idx, map_tag_to_opt(base)));
+            list.push((*idx, intern(&map_tag_to_opt(base))));
         }
         Ok(Regex {
             source: regex.to_string(),
@@ -424,7 +440,7 @@ impl Regex {
 
     /// [`Regex::groups`] with the names shared rather than copied, and
     /// short values kept inline rather than allocated.
-    pub(crate) fn groups_shared(&self, subject: &str) -> Vec<(Arc<str>, Option<GroupText>)> {
+    pub(crate) fn groups_shared(&self, subject: &str) -> Vec<(GroupName, Option<GroupText>)> {
         self.groups_shared_but(subject, None)
     }
 
@@ -435,7 +451,7 @@ impl Regex {
         &self,
         subject: &str,
         skip: Option<usize>,
-    ) -> Vec<(Arc<str>, Option<GroupText>)> {
+    ) -> Vec<(GroupName, Option<GroupText>)> {
         let mut g = Vec::new();
         self.groups_into(subject, skip, &mut g);
         g
@@ -447,7 +463,7 @@ impl Regex {
         &self,
         subject: &str,
         skip: Option<usize>,
-        g: &mut Vec<(Arc<str>, Option<GroupText>)>,
+        g: &mut Vec<(GroupName, Option<GroupText>)>,
     ) {
         g.clear();
         g.extend(self.names.iter().map(|(n, i)| {
@@ -456,32 +472,32 @@ impl Regex {
             } else {
                 self.group_at(subject, Some(*i)).map(GroupText::from)
             };
-            (Arc::clone(n), v)
+            (*n, v)
         }));
-        fn get<'a>(g: &'a [(Arc<str>, Option<GroupText>)], n: &str) -> Option<&'a str> {
+        fn get<'a>(g: &'a [(GroupName, Option<GroupText>)], n: &str) -> Option<&'a str> {
             g.iter()
-                .find(|(k, _)| &**k == n)
+                .find(|(k, _)| *k == n)
                 .and_then(|(_, v)| v.as_deref())
         }
-        fn set(g: &mut Vec<(Arc<str>, Option<GroupText>)>, n: &str, v: GroupText) {
-            match g.iter_mut().find(|(k, _)| &**k == n) {
+        fn set(g: &mut Vec<(GroupName, Option<GroupText>)>, n: GroupName, v: GroupText) {
+            match g.iter_mut().find(|(k, _)| *k == n) {
                 Some(e) => e.1 = Some(v),
-                None => g.push((Arc::from(n), Some(v))),
+                None => g.push((n, Some(v))),
             }
         }
         for (idx, target) in &self.alts {
             let v = self.group_at(subject, Some(*idx)).unwrap_or("");
             if !v.is_empty() && get(g, target).is_none_or(str::is_empty) {
-                set(g, target, v.into());
+                set(g, *target, v.into());
             }
         }
         // fail2ban builds a Python tuple; its repr is the closest string form.
-        let mut tuples: Vec<(String, Vec<Option<String>>)> = Vec::new();
+        let mut tuples: Vec<(GroupName, Vec<Option<String>>)> = Vec::new();
         for (idx, target) in &self.tuples {
             let v = self.group_at(subject, Some(*idx)).map(str::to_string);
             match tuples.iter_mut().find(|(t, _)| t == target) {
                 Some((_, parts)) => parts.push(v),
-                None => tuples.push((target.clone(), vec![get(g, target).map(str::to_string), v])),
+                None => tuples.push((*target, vec![get(g, target).map(str::to_string), v])),
             }
         }
         for (target, parts) in tuples {
@@ -492,7 +508,7 @@ impl Regex {
                     None => "None".to_string(),
                 })
                 .collect();
-            set(g, &target, format!("({})", items.join(", ")).into());
+            set(g, target, format!("({})", items.join(", ")).into());
         }
     }
 

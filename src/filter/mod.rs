@@ -19,8 +19,8 @@ use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
 pub use date::DateDetector;
-use failregex::GroupText;
 pub use failregex::{FailRegex, Regex, UseDns};
+use failregex::{GroupName, GroupText};
 pub use ipaddr::{Addr, Fid};
 pub use pcre::Limits;
 pub use prescreen::{Hint, Prescreen};
@@ -219,8 +219,8 @@ struct Scratch {
     /// A line nothing else holds, to hold the next prefregex content.
     spare: Option<Line>,
     /// The groups of the failregex that matched, and of the prefregex.
-    groups: Vec<(Arc<str>, Option<GroupText>)>,
-    pre_groups: Vec<(Arc<str>, Option<GroupText>)>,
+    groups: Vec<(GroupName, Option<GroupText>)>,
+    pre_groups: Vec<(GroupName, Option<GroupText>)>,
 }
 
 fn join_lines(lines: &[Line], out: &mut String) {
@@ -237,16 +237,16 @@ fn join_lines(lines: &[Line], out: &mut String) {
 /// A failure's named groups, as fail2ban's dict: a handful of entries,
 /// so a vector searched in order beats a map.
 #[derive(Debug, Clone, Default)]
-struct Groups(Vec<(Arc<str>, GroupText)>);
+struct Groups(Vec<(GroupName, GroupText)>);
 
 impl Groups {
     fn position(&self, k: &str) -> Option<usize> {
-        self.0.iter().position(|(n, _)| &**n == k)
+        self.0.iter().position(|(n, _)| *n == k)
     }
     fn get(&self, k: &str) -> Option<&str> {
         self.position(k).map(|i| self.0[i].1.as_str())
     }
-    fn insert(&mut self, k: Arc<str>, v: GroupText) {
+    fn insert(&mut self, k: GroupName, v: GroupText) {
         match self.position(&k) {
             Some(i) => self.0[i].1 = v,
             None => self.0.push((k, v)),
@@ -255,14 +255,14 @@ impl Groups {
     fn remove(&mut self, k: &str) -> Option<GroupText> {
         self.position(k).map(|i| self.0.swap_remove(i).1)
     }
-    fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &GroupText)> {
-        self.0.iter().map(|(k, v)| (k, v))
+    fn iter(&self) -> impl Iterator<Item = (GroupName, &GroupText)> {
+        self.0.iter().map(|(k, v)| (*k, v))
     }
 }
 
 impl IntoIterator for Groups {
-    type Item = (Arc<str>, GroupText);
-    type IntoIter = std::vec::IntoIter<(Arc<str>, GroupText)>;
+    type Item = (GroupName, GroupText);
+    type IntoIter = std::vec::IntoIter<(GroupName, GroupText)>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
     }
@@ -997,7 +997,7 @@ impl Filter {
                 pre.groups_into(pre_buf, pre.special.content, pre_groups);
                 fail.groups.0.reserve(pre_groups.len() + groups.len());
                 for (k, v) in pre_groups.drain(..) {
-                    if let (Some(v), false) = (v, &*k == "content") {
+                    if let (Some(v), false) = (v, k == "content") {
                         fail.groups.insert(k, v);
                     }
                 }
@@ -1140,7 +1140,7 @@ impl Filter {
             nf |= 8 | 1;
             if !fail.truthy("nofail") {
                 let g = GroupText::from(fail.get("mlfgained").unwrap_or_default());
-                fail.groups.insert("nofail".into(), g);
+                fail.groups.insert("nofail", g);
             }
         } else if fail.truthy("nofail") {
             nf |= 1;
