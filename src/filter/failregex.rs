@@ -402,6 +402,11 @@ impl Regex {
         self.re.group(0).unwrap_or((0, 0))
     }
 
+    /// Byte span of group number `i` of the last successful search.
+    pub(crate) fn group_span(&self, i: usize) -> Option<(usize, usize)> {
+        self.re.group(i)
+    }
+
     /// Text of group number `i` in `subject` (the string last searched).
     pub fn group_at<'s>(&self, subject: &'s str, i: Option<usize>) -> Option<&'s str> {
         let (s, e) = self.re.group(i?)?;

@@ -529,11 +529,11 @@ impl Filter {
         self.opts.in_operation = on;
     }
 
-    /// Lean failures carry no `matches`, `data` or `users` (left empty);
-    /// everything else, and what the filter remembers between lines, stays
-    /// the same. For callers that only count failures (fail3ban-regex
-    /// without `-o` or `-v`): copying those out for each failure costs more
-    /// than finding it.
+    /// Lean failures carry no `matches`, `data` or `users` (left empty),
+    /// and [`Filter::prefregex_groups`] is not kept up to date; everything
+    /// else, and what the filter remembers between lines, stays the same.
+    /// For callers that only count failures (fail3ban-regex without `-o` or
+    /// `-v`): copying those out for each failure costs more than finding it.
     pub fn set_lean_failures(&mut self, on: bool) {
         self.lean = on;
     }
@@ -732,9 +732,10 @@ impl Filter {
 
     /// Whether `hint`, made for a subject of `undated` bytes plus its
     /// newline, leaves this one-line filter nothing to search or report:
-    /// the prefregex fails, or no failregex can match. The line then need
-    /// not be buffered: a one-line filter's buffer is replaced by the next
-    /// line before anything reads it.
+    /// the prefregex fails, or (when lean, which leaves the prefregex's
+    /// groups unread) no failregex can match. The line then need not be
+    /// buffered: a one-line filter's buffer is replaced by the next line
+    /// before anything reads it.
     fn hint_rules_all_out(&self, hint: Option<&Hint>, undated: usize) -> bool {
         let n = self.failregex.len();
         hint.is_some_and(|h| {
@@ -742,7 +743,7 @@ impl Filter {
                 && self.ignoreregex.is_empty()
                 && h.undated_len == undated + 1
                 && (h.prefregex_fails
-                    || (n <= 64 && h.may_match & (u64::MAX >> (64 - n.max(1))) == 0))
+                    || (self.lean && n <= 64 && h.may_match & (u64::MAX >> (64 - n.max(1))) == 0))
         })
     }
 

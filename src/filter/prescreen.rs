@@ -188,15 +188,23 @@ impl Prescreen {
             if let Some(o) = pre.offsets() {
                 hint.pre = Offsets::of(o);
             }
-            if let Some(c) = pre
-                .group_at(subject, pre.special.content)
-                .filter(|c| !c.is_empty())
+            if let Some((s, e)) = pre
+                .special
+                .content
+                .and_then(|i| pre.group_span(i))
+                .filter(|(s, e)| s < e)
             {
-                self.content.clear();
-                self.content.push_str(c);
-                self.content.push('\n');
-                subject = self.content.as_str();
-                ascii = subject.is_ascii();
+                if e + 1 == subject.len() {
+                    // The content runs to the newline (`.+$`, the usual
+                    // case): it is the subject's own tail, no copy needed.
+                    subject = &subject[s..];
+                } else {
+                    self.content.clear();
+                    self.content.push_str(&subject[s..e]);
+                    self.content.push('\n');
+                    subject = self.content.as_str();
+                    ascii = ascii || subject.is_ascii();
+                }
             }
         }
         let first = subject.as_bytes().first().map_or(256, |&b| usize::from(b));
@@ -275,9 +283,35 @@ mod tests {
             let a = plain.process_line_outcome(line, now);
             let b = hinted.process_found_hinted(line, found, now, hint.as_ref());
             assert_eq!(a, b, "{line}");
+            // fail3ban-regex -v prints them for every line.
+            assert_eq!(
+                plain.prefregex_groups(),
+                hinted.prefregex_groups(),
+                "{line}"
+            );
         }
         assert!(pre_fails >= 2, "{pre_fails}");
         assert!(skipped >= 12, "{skipped}");
+    }
+
+    /// Lean filters (fail3ban-regex counting) skip lines a hint rules out
+    /// altogether, and still count the same.
+    #[test]
+    fn lean_hinted_filters_count_the_same() {
+        let now = 1.7e9;
+        let mut plain = Filter::new(opts()).unwrap();
+        let mut hinted = Filter::new(opts()).unwrap();
+        plain.set_lean_failures(true);
+        hinted.set_lean_failures(true);
+        let mut pre = hinted.prescreen().unwrap().unwrap();
+        let mut dates = hinted.take_dates();
+        for line in LINES.iter().chain(LINES) {
+            let found = dates.find(line, now);
+            let hint = pre.scan(line, found.as_ref());
+            let a = plain.process_line_outcome(line, now);
+            let b = hinted.process_found_hinted(line, found, now, hint.as_ref());
+            assert_eq!(a, b, "{line}");
+        }
     }
 
     /// A hint made for another line is not trusted.
