@@ -359,14 +359,11 @@ impl MlfidCache {
     fn at(&mut self, pos: usize) -> &mut FailData {
         &mut self.entries[pos].1
     }
-    /// Sets `k` to `v`, aging from `now`; returns where the entry is.
-    fn set(&mut self, k: &str, v: FailData, now: f64) -> usize {
-        if let Some(pos) = self.position(k) {
-            let e = &mut self.entries[pos];
-            e.1 = v;
-            e.2 = now + MLFID_MAX_TIME;
-            return pos;
-        }
+    /// Adds `k`, which [`MlfidCache::find`] just did not find, set to `v`
+    /// and aging from `now` (fail2ban's `set` of a new key); returns where
+    /// the entry is.
+    fn add(&mut self, k: &str, v: FailData, now: f64) -> usize {
+        debug_assert!(self.position(k).is_none());
         if self.entries.len() >= MLFID_MAX_COUNT {
             // Like fail2ban: pop from the front until a live entry was
             // popped while there is room (that live entry is lost too).
@@ -1186,7 +1183,7 @@ impl Filter {
         } else if nf & 2 == 0 {
             users = fail.update_users();
             // A new entry: fail2ban caches it here, so it ages from now.
-            linked = Some(self.mlfid_cache.set(mlfid, FailData::default(), now));
+            linked = Some(self.mlfid_cache.add(mlfid, FailData::default(), now));
         } else {
             users = 0;
             linked = None;
