@@ -38,3 +38,5 @@ mod import_db;
 mod deb;
 // The AI rule generator against a scripted OpenAI-compatible server.
 mod ai;
+// Literal prefixes of anchored failregexes against PCRE2 on the stock samples.
+mod prefilter;

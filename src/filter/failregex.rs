@@ -343,37 +343,56 @@ impl Regex {
 
     /// Searches `subject`. A match limit hit counts as no match, with a
     /// warning: a hostile line must not stall the filter.
+    #[inline]
     pub fn search(&mut self, subject: &str) -> bool {
-        self.search_known(subject, subject.is_ascii())
+        // Not `search_known(subject, subject.is_ascii())`: most searches
+        // end before PCRE2, and only PCRE2 needs to know.
+        let found = self.re.search(subject);
+        self.or_warn(found, subject)
     }
 
     /// [`Regex::search`] when the caller already knows whether `subject`
     /// is all ASCII (a filter tries many regexes on one buffer).
+    #[inline]
     pub(crate) fn search_known(&mut self, subject: &str, ascii: bool) -> bool {
-        match self.try_search_known(subject, ascii) {
+        let found = self.re.search_known(subject, ascii);
+        self.or_warn(found, subject)
+    }
+
+    /// The answer of a search, where a search that gave up counts as no
+    /// match, with a warning.
+    #[inline]
+    fn or_warn(&self, found: Result<bool, MatchAbort>, subject: &str) -> bool {
+        match found {
             Ok(m) => m,
-            Err(MatchAbort::Limit) => {
-                tracing::warn!(
-                    regex = %self.source,
-                    len = subject.len(),
-                    "regex match limit reached; line treated as not matching"
-                );
+            Err(abort) => {
+                self.warn_abort(abort, subject);
                 false
             }
-            Err(MatchAbort::Other(code)) => {
-                tracing::warn!(
-                    regex = %self.source,
-                    error = %pcre::error_message(code),
-                    "regex match failed; line treated as not matching"
-                );
-                false
-            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn warn_abort(&self, abort: MatchAbort, subject: &str) {
+        match abort {
+            MatchAbort::Limit => tracing::warn!(
+                regex = %self.source,
+                len = subject.len(),
+                "regex match limit reached; line treated as not matching"
+            ),
+            MatchAbort::Other(code) => tracing::warn!(
+                regex = %self.source,
+                error = %pcre::error_message(code),
+                "regex match failed; line treated as not matching"
+            ),
         }
     }
 
     /// [`Regex::search_known`] without the warnings: a limit hit is
     /// returned, for callers that only look ahead and leave the warning to
     /// the filter.
+    #[inline]
     pub(crate) fn try_search_known(
         &mut self,
         subject: &str,

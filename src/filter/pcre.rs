@@ -10,6 +10,8 @@ use std::ptr;
 
 use pcre2_sys as ffi;
 
+mod prefix;
+
 /// Limits applied to every match.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -112,6 +114,10 @@ pub struct Regex {
     /// each line and most fail on the first byte; answering that here saves
     /// a call into PCRE2 each.
     first: Option<Box<[bool; 256]>>,
+    /// Set when every match must start at the start offset: literal
+    /// prefixes one of which every match starts with. Many failregexes
+    /// share their first byte ("User ...") and part a few bytes later.
+    prefixes: Option<prefix::Prefixes>,
     /// PCRE2's lower bound on the length of a match, in characters.
     min_len: usize,
 }
@@ -183,6 +189,7 @@ impl Regex {
                 names: HashMap::new(),
                 group_count: 0,
                 first: None,
+                prefixes: None,
                 min_len: 0,
             };
             re.mctx = ffi::pcre2_match_context_create_8(ptr::null_mut());
@@ -195,7 +202,15 @@ impl Regex {
             ffi::pcre2_set_heap_limit_8(re.mctx, 64 * 1024);
             re.group_count = capture_count(code);
             re.names = read_names(code);
-            re.first = anchored_first_bytes(code);
+            let anchored = is_anchored(code);
+            if anchored {
+                re.first = first_bytes(code);
+            }
+            // The prefix reader knows neither caseless nor extended
+            // syntax, and `^` only anchors outside multi-line mode.
+            if anchored && !flags.caseless && !flags.extended && !flags.multiline {
+                re.prefixes = prefix::Prefixes::of(pattern);
+            }
             let mut min_len: u32 = 0;
             ffi::pcre2_pattern_info_8(
                 code,
@@ -218,6 +233,12 @@ impl Regex {
     /// the start of the subject (`None`: any, as far as PCRE2 tells).
     pub(crate) fn anchored_start(&self) -> Option<&[bool; 256]> {
         self.first.as_deref()
+    }
+
+    /// The literal prefixes one of which every match starts with, when
+    /// they could be read from the pattern (empty otherwise).
+    pub fn prefixes(&self) -> impl Iterator<Item = &[u8]> {
+        self.prefixes.iter().flat_map(prefix::Prefixes::iter)
     }
 
     /// Whether the pattern runs JIT-compiled (compiling it now if that
@@ -288,35 +309,60 @@ impl Regex {
 
     /// Searches `subject` from its start. On a match the offsets are
     /// available through [`Regex::group`] until the next call.
+    #[inline]
     pub fn search(&mut self, subject: &str) -> Result<bool, MatchAbort> {
-        self.ensure_jit();
-        self.search_known(subject, !self.ascii_code.is_null() && subject.is_ascii())
+        // Most searches end in the checks before PCRE2; only then is it
+        // worth reading the whole subject for non-ASCII bytes.
+        self.search_with(subject, |re| !re.ascii_code.is_null() && subject.is_ascii())
     }
 
     /// [`Regex::search`], told whether `subject` is all ASCII (`ascii` must
     /// be exactly `subject.is_ascii()`).
+    #[inline]
     pub fn search_known(&mut self, subject: &str, ascii: bool) -> Result<bool, MatchAbort> {
         debug_assert!(!ascii || subject.is_ascii());
+        self.search_with(subject, |_| ascii)
+    }
+
+    #[inline]
+    fn search_with(
+        &mut self,
+        subject: &str,
+        ascii: impl FnOnce(&Self) -> bool,
+    ) -> Result<bool, MatchAbort> {
         self.ensure_jit();
-        // Both checks only answer "no match" where PCRE2 would too: a match
-        // has at least `min_len` characters, each at least one byte.
+        // These checks only answer "no match" where PCRE2 would too: a
+        // match has at least `min_len` characters, each at least one byte,
+        // and starts with one of the bytes or prefixes read at compile time.
         if subject.len() < self.min_len {
             return Ok(false);
         }
+        // The first byte rules out most regexes for a table look-up; the
+        // prefixes, dearer, are left for those it lets through.
         if let Some(first) = &self.first {
             match subject.as_bytes().first() {
                 Some(&b) if first[usize::from(b)] => {}
                 _ => return Ok(false),
             }
         }
+        if let Some(prefixes) = &self.prefixes {
+            if !prefixes.admits(subject.as_bytes()) {
+                return Ok(false);
+            }
+        }
+        let ascii = !self.ascii_code.is_null() && ascii(self);
+        self.run(subject, ascii)
+    }
+
+    /// The PCRE2 call itself, kept out of line so that the checks before
+    /// it inline into a filter's loop over its regexes: most searches end
+    /// there, and a call with its register saves costs as much as they do.
+    #[inline(never)]
+    fn run(&mut self, subject: &str, ascii: bool) -> Result<bool, MatchAbort> {
+        let code = if ascii { self.ascii_code } else { self.code };
         // SAFETY: subject is valid UTF-8 (it is a &str), so skipping PCRE2's
         // UTF check is sound; md and mctx belong to this pattern.
         // The JIT entry point skips the interpreter's option checks.
-        let code = if ascii && !self.ascii_code.is_null() {
-            self.ascii_code
-        } else {
-            self.code
-        };
         let rc = unsafe {
             if self.jit && subject.len() <= LONG_SUBJECT {
                 ffi::pcre2_jit_match_8(
@@ -386,9 +432,6 @@ impl Regex {
     }
 }
 
-/// For a pattern anchored at the start of the subject (PCRE2 sets
-/// `PCRE2_ANCHORED` for `^...` outside multi-line mode), the bytes a match
-/// can start with, from PCRE2's own first code unit or start bitmap.
 /// Compiles `pattern` with LF newlines; the error is PCRE2's message with
 /// the offset of the problem.
 ///
@@ -428,17 +471,19 @@ unsafe fn capture_count(code: *const ffi::pcre2_code_8) -> usize {
     count as usize
 }
 
-unsafe fn anchored_first_bytes(code: *const ffi::pcre2_code_8) -> Option<Box<[bool; 256]>> {
+/// Whether every match starts at the start offset (PCRE2 sets
+/// `PCRE2_ANCHORED` for `^...` outside multi-line mode).
+///
+/// # Safety
+/// `code` must be a valid compiled pattern.
+unsafe fn is_anchored(code: *const ffi::pcre2_code_8) -> bool {
     let mut opts: u32 = 0;
     ffi::pcre2_pattern_info_8(
         code,
         ffi::PCRE2_INFO_ALLOPTIONS,
         &mut opts as *mut u32 as *mut _,
     );
-    if opts & ffi::PCRE2_ANCHORED == 0 {
-        return None;
-    }
-    first_bytes(code)
+    opts & ffi::PCRE2_ANCHORED != 0
 }
 
 /// The bytes a match can start with (at whatever position), from PCRE2's
