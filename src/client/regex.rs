@@ -1002,6 +1002,7 @@ impl Tool<'_> {
                 }
             }
             tool.stats.tested += 1;
+            filter.recycle(outcome);
             Ok(())
         };
         let encoding = self.opts.encoding.clone();

@@ -428,6 +428,9 @@ pub struct Filter {
     next_sim_time_warn: f64,
     next_old_warn: f64,
     lean: bool,
+    /// An outcome handed back with [`Filter::recycle`], cleared: its
+    /// vectors hold the next line's failures without allocating.
+    spare_outcome: Option<LineOutcome>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -497,6 +500,7 @@ impl Filter {
             next_sim_time_warn: f64::MIN,
             next_old_warn: f64::MIN,
             lean: false,
+            spare_outcome: None,
         })
     }
 
@@ -533,6 +537,16 @@ impl Filter {
     /// `-v`): copying those out for each failure costs more than finding it.
     pub fn set_lean_failures(&mut self, on: bool) {
         self.lean = on;
+    }
+
+    /// Hands back an outcome the caller is done with, so that the next
+    /// one reuses its memory.
+    pub fn recycle(&mut self, mut out: LineOutcome) {
+        out.failures.clear();
+        out.ignored_by.clear();
+        out.prefregex_matched = false;
+        out.time = None;
+        self.spare_outcome = Some(out);
     }
 
     /// The date detector, with its templates' hit counts.
@@ -854,10 +868,8 @@ impl Filter {
             groups,
             pre_groups,
         } = scratch;
-        let mut out = LineOutcome {
-            time: date,
-            ..LineOutcome::default()
-        };
+        let mut out = self.spare_outcome.take().unwrap_or_default();
+        out.time = date;
         let maxlines = self.opts.maxlines;
         if maxlines > 1 {
             self.buffer.push(line.clone());
