@@ -331,6 +331,8 @@ pub struct DateDetector {
     /// The last pattern time converted: consecutive lines mostly carry the
     /// same date, and strptime's work is a good part of a line's cost.
     conv: ConvCache,
+    /// Times of the hand matcher's lines.
+    minute: fast::MinuteCache,
     /// Tests turn the hand matcher off to compare with the regex path.
     #[cfg(test)]
     no_fast: bool,
@@ -373,6 +375,7 @@ impl DateDetector {
             zone: strptime::LocalZone::new(TimeZone::system()),
             feats: 0,
             conv: ConvCache::default(),
+            minute: fast::MinuteCache::default(),
             #[cfg(test)]
             no_fast: false,
         }
@@ -461,6 +464,7 @@ impl DateDetector {
     /// means local time.
     pub fn set_timezone(&mut self, tz: Option<&str>) -> Result<(), DateError> {
         self.conv.valid = false;
+        self.minute.clear();
         self.default_tz = match tz {
             None => None,
             Some(tz) => {
@@ -474,6 +478,7 @@ impl DateDetector {
     /// tests and for daemons that must not depend on their environment.
     pub fn set_local_timezone(&mut self, tz: TimeZone) {
         self.conv.valid = false;
+        self.minute.clear();
         self.zone = strptime::LocalZone::new(tz);
     }
 
@@ -585,18 +590,13 @@ impl DateDetector {
             range: (0, line.len()),
         };
         self.win(line, &cand, now);
-        let time = self.zone.now(now).and_then(|n| {
-            strptime::finish(
-                n.year,
-                s.month,
-                s.day,
-                [s.hour, s.minute, s.second],
-                self.default_tz,
-                true,
-                false,
-                n,
-                &mut self.zone,
-            )
+        let tz = self.default_tz;
+        let zone = &mut self.zone;
+        let time = zone.now(now).and_then(|n| {
+            self.minute.time(&s, n.local, |second| {
+                let hms = [s.hour, s.minute, second];
+                strptime::finish(n.year, s.month, s.day, hms, tz, true, false, n, zone)
+            })
         });
         Some(DateFound {
             span: 0..s.len,

@@ -84,3 +84,52 @@ pub(super) fn syslog(line: &str) -> Option<Syslog> {
         second,
     })
 }
+
+impl Syslog {
+    /// The fields but the second, packed.
+    fn minute_key(&self) -> i64 {
+        ((self.month * 32 + self.day) * 32 + self.hour) * 64 + self.minute
+    }
+}
+
+/// The time of second 0 of the last syslog minute converted, for the same
+/// local `now` and zones.
+///
+/// Within a minute the time grows with the second, one for one, unless the
+/// year rule (a date more than a day ahead of now is last year's) or a
+/// zone switch cuts the minute: then second 0 and second 59 are not 59
+/// seconds apart and nothing is cached. Zone offsets are whole minutes.
+#[derive(Debug, Default, Clone)]
+pub(super) struct MinuteCache {
+    last: Option<(i64, i64, i64)>,
+}
+
+impl MinuteCache {
+    pub(super) fn clear(&mut self) {
+        self.last = None;
+    }
+
+    /// The time of `s` with local now `now`; `convert` converts the date at
+    /// another second of the same minute.
+    pub(super) fn time(
+        &mut self,
+        s: &Syslog,
+        now: i64,
+        mut convert: impl FnMut(i64) -> Option<i64>,
+    ) -> Option<i64> {
+        let key = s.minute_key();
+        if let Some((n, k, base)) = self.last {
+            if n == now && k == key {
+                return Some(base + s.second);
+            }
+        }
+        let (first, last) = (convert(0), convert(59));
+        match (first, last) {
+            (Some(a), Some(b)) if b - a == 59 => {
+                self.last = Some((now, key, a));
+                Some(a + s.second)
+            }
+            _ => convert(s.second),
+        }
+    }
+}

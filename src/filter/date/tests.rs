@@ -560,6 +560,25 @@ fn syslog_variants() -> Vec<String> {
             v.push(base.to_owned());
         }
     }
+    // minutes that the year rule or a zone switch cuts, seconds both ways
+    for minute in [
+        "Aug 15 11:59",
+        "Aug 15 12:00",
+        "Aug 15 12:01",
+        "Mar 27 01:59",
+        "Mar 27 02:00",
+        "Mar 27 02:59",
+        "Oct 30 01:59",
+        "Oct 30 02:00",
+        "Oct 30 02:59",
+        "Oct 30 03:00",
+        "Dec 31 23:59",
+        "Jan  1 00:00",
+    ] {
+        for sec in (0..60).step_by(7).chain((0..60).rev().step_by(5)) {
+            v.push(format!("{minute}:{sec:02} host x"));
+        }
+    }
     // a `%Z` template wins here and stays the last winner: no hand matcher
     v.push("host Jan 23 21:59:59 inside".to_owned());
     v.push("Jan 23 21:59:59 back again".to_owned());
@@ -573,6 +592,8 @@ fn syslog_hand_matcher_agrees_with_the_regex() {
         (Some("UTC"), NOW),
         (Some("+0130"), 1_104_537_600.0),
         (None, 1_103_500_000.0),
+        (None, NOW + 30.5),
+        (Some("-0045"), NOW + 59.0),
     ] {
         for pattern in [None, Some("{^LN-BEG}"), Some(fast::SYSLOG_PATTERN)] {
             let mut fast = dd(pattern);
