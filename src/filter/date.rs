@@ -33,6 +33,7 @@
 //! steers the search order is kept per detector (fail2ban shares it across
 //! all detectors of a process, which only matters with several jails).
 
+mod fast;
 mod pyre;
 mod strptime;
 mod template;
@@ -330,6 +331,11 @@ pub struct DateDetector {
     /// The last pattern time converted: consecutive lines mostly carry the
     /// same date, and strptime's work is a good part of a line's cost.
     conv: ConvCache,
+    /// Times of the hand matcher's lines.
+    minute: fast::MinuteCache,
+    /// Tests turn the hand matcher off to compare with the regex path.
+    #[cfg(test)]
+    no_fast: bool,
 }
 
 /// Template (by address), local `now` seconds and field texts of the last
@@ -369,6 +375,9 @@ impl DateDetector {
             zone: strptime::LocalZone::new(TimeZone::system()),
             feats: 0,
             conv: ConvCache::default(),
+            minute: fast::MinuteCache::default(),
+            #[cfg(test)]
+            no_fast: false,
         }
     }
 
@@ -455,6 +464,7 @@ impl DateDetector {
     /// means local time.
     pub fn set_timezone(&mut self, tz: Option<&str>) -> Result<(), DateError> {
         self.conv.valid = false;
+        self.minute.clear();
         self.default_tz = match tz {
             None => None,
             Some(tz) => {
@@ -468,6 +478,7 @@ impl DateDetector {
     /// tests and for daemons that must not depend on their environment.
     pub fn set_local_timezone(&mut self, tz: TimeZone) {
         self.conv.valid = false;
+        self.minute.clear();
         self.zone = strptime::LocalZone::new(tz);
     }
 
@@ -503,6 +514,9 @@ impl DateDetector {
     /// Like [`match_time`](Self::match_time), but also reports a template
     /// that matched without a usable time, as fail2ban's filter needs.
     pub fn find(&mut self, line: &str, now: f64) -> Option<DateFound> {
+        if let Some(found) = self.find_syslog(line, now) {
+            return Some(found);
+        }
         self.feats = template::ascii_feature(line);
         let cand = self.search(line)?;
         self.win(line, &cand, now);
@@ -543,6 +557,51 @@ impl DateDetector {
             _ => None,
         };
         Some(DateFound { span, time })
+    }
+
+    /// What [`find`](Self::find) gives when the last winner is the anchored
+    /// syslog template and its hand matcher is sure of the match: the same
+    /// bookkeeping and time as a regex search, at a fraction of the cost
+    /// (most lines of a syslog file take this way).
+    fn find_syslog(&mut self, line: &str, now: f64) -> Option<DateFound> {
+        #[cfg(test)]
+        if self.no_fast {
+            return None;
+        }
+        let i = self.last_idx;
+        let e = self.entries.get_mut(i)?;
+        if !e.tpl.syslog {
+            return None;
+        }
+        let s = fast::syslog(line)?;
+        // as `search` does for an anchored last winner, except that the
+        // captures in `locs` are not this line's
+        e.matched += 1;
+        e.locs_range = None;
+        // no ASCII claim: `win` then reads chars the safe way, and only
+        // near the line start
+        self.feats = 0;
+        let cand = Cand {
+            idx: i,
+            dist: 0,
+            end: s.len,
+            date: Some(0..s.len),
+            all: 0..s.len,
+            range: (0, line.len()),
+        };
+        self.win(line, &cand, now);
+        let tz = self.default_tz;
+        let zone = &mut self.zone;
+        let time = zone.now(now).and_then(|n| {
+            self.minute.time(&s, n.local, |second| {
+                let hms = [s.hour, s.minute, second];
+                strptime::finish(n.year, s.month, s.day, hms, tz, true, false, n, zone)
+            })
+        });
+        Some(DateFound {
+            span: 0..s.len,
+            time: time.map(|t| t as f64),
+        })
     }
 
     /// Runs template `i` on the line within char offsets `[from, to)`.

@@ -672,7 +672,7 @@ pub(super) fn fields_to_time(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn finish(
+pub(super) fn finish(
     year: i64,
     month: i64,
     day: i64,

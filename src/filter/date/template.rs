@@ -205,6 +205,8 @@ pub(super) struct Template {
     needs: u8,
     /// `{^LN-BEG}` templates: bytes the date can start with.
     line_start: Option<Box<[bool; 256]>>,
+    /// Matches may be found by [`super::fast::syslog`] instead of the regex.
+    pub syslog: bool,
     kind: Kind,
 }
 
@@ -636,6 +638,7 @@ impl Template {
             m_ascii,
             needs,
             line_start,
+            syslog: false,
             kind,
         })
     }
@@ -665,13 +668,15 @@ impl Template {
             regex.insert_str(0, "(?iu)");
         }
         let (regex, flags) = bound(&regex, begin, end, &mut name);
-        Template::new(
+        let mut t = Template::new(
             name,
             Some(pattern.to_owned()),
             regex,
             flags,
             Kind::Pattern { fields: Vec::new() },
-        )
+        )?;
+        t.syslog = pattern == super::fast::SYSLOG_PATTERN;
+        Ok(t)
     }
 
     /// Unix seconds (`EPOCH`) or milli/microseconds too (`LEPOCH`): at the

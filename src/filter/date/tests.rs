@@ -484,3 +484,169 @@ fn detector_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<DateDetector>();
 }
+
+/// Lines around the syslog shape the hand matcher takes: it must agree
+/// with the regex on each (span, time, template order and hits), whether
+/// it takes the line or leaves it to the regex.
+fn syslog_variants() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "Oct 20 00:00:01 bastion sshd[1024]: Invalid user x from 192.0.2.1",
+        "Jan 23 21:59:59",
+        "jan 23 21:59:59 lower-case month",
+        "JAN 23 21:59:59 upper-case month",
+        "Jan  5 21:59:59 space-padded day",
+        "Jan 05 21:59:59 zero-padded day",
+        "Jan 5 21:59:59 unpadded day",
+        "Jan 31 23:59:59 x",
+        "Feb 30 12:00:00 invalid day",
+        "Feb 29 12:00:00 leap day",
+        "Jan 32 12:00:00 x",
+        "Jan 00 12:00:00 x",
+        "Jan 23 24:00:00 hour out of range",
+        "Jan 23 29:59:59 x",
+        "Jan 23 30:00:00 x",
+        "Jan 23  1:02:03 x",
+        "Jan 23 1:02:03 x",
+        "Jan 23 21:60:00 x",
+        "Jan 23 21:59:60 leap second",
+        "Jan 23 21:59:61 x",
+        "Jan 23 21:59:62 x",
+        "Jan 23 21:59:5 x",
+        "Jan 23 21:59:59.123456 micro",
+        "Jan 23 21:59:59. dot",
+        "Jan 23 21:59:59 2005 year",
+        "Jan 23 21:59:59 2099 year out of range",
+        "Jan 23 21:59:59 1999 x",
+        "Jan 23 21:59:59 ",
+        "Jan 23 21:59:59,x",
+        "Jan 23 21:59:59:x",
+        "Jan 23 21:59:59x",
+        "Jan 23 21:59:590",
+        "Jan 23 21:59:59_x",
+        "Jan 23 21:59:59é",
+        "Jan 23 21:59:59 é",
+        "Jan 23 21:59:59 \u{663}",
+        "Jan 23 21:59:59\n",
+        "Sun Jan 23 21:59:59 x",
+        "Mon Jan 23 21:59:59 2005 x",
+        "Jab 23 21:59:59 x",
+        "Ja  23 21:59:59 x",
+        "Aug 14 12:00:00 now",
+        "Aug 15 11:59:59 a day ahead",
+        "Aug 15 12:00:00 a day ahead",
+        "Aug 15 12:00:01 past a day ahead: last year",
+        "Dec 31 23:59:59 last year",
+        "Mar 27 02:30:00 CET gap",
+        "Oct 30 02:30:00 CEST overlap",
+        "[Jan 23 21:59:59] bracket",
+        "Jan 23 21:59:59 x 2005-01-23 21:59:59",
+        "2005-01-23 21:59:59 another template",
+        "Jan 23 21:59:59 back",
+        "",
+        "Jan 23 21:59:5",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // every one-byte change of a plain line
+    let base = "Jan 23 21:59:59 host x";
+    for i in 0..18 {
+        for c in [
+            " ", "0", "1", "2", "3", "5", "6", "9", ":", ".", "a", "J", "-", "é",
+        ] {
+            let mut l = base.to_owned();
+            l.replace_range(i..i + 1, c);
+            v.push(l);
+            v.push(base.to_owned());
+        }
+    }
+    // minutes that the year rule or a zone switch cuts, seconds both ways
+    for minute in [
+        "Aug 15 11:59",
+        "Aug 15 12:00",
+        "Aug 15 12:01",
+        "Mar 27 01:59",
+        "Mar 27 02:00",
+        "Mar 27 02:59",
+        "Oct 30 01:59",
+        "Oct 30 02:00",
+        "Oct 30 02:59",
+        "Oct 30 03:00",
+        "Dec 31 23:59",
+        "Jan  1 00:00",
+    ] {
+        for sec in (0..60).step_by(7).chain((0..60).rev().step_by(5)) {
+            v.push(format!("{minute}:{sec:02} host x"));
+        }
+    }
+    // a `%Z` template wins here and stays the last winner: no hand matcher
+    v.push("host Jan 23 21:59:59 inside".to_owned());
+    v.push("Jan 23 21:59:59 back again".to_owned());
+    v
+}
+
+#[test]
+fn syslog_hand_matcher_agrees_with_the_regex() {
+    for (tz, now) in [
+        (None, NOW),
+        (Some("UTC"), NOW),
+        (Some("+0130"), 1_104_537_600.0),
+        (None, 1_103_500_000.0),
+        (None, NOW + 30.5),
+        (Some("-0045"), NOW + 59.0),
+    ] {
+        for pattern in [None, Some("{^LN-BEG}"), Some(fast::SYSLOG_PATTERN)] {
+            let mut fast = dd(pattern);
+            let mut slow = dd(pattern);
+            slow.no_fast = true;
+            fast.set_timezone(tz).unwrap();
+            slow.set_timezone(tz).unwrap();
+            let mut taken = 0;
+            for line in syslog_variants() {
+                let by_hand = fast
+                    .entries
+                    .get(fast.last_idx)
+                    .is_some_and(|e| e.tpl.syslog)
+                    && fast::syslog(&line).is_some();
+                taken += usize::from(by_hand);
+                assert_eq!(
+                    fast.find(&line, now),
+                    slow.find(&line, now),
+                    "{pattern:?} {tz:?} {line:?}"
+                );
+                assert_eq!(fast.last_template(), slow.last_template(), "{line:?}");
+            }
+            let hits = |d: &DateDetector| {
+                d.entries
+                    .iter()
+                    .map(|e| (e.tpl.name.clone(), e.hits, e.matched, e.distance))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(hits(&fast), hits(&slow), "{pattern:?}");
+            assert!(taken > 200, "{pattern:?}: {taken} lines by hand");
+        }
+    }
+}
+
+#[test]
+fn syslog_hand_matcher_leaves_unusual_shapes_to_the_regex() {
+    for line in [
+        "Jan 23 21:59:59.5",
+        "Jan 23 21:59:59 2005",
+        "Sun Jan 23 21:59:59",
+        "Jan 5 21:59:59",
+        "Jan 23 1:02:03",
+        "Jan 23 21:59:60",
+        "Jan 23 21:59:59é",
+        "Jan 23 21:59:59 \u{663}",
+        "Jan 23 21:59:59x",
+        " Jan 23 21:59:59",
+    ] {
+        assert_eq!(fast::syslog(line), None, "{line:?}");
+    }
+    let s = fast::syslog("Oct  9 07:08:09 host").unwrap();
+    assert_eq!(
+        (s.len, s.month, s.day, s.hour, s.minute, s.second),
+        (15, 10, 9, 7, 8, 9)
+    );
+}
