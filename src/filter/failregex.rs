@@ -512,7 +512,7 @@ impl Regex {
         for (idx, target) in &self.alts {
             let v = self.group_at(subject, Some(*idx)).unwrap_or("");
             if !v.is_empty() && get(g, target).is_none_or(str::is_empty) {
-                set(g, *target, v.into());
+                set(g, target, v.into());
             }
         }
         // fail2ban builds a Python tuple; its repr is the closest string form.

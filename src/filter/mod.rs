@@ -247,7 +247,7 @@ impl Groups {
         self.position(k).map(|i| self.0[i].1.as_str())
     }
     fn insert(&mut self, k: GroupName, v: GroupText) {
-        match self.position(&k) {
+        match self.position(k) {
             Some(i) => self.0[i].1 = v,
             None => self.0.push((k, v)),
         }
@@ -1018,7 +1018,7 @@ impl Filter {
                         fail.groups.insert(k, v);
                     }
                     None => {
-                        fail.groups.remove(&k);
+                        fail.groups.remove(k);
                     }
                 }
             }
