@@ -38,6 +38,9 @@ conf=$ref/etc/fail2ban
 echo "generating $lines-line logs (seed $seed)"
 $py scripts/gen-bench-logs.py auth "$lines" "$work/auth.log" --seed "$seed"
 $py scripts/gen-bench-logs.py nginx "$lines" "$work/nginx-access.log" --seed "$seed"
+# Write the fresh logs out now: the kernel's writeback of 200 MB would
+# otherwise run on a core during the first timed runs.
+sync
 
 nginx_re='^<HOST> - \S+ \[\] "(?:GET|POST|HEAD) [^"]*" (?:401|404) '
 # name|log|regex argument
