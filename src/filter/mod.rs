@@ -602,41 +602,6 @@ impl Filter {
         now: f64,
         hint: Option<&Hint>,
     ) -> LineOutcome {
-        self.process_found_in(line, found, now, hint)
-    }
-
-    /// Takes the date detector out, so that another thread can date lines
-    /// ahead of [`Filter::process_found`]; put it back with
-    /// [`Filter::put_dates`] before reading its hits.
-    pub fn take_dates(&mut self) -> DateDetector {
-        std::mem::replace(&mut self.dates, DateDetector::empty())
-    }
-
-    /// Puts back a detector taken with [`Filter::take_dates`].
-    pub fn put_dates(&mut self, dates: DateDetector) {
-        self.dates = dates;
-    }
-
-    /// Like [`Filter::process_line_outcome`], with the line already dated:
-    /// `found` is what this filter's detector (see [`Filter::take_dates`])
-    /// answered for the line and `now`. Lines must come in the order they
-    /// were dated.
-    pub fn process_found(
-        &mut self,
-        line: &str,
-        found: Option<date::DateFound>,
-        now: f64,
-    ) -> LineOutcome {
-        self.process_found_in(line, found, now, None)
-    }
-
-    fn process_found_in(
-        &mut self,
-        line: &str,
-        found: Option<date::DateFound>,
-        now: f64,
-        hint: Option<&Hint>,
-    ) -> LineOutcome {
         let mut tuple: (&str, &str, &str) = ("", "", line);
         let mut date = None;
         let mut last_text_tuple = false;
@@ -739,6 +704,31 @@ impl Filter {
         };
         self.last_time_text = last_text;
         self.find_failure(tl, date, no_date, now, hint)
+    }
+
+    /// Takes the date detector out, so that another thread can date lines
+    /// ahead of [`Filter::process_found`]; put it back with
+    /// [`Filter::put_dates`] before reading its hits.
+    pub fn take_dates(&mut self) -> DateDetector {
+        std::mem::replace(&mut self.dates, DateDetector::empty())
+    }
+
+    /// Puts back a detector taken with [`Filter::take_dates`].
+    pub fn put_dates(&mut self, dates: DateDetector) {
+        self.dates = dates;
+    }
+
+    /// Like [`Filter::process_line_outcome`], with the line already dated:
+    /// `found` is what this filter's detector (see [`Filter::take_dates`])
+    /// answered for the line and `now`. Lines must come in the order they
+    /// were dated.
+    pub fn process_found(
+        &mut self,
+        line: &str,
+        found: Option<date::DateFound>,
+        now: f64,
+    ) -> LineOutcome {
+        self.process_found_hinted(line, found, now, None)
     }
 
     /// Whether `hint`, made for a subject of `undated` bytes plus its
