@@ -456,33 +456,18 @@ impl Regex {
     /// first non-empty `alt_user*` fills an empty `user`) and tuples
     /// combined.
     pub fn groups(&self, subject: &str) -> Vec<(String, Option<String>)> {
-        self.groups_shared(subject)
-            .into_iter()
+        let mut g = Vec::new();
+        self.groups_into(subject, None, &mut g);
+        g.into_iter()
             .map(|(k, v)| (k.to_string(), v.map(String::from)))
             .collect()
     }
 
-    /// [`Regex::groups`] with the names shared rather than copied, and
-    /// short values kept inline rather than allocated.
-    pub(crate) fn groups_shared(&self, subject: &str) -> Vec<(GroupName, Option<GroupText>)> {
-        self.groups_shared_but(subject, None)
-    }
-
-    /// [`Regex::groups_shared`] with group number `skip` left unset (not
+    /// [`Regex::groups`] into `g` (cleared first), with the names shared
+    /// and short values kept inline, so that a filter reuses one vector
+    /// from match to match; group number `skip` is left unset (not
     /// copied): a filter drops the prefregex's `content` anyway, and it is
     /// most of the line.
-    pub(crate) fn groups_shared_but(
-        &self,
-        subject: &str,
-        skip: Option<usize>,
-    ) -> Vec<(GroupName, Option<GroupText>)> {
-        let mut g = Vec::new();
-        self.groups_into(subject, skip, &mut g);
-        g
-    }
-
-    /// [`Regex::groups_shared_but`] into `g` (cleared first), so that a
-    /// caller can reuse one vector from match to match.
     pub(crate) fn groups_into(
         &self,
         subject: &str,
