@@ -891,13 +891,7 @@ impl Filter {
             let matched = match &hint {
                 Some(h) if h.prefregex_fails => false,
                 // The prescreen's copy searched this same subject.
-                Some(h)
-                    if h.pre
-                        .unpack(&mut [0; 16])
-                        .is_some_and(|o| pre.set_offsets(o)) =>
-                {
-                    true
-                }
+                Some(h) if h.pre.give_to(pre) => true,
                 _ => pre.search_known(buf, *buf_ascii.get_or_insert_with(|| buf.is_ascii())),
             };
             if !matched {
@@ -955,10 +949,7 @@ impl Filter {
                 buf_ascii = None;
             }
             let fr = self.failregex[idx].regex_mut();
-            let given = hint
-                .filter(|h| h.first_fail() == Some(idx))
-                .and_then(|h| h.fail.unpack(&mut [0; 24]).map(|o| fr.set_offsets(o)))
-                .unwrap_or(false);
+            let given = hint.is_some_and(|h| h.first_fail() == Some(idx) && h.fail.give_to(fr));
             if !given && !fr.search_known(buf, *buf_ascii.get_or_insert_with(|| buf.is_ascii())) {
                 continue;
             }

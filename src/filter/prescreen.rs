@@ -75,13 +75,15 @@ impl<const N: usize> Offsets<N> {
         out
     }
 
-    /// The offsets as PCRE2 keeps them, written to `buf`; `None` if there
-    /// are none.
-    pub(crate) fn unpack<'b>(&self, buf: &'b mut [usize; N]) -> Option<&'b [usize]> {
+    /// Makes these offsets `re`'s last match, as if it had searched the
+    /// subject itself; false (and `re` unchanged) when there are none or
+    /// they do not fit its groups.
+    pub(crate) fn give_to(&self, re: &mut Regex) -> bool {
         if self.len == 0 {
-            return None;
+            return false;
         }
         let n = usize::from(self.len);
+        let mut buf = [0usize; N];
         for (d, &s) in buf.iter_mut().zip(&self.at[..n]) {
             *d = if s == u32::MAX {
                 usize::MAX
@@ -89,7 +91,7 @@ impl<const N: usize> Offsets<N> {
                 s as usize
             };
         }
-        Some(&buf[..n])
+        re.set_offsets(&buf[..n])
     }
 }
 
