@@ -100,7 +100,7 @@ fn compare_all(root: &Path, runs: &[(String, Vec<String>)]) -> Vec<String> {
 }
 
 /// Stock filters that have a sample log of the same name.
-fn stock_filters(root: &Path) -> Vec<String> {
+pub(crate) fn stock_filters(root: &Path) -> Vec<String> {
     let logs = crate::reference::package(root).join("tests/files/logs");
     let mut names: Vec<String> =
         std::fs::read_dir(crate::reference::stock_tree(root).join("filter.d"))
