@@ -413,6 +413,71 @@ fn differential_through_process_line() {
     assert_eq!(agree, nlines);
 }
 
+/// Lean filters (fail3ban-regex counting, which skips a failure's lines
+/// and groups) find the same failures as full ones: same failregex, id,
+/// address, time and nofail, on every line of every sample for every stock
+/// filter, with check-all both on and off.
+#[test]
+fn lean_filters_find_what_full_ones_find() {
+    let Some(filters) = cross_oracle() else {
+        return skip("no target/reference or the oracle failed");
+    };
+    type Lean = (usize, Option<String>, Option<String>, f64, bool);
+    let lean = |fs: &[fail3ban::filter::Failure]| -> Vec<Lean> {
+        fs.iter()
+            .map(|f| {
+                let id = |x: &Option<fail3ban::filter::Fid>| x.as_ref().map(ToString::to_string);
+                (f.failregex, id(&f.fid), id(&f.ip), f.time, f.nofail)
+            })
+            .collect()
+    };
+    let (mut nlines, mut nfail, mut report) = (0, 0, Vec::new());
+    for f in filters.iter().filter(|f| f.get("error").is_none()) {
+        let name = format!("{}{}", f["name"].as_str().unwrap_or("?"), f["fopts"]);
+        for check_all in [true, false] {
+            let opts = FilterOptions {
+                check_all_regex: check_all,
+                ..options_of(f)
+            };
+            let mut full = Filter::new(opts.clone()).unwrap();
+            let mut thin = Filter::new(opts).unwrap();
+            thin.set_lean_failures(true);
+            let now = now();
+            for l in f["lines"].as_array().into_iter().flatten() {
+                let Some(line) = l["line"].as_str() else {
+                    continue;
+                };
+                let (a, b) = (
+                    full.process_line_outcome(line, now),
+                    thin.process_line_outcome(line, now),
+                );
+                nlines += 1;
+                nfail += a.failures.len();
+                let same = lean(&a.failures) == lean(&b.failures)
+                    && a.ignored_by == b.ignored_by
+                    && a.prefregex_matched == b.prefregex_matched
+                    && a.time == b.time;
+                if !same {
+                    report.push(format!(
+                        "{name} (check all: {check_all}): {line:?}\n  full: {:?}\n  lean: {:?}",
+                        lean(&a.failures),
+                        lean(&b.failures)
+                    ));
+                }
+            }
+        }
+    }
+    println!(
+        "lean filters: {nlines} lines, {nfail} failures, {} differ",
+        report.len()
+    );
+    for r in report.iter().take(20) {
+        println!("  {r}");
+    }
+    assert!(nfail > 1000, "too few failures compared: {nfail}");
+    assert!(report.is_empty(), "lean filters differ from full ones");
+}
+
 fn stock_or_builtin() -> Vec<FilterOptions> {
     if let Some(filters) = oracle() {
         return filters

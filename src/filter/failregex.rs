@@ -16,21 +16,74 @@ pub(crate) type GroupText = compact_str::CompactString;
 
 /// A group's name, shared by every failure that has the group: copying it
 /// costs nothing, where a shared pointer would be counted up and down
-/// for each group of each failure.
-pub(crate) type GroupName = &'static str;
+/// for each group of each failure. Names are only made by [`intern`] (or
+/// are one of the names below, which it hands out), so two are the same
+/// name exactly when they point at the same text: comparing them is one
+/// comparison of pointers, where comparing text was a call to memcmp for
+/// each of the dozen names a failure's groups are searched for.
+#[derive(Debug, Clone, Copy, Eq, PartialOrd, Ord)]
+pub(crate) struct GroupName(&'static str);
+
+impl PartialEq for GroupName {
+    fn eq(&self, other: &GroupName) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl std::ops::Deref for GroupName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for GroupName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// The names the filter itself reads.
+pub(crate) mod names {
+    use super::GroupName;
+    pub(crate) static CIDR: GroupName = GroupName("cidr");
+    pub(crate) static CONTENT: GroupName = GroupName("content");
+    pub(crate) static DNS: GroupName = GroupName("dns");
+    pub(crate) static FID: GroupName = GroupName("fid");
+    pub(crate) static IP4: GroupName = GroupName("ip4");
+    pub(crate) static IP6: GroupName = GroupName("ip6");
+    pub(crate) static MLFFORGET: GroupName = GroupName("mlfforget");
+    pub(crate) static MLFGAINED: GroupName = GroupName("mlfgained");
+    pub(crate) static MLFID: GroupName = GroupName("mlfid");
+    pub(crate) static NOFAIL: GroupName = GroupName("nofail");
+    pub(crate) static USER: GroupName = GroupName("user");
+    pub(super) static ALL: [&GroupName; 11] = [
+        &CIDR, &CONTENT, &DNS, &FID, &IP4, &IP6, &MLFFORGET, &MLFGAINED, &MLFID, &NOFAIL, &USER,
+    ];
+
+    /// Whether the filter reads `n` to find a failure's id or to merge
+    /// it (everything but the prefregex's content): a lean failure keeps
+    /// no other group.
+    pub(super) fn is_read(n: GroupName) -> bool {
+        n != CONTENT && ALL.iter().any(|&&a| a == n)
+    }
+}
 
 /// The one copy of `name` for the whole process. Names are leaked: a
 /// configuration uses a few dozen, and reloading it interns the same ones
 /// again, so they are bounded by the distinct names ever configured.
 fn intern(name: &str) -> GroupName {
     static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(&n) = names.get(name) {
-        return n;
+    let mut known = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if known.is_empty() {
+        known.extend(names::ALL.iter().map(|n| n.0));
+    }
+    if let Some(&n) = known.get(name) {
+        return GroupName(n);
     }
     let n: &'static str = Box::leak(name.into());
-    names.insert(n);
-    n
+    known.insert(n);
+    GroupName(n)
 }
 
 /// IPv4 address as fail2ban spells it (deliberately loose: `999.1.1.1`
@@ -245,6 +298,8 @@ pub struct Regex {
     re: pcre::Regex,
     /// Named groups in name order (fail2ban sorts alt/tuple names).
     names: Vec<(GroupName, usize)>,
+    /// Those of `names` the filter itself reads (see [`names::is_read`]).
+    read_names: Vec<(GroupName, usize)>,
     /// `alt_user_1` -> `user` merges, sorted by group name.
     alts: Vec<(usize, GroupName)>,
     /// `tuple_id_1` -> `id` combinations, sorted by group name.
@@ -310,11 +365,17 @@ impl Regex {
             };
             list.push((*idx, intern(&map_tag_to_opt(base))));
         }
+        let read_names = names
+            .iter()
+            .copied()
+            .filter(|&(n, _)| names::is_read(n))
+            .collect();
         Ok(Regex {
             source: regex.to_string(),
             expanded,
             re,
             names,
+            read_names,
             alts,
             tuples,
             special,
@@ -457,7 +518,7 @@ impl Regex {
     /// combined.
     pub fn groups(&self, subject: &str) -> Vec<(String, Option<String>)> {
         let mut g = Vec::new();
-        self.groups_into(subject, None, &mut g);
+        self.groups_into(subject, None, false, &mut g);
         g.into_iter()
             .map(|(k, v)| (k.to_string(), v.map(String::from)))
             .collect()
@@ -467,15 +528,22 @@ impl Regex {
     /// and short values kept inline, so that a filter reuses one vector
     /// from match to match; group number `skip` is left unset (not
     /// copied): a filter drops the prefregex's `content` anyway, and it is
-    /// most of the line.
+    /// most of the line. With `read_only`, only the groups the filter
+    /// reads are kept (and the alternates and tuples that fill them).
     pub(crate) fn groups_into(
         &self,
         subject: &str,
         skip: Option<usize>,
+        read_only: bool,
         g: &mut Vec<(GroupName, Option<GroupText>)>,
     ) {
         g.clear();
-        g.extend(self.names.iter().map(|(n, i)| {
+        let names = if read_only {
+            &self.read_names
+        } else {
+            &self.names
+        };
+        g.extend(names.iter().map(|(n, i)| {
             let v = if skip == Some(*i) {
                 None
             } else {
@@ -483,7 +551,7 @@ impl Regex {
             };
             (*n, v)
         }));
-        fn get<'a>(g: &'a [(GroupName, Option<GroupText>)], n: &str) -> Option<&'a str> {
+        fn get(g: &[(GroupName, Option<GroupText>)], n: GroupName) -> Option<&str> {
             g.iter()
                 .find(|(k, _)| *k == n)
                 .and_then(|(_, v)| v.as_deref())
@@ -494,19 +562,20 @@ impl Regex {
                 None => g.push((n, Some(v))),
             }
         }
-        for (idx, target) in &self.alts {
+        let wanted = |t: GroupName| !read_only || names::is_read(t);
+        for (idx, target) in self.alts.iter().filter(|(_, t)| wanted(*t)) {
             let v = self.group_at(subject, Some(*idx)).unwrap_or("");
-            if !v.is_empty() && get(g, target).is_none_or(str::is_empty) {
-                set(g, target, v.into());
+            if !v.is_empty() && get(g, *target).is_none_or(str::is_empty) {
+                set(g, *target, v.into());
             }
         }
         // fail2ban builds a Python tuple; its repr is the closest string form.
         let mut tuples: Vec<(GroupName, Vec<Option<String>>)> = Vec::new();
-        for (idx, target) in &self.tuples {
+        for (idx, target) in self.tuples.iter().filter(|(_, t)| wanted(*t)) {
             let v = self.group_at(subject, Some(*idx)).map(str::to_string);
             match tuples.iter_mut().find(|(t, _)| t == target) {
                 Some((_, parts)) => parts.push(v),
-                None => tuples.push((*target, vec![get(g, target).map(str::to_string), v])),
+                None => tuples.push((*target, vec![get(g, *target).map(str::to_string), v])),
             }
         }
         for (target, parts) in tuples {

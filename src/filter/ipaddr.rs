@@ -119,11 +119,43 @@ pub enum Family {
     Any,
 }
 
+/// `text` as an IPv4 address, exactly as `Ipv4Addr::from_str` takes it.
+/// Most failures carry one, and the plain dotted quad is read here in one
+/// pass; anything else (a leading zero, a stray byte) is left to the
+/// standard parser, which has the last word.
+fn ipv4(text: &str) -> Option<Ipv4Addr> {
+    let b = text.as_bytes();
+    let mut octets = [0u8; 4];
+    let (mut i, mut n) = (0, 0);
+    while n < 4 {
+        let start = i;
+        let mut v: u32 = 0;
+        while i < b.len() && i - start < 3 && b[i].is_ascii_digit() {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        let last = n == 3;
+        let sep_ok = if last {
+            i == b.len()
+        } else {
+            b.get(i) == Some(&b'.')
+        };
+        if len == 0 || v > 255 || (len > 1 && b[start] == b'0') || !sep_ok {
+            return text.parse().ok();
+        }
+        octets[n] = v as u8;
+        n += 1;
+        i += 1;
+    }
+    Some(Ipv4Addr::from(octets))
+}
+
 /// Parses like fail2ban's `IPAddr(text, cidr)` with a family code or an
 /// explicit prefix length; invalid input gives `Fid::Raw(text)`.
 pub fn parse(text: &str, family: Family, cidr: Option<u32>) -> Fid {
     let ip = match family {
-        Family::V4 => text.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
+        Family::V4 => ipv4(text).map(IpAddr::V4),
         Family::V6 => text.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
         Family::Any => text.parse::<IpAddr>().ok(),
     };
@@ -241,6 +273,52 @@ mod tests {
             parse("::1.2.3.4", Family::V6, None).to_string(),
             "::1.2.3.4"
         );
+    }
+
+    /// The dotted-quad reader agrees with the standard parser, odd
+    /// spellings included.
+    #[test]
+    fn ipv4_reads_as_std_does() {
+        let mut cases: Vec<String> = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.",
+            "1.2.3.4.5",
+            ".1.2.3",
+            "1..2.3",
+            "01.2.3.4",
+            "1.2.3.00",
+            "1.2.3.0",
+            "1234.1.1.1",
+            "1.2.3.4 ",
+            "",
+            "1.2.3.-4",
+            "+1.2.3.4",
+            "1.2.3.4\n",
+            "a.b.c.d",
+            "192.0.2.255",
+            "1.2.3.25x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut seed = 7u64;
+        for _ in 0..20_000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let alphabet = b"0123456789.x";
+            let len = (seed >> 60) as usize + 1;
+            let s: String = (0..len)
+                .map(|i| alphabet[((seed >> (i * 4 % 56)) % 12) as usize] as char)
+                .collect();
+            cases.push(s);
+        }
+        for c in cases {
+            assert_eq!(ipv4(&c), c.parse::<Ipv4Addr>().ok(), "{c:?}");
+        }
     }
 
     #[test]

@@ -19,6 +19,9 @@ use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
 pub use date::DateDetector;
+use failregex::names::{
+    CIDR, CONTENT, DNS, FID, IP4, IP6, MLFFORGET, MLFGAINED, MLFID, NOFAIL, USER,
+};
 pub use failregex::{FailRegex, Regex, UseDns};
 use failregex::{GroupName, GroupText};
 pub use ipaddr::{Addr, Fid};
@@ -214,13 +217,34 @@ struct Scratch {
     pre_buf: String,
     /// The buffer as it was when the line came in.
     org: Vec<Line>,
-    /// The multi-line id of the failure being merged.
-    mlfid: String,
     /// A line nothing else holds, to hold the next prefregex content.
     spare: Option<Line>,
+    work: Work,
+}
+
+/// What [`Filter::record_failure`] works in, apart from the subjects it
+/// reads, so that both can be borrowed from one [`Scratch`].
+#[derive(Debug, Default)]
+struct Work {
+    /// The multi-line id of the failure being merged.
+    mlfid: String,
     /// The groups of the failregex that matched, and of the prefregex.
     groups: Vec<(GroupName, Option<GroupText>)>,
     pre_groups: Vec<(GroupName, Option<GroupText>)>,
+}
+
+/// A failregex's match, for [`Filter::record_failure`].
+struct Found<'a> {
+    /// Which failregex.
+    idx: usize,
+    /// What it searched.
+    subject: &'a str,
+    /// What the prefregex searched.
+    pre_subject: &'a str,
+    /// The buffered lines the match covers.
+    matched: &'a [Line],
+    date: Option<f64>,
+    now: f64,
 }
 
 fn join_lines(lines: &[Line], out: &mut String) {
@@ -240,10 +264,10 @@ fn join_lines(lines: &[Line], out: &mut String) {
 struct Groups(Vec<(GroupName, GroupText)>);
 
 impl Groups {
-    fn position(&self, k: &str) -> Option<usize> {
+    fn position(&self, k: GroupName) -> Option<usize> {
         self.0.iter().position(|(n, _)| *n == k)
     }
-    fn get(&self, k: &str) -> Option<&str> {
+    fn get(&self, k: GroupName) -> Option<&str> {
         self.position(k).map(|i| self.0[i].1.as_str())
     }
     fn insert(&mut self, k: GroupName, v: GroupText) {
@@ -252,7 +276,7 @@ impl Groups {
             None => self.0.push((k, v)),
         }
     }
-    fn remove(&mut self, k: &str) -> Option<GroupText> {
+    fn remove(&mut self, k: GroupName) -> Option<GroupText> {
         self.position(k).map(|i| self.0.swap_remove(i).1)
     }
     fn iter(&self) -> impl Iterator<Item = (GroupName, &GroupText)> {
@@ -280,22 +304,18 @@ struct FailData {
 }
 
 impl FailData {
-    fn get(&self, k: &str) -> Option<&str> {
+    fn get(&self, k: GroupName) -> Option<&str> {
         self.groups.get(k)
     }
     /// Python truthiness of a group value: set and not empty.
-    fn truthy(&self, k: &str) -> bool {
+    fn truthy(&self, k: GroupName) -> bool {
         self.get(k).is_some_and(|v| !v.is_empty())
     }
-    fn pop_truthy(&mut self, k: &str) -> bool {
+    fn pop_truthy(&mut self, k: GroupName) -> bool {
         self.groups.remove(k).is_some_and(|v| !v.is_empty())
     }
     fn update_users(&mut self) -> usize {
-        if let Some(u) = self
-            .get("user")
-            .filter(|u| !u.is_empty())
-            .map(str::to_string)
-        {
+        if let Some(u) = self.get(USER).filter(|u| !u.is_empty()).map(str::to_string) {
             self.users.get_or_insert_with(BTreeSet::new).insert(u);
         }
         self.users.as_ref().map_or(0, BTreeSet::len)
@@ -317,11 +337,24 @@ struct MlfidCache {
     hashes: VecDeque<u64>,
 }
 
-/// FNV-1a: keys are short, and the hash only has to tell them apart.
+/// The hash only has to tell keys apart; it takes eight bytes a step,
+/// since a byte at a time (FNV) made a chain of twenty-odd dependent
+/// multiplications of every lookup.
 fn key_hash(k: &str) -> u64 {
-    k.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(29);
+    let mut words = k.as_bytes().chunks_exact(8);
+    let mut h = (k.len() as u64).wrapping_mul(K);
+    for w in &mut words {
+        h = mix(h, u64::from_le_bytes(w.try_into().unwrap_or_default()));
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = mix(h, u64::from_le_bytes(w));
+    }
+    h ^ (h >> 32)
 }
 
 const MLFID_MAX_COUNT: usize = 100;
@@ -696,6 +729,14 @@ impl Filter {
                 ..LineOutcome::default()
             };
         }
+        if self.opts.maxlines == 1 && self.lean && self.ignoreregex.is_empty() {
+            let parts = if last_text_tuple {
+                ("", "", line)
+            } else {
+                tuple
+            };
+            return self.find_failure_lean(parts, last_text_tuple, date, no_date, now, hint);
+        }
         let last_text = std::mem::take(&mut self.last_time_text);
         let tl = if last_text_tuple {
             self.new_line("", &last_text, line)
@@ -704,6 +745,114 @@ impl Filter {
         };
         self.last_time_text = last_text;
         self.find_failure(tl, date, no_date, now, hint)
+    }
+
+    /// [`Filter::find_failure`] for a lean one-line filter without
+    /// ignoreregexes, the line split around its date in `parts` (the date
+    /// text is the last one seen when `last_text`). Nothing reads such a
+    /// filter's buffer or a failure's lines, so the line is not buffered:
+    /// it is only joined into the subject, and the prefregex's content
+    /// searched in place when it runs to the end of the line.
+    fn find_failure_lean(
+        &mut self,
+        parts: (&str, &str, &str),
+        last_text: bool,
+        date: Option<f64>,
+        no_date: bool,
+        now: f64,
+        hint: Option<&Hint>,
+    ) -> LineOutcome {
+        let mut scratch = self.scratch.take().unwrap_or_default();
+        let Scratch {
+            buf, pre_buf, work, ..
+        } = &mut *scratch;
+        let mut out = self.spare_outcome.take().unwrap_or_default();
+        out.time = date;
+        // A line of the general path, left behind: it would be reported
+        // as buffered.
+        self.buffer.clear();
+        buf.clear();
+        buf.push_str(parts.0);
+        buf.push_str(parts.2);
+        buf.push('\n');
+        let hint = hint.filter(|h| h.undated_len == buf.len());
+        let mut subject: &str = buf;
+        let mut ascii: Option<bool> = None;
+        if let Some(pre) = self.prefregex.as_mut() {
+            if !prefregex_matches(pre, hint, buf, &mut ascii) {
+                self.scratch = Some(scratch);
+                return out;
+            }
+            out.prefregex_matched = true;
+            if let Some((s, e)) = pre
+                .special
+                .content
+                .and_then(|i| pre.group_span(i))
+                .filter(|(s, e)| s < e)
+            {
+                // The failregexes search the content and a newline, as
+                // the one line the buffer would then hold.
+                if e + 1 == buf.len() {
+                    subject = &buf[s..];
+                } else {
+                    pre_buf.clear();
+                    pre_buf.push_str(&buf[s..e]);
+                    pre_buf.push('\n');
+                    subject = pre_buf;
+                    ascii = None;
+                }
+            }
+        }
+        let candidates = candidates(self.failregex.len(), hint);
+        for idx in candidates {
+            let fr = self.failregex[idx].regex_mut();
+            let given = hint.is_some_and(|h| h.first_fail() == Some(idx) && h.fail.give_to(fr));
+            if !given && !fr.search_known(subject, *ascii.get_or_insert_with(|| subject.is_ascii()))
+            {
+                continue;
+            }
+            fr.groups_into(subject, None, true, &mut work.groups);
+            if no_date {
+                if now >= self.next_no_time_warn {
+                    self.next_no_time_warn = now + 86400.0;
+                    let date_text = if last_text {
+                        self.last_time_text.as_str()
+                    } else {
+                        parts.1
+                    };
+                    tracing::warn!(
+                        "Found a match but no valid date/time found for {:?}. Match without a timestamp: {}{}{}. \
+                         Please try setting a custom date pattern (see man page jail.conf(5)).",
+                        date_text,
+                        parts.0,
+                        date_text,
+                        parts.2
+                    );
+                }
+                if date.is_none() && self.opts.check_find_time {
+                    continue;
+                }
+            }
+            let found = Found {
+                idx,
+                subject,
+                pre_subject: buf,
+                matched: &[],
+                date,
+                now,
+            };
+            if !self.record_failure(found, work, &mut out) {
+                break;
+            }
+            if !self.opts.check_all_regex {
+                // The general path leaves the buffer without the line the
+                // match covered: what is left to search is the newline.
+                subject = "\n";
+                ascii = Some(true);
+            }
+        }
+        self.scratch = Some(scratch);
+        out
     }
 
     /// Takes the date detector out, so that another thread can date lines
@@ -853,10 +1002,8 @@ impl Filter {
             buf,
             pre_buf,
             org,
-            mlfid: mlfid_buf,
             spare,
-            groups,
-            pre_groups,
+            work,
         } = scratch;
         let mut out = self.spare_outcome.take().unwrap_or_default();
         out.time = date;
@@ -888,13 +1035,7 @@ impl Filter {
         }
 
         if let Some(pre) = self.prefregex.as_mut() {
-            let matched = match &hint {
-                Some(h) if h.prefregex_fails => false,
-                // The prescreen's copy searched this same subject.
-                Some(h) if h.pre.give_to(pre) => true,
-                _ => pre.search_known(buf, *buf_ascii.get_or_insert_with(|| buf.is_ascii())),
-            };
-            if !matched {
+            if !prefregex_matches(pre, hint, buf, &mut buf_ascii) {
                 return out;
             }
             out.prefregex_matched = true;
@@ -921,27 +1062,7 @@ impl Filter {
             buf_valid = false;
         }
 
-        let defcidr = if self.opts.usedns == UseDns::Raw || self.opts.return_raw_host {
-            Cidr::Raw
-        } else {
-            Cidr::Unspec
-        };
-
-        // The failregexes that may match: the hint's bits (for the first
-        // 64), then every one after those.
-        let n = self.failregex.len();
-        let mut bits = hint.map_or(u64::MAX, |h| h.may_match);
-        if n < 64 {
-            bits &= (1u64 << n) - 1;
-        }
-        let candidates = std::iter::from_fn(move || {
-            (bits != 0).then(|| {
-                let i = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                i
-            })
-        })
-        .chain(64..n);
+        let candidates = candidates(self.failregex.len(), hint);
         for idx in candidates {
             if !buf_valid {
                 join_lines(&self.buffer, buf);
@@ -953,7 +1074,7 @@ impl Filter {
             if !given && !fr.search_known(buf, *buf_ascii.get_or_insert_with(|| buf.is_ascii())) {
                 continue;
             }
-            fr.groups_into(buf, None, groups);
+            fr.groups_into(buf, None, self.lean, &mut work.groups);
             let (matched, unmatched) = matched_lines(fr, buf, org);
             if !self.ignoreregex.is_empty()
                 && self.ignore_line(buf, Some((&matched, &unmatched)), &mut out)
@@ -983,135 +1104,168 @@ impl Filter {
                 self.buffer.extend(unmatched.iter().cloned());
                 buf_valid = false;
             }
-            let mut fail = FailData::default();
-            if let Some(pre) = self.prefregex.as_ref() {
-                pre.groups_into(pre_buf, pre.special.content, pre_groups);
-                fail.groups.0.reserve(pre_groups.len() + groups.len());
-                for (k, v) in pre_groups.drain(..) {
-                    if let (Some(v), false) = (v, k == "content") {
-                        fail.groups.insert(k, v);
-                    }
-                }
-            }
-            for (k, v) in groups.drain(..) {
-                match v {
-                    Some(v) => {
-                        fail.groups.insert(k, v);
-                    }
-                    None => {
-                        fail.groups.remove(k);
-                    }
-                }
-            }
-            let mlfid = fail.get("mlfid").map(|m| {
-                mlfid_buf.clear();
-                mlfid_buf.push_str(m);
-                mlfid_buf.as_str()
-            });
-            let mut linked = None;
-            if let Some(mlfid) = mlfid {
-                linked = self.merge_failure(mlfid, &mut fail, &matched, now);
-                if fail.truthy("nofail") && !self.opts.check_all_regex {
-                    if let Some(pos) = linked {
-                        self.mlfid_cache.replace_at(pos, fail);
-                    }
-                    return out;
-                }
-            } else if !self.lean {
-                fail.matches.extend(matched.iter().cloned());
-            }
-
-            let mut cidr = defcidr;
-            let mut raw = defcidr == Cidr::Raw;
-            let fid_text = fail.get("fid");
-            let plen = || {
-                fail.get("cidr")
-                    .filter(|c| !c.is_empty())
-                    .and_then(|c| c.parse::<u32>().ok())
+            let found = Found {
+                idx,
+                subject: buf,
+                pre_subject: pre_buf,
+                matched: &matched,
+                date,
+                now,
             };
-            let ip_text: Option<&str> = if let Some(ip) = fail.get("ip4") {
-                cidr = plen().map_or(Cidr::Family(ipaddr::Family::V4), Cidr::Plen);
-                raw = true;
-                Some(ip)
-            } else if let Some(ip) = fail.get("ip6") {
-                cidr = plen().map_or(Cidr::Family(ipaddr::Family::V6), Cidr::Plen);
-                raw = true;
-                Some(ip)
-            } else if let Some(dns) = fail.get("dns") {
-                Some(dns)
-            } else {
-                if fid_text.is_none() && mlfid.is_none() {
-                    tracing::error!(
-                        regex = %self.failregex[idx].regex().expanded(),
-                        "No group found in {:?}",
-                        buf
-                    );
-                    continue;
-                }
-                raw = true;
-                fid_text
-            };
-            // Mostly one id: kept out of the Vec, which then allocates nothing.
-            let (first, more): (Option<Option<Fid>>, Vec<Option<Fid>>) = match ip_text {
-                None => {
-                    fail.mlfpending = true;
-                    if !self.opts.check_all_regex && self.opts.ignore_pending {
-                        if let Some(pos) = linked {
-                            self.mlfid_cache.replace_at(pos, fail);
-                        }
-                        return out;
-                    }
-                    (Some(None), Vec::new())
-                }
-                Some(ip) if raw => match fid_text {
-                    Some(f) if f != ip => {
-                        let (ip, f) = (make_fid(ip, cidr), make_fid(f, defcidr));
-                        fail.ip = Some(ip);
-                        (Some(Some(f)), Vec::new())
-                    }
-                    _ => (Some(Some(make_fid(ip, cidr))), Vec::new()),
-                },
-                Some(ip) => (
-                    None,
-                    text_to_ip(ip, self.opts.usedns)
-                        .into_iter()
-                        .map(Some)
-                        .collect(),
-                ),
-            };
-            let nofail = fail.truthy("nofail");
-            for fid in first.into_iter().chain(more) {
-                let (matches, data, users) = if self.lean {
-                    Default::default()
-                } else {
-                    (
-                        fail.matches.iter().map(|l| l.text.clone()).collect(),
-                        fail.groups
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .collect(),
-                        fail.users.clone().unwrap_or_default(),
-                    )
-                };
-                out.failures.push(Failure {
-                    failregex: idx,
-                    fid,
-                    ip: fail.ip.clone(),
-                    time: date.unwrap_or(now),
-                    matches,
-                    data,
-                    users,
-                    nofail,
-                });
-            }
-            if let Some(pos) = linked {
-                self.mlfid_cache.replace_at(pos, fail);
-            }
-            if !self.opts.check_all_regex {
+            if !self.record_failure(found, work, &mut out) {
                 break;
             }
         }
         out
+    }
+
+    /// What follows a failregex's match (its groups in `work.groups`): the
+    /// failure's data is gathered from the prefregex's groups and the
+    /// failregex's, merged by multi-line id, and the failures it gives are
+    /// added to `out`. Returns whether the filter goes on to the next
+    /// failregex.
+    fn record_failure(&mut self, found: Found<'_>, work: &mut Work, out: &mut LineOutcome) -> bool {
+        let Work {
+            mlfid: mlfid_buf,
+            groups,
+            pre_groups,
+        } = work;
+        let now = found.now;
+        let defcidr = if self.opts.usedns == UseDns::Raw || self.opts.return_raw_host {
+            Cidr::Raw
+        } else {
+            Cidr::Unspec
+        };
+        let mut fail = FailData::default();
+        if let Some(pre) = self.prefregex.as_ref() {
+            pre.groups_into(
+                found.pre_subject,
+                pre.special.content,
+                self.lean,
+                pre_groups,
+            );
+            fail.groups.0.reserve(pre_groups.len() + groups.len());
+            for (k, v) in pre_groups.drain(..) {
+                if let (Some(v), false) = (v, k == CONTENT) {
+                    fail.groups.insert(k, v);
+                }
+            }
+        }
+        for (k, v) in groups.drain(..) {
+            match v {
+                Some(v) => {
+                    fail.groups.insert(k, v);
+                }
+                None => {
+                    fail.groups.remove(k);
+                }
+            }
+        }
+        let mlfid = fail.get(MLFID).map(|m| {
+            mlfid_buf.clear();
+            mlfid_buf.push_str(m);
+            mlfid_buf.as_str()
+        });
+        let mut linked = None;
+        if let Some(mlfid) = mlfid {
+            linked = self.merge_failure(mlfid, &mut fail, found.matched, now);
+            if fail.truthy(NOFAIL) && !self.opts.check_all_regex {
+                if let Some(pos) = linked {
+                    self.mlfid_cache.replace_at(pos, fail);
+                }
+                return false;
+            }
+        } else if !self.lean {
+            fail.matches.extend(found.matched.iter().cloned());
+        }
+
+        let mut cidr = defcidr;
+        let mut raw = defcidr == Cidr::Raw;
+        let fid_text = fail.get(FID);
+        let plen = || {
+            fail.get(CIDR)
+                .filter(|c| !c.is_empty())
+                .and_then(|c| c.parse::<u32>().ok())
+        };
+        let ip_text: Option<&str> = if let Some(ip) = fail.get(IP4) {
+            cidr = plen().map_or(Cidr::Family(ipaddr::Family::V4), Cidr::Plen);
+            raw = true;
+            Some(ip)
+        } else if let Some(ip) = fail.get(IP6) {
+            cidr = plen().map_or(Cidr::Family(ipaddr::Family::V6), Cidr::Plen);
+            raw = true;
+            Some(ip)
+        } else if let Some(dns) = fail.get(DNS) {
+            Some(dns)
+        } else {
+            if fid_text.is_none() && mlfid.is_none() {
+                tracing::error!(
+                    regex = %self.failregex[found.idx].regex().expanded(),
+                    "No group found in {:?}",
+                    found.subject
+                );
+                return true;
+            }
+            raw = true;
+            fid_text
+        };
+        // Mostly one id: kept out of the Vec, which then allocates nothing.
+        let (first, more): (Option<Option<Fid>>, Vec<Option<Fid>>) = match ip_text {
+            None => {
+                fail.mlfpending = true;
+                if !self.opts.check_all_regex && self.opts.ignore_pending {
+                    if let Some(pos) = linked {
+                        self.mlfid_cache.replace_at(pos, fail);
+                    }
+                    return false;
+                }
+                (Some(None), Vec::new())
+            }
+            Some(ip) if raw => match fid_text {
+                Some(f) if f != ip => {
+                    let (ip, f) = (make_fid(ip, cidr), make_fid(f, defcidr));
+                    fail.ip = Some(ip);
+                    (Some(Some(f)), Vec::new())
+                }
+                _ => (Some(Some(make_fid(ip, cidr))), Vec::new()),
+            },
+            Some(ip) => (
+                None,
+                text_to_ip(ip, self.opts.usedns)
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+            ),
+        };
+        let nofail = fail.truthy(NOFAIL);
+        for fid in first.into_iter().chain(more) {
+            let (matches, data, users) = if self.lean {
+                Default::default()
+            } else {
+                (
+                    fail.matches.iter().map(|l| l.text.clone()).collect(),
+                    fail.groups
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    fail.users.clone().unwrap_or_default(),
+                )
+            };
+            out.failures.push(Failure {
+                failregex: found.idx,
+                fid,
+                ip: fail.ip.clone(),
+                time: found.date.unwrap_or(found.now),
+                matches,
+                data,
+                users,
+                nofail,
+            });
+        }
+        if let Some(pos) = linked {
+            self.mlfid_cache.replace_at(pos, fail);
+        }
+        self.opts.check_all_regex
     }
 
     /// fail2ban's `_mergeFailure`: folds this match into the failure cached
@@ -1127,16 +1281,16 @@ impl Filter {
         now: f64,
     ) -> Option<usize> {
         let mut nf = 0u8;
-        if fail.truthy("mlfgained") {
+        if fail.truthy(MLFGAINED) {
             nf |= 8 | 1;
-            if !fail.truthy("nofail") {
-                let g = GroupText::from(fail.get("mlfgained").unwrap_or_default());
-                fail.groups.insert("nofail", g);
+            if !fail.truthy(NOFAIL) {
+                let g = GroupText::from(fail.get(MLFGAINED).unwrap_or_default());
+                fail.groups.insert(NOFAIL, g);
             }
-        } else if fail.truthy("nofail") {
+        } else if fail.truthy(NOFAIL) {
             nf |= 1;
         }
-        if fail.pop_truthy("mlfforget") {
+        if fail.pop_truthy(MLFFORGET) {
             nf |= 2;
         }
         let users;
@@ -1144,17 +1298,17 @@ impl Filter {
         if let Some(pos) = self.mlfid_cache.find(mlfid, now) {
             // Taken out here, put back by the caller once it is done with it.
             let mut m = std::mem::take(self.mlfid_cache.at(pos));
-            if let Some(u) = fail.get("user").filter(|u| !u.is_empty()) {
+            if let Some(u) = fail.get(USER).filter(|u| !u.is_empty()) {
                 let set = m.users.get_or_insert_with(BTreeSet::new);
                 if !set.contains(u) {
                     set.insert(u.to_string());
                 }
             }
             users = m.users.as_ref().map_or(0, BTreeSet::len);
-            if m.pop_truthy("nofail") {
+            if m.pop_truthy(NOFAIL) {
                 nf |= 4;
             }
-            if m.pop_truthy("mlfgained") {
+            if m.pop_truthy(MLFGAINED) {
                 nf |= 4;
             }
             if nf & 8 != 0 {
@@ -1182,8 +1336,8 @@ impl Filter {
             linked = None;
         }
         if std::mem::take(&mut fail.mlfpending) || users > 1 {
-            fail.groups.remove("nofail");
-            fail.groups.remove("mlfgained");
+            fail.groups.remove(NOFAIL);
+            fail.groups.remove(MLFGAINED);
             nf &= !(8 | 1);
         }
         if self.lean {
@@ -1201,6 +1355,40 @@ impl Filter {
         }
         linked
     }
+}
+
+/// Whether the prefregex `pre` matches `buf` (whose `is_ascii` is
+/// remembered in `ascii`), as the prescreen's hint for the same subject
+/// says, or else as searched.
+fn prefregex_matches(
+    pre: &mut Regex,
+    hint: Option<&Hint>,
+    buf: &str,
+    ascii: &mut Option<bool>,
+) -> bool {
+    match hint {
+        Some(h) if h.prefregex_fails => false,
+        // The prescreen's copy searched this same subject.
+        Some(h) if h.pre.give_to(pre) => true,
+        _ => pre.search_known(buf, *ascii.get_or_insert_with(|| buf.is_ascii())),
+    }
+}
+
+/// The failregexes (of `n`) that may match, in order: those the hint's
+/// bits leave (for the first 64), then every one after those.
+fn candidates(n: usize, hint: Option<&Hint>) -> impl Iterator<Item = usize> {
+    let mut bits = hint.map_or(u64::MAX, |h| h.may_match);
+    if n < 64 {
+        bits &= (1u64 << n) - 1;
+    }
+    std::iter::from_fn(move || {
+        (bits != 0).then(|| {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            i
+        })
+    })
+    .chain(64..n)
 }
 
 /// fail2ban's `Regex.search` bookkeeping: which buffered lines the match
