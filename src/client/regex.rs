@@ -680,92 +680,179 @@ enum ReadNote {
     Decode,
 }
 
+/// Bytes of whole lines validated as UTF-8 at once: small enough to stay in
+/// cache for the line's dating and screening right after, and no longer
+/// than `MAX_LINE`, so that no line in such a block needs cutting.
+const CHUNK: usize = 64 << 10;
+
+/// Splits bytes into lines the way fail2ban-regex reads them, one piece of
+/// the log after the other.
+struct Splitter {
+    latin1: bool,
+    /// Inside the rest of a line that was cut: dropped up to its newline.
+    skipping: bool,
+    decode_warned: bool,
+    notes: Vec<ReadNote>,
+}
+
+impl Splitter {
+    /// The longest run of whole lines at the start of `block` (which ends
+    /// in a newline) that decodes as it is, and whether it is all ASCII.
+    fn valid_lines<'d>(&self, block: &'d [u8]) -> (&'d str, bool) {
+        let ascii = block.is_ascii();
+        let valid = if ascii {
+            block.len()
+        } else if self.latin1 {
+            // Latin-1 text borrows only ASCII: other bytes become chars.
+            block.iter().position(|b| !b.is_ascii()).unwrap_or(0)
+        } else {
+            match std::str::from_utf8(block) {
+                Ok(s) => return (s, false),
+                Err(e) => e.valid_up_to(),
+            }
+        };
+        let end = if valid == block.len() {
+            valid
+        } else {
+            memchr::memrchr(b'\n', &block[..valid]).map_or(0, |p| p + 1)
+        };
+        // Valid up to `valid`, so up to the newline before it as well.
+        let text = std::str::from_utf8(&block[..end]).unwrap_or_default();
+        (text, ascii)
+    }
+
+    /// Hands `each` the lines `data` holds (the whole rest of the log when
+    /// `eof`), with whether each is known to be all ASCII. Returns how many
+    /// bytes it used (the rest waits for more), and false once `each` says
+    /// to stop.
+    fn split<'d>(
+        &mut self,
+        data: &'d [u8],
+        eof: bool,
+        each: &mut impl FnMut(Cow<'d, str>, bool, &[ReadNote]) -> io::Result<bool>,
+    ) -> io::Result<(usize, bool)> {
+        let mut start = 0;
+        // Up to where lines are decoded one by one: the rest of a block that
+        // did not decode whole (so that no byte is checked more than twice).
+        let mut slow_until = 0;
+        loop {
+            let pending = &data[start..];
+            if self.skipping {
+                match memchr::memchr(b'\n', pending) {
+                    Some(p) => {
+                        start += p + 1;
+                        self.skipping = false;
+                    }
+                    None => return Ok((data.len(), true)),
+                }
+                continue;
+            }
+            // Whole lines that are valid as a block are valid one by one;
+            // only those of a block that is not are decoded line by line.
+            if start >= slow_until {
+                let window = &pending[..pending.len().min(CHUNK)];
+                if let Some(q) = memchr::memrchr(b'\n', window) {
+                    let (text, ascii) = self.valid_lines(&pending[..=q]);
+                    if text.len() <= q {
+                        slow_until = start + q + 1;
+                    }
+                    let mut from = 0;
+                    for p in memchr::memchr_iter(b'\n', text.as_bytes()) {
+                        let go_on = each(Cow::Borrowed(&text[from..=p]), ascii, &self.notes)?;
+                        self.notes.clear();
+                        from = p + 1;
+                        if !go_on {
+                            return Ok((start + from, false));
+                        }
+                    }
+                    start += text.len();
+                    if start >= slow_until {
+                        continue;
+                    }
+                }
+            }
+            let pending = &data[start..];
+            let line: &[u8] = match memchr::memchr(b'\n', pending) {
+                Some(p) if p < MAX_LINE => {
+                    start += p + 1;
+                    &pending[..=p]
+                }
+                // fail2ban-regex waits for the end of a line: a last line
+                // without one is not read (it may still be written), unless
+                // it ends in a carriage return.
+                None if pending.len() < MAX_LINE => {
+                    if eof && pending.last() == Some(&b'\r') {
+                        start = data.len();
+                        pending
+                    } else {
+                        return Ok((start, true));
+                    }
+                }
+                _ => {
+                    self.notes.push(ReadNote::Long);
+                    start += MAX_LINE;
+                    self.skipping = true;
+                    &pending[..MAX_LINE]
+                }
+            };
+            let (text, clean) = decode(line, self.latin1);
+            if !clean && !self.decode_warned {
+                // Once per file, like fail2ban: the rest would flood.
+                self.decode_warned = true;
+                self.notes.push(ReadNote::Decode);
+            }
+            let go_on = each(text, false, &self.notes)?;
+            self.notes.clear();
+            if !go_on {
+                return Ok((start, false));
+            }
+        }
+    }
+}
+
 /// Reads a log the way fail2ban-regex does: line by line, a last line
 /// without its newline left unread, overlong lines cut, invalid bytes
-/// replaced. `each` gets each line (newline kept) with the notes to report
-/// before it, and returns whether to go on.
+/// replaced. `each` gets each line (newline kept), whether it is known to
+/// be all ASCII (false: not known), and the notes to report before it, and
+/// returns whether to go on.
 fn read_log(
     path: &str,
     latin1: bool,
-    mut each: impl FnMut(&str, &[ReadNote]) -> io::Result<bool>,
+    mut each: impl FnMut(&str, bool, &[ReadNote]) -> io::Result<bool>,
 ) -> Result<(), Fatal> {
     let mut f = std::fs::File::open(path).map_err(|e| Fatal(format!("{e}")))?;
+    let mut splitter = Splitter {
+        latin1,
+        skipping: false,
+        decode_warned: false,
+        notes: Vec::new(),
+    };
     // Room for a whole cut line and a large read after it: lines are
     // split in place, not copied out one by one.
     let mut buf = vec![0u8; 2 * MAX_LINE];
     let (mut start, mut end) = (0, 0);
     let mut eof = false;
-    // Inside the rest of a line that was cut: dropped up to its newline.
-    let mut skipping = false;
-    let mut decode_warned = false;
-    let mut notes = Vec::new();
     loop {
-        let pending = &buf[start..end];
-        let nl = memchr::memchr(b'\n', pending);
-        if skipping {
-            if let Some(p) = nl {
-                start += p + 1;
-                skipping = false;
-                continue;
-            }
-            start = end;
-        }
-        let line: &[u8] = match nl {
-            _ if skipping => &[],
-            Some(p) if p < MAX_LINE => {
-                start += p + 1;
-                &pending[..=p]
-            }
-            // fail2ban-regex waits for the end of a line: a last line
-            // without one is not read (it may still be written), unless
-            // it ends in a carriage return.
-            None if pending.len() < MAX_LINE => {
-                if eof {
-                    if pending.last() == Some(&b'\r') {
-                        start = end;
-                        pending
-                    } else {
-                        break;
-                    }
-                } else {
-                    &[]
-                }
-            }
-            _ => {
-                notes.push(ReadNote::Long);
-                start += MAX_LINE;
-                skipping = true;
-                &pending[..MAX_LINE]
-            }
-        };
-        if line.is_empty() {
-            if eof {
-                break;
-            }
-            buf.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
-            let n = loop {
-                match f.read(&mut buf[end..]) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    r => break r.map_err(io_fatal)?,
-                }
-            };
-            eof = n == 0;
-            end += n;
-            continue;
-        }
-        let (text, clean) = decode(line, latin1);
-        if !clean && !decode_warned {
-            // Once per file, like fail2ban: the rest would flood.
-            decode_warned = true;
-            notes.push(ReadNote::Decode);
-        }
-        let go_on = each(&text, &notes).map_err(io_fatal)?;
-        notes.clear();
-        if !go_on {
+        let (used, go_on) = splitter
+            .split(&buf[start..end], eof, &mut |line, ascii, notes| {
+                each(&line, ascii, notes)
+            })
+            .map_err(io_fatal)?;
+        start += used;
+        if !go_on || eof {
             break;
         }
+        buf.copy_within(start..end, 0);
+        end -= start;
+        start = 0;
+        let n = loop {
+            match f.read(&mut buf[end..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r.map_err(io_fatal)?,
+            }
+        };
+        eof = n == 0;
+        end += n;
     }
     Ok(())
 }
@@ -822,7 +909,7 @@ fn read_and_date(
 ) -> (DateDetector, Result<(), Fatal>) {
     let mut batch = Batch::default();
     let mut screening = true;
-    let read = read_log(path, latin1, |line, notes| {
+    let read = read_log(path, latin1, |line, ascii, notes| {
         batch.items.extend(notes.iter().map(|&n| Item::Note(n)));
         let line = line.trim_end_matches(['\r', '\n']);
         if !(line.starts_with('#') || line.is_empty()) {
@@ -831,7 +918,7 @@ fn read_and_date(
             let hint = prescreen
                 .as_mut()
                 .filter(|_| screening)
-                .and_then(|p| p.scan(line, found.as_ref()))
+                .and_then(|p| p.scan_known(line, found.as_ref(), ascii))
                 .map(|h| {
                     batch.hints.push(h);
                     batch.hints.len() - 1
@@ -1020,7 +1107,7 @@ impl Tool<'_> {
                 }
             }
             (Source::File(path), None) => {
-                read_log(&path, latin1, |line, notes| {
+                read_log(&path, latin1, |line, _, notes| {
                     for &n in notes {
                         emit(n, &path);
                     }
@@ -1364,7 +1451,9 @@ mod tests {
         let path = dir.path().join("log");
         std::fs::write(&path, bytes).unwrap();
         let mut out = Vec::new();
-        read_log(path.to_str().unwrap(), latin1, |line, notes| {
+        read_log(path.to_str().unwrap(), latin1, |line, ascii, notes| {
+            // Known to be ASCII only when it is.
+            assert!(!ascii || line.is_ascii(), "{line:?}");
             out.push((line.to_string(), format!("{notes:?}")));
             Ok(out.len() < stop_after)
         })
@@ -1408,7 +1497,8 @@ mod tests {
     }
 
     /// Cut lines, lines at the edges of the limit and of the file, bad
-    /// bytes and an early stop read exactly as the obvious reader does.
+    /// bytes (alone and amid blocks that otherwise decode whole) and an
+    /// early stop read exactly as the obvious reader does.
     #[test]
     fn read_log_splits_as_line_by_line_reading() {
         let a = |n: usize| "a".repeat(n);
@@ -1428,10 +1518,25 @@ mod tests {
             format!("x\n{}", a(MAX_LINE - 1)).into_bytes(),
             format!("x\n{}\r", a(MAX_LINE - 2)).into_bytes(),
             format!("{}\n", "short line\n".repeat(300_000)).into_bytes(),
+            [
+                &b"short line\n".repeat(20_000)[..],
+                b"bad \xff\n",
+                &b"then \xc3\xa9\n".repeat(20_000),
+            ]
+            .concat(),
+            [
+                &b"caf\xc3\xa9 \xe2\x82\xac\n".repeat(20_000)[..],
+                b"\xe9t\xe9\n",
+                &b"x\n".repeat(9),
+            ]
+            .concat(),
+            format!("{}{}\nnext\n", "short\n".repeat(30_000), a(MAX_LINE + 5)).into_bytes(),
+            format!("{}{}\nnext\n", "short\n".repeat(30_000), a(CHUNK + 5)).into_bytes(),
+            format!("{}\n{}\r", a(CHUNK - 1), "\u{e9}".repeat(CHUNK)).into_bytes(),
         ];
         for bytes in &cases {
             for latin1 in [false, true] {
-                for stop in [1, usize::MAX] {
+                for stop in [1, 25_000, usize::MAX] {
                     let fast = read_all(bytes, latin1, stop);
                     let slow = read_slowly(bytes, latin1, stop);
                     assert!(

@@ -150,6 +150,19 @@ impl Prescreen {
     /// depend on its state: a date text found that does not convert (the
     /// filter may then keep the line whole).
     pub fn scan(&mut self, line: &str, found: Option<&DateFound>) -> Option<Hint> {
+        self.scan_known(line, found, false)
+    }
+
+    /// [`Prescreen::scan`], told that `line` is all ASCII (`ascii`: the
+    /// caller knows it, which saves checking each subject; false: not
+    /// known).
+    pub fn scan_known(
+        &mut self,
+        line: &str,
+        found: Option<&DateFound>,
+        ascii: bool,
+    ) -> Option<Hint> {
+        debug_assert!(!ascii || line.is_ascii());
         let cut: Option<Range<usize>> = match found {
             Some(m) if m.span.start < m.span.end && line.get(m.span.clone()).is_some() => {
                 m.time?;
@@ -177,7 +190,9 @@ impl Prescreen {
             fail: Offsets::NONE,
         };
         let mut subject = self.undated.as_str();
-        let mut ascii = subject.is_ascii();
+        // Exactly whether the subject is ASCII: a line that is not may lose
+        // its only other bytes with its date.
+        let mut ascii = ascii || subject.is_ascii();
         if let Some(pre) = self.prefregex.as_mut() {
             match pre.try_search_known(subject, ascii) {
                 Ok(true) => {}
