@@ -685,6 +685,97 @@ enum ReadNote {
 /// than `MAX_LINE`, so that no line in such a block needs cutting.
 const CHUNK: usize = 64 << 10;
 
+/// An open log: mapped whole when it is a regular file that maps (its
+/// lines are then handed out without a copy), read piece by piece
+/// otherwise (pipes, /dev/stdin).
+enum Log {
+    Mapped(Mapping),
+    Read(std::fs::File),
+}
+
+impl Log {
+    fn open(path: &str) -> Result<Log, Fatal> {
+        let f = std::fs::File::open(path).map_err(|e| Fatal(format!("{e}")))?;
+        Ok(match Mapping::of(&f) {
+            Some(m) => Log::Mapped(m),
+            None => Log::Read(f),
+        })
+    }
+}
+
+/// A read-only private mapping of a regular file as it was when opened:
+/// what is appended later is not read, as fail2ban-regex does not follow.
+struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value alone; reading
+// it from another thread is as safe as reading a `&[u8]`.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// `None` for what is not a regular file, or does not map. Also for
+    /// an empty one: mmap refuses an empty length, and files such as those
+    /// in /proc say they are empty and still have lines to read.
+    fn of(f: &std::fs::File) -> Option<Mapping> {
+        use std::os::unix::io::AsRawFd;
+        let meta = f.metadata().ok()?;
+        let len = usize::try_from(meta.len()).ok()?;
+        if !meta.is_file() || len == 0 {
+            return None;
+        }
+        // SAFETY: a fresh mapping of an open descriptor, at an address of
+        // the kernel's choosing: it aliases no Rust memory.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        (ptr != libc::MAP_FAILED).then_some(Mapping { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes until `drop`, and nothing
+        // writes to them through this private read-only mapping. What is
+        // assumed (as by every reader that maps files) is that no other
+        // process rewrites or truncates what the log held when opened: logs
+        // are appended to, and rotated by renaming (logrotate's
+        // copytruncate while a log is read would end in SIGBUS).
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps what `of` mapped; no slice of it outlives `self`
+        // (`bytes` borrows it).
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+/// A line read: either a part of a mapped log, which lasts as long as the
+/// log does, or text only valid during the call it is handed to.
+#[derive(Clone, Copy)]
+enum Text<'a, 'b> {
+    Mapped(&'a str),
+    Passing(&'b str),
+}
+
+impl Text<'_, '_> {
+    fn as_str(&self) -> &str {
+        match *self {
+            Text::Mapped(s) | Text::Passing(s) => s,
+        }
+    }
+}
+
 /// Splits bytes into lines the way fail2ban-regex reads them, one piece of
 /// the log after the other.
 struct Splitter {
@@ -815,17 +906,28 @@ impl Splitter {
 /// replaced. `each` gets each line (newline kept), whether it is known to
 /// be all ASCII (false: not known), and the notes to report before it, and
 /// returns whether to go on.
-fn read_log(
-    path: &str,
+fn read_log<'a>(
+    log: &'a Log,
     latin1: bool,
-    mut each: impl FnMut(&str, bool, &[ReadNote]) -> io::Result<bool>,
+    mut each: impl FnMut(Text<'a, '_>, bool, &[ReadNote]) -> io::Result<bool>,
 ) -> Result<(), Fatal> {
-    let mut f = std::fs::File::open(path).map_err(|e| Fatal(format!("{e}")))?;
     let mut splitter = Splitter {
         latin1,
         skipping: false,
         decode_warned: false,
         notes: Vec::new(),
+    };
+    let mut f = match log {
+        Log::Mapped(m) => {
+            splitter
+                .split(m.bytes(), true, &mut |line, ascii, notes| match line {
+                    Cow::Borrowed(s) => each(Text::Mapped(s), ascii, notes),
+                    Cow::Owned(s) => each(Text::Passing(&s), ascii, notes),
+                })
+                .map_err(io_fatal)?;
+            return Ok(());
+        }
+        Log::Read(f) => f,
     };
     // Room for a whole cut line and a large read after it: lines are
     // split in place, not copied out one by one.
@@ -835,7 +937,7 @@ fn read_log(
     loop {
         let (used, go_on) = splitter
             .split(&buf[start..end], eof, &mut |line, ascii, notes| {
-                each(&line, ascii, notes)
+                each(Text::Passing(&line), ascii, notes)
             })
             .map_err(io_fatal)?;
         start += used;
@@ -859,24 +961,32 @@ fn read_log(
 
 /// Lines read and dated ahead of the filter, with the notes between them.
 #[derive(Default)]
-struct Batch {
+struct Batch<'a> {
+    /// The lines not kept in the log's mapping.
     text: String,
-    items: Vec<Item>,
+    items: Vec<Item<'a>>,
     /// What the prescreen found, for the items that name one: kept apart,
     /// so that a hint is written once and then only read by reference.
     hints: Vec<Hint>,
 }
 
-enum Item {
+enum Item<'a> {
     Note(ReadNote),
     Line {
-        start: usize,
-        end: usize,
+        text: LineAt<'a>,
         found: Option<DateFound>,
         now: f64,
         /// Index in the batch's hints.
         hint: Option<usize>,
     },
+}
+
+/// Where an item's line is.
+enum LineAt<'a> {
+    /// In the log's mapping.
+    Mapped(&'a str),
+    /// In the batch's text.
+    Copied { start: usize, end: usize },
 }
 
 /// Lines per batch: enough to make the hand-over between threads cheap.
@@ -898,20 +1008,20 @@ const PRESCREEN_BEHIND: usize = 2;
 /// for lines, as with a cheap filter on lines that are costly to date, it
 /// would only slow this thread down. Lines without a hint are filtered
 /// the same, just with every search done by the filter.
-fn read_and_date(
-    path: &str,
+fn read_and_date<'a>(
+    log: &'a Log,
     latin1: bool,
     mut dates: DateDetector,
     mut prescreen: Option<Prescreen>,
-    tx: mpsc::SyncSender<Batch>,
-    free: mpsc::Receiver<Batch>,
+    tx: mpsc::SyncSender<Batch<'a>>,
+    free: mpsc::Receiver<Batch<'a>>,
     queued: &AtomicUsize,
 ) -> (DateDetector, Result<(), Fatal>) {
     let mut batch = Batch::default();
     let mut screening = true;
-    let read = read_log(path, latin1, |line, ascii, notes| {
+    let read = read_log(log, latin1, |text, ascii, notes| {
         batch.items.extend(notes.iter().map(|&n| Item::Note(n)));
-        let line = line.trim_end_matches(['\r', '\n']);
+        let line = text.as_str().trim_end_matches(['\r', '\n']);
         if !(line.starts_with('#') || line.is_empty()) {
             let now = now();
             let found = dates.find(line, now);
@@ -923,11 +1033,19 @@ fn read_and_date(
                     batch.hints.push(h);
                     batch.hints.len() - 1
                 });
-            let start = batch.text.len();
-            batch.text.push_str(line);
+            let text = match text {
+                Text::Mapped(m) => LineAt::Mapped(&m[..line.len()]),
+                Text::Passing(_) => {
+                    let start = batch.text.len();
+                    batch.text.push_str(line);
+                    LineAt::Copied {
+                        start,
+                        end: batch.text.len(),
+                    }
+                }
+            };
             batch.items.push(Item::Line {
-                start,
-                end: batch.text.len(),
+                text,
                 found,
                 now,
                 hint,
@@ -1107,23 +1225,24 @@ impl Tool<'_> {
                 }
             }
             (Source::File(path), None) => {
-                read_log(&path, latin1, |line, _, notes| {
+                let log = Log::open(&path)?;
+                read_log(&log, latin1, |line, _, notes| {
                     for &n in notes {
                         emit(n, &path);
                     }
-                    handle(self, line, None)?;
+                    handle(self, line.as_str(), None)?;
                     Ok(true)
                 })?;
             }
             (Source::File(path), Some(dates)) => {
+                let log = Log::open(&path)?;
                 let queued = AtomicUsize::new(0);
                 let (dates, read) = std::thread::scope(|s| -> (DateDetector, Result<(), Fatal>) {
                     let (tx, rx) = mpsc::sync_channel::<Batch>(4);
                     let (free_tx, free_rx) = mpsc::channel::<Batch>();
-                    let p = path.as_str();
-                    let q = &queued;
+                    let (l, q) = (&log, &queued);
                     let reader =
-                        s.spawn(move || read_and_date(p, latin1, dates, prescreen, tx, free_rx, q));
+                        s.spawn(move || read_and_date(l, latin1, dates, prescreen, tx, free_rx, q));
                     let mut res = Ok(());
                     'batches: for mut b in rx {
                         queued.fetch_sub(1, Ordering::Relaxed);
@@ -1134,14 +1253,17 @@ impl Tool<'_> {
                                     Ok(())
                                 }
                                 Item::Line {
-                                    start,
-                                    end,
+                                    text,
                                     found,
                                     now,
                                     hint,
                                 } => {
                                     let hint = hint.and_then(|i| b.hints.get(i));
-                                    handle(self, &b.text[start..end], Some((found, now, hint)))
+                                    let line = match text {
+                                        LineAt::Mapped(m) => m,
+                                        LineAt::Copied { start, end } => &b.text[start..end],
+                                    };
+                                    handle(self, line, Some((found, now, hint)))
                                 }
                             };
                             if let Err(e) = r {
@@ -1444,14 +1566,24 @@ fn run_opts(opts: Opts, out: &mut dyn Write) -> Result<(), Fatal> {
 mod tests {
     use super::*;
 
-    /// What `read_log` gives for `bytes`: each line with its notes, up to
-    /// `stop_after` lines.
-    fn read_all(bytes: &[u8], latin1: bool, stop_after: usize) -> Vec<(String, String)> {
+    /// What `read_log` gives for `bytes`, mapped or read (as from a pipe):
+    /// each line with its notes, up to `stop_after` lines.
+    fn read_all(bytes: &[u8], latin1: bool, stop_after: usize, map: bool) -> Vec<(String, String)> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         std::fs::write(&path, bytes).unwrap();
+        let log = Log::open(path.to_str().unwrap()).unwrap_or_else(|e| panic!("{}", e.0));
+        let log = match log {
+            Log::Mapped(m) if !map => {
+                drop(m);
+                Log::Read(std::fs::File::open(&path).unwrap())
+            }
+            Log::Read(_) if !bytes.is_empty() => panic!("a regular file is mapped"),
+            log => log,
+        };
         let mut out = Vec::new();
-        read_log(path.to_str().unwrap(), latin1, |line, ascii, notes| {
+        read_log(&log, latin1, |line, ascii, notes| {
+            let line = line.as_str();
             // Known to be ASCII only when it is.
             assert!(!ascii || line.is_ascii(), "{line:?}");
             out.push((line.to_string(), format!("{notes:?}")));
@@ -1498,7 +1630,8 @@ mod tests {
 
     /// Cut lines, lines at the edges of the limit and of the file, bad
     /// bytes (alone and amid blocks that otherwise decode whole) and an
-    /// early stop read exactly as the obvious reader does.
+    /// early stop read exactly as the obvious reader does, from a mapping
+    /// as from a pipe.
     #[test]
     fn read_log_splits_as_line_by_line_reading() {
         let a = |n: usize| "a".repeat(n);
@@ -1537,13 +1670,15 @@ mod tests {
         for bytes in &cases {
             for latin1 in [false, true] {
                 for stop in [1, 25_000, usize::MAX] {
-                    let fast = read_all(bytes, latin1, stop);
                     let slow = read_slowly(bytes, latin1, stop);
-                    assert!(
-                        fast == slow,
-                        "{} bytes, latin1 {latin1}, stop {stop}",
-                        bytes.len()
-                    );
+                    for map in [true, false] {
+                        let fast = read_all(bytes, latin1, stop, map);
+                        assert!(
+                            fast == slow,
+                            "{} bytes, latin1 {latin1}, stop {stop}, map {map}",
+                            bytes.len()
+                        );
+                    }
                 }
             }
         }
