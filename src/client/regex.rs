@@ -1021,18 +1021,20 @@ fn read_and_date<'a>(
     let mut screening = true;
     let read = read_log(log, latin1, |text, ascii, notes| {
         batch.items.extend(notes.iter().map(|&n| Item::Note(n)));
-        let line = text.as_str().trim_end_matches(['\r', '\n']);
+        let raw = text.as_str();
+        let line = raw.trim_end_matches(['\r', '\n']);
         if !(line.starts_with('#') || line.is_empty()) {
             let now = now();
             let found = dates.find(line, now);
+            // With its newline, so that the prescreen need not add one.
+            let ended = match raw.as_bytes().get(line.len()) {
+                Some(b'\n') => &raw[..=line.len()],
+                _ => line,
+            };
             let hint = prescreen
                 .as_mut()
                 .filter(|_| screening)
-                .and_then(|p| p.scan_known(line, found.as_ref(), ascii))
-                .map(|h| {
-                    batch.hints.push(h);
-                    batch.hints.len() - 1
-                });
+                .and_then(|p| p.scan_into(ended, found.as_ref(), ascii, &mut batch.hints));
             let text = match text {
                 Text::Mapped(m) => LineAt::Mapped(&m[..line.len()]),
                 Text::Passing(_) => {
