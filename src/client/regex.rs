@@ -790,10 +790,12 @@ impl Splitter {
     /// The longest run of whole lines at the start of `block` (which ends
     /// in a newline) that decodes as it is, and whether it is all ASCII.
     fn valid_lines<'d>(&self, block: &'d [u8]) -> (&'d str, bool) {
-        let ascii = block.is_ascii();
-        let valid = if ascii {
-            block.len()
-        } else if self.latin1 {
+        if block.is_ascii() {
+            // SAFETY: ASCII is valid UTF-8 (checking it again as UTF-8 would
+            // read the block twice).
+            return (unsafe { std::str::from_utf8_unchecked(block) }, true);
+        }
+        let valid = if self.latin1 {
             // Latin-1 text borrows only ASCII: other bytes become chars.
             block.iter().position(|b| !b.is_ascii()).unwrap_or(0)
         } else {
@@ -802,14 +804,10 @@ impl Splitter {
                 Err(e) => e.valid_up_to(),
             }
         };
-        let end = if valid == block.len() {
-            valid
-        } else {
-            memchr::memrchr(b'\n', &block[..valid]).map_or(0, |p| p + 1)
-        };
+        let end = memchr::memrchr(b'\n', &block[..valid]).map_or(0, |p| p + 1);
         // Valid up to `valid`, so up to the newline before it as well.
         let text = std::str::from_utf8(&block[..end]).unwrap_or_default();
-        (text, ascii)
+        (text, false)
     }
 
     /// Hands `each` the lines `data` holds (the whole rest of the log when
