@@ -680,116 +680,311 @@ enum ReadNote {
     Decode,
 }
 
+/// Bytes of whole lines validated as UTF-8 at once: small enough to stay in
+/// cache for the line's dating and screening right after, and no longer
+/// than `MAX_LINE`, so that no line in such a block needs cutting.
+const CHUNK: usize = 64 << 10;
+
+/// An open log: mapped whole when it is a regular file that maps (its
+/// lines are then handed out without a copy), read piece by piece
+/// otherwise (pipes, /dev/stdin).
+enum Log {
+    Mapped(Mapping),
+    Read(std::fs::File),
+}
+
+impl Log {
+    fn open(path: &str) -> Result<Log, Fatal> {
+        let f = std::fs::File::open(path).map_err(|e| Fatal(format!("{e}")))?;
+        Ok(match Mapping::of(&f) {
+            Some(m) => Log::Mapped(m),
+            None => Log::Read(f),
+        })
+    }
+}
+
+/// A read-only private mapping of a regular file as it was when opened:
+/// what is appended later is not read, as fail2ban-regex does not follow.
+struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value alone; reading
+// it from another thread is as safe as reading a `&[u8]`.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// `None` for what is not a regular file, or does not map. Also for
+    /// an empty one: mmap refuses an empty length, and files such as those
+    /// in /proc say they are empty and still have lines to read.
+    fn of(f: &std::fs::File) -> Option<Mapping> {
+        use std::os::unix::io::AsRawFd;
+        let meta = f.metadata().ok()?;
+        let len = usize::try_from(meta.len()).ok()?;
+        if !meta.is_file() || len == 0 {
+            return None;
+        }
+        // SAFETY: a fresh mapping of an open descriptor, at an address of
+        // the kernel's choosing: it aliases no Rust memory.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        (ptr != libc::MAP_FAILED).then_some(Mapping { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes until `drop`, and nothing
+        // writes to them through this private read-only mapping. What is
+        // assumed (as by every reader that maps files) is that no other
+        // process rewrites or truncates what the log held when opened: logs
+        // are appended to, and rotated by renaming (logrotate's
+        // copytruncate while a log is read would end in SIGBUS).
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps what `of` mapped; no slice of it outlives `self`
+        // (`bytes` borrows it).
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+/// A line read: either a part of a mapped log, which lasts as long as the
+/// log does, or text only valid during the call it is handed to.
+#[derive(Clone, Copy)]
+enum Text<'a, 'b> {
+    Mapped(&'a str),
+    Passing(&'b str),
+}
+
+impl Text<'_, '_> {
+    fn as_str(&self) -> &str {
+        match *self {
+            Text::Mapped(s) | Text::Passing(s) => s,
+        }
+    }
+}
+
+/// Splits bytes into lines the way fail2ban-regex reads them, one piece of
+/// the log after the other.
+struct Splitter {
+    latin1: bool,
+    /// Inside the rest of a line that was cut: dropped up to its newline.
+    skipping: bool,
+    decode_warned: bool,
+    notes: Vec<ReadNote>,
+}
+
+impl Splitter {
+    /// The longest run of whole lines at the start of `block` (which ends
+    /// in a newline) that decodes as it is, and whether it is all ASCII.
+    fn valid_lines<'d>(&self, block: &'d [u8]) -> (&'d str, bool) {
+        if block.is_ascii() {
+            // SAFETY: ASCII is valid UTF-8 (checking it again as UTF-8 would
+            // read the block twice).
+            return (unsafe { std::str::from_utf8_unchecked(block) }, true);
+        }
+        let valid = if self.latin1 {
+            // Latin-1 text borrows only ASCII: other bytes become chars.
+            block.iter().position(|b| !b.is_ascii()).unwrap_or(0)
+        } else {
+            match std::str::from_utf8(block) {
+                Ok(s) => return (s, false),
+                Err(e) => e.valid_up_to(),
+            }
+        };
+        let end = memchr::memrchr(b'\n', &block[..valid]).map_or(0, |p| p + 1);
+        // Valid up to `valid`, so up to the newline before it as well.
+        let text = std::str::from_utf8(&block[..end]).unwrap_or_default();
+        (text, false)
+    }
+
+    /// Hands `each` the lines `data` holds (the whole rest of the log when
+    /// `eof`), with whether each is known to be all ASCII. Returns how many
+    /// bytes it used (the rest waits for more), and false once `each` says
+    /// to stop.
+    fn split<'d>(
+        &mut self,
+        data: &'d [u8],
+        eof: bool,
+        each: &mut impl FnMut(Cow<'d, str>, bool, &[ReadNote]) -> io::Result<bool>,
+    ) -> io::Result<(usize, bool)> {
+        let mut start = 0;
+        // Up to where lines are decoded one by one: the rest of a block that
+        // did not decode whole (so that no byte is checked more than twice).
+        let mut slow_until = 0;
+        loop {
+            let pending = &data[start..];
+            if self.skipping {
+                match memchr::memchr(b'\n', pending) {
+                    Some(p) => {
+                        start += p + 1;
+                        self.skipping = false;
+                    }
+                    None => return Ok((data.len(), true)),
+                }
+                continue;
+            }
+            // Whole lines that are valid as a block are valid one by one;
+            // only those of a block that is not are decoded line by line.
+            if start >= slow_until {
+                let window = &pending[..pending.len().min(CHUNK)];
+                if let Some(q) = memchr::memrchr(b'\n', window) {
+                    let (text, ascii) = self.valid_lines(&pending[..=q]);
+                    if text.len() <= q {
+                        slow_until = start + q + 1;
+                    }
+                    let mut from = 0;
+                    for p in memchr::memchr_iter(b'\n', text.as_bytes()) {
+                        let go_on = each(Cow::Borrowed(&text[from..=p]), ascii, &self.notes)?;
+                        self.notes.clear();
+                        from = p + 1;
+                        if !go_on {
+                            return Ok((start + from, false));
+                        }
+                    }
+                    start += text.len();
+                    if start >= slow_until {
+                        continue;
+                    }
+                }
+            }
+            let pending = &data[start..];
+            let line: &[u8] = match memchr::memchr(b'\n', pending) {
+                Some(p) if p < MAX_LINE => {
+                    start += p + 1;
+                    &pending[..=p]
+                }
+                // fail2ban-regex waits for the end of a line: a last line
+                // without one is not read (it may still be written), unless
+                // it ends in a carriage return.
+                None if pending.len() < MAX_LINE => {
+                    if eof && pending.last() == Some(&b'\r') {
+                        start = data.len();
+                        pending
+                    } else {
+                        return Ok((start, true));
+                    }
+                }
+                _ => {
+                    self.notes.push(ReadNote::Long);
+                    start += MAX_LINE;
+                    self.skipping = true;
+                    &pending[..MAX_LINE]
+                }
+            };
+            let (text, clean) = decode(line, self.latin1);
+            if !clean && !self.decode_warned {
+                // Once per file, like fail2ban: the rest would flood.
+                self.decode_warned = true;
+                self.notes.push(ReadNote::Decode);
+            }
+            let go_on = each(text, false, &self.notes)?;
+            self.notes.clear();
+            if !go_on {
+                return Ok((start, false));
+            }
+        }
+    }
+}
+
 /// Reads a log the way fail2ban-regex does: line by line, a last line
 /// without its newline left unread, overlong lines cut, invalid bytes
-/// replaced. `each` gets each line (newline kept) with the notes to report
-/// before it, and returns whether to go on.
-fn read_log(
-    path: &str,
+/// replaced. `each` gets each line (newline kept), whether it is known to
+/// be all ASCII (false: not known), and the notes to report before it, and
+/// returns whether to go on.
+fn read_log<'a>(
+    log: &'a Log,
     latin1: bool,
-    mut each: impl FnMut(&str, &[ReadNote]) -> io::Result<bool>,
+    mut each: impl FnMut(Text<'a, '_>, bool, &[ReadNote]) -> io::Result<bool>,
 ) -> Result<(), Fatal> {
-    let mut f = std::fs::File::open(path).map_err(|e| Fatal(format!("{e}")))?;
+    let mut splitter = Splitter {
+        latin1,
+        skipping: false,
+        decode_warned: false,
+        notes: Vec::new(),
+    };
+    let mut f = match log {
+        Log::Mapped(m) => {
+            splitter
+                .split(m.bytes(), true, &mut |line, ascii, notes| match line {
+                    Cow::Borrowed(s) => each(Text::Mapped(s), ascii, notes),
+                    Cow::Owned(s) => each(Text::Passing(&s), ascii, notes),
+                })
+                .map_err(io_fatal)?;
+            return Ok(());
+        }
+        Log::Read(f) => f,
+    };
     // Room for a whole cut line and a large read after it: lines are
     // split in place, not copied out one by one.
     let mut buf = vec![0u8; 2 * MAX_LINE];
     let (mut start, mut end) = (0, 0);
     let mut eof = false;
-    // Inside the rest of a line that was cut: dropped up to its newline.
-    let mut skipping = false;
-    let mut decode_warned = false;
-    let mut notes = Vec::new();
     loop {
-        let pending = &buf[start..end];
-        let nl = memchr::memchr(b'\n', pending);
-        if skipping {
-            if let Some(p) = nl {
-                start += p + 1;
-                skipping = false;
-                continue;
-            }
-            start = end;
-        }
-        let line: &[u8] = match nl {
-            _ if skipping => &[],
-            Some(p) if p < MAX_LINE => {
-                start += p + 1;
-                &pending[..=p]
-            }
-            // fail2ban-regex waits for the end of a line: a last line
-            // without one is not read (it may still be written), unless
-            // it ends in a carriage return.
-            None if pending.len() < MAX_LINE => {
-                if eof {
-                    if pending.last() == Some(&b'\r') {
-                        start = end;
-                        pending
-                    } else {
-                        break;
-                    }
-                } else {
-                    &[]
-                }
-            }
-            _ => {
-                notes.push(ReadNote::Long);
-                start += MAX_LINE;
-                skipping = true;
-                &pending[..MAX_LINE]
-            }
-        };
-        if line.is_empty() {
-            if eof {
-                break;
-            }
-            buf.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
-            let n = loop {
-                match f.read(&mut buf[end..]) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    r => break r.map_err(io_fatal)?,
-                }
-            };
-            eof = n == 0;
-            end += n;
-            continue;
-        }
-        let (text, clean) = decode(line, latin1);
-        if !clean && !decode_warned {
-            // Once per file, like fail2ban: the rest would flood.
-            decode_warned = true;
-            notes.push(ReadNote::Decode);
-        }
-        let go_on = each(&text, &notes).map_err(io_fatal)?;
-        notes.clear();
-        if !go_on {
+        let (used, go_on) = splitter
+            .split(&buf[start..end], eof, &mut |line, ascii, notes| {
+                each(Text::Passing(&line), ascii, notes)
+            })
+            .map_err(io_fatal)?;
+        start += used;
+        if !go_on || eof {
             break;
         }
+        buf.copy_within(start..end, 0);
+        end -= start;
+        start = 0;
+        let n = loop {
+            match f.read(&mut buf[end..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r.map_err(io_fatal)?,
+            }
+        };
+        eof = n == 0;
+        end += n;
     }
     Ok(())
 }
 
 /// Lines read and dated ahead of the filter, with the notes between them.
 #[derive(Default)]
-struct Batch {
+struct Batch<'a> {
+    /// The lines not kept in the log's mapping.
     text: String,
-    items: Vec<Item>,
+    items: Vec<Item<'a>>,
     /// What the prescreen found, for the items that name one: kept apart,
     /// so that a hint is written once and then only read by reference.
     hints: Vec<Hint>,
 }
 
-enum Item {
+enum Item<'a> {
     Note(ReadNote),
     Line {
-        start: usize,
-        end: usize,
+        text: LineAt<'a>,
         found: Option<DateFound>,
         now: f64,
         /// Index in the batch's hints.
         hint: Option<usize>,
     },
+}
+
+/// Where an item's line is.
+enum LineAt<'a> {
+    /// In the log's mapping.
+    Mapped(&'a str),
+    /// In the batch's text.
+    Copied { start: usize, end: usize },
 }
 
 /// Lines per batch: enough to make the hand-over between threads cheap.
@@ -811,36 +1006,46 @@ const PRESCREEN_BEHIND: usize = 2;
 /// for lines, as with a cheap filter on lines that are costly to date, it
 /// would only slow this thread down. Lines without a hint are filtered
 /// the same, just with every search done by the filter.
-fn read_and_date(
-    path: &str,
+fn read_and_date<'a>(
+    log: &'a Log,
     latin1: bool,
     mut dates: DateDetector,
     mut prescreen: Option<Prescreen>,
-    tx: mpsc::SyncSender<Batch>,
-    free: mpsc::Receiver<Batch>,
+    tx: mpsc::SyncSender<Batch<'a>>,
+    free: mpsc::Receiver<Batch<'a>>,
     queued: &AtomicUsize,
 ) -> (DateDetector, Result<(), Fatal>) {
     let mut batch = Batch::default();
     let mut screening = true;
-    let read = read_log(path, latin1, |line, notes| {
+    let read = read_log(log, latin1, |text, ascii, notes| {
         batch.items.extend(notes.iter().map(|&n| Item::Note(n)));
-        let line = line.trim_end_matches(['\r', '\n']);
+        let raw = text.as_str();
+        let line = raw.trim_end_matches(['\r', '\n']);
         if !(line.starts_with('#') || line.is_empty()) {
             let now = now();
             let found = dates.find(line, now);
+            // With its newline, so that the prescreen need not add one.
+            let ended = match raw.as_bytes().get(line.len()) {
+                Some(b'\n') => &raw[..=line.len()],
+                _ => line,
+            };
             let hint = prescreen
                 .as_mut()
                 .filter(|_| screening)
-                .and_then(|p| p.scan(line, found.as_ref()))
-                .map(|h| {
-                    batch.hints.push(h);
-                    batch.hints.len() - 1
-                });
-            let start = batch.text.len();
-            batch.text.push_str(line);
+                .and_then(|p| p.scan_into(ended, found.as_ref(), ascii, &mut batch.hints));
+            let text = match text {
+                Text::Mapped(m) => LineAt::Mapped(&m[..line.len()]),
+                Text::Passing(_) => {
+                    let start = batch.text.len();
+                    batch.text.push_str(line);
+                    LineAt::Copied {
+                        start,
+                        end: batch.text.len(),
+                    }
+                }
+            };
             batch.items.push(Item::Line {
-                start,
-                end: batch.text.len(),
+                text,
                 found,
                 now,
                 hint,
@@ -1020,23 +1225,24 @@ impl Tool<'_> {
                 }
             }
             (Source::File(path), None) => {
-                read_log(&path, latin1, |line, notes| {
+                let log = Log::open(&path)?;
+                read_log(&log, latin1, |line, _, notes| {
                     for &n in notes {
                         emit(n, &path);
                     }
-                    handle(self, line, None)?;
+                    handle(self, line.as_str(), None)?;
                     Ok(true)
                 })?;
             }
             (Source::File(path), Some(dates)) => {
+                let log = Log::open(&path)?;
                 let queued = AtomicUsize::new(0);
                 let (dates, read) = std::thread::scope(|s| -> (DateDetector, Result<(), Fatal>) {
                     let (tx, rx) = mpsc::sync_channel::<Batch>(4);
                     let (free_tx, free_rx) = mpsc::channel::<Batch>();
-                    let p = path.as_str();
-                    let q = &queued;
+                    let (l, q) = (&log, &queued);
                     let reader =
-                        s.spawn(move || read_and_date(p, latin1, dates, prescreen, tx, free_rx, q));
+                        s.spawn(move || read_and_date(l, latin1, dates, prescreen, tx, free_rx, q));
                     let mut res = Ok(());
                     'batches: for mut b in rx {
                         queued.fetch_sub(1, Ordering::Relaxed);
@@ -1047,14 +1253,17 @@ impl Tool<'_> {
                                     Ok(())
                                 }
                                 Item::Line {
-                                    start,
-                                    end,
+                                    text,
                                     found,
                                     now,
                                     hint,
                                 } => {
                                     let hint = hint.and_then(|i| b.hints.get(i));
-                                    handle(self, &b.text[start..end], Some((found, now, hint)))
+                                    let line = match text {
+                                        LineAt::Mapped(m) => m,
+                                        LineAt::Copied { start, end } => &b.text[start..end],
+                                    };
+                                    handle(self, line, Some((found, now, hint)))
                                 }
                             };
                             if let Err(e) = r {
@@ -1357,14 +1566,26 @@ fn run_opts(opts: Opts, out: &mut dyn Write) -> Result<(), Fatal> {
 mod tests {
     use super::*;
 
-    /// What `read_log` gives for `bytes`: each line with its notes, up to
-    /// `stop_after` lines.
-    fn read_all(bytes: &[u8], latin1: bool, stop_after: usize) -> Vec<(String, String)> {
+    /// What `read_log` gives for `bytes`, mapped or read (as from a pipe):
+    /// each line with its notes, up to `stop_after` lines.
+    fn read_all(bytes: &[u8], latin1: bool, stop_after: usize, map: bool) -> Vec<(String, String)> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         std::fs::write(&path, bytes).unwrap();
+        let log = Log::open(path.to_str().unwrap()).unwrap_or_else(|e| panic!("{}", e.0));
+        let log = match log {
+            Log::Mapped(m) if !map => {
+                drop(m);
+                Log::Read(std::fs::File::open(&path).unwrap())
+            }
+            Log::Read(_) if !bytes.is_empty() => panic!("a regular file is mapped"),
+            log => log,
+        };
         let mut out = Vec::new();
-        read_log(path.to_str().unwrap(), latin1, |line, notes| {
+        read_log(&log, latin1, |line, ascii, notes| {
+            let line = line.as_str();
+            // Known to be ASCII only when it is.
+            assert!(!ascii || line.is_ascii(), "{line:?}");
             out.push((line.to_string(), format!("{notes:?}")));
             Ok(out.len() < stop_after)
         })
@@ -1408,7 +1629,9 @@ mod tests {
     }
 
     /// Cut lines, lines at the edges of the limit and of the file, bad
-    /// bytes and an early stop read exactly as the obvious reader does.
+    /// bytes (alone and amid blocks that otherwise decode whole) and an
+    /// early stop read exactly as the obvious reader does, from a mapping
+    /// as from a pipe.
     #[test]
     fn read_log_splits_as_line_by_line_reading() {
         let a = |n: usize| "a".repeat(n);
@@ -1428,17 +1651,34 @@ mod tests {
             format!("x\n{}", a(MAX_LINE - 1)).into_bytes(),
             format!("x\n{}\r", a(MAX_LINE - 2)).into_bytes(),
             format!("{}\n", "short line\n".repeat(300_000)).into_bytes(),
+            [
+                &b"short line\n".repeat(20_000)[..],
+                b"bad \xff\n",
+                &b"then \xc3\xa9\n".repeat(20_000),
+            ]
+            .concat(),
+            [
+                &b"caf\xc3\xa9 \xe2\x82\xac\n".repeat(20_000)[..],
+                b"\xe9t\xe9\n",
+                &b"x\n".repeat(9),
+            ]
+            .concat(),
+            format!("{}{}\nnext\n", "short\n".repeat(30_000), a(MAX_LINE + 5)).into_bytes(),
+            format!("{}{}\nnext\n", "short\n".repeat(30_000), a(CHUNK + 5)).into_bytes(),
+            format!("{}\n{}\r", a(CHUNK - 1), "\u{e9}".repeat(CHUNK)).into_bytes(),
         ];
         for bytes in &cases {
             for latin1 in [false, true] {
-                for stop in [1, usize::MAX] {
-                    let fast = read_all(bytes, latin1, stop);
+                for stop in [1, 25_000, usize::MAX] {
                     let slow = read_slowly(bytes, latin1, stop);
-                    assert!(
-                        fast == slow,
-                        "{} bytes, latin1 {latin1}, stop {stop}",
-                        bytes.len()
-                    );
+                    for map in [true, false] {
+                        let fast = read_all(bytes, latin1, stop, map);
+                        assert!(
+                            fast == slow,
+                            "{} bytes, latin1 {latin1}, stop {stop}, map {map}",
+                            bytes.len()
+                        );
+                    }
                 }
             }
         }

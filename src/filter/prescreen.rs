@@ -57,22 +57,25 @@ pub(crate) struct Offsets<const N: usize> {
 impl<const N: usize> Offsets<N> {
     const NONE: Self = Offsets { at: [0; N], len: 0 };
 
-    /// Copies `o` (PCRE2's offsets, `usize::MAX` for unset), or nothing
-    /// when it does not fit.
-    fn of(o: &[usize]) -> Self {
-        let mut out = Self::NONE;
+    /// Sets these (still `NONE`) offsets to a copy of `o` (PCRE2's
+    /// offsets, `usize::MAX` for unset), or leaves them when it does not
+    /// fit. In place: a hint is written once, where it is kept.
+    fn set(&mut self, o: &[usize]) {
         if o.len() > N {
-            return out;
+            return;
         }
-        for (d, &s) in out.at.iter_mut().zip(o) {
-            *d = match u32::try_from(s) {
-                Ok(v) if v != u32::MAX => v,
-                _ if s == usize::MAX => u32::MAX,
-                _ => return Self::NONE,
-            };
+        // Checked all at once rather than offset by offset: a loop
+        // without branches (`usize::MAX` narrows to `u32::MAX`).
+        let mut fits = true;
+        for (d, &s) in self.at.iter_mut().zip(o) {
+            *d = s as u32;
+            fits &= s < u32::MAX as usize || s == usize::MAX;
         }
-        out.len = o.len() as u8;
-        out
+        if fits {
+            self.len = o.len() as u8;
+        } else {
+            *self = Self::NONE;
+        }
     }
 
     /// Makes these offsets `re`'s last match, as if it had searched the
@@ -150,6 +153,27 @@ impl Prescreen {
     /// depend on its state: a date text found that does not convert (the
     /// filter may then keep the line whole).
     pub fn scan(&mut self, line: &str, found: Option<&DateFound>) -> Option<Hint> {
+        let mut hints = Vec::with_capacity(1);
+        self.scan_into(line, found, false, &mut hints)?;
+        hints.pop()
+    }
+
+    /// [`Prescreen::scan`], adding the hint to `hints` (its index is
+    /// returned): it is written in place, not moved there. Told that the
+    /// line is all ASCII (`ascii`: the caller knows it, which saves checking
+    /// each subject; false: not known). `text` is the line, or the line and
+    /// one newline after it: a subject that runs to the end of the line is
+    /// then searched in place instead of copied with a newline added.
+    pub fn scan_into(
+        &mut self,
+        text: &str,
+        found: Option<&DateFound>,
+        ascii: bool,
+        hints: &mut Vec<Hint>,
+    ) -> Option<usize> {
+        debug_assert!(!ascii || text.is_ascii());
+        let ended = text.strip_suffix('\n');
+        let line = ended.unwrap_or(text);
         let cut: Option<Range<usize>> = match found {
             Some(m) if m.span.start < m.span.end && line.get(m.span.clone()).is_some() => {
                 m.time?;
@@ -159,36 +183,46 @@ impl Prescreen {
         };
         // The filter's buffer of one line, joined: the line without its
         // date, and a newline.
-        self.undated.clear();
-        match cut {
-            Some(r) => {
-                self.undated.push_str(&line[..r.start]);
-                self.undated.push_str(&line[r.end..]);
+        let mut subject = match (cut, ended) {
+            (None, Some(_)) => text,
+            (Some(r), Some(_)) if r.start == 0 => &text[r.end..],
+            (cut, _) => {
+                self.undated.clear();
+                match cut {
+                    Some(r) => {
+                        self.undated.push_str(&line[..r.start]);
+                        self.undated.push_str(&line[r.end..]);
+                    }
+                    None => self.undated.push_str(line),
+                }
+                self.undated.push('\n');
+                self.undated.as_str()
             }
-            None => self.undated.push_str(line),
-        }
-        self.undated.push('\n');
-        let mut hint = Hint {
-            undated_len: self.undated.len(),
+        };
+        let at = hints.len();
+        hints.push(Hint {
+            undated_len: subject.len(),
             prefregex_fails: false,
             may_match: u64::MAX,
             pre: Offsets::NONE,
             first_fail: NO_FAIL,
             fail: Offsets::NONE,
-        };
-        let mut subject = self.undated.as_str();
-        let mut ascii = subject.is_ascii();
+        });
+        let hint = &mut hints[at];
+        // Exactly whether the subject is ASCII: a line that is not may lose
+        // its only other bytes with its date.
+        let mut ascii = ascii || subject.is_ascii();
         if let Some(pre) = self.prefregex.as_mut() {
             match pre.try_search_known(subject, ascii) {
                 Ok(true) => {}
                 Ok(false) => {
                     hint.prefregex_fails = true;
-                    return Some(hint);
+                    return Some(at);
                 }
-                Err(_) => return Some(hint),
+                Err(_) => return Some(at),
             }
             if let Some(o) = pre.offsets() {
-                hint.pre = Offsets::of(o);
+                hint.pre.set(o);
             }
             if let Some((s, e)) = pre
                 .special
@@ -221,13 +255,13 @@ impl Prescreen {
                 Ok(true) if hint.first_fail == NO_FAIL => {
                     hint.first_fail = i as u8;
                     if let Some(o) = re.offsets() {
-                        hint.fail = Offsets::of(o);
+                        hint.fail.set(o);
                     }
                 }
                 _ => {}
             }
         }
-        Some(hint)
+        Some(at)
     }
 }
 
@@ -313,6 +347,28 @@ mod tests {
             let a = plain.process_line_outcome(line, now);
             let b = hinted.process_found_hinted(line, found, now, hint.as_ref());
             assert_eq!(a, b, "{line}");
+        }
+    }
+
+    /// The line with its newline, known ASCII or not, is screened as the
+    /// line alone: the subjects searched in place are the ones the copies
+    /// would be.
+    #[test]
+    fn a_line_with_its_newline_gives_the_same_hint() {
+        let now = 1.7e9;
+        let f = Filter::new(opts()).unwrap();
+        let mut pre = f.prescreen().unwrap().unwrap();
+        let mut dates = Filter::new(opts()).unwrap().take_dates();
+        let mut hints = Vec::new();
+        for line in LINES.iter().copied().chain(["app[3]: caf\u{e9}", ""]) {
+            let found = dates.find(line, now);
+            let alone = pre.scan(line, found.as_ref());
+            let text = format!("{line}\n");
+            for ascii in [false, line.is_ascii()] {
+                hints.clear();
+                let at = pre.scan_into(&text, found.as_ref(), ascii, &mut hints);
+                assert_eq!(at.map(|i| hints[i]), alone, "{line}");
+            }
         }
     }
 
