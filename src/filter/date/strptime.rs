@@ -467,7 +467,10 @@ impl LocalZone {
         if !now.is_finite() {
             return None;
         }
-        let secs = now.floor() as i64;
+        // `floor` is a call into libm without SSE4.1, and this runs for
+        // every line: the truncation, one down for negative fractions.
+        let t = now as i64;
+        let secs = if (t as f64) > now { t - 1 } else { t };
         if let Some((k, n)) = self.now_key {
             if k == secs {
                 return Some(n);
