@@ -329,18 +329,18 @@ impl FailData {
 /// mostly share their length (`host sshd[pid]: `), and comparing hashes
 /// first avoids a string comparison for each. The hashes sit in their own
 /// queue, beside the entries: a lookup that misses (every new session)
-/// scans them all, and 100 hashes are 13 cache lines where 100 entries
+/// scans them all, and 100 hashes are 7 cache lines where 100 entries
 /// are hundreds.
 #[derive(Debug, Default)]
 struct MlfidCache {
     entries: VecDeque<(String, FailData, f64)>,
-    hashes: VecDeque<u64>,
+    hashes: VecDeque<u32>,
 }
 
 /// The hash only has to tell keys apart; it takes eight bytes a step,
 /// since a byte at a time (FNV) made a chain of twenty-odd dependent
 /// multiplications of every lookup.
-fn key_hash(k: &str) -> u64 {
+fn key_hash(k: &str) -> u32 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(29);
     let mut words = k.as_bytes().chunks_exact(8);
@@ -354,7 +354,7 @@ fn key_hash(k: &str) -> u64 {
         w[..rest.len()].copy_from_slice(rest);
         h = mix(h, u64::from_le_bytes(w));
     }
-    h ^ (h >> 32)
+    (h ^ (h >> 32)) as u32
 }
 
 const MLFID_MAX_COUNT: usize = 100;
@@ -366,26 +366,31 @@ impl MlfidCache {
         // Keys are unique, so searching from the back finds the same entry;
         // the ids of live sessions were mostly set recently.
         let (front, back) = self.hashes.as_slices();
-        let hit = |base: usize, part: &[u64]| {
-            // Eight hashes at a time, compared without a branch each (which
-            // compiles to vector compares), then the equal ones newest first.
-            let mut end = part.len();
-            while end > 0 {
-                let start = end.saturating_sub(8);
-                let mut mask = 0u32;
-                for (j, &eh) in part[start..end].iter().enumerate() {
-                    mask |= u32::from(eh == h) << j;
-                }
+        let hit = |base: usize, part: &[u32]| {
+            let is = |i: usize| self.entries[base + i].0 == k;
+            // Eight hashes at a time from the back, compared as a block
+            // (vector compares, where a loop that stops at the first equal
+            // one compares one by one), then the equal ones newest first.
+            let blocks = part.rchunks_exact(8);
+            let rest = blocks.remainder().len();
+            for (b, block) in blocks.enumerate() {
+                let start = part.len() - 8 * (b + 1);
+                let mut mask = block
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |m, (j, &eh)| m | (u32::from(eh == h) << j));
                 while mask != 0 {
                     let j = 31 - mask.leading_zeros() as usize;
-                    if self.entries[base + start + j].0 == k {
+                    if is(start + j) {
                         return Some(base + start + j);
                     }
                     mask &= !(1 << j);
                 }
-                end = start;
             }
-            None
+            (0..rest)
+                .rev()
+                .find(|&i| part[i] == h && is(i))
+                .map(|i| base + i)
         };
         hit(front.len(), back).or_else(|| hit(0, front))
     }
@@ -1557,6 +1562,29 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].fid.as_ref().unwrap().to_string(), "192.0.2.3");
         assert_eq!(out[0].matches.len(), 2);
+    }
+
+    /// Lookups find every live key, wherever the deque's ring has put it,
+    /// and nothing else, however full the cache.
+    #[test]
+    fn mlfid_cache_finds_its_keys() {
+        let mut c = MlfidCache::default();
+        let key = |i: usize| format!("host sshd[{i}]: ");
+        for i in 0..350 {
+            assert_eq!(c.find(&key(i), 0.0), None);
+            let pos = c.add(&key(i), FailData::default(), 0.0);
+            assert_eq!(c.entries[pos].0, key(i));
+            if i % 7 == 3 {
+                let p = c.position(&key(i - 2)).unwrap();
+                c.unset_at(p);
+            }
+            for j in i.saturating_sub(40)..=i {
+                match c.position(&key(j)) {
+                    Some(p) => assert_eq!(c.entries[p].0, key(j)),
+                    None => assert!(j % 7 == 1 || j + 100 <= i, "{j} lost at {i}"),
+                }
+            }
+        }
     }
 
     #[test]
