@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use indexmap::IndexMap;
@@ -685,93 +685,33 @@ enum ReadNote {
 /// than `MAX_LINE`, so that no line in such a block needs cutting.
 const CHUNK: usize = 64 << 10;
 
-/// An open log: mapped whole when it is a regular file that maps (its
-/// lines are then handed out without a copy), read piece by piece
-/// otherwise (pipes, /dev/stdin).
-enum Log {
-    Mapped(Mapping),
-    Read(std::fs::File),
-}
+/// A piece of the log as read: the lines in it are handed to the filter
+/// thread by reference (a batch holds the chunk), not copied. It is only
+/// written before its first line is handed out; after that it is shared
+/// and read-only until every batch has let go of it, and then refilled.
+type Chunk = Arc<Vec<u8>>;
 
-impl Log {
-    fn open(path: &str) -> Result<Log, Fatal> {
-        let f = std::fs::File::open(path).map_err(|e| Fatal(format!("{e}")))?;
-        Ok(match Mapping::of(&f) {
-            Some(m) => Log::Mapped(m),
-            None => Log::Read(f),
-        })
-    }
-}
+/// Bytes a chunk mostly holds: little enough that what a read brings in is
+/// still in cache when its lines are split, dated and screened.
+const CHUNK_BYTES: usize = 256 << 10;
 
-/// A read-only private mapping of a regular file as it was when opened:
-/// what is appended later is not read, as fail2ban-regex does not follow.
-struct Mapping {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
+/// Bytes read into a chunk at the least, after the start of a line that
+/// the last read cut: a long line (cut at `MAX_LINE` anyway) gets a chunk
+/// as large as it needs.
+const READ_MIN: usize = 128 << 10;
 
-// SAFETY: the mapping is read-only and owned by this value alone; reading
-// it from another thread is as safe as reading a `&[u8]`.
-unsafe impl Send for Mapping {}
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    /// `None` for what is not a regular file, or does not map. Also for
-    /// an empty one: mmap refuses an empty length, and files such as those
-    /// in /proc say they are empty and still have lines to read.
-    fn of(f: &std::fs::File) -> Option<Mapping> {
-        use std::os::unix::io::AsRawFd;
-        let meta = f.metadata().ok()?;
-        let len = usize::try_from(meta.len()).ok()?;
-        if !meta.is_file() || len == 0 {
-            return None;
-        }
-        // SAFETY: a fresh mapping of an open descriptor, at an address of
-        // the kernel's choosing: it aliases no Rust memory.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_POPULATE,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        (ptr != libc::MAP_FAILED).then_some(Mapping { ptr, len })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `ptr` maps `len` readable bytes until `drop`, and nothing
-        // writes to them through this private read-only mapping. What is
-        // assumed (as by every reader that maps files) is that no other
-        // process rewrites or truncates what the log held when opened: logs
-        // are appended to, and rotated by renaming (logrotate's
-        // copytruncate while a log is read would end in SIGBUS).
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps what `of` mapped; no slice of it outlives `self`
-        // (`bytes` borrows it).
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
-}
-
-/// A line read: either a part of a mapped log, which lasts as long as the
-/// log does, or text only valid during the call it is handed to.
+/// A line read: either in a chunk, which the receiver may keep, or text
+/// only valid during the call it is handed to.
 #[derive(Clone, Copy)]
-enum Text<'a, 'b> {
-    Mapped(&'a str),
-    Passing(&'b str),
+enum Text<'a> {
+    Shared(&'a Chunk, &'a str),
+    Passing(&'a str),
 }
 
-impl Text<'_, '_> {
+impl Text<'_> {
     fn as_str(&self) -> &str {
         match *self {
-            Text::Mapped(s) | Text::Passing(s) => s,
+            Text::Shared(_, s) | Text::Passing(s) => s,
         }
     }
 }
@@ -904,74 +844,113 @@ impl Splitter {
 /// replaced. `each` gets each line (newline kept), whether it is known to
 /// be all ASCII (false: not known), and the notes to report before it, and
 /// returns whether to go on.
-fn read_log<'a>(
-    log: &'a Log,
+///
+/// The log is read, not mapped: a mapped log that another process
+/// truncates (logrotate's copytruncate) kills the reader with SIGBUS, and
+/// one rewritten in place would change text already checked as UTF-8.
+fn read_log(
+    path: &str,
     latin1: bool,
-    mut each: impl FnMut(Text<'a, '_>, bool, &[ReadNote]) -> io::Result<bool>,
+    mut each: impl FnMut(Text<'_>, bool, &[ReadNote]) -> io::Result<bool>,
 ) -> Result<(), Fatal> {
+    let mut f = std::fs::File::open(path).map_err(|e| Fatal(format!("{e}")))?;
     let mut splitter = Splitter {
         latin1,
         skipping: false,
         decode_warned: false,
         notes: Vec::new(),
     };
-    let mut f = match log {
-        Log::Mapped(m) => {
-            splitter
-                .split(m.bytes(), true, &mut |line, ascii, notes| match line {
-                    Cow::Borrowed(s) => each(Text::Mapped(s), ascii, notes),
-                    Cow::Owned(s) => each(Text::Passing(&s), ascii, notes),
-                })
-                .map_err(io_fatal)?;
-            return Ok(());
-        }
-        Log::Read(f) => f,
-    };
-    // Room for a whole cut line and a large read after it: lines are
-    // split in place, not copied out one by one.
-    let mut buf = vec![0u8; 2 * MAX_LINE];
+    // Chunks handed out before, to refill once no batch holds them.
+    let mut spare: Vec<Chunk> = Vec::new();
+    let mut cur: Chunk = Arc::new(vec![0u8; CHUNK_BYTES]);
     let (mut start, mut end) = (0, 0);
-    let mut eof = false;
     loop {
-        let (used, go_on) = splitter
-            .split(&buf[start..end], eof, &mut |line, ascii, notes| {
-                each(Text::Passing(&line), ascii, notes)
-            })
-            .map_err(io_fatal)?;
-        start += used;
-        if !go_on || eof {
-            break;
-        }
-        buf.copy_within(start..end, 0);
-        end -= start;
-        start = 0;
+        let buf = Arc::get_mut(&mut cur).expect("a chunk is only read into before it is shared");
         let n = loop {
             match f.read(&mut buf[end..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 r => break r.map_err(io_fatal)?,
             }
         };
-        eof = n == 0;
+        let eof = n == 0;
         end += n;
+        let (used, go_on) = splitter
+            .split(
+                &cur[start..end],
+                eof,
+                &mut |line, ascii, notes| match line {
+                    Cow::Borrowed(s) => each(Text::Shared(&cur, s), ascii, notes),
+                    Cow::Owned(s) => each(Text::Passing(&s), ascii, notes),
+                },
+            )
+            .map_err(io_fatal)?;
+        start += used;
+        if !go_on || eof {
+            break;
+        }
+        // The start of a line still being read moves to a chunk that no
+        // batch holds, and the rest of it is read after it there.
+        let want = end - start + READ_MIN;
+        let mut next = match spare
+            .iter()
+            .position(|c| Arc::strong_count(c) == 1 && c.len() >= want)
+        {
+            Some(i) => spare.swap_remove(i),
+            None => Arc::new(vec![0u8; want.max(CHUNK_BYTES)]),
+        };
+        let to = Arc::get_mut(&mut next).expect("a spare chunk no batch holds");
+        to[..end - start].copy_from_slice(&cur[start..end]);
+        end -= start;
+        start = 0;
+        spare.push(std::mem::replace(&mut cur, next));
+        // Batches in flight hold a few chunks at the most; more are not
+        // worth keeping.
+        spare.truncate(16);
     }
     Ok(())
 }
 
 /// Lines read and dated ahead of the filter, with the notes between them.
 #[derive(Default)]
-struct Batch<'a> {
-    /// The lines not kept in the log's mapping.
+struct Batch {
+    /// The chunks its lines are in (mostly one).
+    chunks: Vec<Chunk>,
+    /// The lines that are not in a chunk (those decoded into new text).
     text: String,
-    items: Vec<Item<'a>>,
+    items: Vec<Item>,
     /// What the prescreen found, for the items that name one: kept apart,
     /// so that a hint is written once and then only read by reference.
     hints: Vec<Hint>,
 }
 
-enum Item<'a> {
+impl Batch {
+    /// The text of an item's line.
+    fn line(&self, at: &LineAt) -> &str {
+        match *at {
+            LineAt::Chunk { chunk, start, end } => {
+                let bytes = &self.chunks[chunk][start..end];
+                // SAFETY: these bytes were a `&str` (checked UTF-8) when the
+                // item was made, and a chunk is not written while a batch
+                // holds it.
+                unsafe { std::str::from_utf8_unchecked(bytes) }
+            }
+            LineAt::Copied { start, end } => &self.text[start..end],
+        }
+    }
+
+    /// Empties it for the reading thread to fill again.
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.text.clear();
+        self.items.clear();
+        self.hints.clear();
+    }
+}
+
+enum Item {
     Note(ReadNote),
     Line {
-        text: LineAt<'a>,
+        text: LineAt,
         found: Option<DateFound>,
         now: f64,
         /// Index in the batch's hints.
@@ -980,9 +959,13 @@ enum Item<'a> {
 }
 
 /// Where an item's line is.
-enum LineAt<'a> {
-    /// In the log's mapping.
-    Mapped(&'a str),
+enum LineAt {
+    /// In one of the batch's chunks.
+    Chunk {
+        chunk: usize,
+        start: usize,
+        end: usize,
+    },
     /// In the batch's text.
     Copied { start: usize, end: usize },
 }
@@ -1006,18 +989,18 @@ const PRESCREEN_BEHIND: usize = 2;
 /// for lines, as with a cheap filter on lines that are costly to date, it
 /// would only slow this thread down. Lines without a hint are filtered
 /// the same, just with every search done by the filter.
-fn read_and_date<'a>(
-    log: &'a Log,
+fn read_and_date(
+    path: &str,
     latin1: bool,
     mut dates: DateDetector,
     mut prescreen: Option<Prescreen>,
-    tx: mpsc::SyncSender<Batch<'a>>,
-    free: mpsc::Receiver<Batch<'a>>,
+    tx: mpsc::SyncSender<Batch>,
+    free: mpsc::Receiver<Batch>,
     queued: &AtomicUsize,
 ) -> (DateDetector, Result<(), Fatal>) {
     let mut batch = Batch::default();
     let mut screening = true;
-    let read = read_log(log, latin1, |text, ascii, notes| {
+    let read = read_log(path, latin1, |text, ascii, notes| {
         batch.items.extend(notes.iter().map(|&n| Item::Note(n)));
         let raw = text.as_str();
         let line = raw.trim_end_matches(['\r', '\n']);
@@ -1034,7 +1017,18 @@ fn read_and_date<'a>(
                 .filter(|_| screening)
                 .and_then(|p| p.scan_into(ended, found.as_ref(), ascii, &mut batch.hints));
             let text = match text {
-                Text::Mapped(m) => LineAt::Mapped(&m[..line.len()]),
+                Text::Shared(chunk, m) => {
+                    if !batch.chunks.last().is_some_and(|c| Arc::ptr_eq(c, chunk)) {
+                        batch.chunks.push(Arc::clone(chunk));
+                    }
+                    // Where the line is in its chunk.
+                    let start = m.as_ptr() as usize - chunk.as_ptr() as usize;
+                    LineAt::Chunk {
+                        chunk: batch.chunks.len() - 1,
+                        start,
+                        end: start + line.len(),
+                    }
+                }
                 Text::Passing(_) => {
                     let start = batch.text.len();
                     batch.text.push_str(line);
@@ -1225,8 +1219,7 @@ impl Tool<'_> {
                 }
             }
             (Source::File(path), None) => {
-                let log = Log::open(&path)?;
-                read_log(&log, latin1, |line, _, notes| {
+                read_log(&path, latin1, |line, _, notes| {
                     for &n in notes {
                         emit(n, &path);
                     }
@@ -1235,18 +1228,20 @@ impl Tool<'_> {
                 })?;
             }
             (Source::File(path), Some(dates)) => {
-                let log = Log::open(&path)?;
                 let queued = AtomicUsize::new(0);
                 let (dates, read) = std::thread::scope(|s| -> (DateDetector, Result<(), Fatal>) {
                     let (tx, rx) = mpsc::sync_channel::<Batch>(4);
                     let (free_tx, free_rx) = mpsc::channel::<Batch>();
-                    let (l, q) = (&log, &queued);
+                    let (p, q) = (path.as_str(), &queued);
                     let reader =
-                        s.spawn(move || read_and_date(l, latin1, dates, prescreen, tx, free_rx, q));
+                        s.spawn(move || read_and_date(p, latin1, dates, prescreen, tx, free_rx, q));
                     let mut res = Ok(());
                     'batches: for mut b in rx {
                         queued.fetch_sub(1, Ordering::Relaxed);
-                        for item in b.items.drain(..) {
+                        // Taken out, so that the lines can be read from the
+                        // batch while its items are drained.
+                        let mut items = std::mem::take(&mut b.items);
+                        for item in items.drain(..) {
                             let r = match item {
                                 Item::Note(n) => {
                                     emit(n, &path);
@@ -1259,11 +1254,7 @@ impl Tool<'_> {
                                     hint,
                                 } => {
                                     let hint = hint.and_then(|i| b.hints.get(i));
-                                    let line = match text {
-                                        LineAt::Mapped(m) => m,
-                                        LineAt::Copied { start, end } => &b.text[start..end],
-                                    };
-                                    handle(self, line, Some((found, now, hint)))
+                                    handle(self, b.line(&text), Some((found, now, hint)))
                                 }
                             };
                             if let Err(e) = r {
@@ -1271,8 +1262,8 @@ impl Tool<'_> {
                                 break 'batches;
                             }
                         }
-                        b.text.clear();
-                        b.hints.clear();
+                        b.clear();
+                        b.items = items;
                         let _ = free_tx.send(b);
                     }
                     match reader.join() {
@@ -1566,23 +1557,14 @@ fn run_opts(opts: Opts, out: &mut dyn Write) -> Result<(), Fatal> {
 mod tests {
     use super::*;
 
-    /// What `read_log` gives for `bytes`, mapped or read (as from a pipe):
-    /// each line with its notes, up to `stop_after` lines.
-    fn read_all(bytes: &[u8], latin1: bool, stop_after: usize, map: bool) -> Vec<(String, String)> {
+    /// What `read_log` gives for `bytes`: each line with its notes, up to
+    /// `stop_after` lines.
+    fn read_all(bytes: &[u8], latin1: bool, stop_after: usize) -> Vec<(String, String)> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         std::fs::write(&path, bytes).unwrap();
-        let log = Log::open(path.to_str().unwrap()).unwrap_or_else(|e| panic!("{}", e.0));
-        let log = match log {
-            Log::Mapped(m) if !map => {
-                drop(m);
-                Log::Read(std::fs::File::open(&path).unwrap())
-            }
-            Log::Read(_) if !bytes.is_empty() => panic!("a regular file is mapped"),
-            log => log,
-        };
         let mut out = Vec::new();
-        read_log(&log, latin1, |line, ascii, notes| {
+        read_log(path.to_str().unwrap(), latin1, |line, ascii, notes| {
             let line = line.as_str();
             // Known to be ASCII only when it is.
             assert!(!ascii || line.is_ascii(), "{line:?}");
@@ -1628,10 +1610,45 @@ mod tests {
         out
     }
 
+    /// A pipe hands over a few bytes at a time, lines cut anywhere: each
+    /// read starts a chunk with the start of the line it cut.
+    #[test]
+    fn read_log_reads_a_pipe_in_pieces() {
+        let bytes = [
+            &b"short line\n".repeat(30_000)[..],
+            b"bad \xff\n",
+            &"\u{e9}t\u{e9} \u{20ac}\n".repeat(20_000).into_bytes(),
+            &"a".repeat(MAX_LINE + 3).into_bytes(),
+            b"\nlast\n",
+        ]
+        .concat();
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (path, data) = (fifo.clone(), bytes.clone());
+        let writer = std::thread::spawn(move || {
+            let mut w = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            for piece in data.chunks(4093) {
+                w.write_all(piece).unwrap();
+            }
+        });
+        let mut got = Vec::new();
+        read_log(fifo.to_str().unwrap(), false, |line, _, notes| {
+            got.push((line.as_str().to_string(), format!("{notes:?}")));
+            Ok(true)
+        })
+        .map_err(|e| e.0)
+        .unwrap();
+        writer.join().unwrap();
+        assert!(got == read_slowly(&bytes, false, usize::MAX));
+    }
+
     /// Cut lines, lines at the edges of the limit and of the file, bad
     /// bytes (alone and amid blocks that otherwise decode whole) and an
-    /// early stop read exactly as the obvious reader does, from a mapping
-    /// as from a pipe.
+    /// early stop read exactly as the obvious reader does, across the
+    /// chunks the log is read in.
     #[test]
     fn read_log_splits_as_line_by_line_reading() {
         let a = |n: usize| "a".repeat(n);
@@ -1671,14 +1688,12 @@ mod tests {
             for latin1 in [false, true] {
                 for stop in [1, 25_000, usize::MAX] {
                     let slow = read_slowly(bytes, latin1, stop);
-                    for map in [true, false] {
-                        let fast = read_all(bytes, latin1, stop, map);
-                        assert!(
-                            fast == slow,
-                            "{} bytes, latin1 {latin1}, stop {stop}, map {map}",
-                            bytes.len()
-                        );
-                    }
+                    let fast = read_all(bytes, latin1, stop);
+                    assert!(
+                        fast == slow,
+                        "{} bytes, latin1 {latin1}, stop {stop}",
+                        bytes.len()
+                    );
                 }
             }
         }
