@@ -830,26 +830,17 @@ impl Filter {
                 continue;
             }
             fr.groups_into(subject, None, true, &mut work.groups);
-            if no_date {
-                if now >= self.next_no_time_warn {
-                    self.next_no_time_warn = now + 86400.0;
-                    let date_text = if last_text {
-                        self.last_time_text.as_str()
+            if no_date
+                && self.match_without_date(date, now, |f| {
+                    let d = if last_text {
+                        f.last_time_text.as_str()
                     } else {
                         parts.1
                     };
-                    tracing::warn!(
-                        "Found a match but no valid date/time found for {:?}. Match without a timestamp: {}{}{}. \
-                         Please try setting a custom date pattern (see man page jail.conf(5)).",
-                        date_text,
-                        parts.0,
-                        date_text,
-                        parts.2
-                    );
-                }
-                if date.is_none() && self.opts.check_find_time {
-                    continue;
-                }
+                    (d.to_string(), format!("{}{d}{}", parts.0, parts.2))
+                })
+            {
+                continue;
             }
             let found = Found {
                 idx,
@@ -1103,19 +1094,14 @@ impl Filter {
                 }
                 continue;
             }
-            if no_date {
-                if now >= self.next_no_time_warn {
-                    self.next_no_time_warn = now + 86400.0;
-                    tracing::warn!(
-                        "Found a match but no valid date/time found for {:?}. Match without a timestamp: {}. \
-                         Please try setting a custom date pattern (see man page jail.conf(5)).",
-                        line.text.get(line.b..line.d).unwrap_or(""),
-                        matched.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
-                    );
-                }
-                if date.is_none() && self.opts.check_find_time {
-                    continue;
-                }
+            if no_date
+                && self.match_without_date(date, now, |_| {
+                    let lines: Vec<&str> = matched.iter().map(|l| l.text.as_str()).collect();
+                    let d = line.text.get(line.b..line.d).unwrap_or("");
+                    (d.to_string(), lines.join("\n"))
+                })
+            {
+                continue;
             }
             if !self.opts.check_all_regex || maxlines > 1 {
                 self.buffer.clear();
@@ -1135,6 +1121,28 @@ impl Filter {
             }
         }
         out
+    }
+
+    /// fail2ban's warning (at most once a day) for a match in a line with
+    /// no date, with the date text and the matched lines `texts` gives;
+    /// returns whether the match is then dropped.
+    fn match_without_date(
+        &mut self,
+        date: Option<f64>,
+        now: f64,
+        texts: impl FnOnce(&Self) -> (String, String),
+    ) -> bool {
+        if now >= self.next_no_time_warn {
+            self.next_no_time_warn = now + 86400.0;
+            let (date_text, matched) = texts(self);
+            tracing::warn!(
+                "Found a match but no valid date/time found for {:?}. Match without a timestamp: {}. \
+                 Please try setting a custom date pattern (see man page jail.conf(5)).",
+                date_text,
+                matched
+            );
+        }
+        date.is_none() && self.opts.check_find_time
     }
 
     /// What follows a failregex's match (its groups in `work.groups`): the
