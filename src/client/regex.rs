@@ -683,7 +683,7 @@ enum ReadNote {
 /// Bytes of whole lines validated as UTF-8 at once: small enough to stay in
 /// cache for the line's dating and screening right after, and no longer
 /// than `MAX_LINE`, so that no line in such a block needs cutting.
-const CHUNK: usize = 64 << 10;
+const BLOCK: usize = 64 << 10;
 
 /// A piece of the log as read: the lines in it are handed to the filter
 /// thread by reference (a batch holds the chunk), not copied. It is only
@@ -779,7 +779,7 @@ impl Splitter {
             // Whole lines that are valid as a block are valid one by one;
             // only those of a block that is not are decoded line by line.
             if start >= slow_until {
-                let window = &pending[..pending.len().min(CHUNK)];
+                let window = &pending[..pending.len().min(BLOCK)];
                 if let Some(q) = memchr::memrchr(b'\n', window) {
                     let (text, ascii) = self.valid_lines(&pending[..=q]);
                     if text.len() <= q {
@@ -1681,8 +1681,8 @@ mod tests {
             ]
             .concat(),
             format!("{}{}\nnext\n", "short\n".repeat(30_000), a(MAX_LINE + 5)).into_bytes(),
-            format!("{}{}\nnext\n", "short\n".repeat(30_000), a(CHUNK + 5)).into_bytes(),
-            format!("{}\n{}\r", a(CHUNK - 1), "\u{e9}".repeat(CHUNK)).into_bytes(),
+            format!("{}{}\nnext\n", "short\n".repeat(30_000), a(BLOCK + 5)).into_bytes(),
+            format!("{}\n{}\r", a(BLOCK - 1), "\u{e9}".repeat(BLOCK)).into_bytes(),
         ];
         for bytes in &cases {
             for latin1 in [false, true] {
