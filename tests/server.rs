@@ -141,7 +141,7 @@ pub(crate) fn stamp() -> String {
     jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-fn fail_line(ip: &str) -> String {
+pub(crate) fn fail_line(ip: &str) -> String {
     format!("{} web1 test[4242]: auth failure from {ip}\n", stamp())
 }
 
@@ -150,7 +150,7 @@ fn fail_line(ip: &str) -> String {
 /// A log that is empty when the server opens it can race with its first
 /// write (see `restart_after_log_started_empty`): the tests that are not
 /// about that start with a line.
-fn new_log(path: impl AsRef<Path>) {
+pub(crate) fn new_log(path: impl AsRef<Path>) {
     fs::write(path, format!("{} web1 syslogd: restart\n", stamp())).unwrap();
 }
 
@@ -166,7 +166,7 @@ pub(crate) fn append(path: &Path, text: &str) {
 
 /// Appends `n` failures of `ip` to the log at `path` (one write per line,
 /// as a daemon logs).
-fn fail(path: &Path, ip: &str, n: usize) {
+pub(crate) fn fail(path: &Path, ip: &str, n: usize) {
     let mut f = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -219,6 +219,11 @@ pub(crate) struct Server<'a> {
 impl<'a> Server<'a> {
     /// Starts the server on `tree` and waits until it answers.
     pub(crate) fn start(tree: &'a Tree) -> Server<'a> {
+        Server::start_with_env(tree, &[])
+    }
+
+    /// [`Server::start`] with `env` added to the server's environment.
+    pub(crate) fn start_with_env(tree: &'a Tree, env: &[(&str, &str)]) -> Server<'a> {
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -228,6 +233,7 @@ impl<'a> Server<'a> {
             .arg("-f")
             .arg("-c")
             .arg(tree.conf())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)

@@ -40,3 +40,5 @@ mod deb;
 mod ai;
 // Literal prefixes of anchored failregexes against PCRE2 on the stock samples.
 mod prefilter;
+// Ids, AI keys and filters checked where they enter (issue 13).
+mod validation;

@@ -1,4 +1,15 @@
 //! Failure ids: an address (fail2ban's `IPAddr`) or a raw string.
+//!
+//! fail2ban parses addresses with `inet_pton`, which refuses leading
+//! zeros, hex and short forms, and keeps what it refuses as raw text; it
+//! then hands that text to the actions as `<ip>`. But the firewalls parse
+//! with `inet_aton` or `getaddrinfo`: `127.000.000.001`, `0x7f000001` and
+//! `127.1` are loopback to them, `192.0.2.051` is 192.0.2.41. Such an id
+//! passes ignoreip (it is compared as text) and bans an address nobody
+//! named, loopback included. So every id goes through [`Fid::canonical`]
+//! before it is counted or banned: a canonical address becomes an
+//! [`Addr`], raw text that any lenient parser reads as an address is
+//! refused, and other raw text (a user name) stays raw as in fail2ban.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -89,6 +100,17 @@ pub enum Fid {
     Raw(String),
 }
 
+/// An id refused by [`Fid::canonical`]: no canonical address, but text a
+/// firewall reads as one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} is no canonical address, yet a firewall would read it as {reads_as}", text.escape_debug())]
+pub struct NotCanonical {
+    /// The id as found.
+    pub text: String,
+    /// What `inet_aton` (or a parser as lenient) makes of it.
+    pub reads_as: IpAddr,
+}
+
 impl Fid {
     /// The address, if this id is one.
     pub fn addr(&self) -> Option<&Addr> {
@@ -97,6 +119,102 @@ impl Fid {
             Fid::Raw(_) => None,
         }
     }
+
+    /// The id as it may be compared and acted on: raw text that is a
+    /// canonical address (an IPv6 address in any of its spellings
+    /// included) becomes that address; raw text that a lenient parser
+    /// reads as an address (see [`lenient`]) is refused, since reading it
+    /// one way or the other (decimal or octal) could ban another host or
+    /// loopback; anything else stays raw.
+    pub fn canonical(self) -> Result<Fid, NotCanonical> {
+        let Fid::Raw(text) = self else {
+            return Ok(self);
+        };
+        if let a @ Fid::Addr(_) = parse_unspec(&text) {
+            return Ok(a);
+        }
+        match lenient(&text) {
+            Some(reads_as) => Err(NotCanonical { text, reads_as }),
+            None => Ok(Fid::Raw(text)),
+        }
+    }
+}
+
+/// An id given as text (`set <jail> banip`, the database), through
+/// [`Fid::canonical`].
+pub fn parse_id(text: &str) -> Result<Fid, NotCanonical> {
+    Fid::Raw(text.to_string()).canonical()
+}
+
+/// The address a lenient parser finds in `text`, the way firewalls and
+/// resolvers read what they are given: the first word only (`inet_aton`
+/// stops at white space, a shell splits there), brackets and a `/prefix`
+/// ignored, an IPv6 address with a `%zone`, and IPv4 in `inet_aton`'s
+/// forms: one to four parts, each decimal, octal (leading `0`) or hex
+/// (`0x`), the last filling the bytes left, and a trailing dot.
+pub fn lenient(text: &str) -> Option<IpAddr> {
+    let mut word = text.split_whitespace().next()?;
+    if let Some(inner) = word.strip_prefix('[') {
+        word = inner.split(']').next().unwrap_or(inner);
+    }
+    let word = word.split('/').next().unwrap_or(word);
+    if word.contains(':') {
+        let word = word.split('%').next().unwrap_or(word);
+        if let Ok(v6) = word.parse::<Ipv6Addr>() {
+            return Some(IpAddr::V6(v6));
+        }
+        // An embedded IPv4 part in a lenient form: `::ffff:127.1`.
+        let (head, tail) = word.rsplit_once(':')?;
+        let v4 = inet_aton(tail)?;
+        return format!("{head}:{v4}").parse().ok().map(IpAddr::V6);
+    }
+    let word = match word.strip_suffix('.') {
+        Some(w) if !w.is_empty() => w,
+        _ => word,
+    };
+    inet_aton(word).map(IpAddr::V4)
+}
+
+/// `inet_aton`'s IPv4 forms: `a.b.c.d`, `a.b.c` (c: 16 bits), `a.b`
+/// (b: 24 bits), `a` (32 bits); each part decimal, octal or hex.
+fn inet_aton(text: &str) -> Option<Ipv4Addr> {
+    let mut parts = [0u64; 4];
+    let mut n = 0;
+    for p in text.split('.') {
+        if n == 4 {
+            return None;
+        }
+        parts[n] = aton_number(p)?;
+        n += 1;
+    }
+    let (head, last) = (&parts[..n - 1], parts[n - 1]);
+    let last_bits = 32 - 8 * (n as u32 - 1);
+    if head.iter().any(|&b| b > 255) || last >> last_bits != 0 {
+        return None;
+    }
+    let mut v = last as u32;
+    for (i, &b) in head.iter().enumerate() {
+        v |= (b as u32) << (24 - 8 * i);
+    }
+    Some(Ipv4Addr::from(v))
+}
+
+/// One part of an `inet_aton` address. An octal part with an 8 or 9 is
+/// refused by glibc but read as decimal by other parsers: it is taken as
+/// decimal, since either way it is no canonical address.
+fn aton_number(p: &str) -> Option<u64> {
+    let (digits, radix) = match p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+        Some("") => return Some(0),
+        Some(h) => (h, 16),
+        None if p.len() > 1 && p.starts_with('0') => (p, 8),
+        None => (p, 10),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix)
+        .or_else(|_| digits.parse())
+        .ok()
 }
 
 impl fmt::Display for Fid {
@@ -319,6 +437,63 @@ mod tests {
         for c in cases {
             assert_eq!(ipv4(&c), c.parse::<Ipv4Addr>().ok(), "{c:?}");
         }
+    }
+
+    /// What glibc's inet_aton and nft make of the ids of issue 13.
+    #[test]
+    fn lenient_reads_as_inet_aton() {
+        let v4 = |s: &str| lenient(s).map(|a| a.to_string());
+        for (text, want) in [
+            ("127.000.000.001", Some("127.0.0.1")),
+            ("0x7f000001", Some("127.0.0.1")),
+            ("0X7F.1", Some("127.0.0.1")),
+            ("192.0.2.051", Some("192.0.2.41")),
+            ("192.0.2.089", Some("192.0.2.89")),
+            ("127.1", Some("127.0.0.1")),
+            ("192.0.513", Some("192.0.2.1")),
+            ("2130706433", Some("127.0.0.1")),
+            ("0", Some("0.0.0.0")),
+            ("192.0.2.1.", Some("192.0.2.1")),
+            ("192.0.2.1 junk", Some("192.0.2.1")),
+            ("[192.0.2.1]", Some("192.0.2.1")),
+            ("127.000.000.001/8", Some("127.0.0.1")),
+            ("::1%lo", Some("::1")),
+            ("[fe80::1%eth0]", Some("fe80::1")),
+            ("::ffff:127.1", Some("127.0.0.1")),
+            ("256.0.0.1", None),
+            ("1.2.3.4.5", None),
+            ("192.0.2.", Some("192.0.0.2")),
+            ("1..2", None),
+            ("4294967296", None),
+            ("alice", None),
+            ("deadbeef", None),
+            ("0xg", None),
+            ("", None),
+            ("-1", None),
+            ("+1", None),
+        ] {
+            // ::ffff:127.0.0.1 prints as such; compare through Fid.
+            let got = v4(text).map(|s| parse_unspec(&s).to_string());
+            assert_eq!(got.as_deref(), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn canonical_keeps_names_and_refuses_lenient_addresses() {
+        let c = |s: &str| Fid::Raw(s.into()).canonical();
+        assert_eq!(c("alice"), Ok(Fid::Raw("alice".into())));
+        assert_eq!(c("2001:DB8::1").unwrap().to_string(), "2001:db8::1");
+        assert_eq!(c("[::1]").unwrap().to_string(), "::1");
+        assert_eq!(c("::ffff:192.0.2.1").unwrap().to_string(), "192.0.2.1");
+        let e = c("192.0.2.051").unwrap_err();
+        assert_eq!(e.reads_as.to_string(), "192.0.2.41");
+        assert_eq!(
+            e.to_string(),
+            "192.0.2.051 is no canonical address, yet a firewall would read it as 192.0.2.41"
+        );
+        assert!(c("127.1").is_err());
+        assert!(parse_id("0x7f000001").is_err());
+        assert_eq!(parse_id("192.0.2.1").unwrap().to_string(), "192.0.2.1");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::filter::ipaddr::{Addr, Fid};
+use crate::filter::ipaddr::{Addr, Fid, NotCanonical};
 
 /// The end of a permanent ban, fail2ban's `Ticket.MAX_TIME` (year 4461763).
 pub const MAX_TIME: f64 = 0x7FFF_FFFF_FFFF_u64 as f64;
@@ -62,13 +62,28 @@ impl Ticket {
         }
     }
 
-    /// The ticket for a failure the filter found; `None` for a pending
-    /// multi-line failure without an id.
-    pub fn from_failure(f: &crate::filter::Failure) -> Option<Ticket> {
-        let mut t =
-            Ticket::new(f.fid.clone()?, f.time, f.matches.clone()).with_data(f.data.clone());
-        t.ip = f.ip.as_ref().and_then(Fid::addr).copied();
-        Some(t)
+    /// The ticket for a failure the filter found; `Ok(None)` for a
+    /// pending multi-line failure without an id. What the actions will
+    /// take for the address (the address found beside the id, else the
+    /// id) passes [`Fid::canonical`], or the failure is refused.
+    pub fn from_failure(f: &crate::filter::Failure) -> Result<Option<Ticket>, NotCanonical> {
+        let Some(fid) = f.fid.clone() else {
+            return Ok(None);
+        };
+        let ip = match f.ip.clone().map(Fid::canonical).transpose()? {
+            Some(Fid::Addr(a)) => Some(a),
+            _ => None,
+        };
+        // Beside an address the id is only a key (a session, a user):
+        // kept raw when it is no canonical address.
+        let fid = match (fid.canonical(), ip) {
+            (Ok(fid), _) => fid,
+            (Err(e), Some(_)) => Fid::Raw(e.text),
+            (Err(e), None) => return Err(e),
+        };
+        let mut t = Ticket::new(fid, f.time, f.matches.clone()).with_data(f.data.clone());
+        t.ip = ip;
+        Ok(Some(t))
     }
 
     /// A ticket carrying the filter's captured groups (`F-USER`, ...).

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::action::{Action, Actions, BanInfo};
 use crate::config::PyValue;
-use crate::filter::ipaddr::{parse_unspec, Fid};
+use crate::filter::ipaddr::{parse_id, parse_unspec, Fid, NotCanonical};
 use crate::filter::Filter;
 use crate::jail::ignore::Check;
 use crate::jail::increment::{BanFound, BanHistory, Increment, PrevBan};
@@ -233,8 +233,13 @@ impl JailState {
             if f.nofail {
                 continue;
             }
-            let Some(ticket) = Ticket::from_failure(&f) else {
-                continue;
+            let ticket = match Ticket::from_failure(&f) {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
+                Err(e) => {
+                    refuse(&self.spec.name, &e);
+                    continue;
+                }
             };
             let fid = ticket.fid().clone();
             if self.ignored(&fid, Some(&ticket), now) {
@@ -390,6 +395,15 @@ fn filter_changed(a: &JailSpec, b: &JailSpec) -> bool {
     ) || a.findtime != b.findtime
 }
 
+/// Says why an id is never banned (fail2ban's `Ignore <ip> by ...` line,
+/// as a warning: a filter or a client gave an address nobody can trust).
+fn refuse(jail: &str, e: &NotCanonical) {
+    tracing::warn!(
+        "[{jail}] Ignore {} by address check: {e}",
+        e.text.escape_debug()
+    );
+}
+
 /// The per-ban values the actions' tags need.
 fn ban_info(ticket: &Ticket, bantime: f64) -> BanInfo {
     let mut info = BanInfo::new(
@@ -487,9 +501,15 @@ impl Jail {
             match bans {
                 Ok(Ok(bans)) => {
                     for b in bans {
-                        let mut ticket =
-                            Ticket::new(parse_unspec(&b.fid), b.time, b.data.matches.clone())
-                                .with_failures(b.data.failures);
+                        let fid = match parse_id(&b.fid) {
+                            Ok(fid) => fid,
+                            Err(e) => {
+                                refuse(&name, &e);
+                                continue;
+                            }
+                        };
+                        let mut ticket = Ticket::new(fid, b.time, b.data.matches.clone())
+                            .with_failures(b.data.failures);
                         ticket.set_ban_time(Some(b.bantime));
                         ticket.set_ban_count(b.bancount, true);
                         ticket.restored = true;
@@ -538,17 +558,18 @@ impl Jail {
         })
     }
 
-    /// Bans `ip` by hand; `Ok(false)` when it is ignored or already banned.
-    pub async fn ban_ip(&self, ip: &str) -> bool {
-        let fid = parse_unspec(ip);
+    /// Bans `ip` by hand; `Ok(false)` when it is ignored or already
+    /// banned, an error when it is no canonical address.
+    pub async fn ban_ip(&self, ip: &str) -> Result<bool, NotCanonical> {
+        let fid = parse_id(ip).inspect_err(|e| refuse(&self.name, e))?;
         let t = now();
         let jobs = {
             let mut st = self.state.lock().expect("jail lock");
             if st.ignored(&fid, None, t) {
-                return false;
+                return Ok(false);
             }
             if st.engine.ban_manager.contains(&fid) {
-                return false;
+                return Ok(false);
             }
             st.ban_ip(fid, t)
         };
@@ -557,7 +578,7 @@ impl Jail {
             let _ = self.jobs.send(j).await;
         }
         self.unban_wake.notify_one();
-        banned
+        Ok(banned)
     }
 
     /// Unbans `ip`; `false` when it was not banned here.

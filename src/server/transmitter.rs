@@ -213,10 +213,19 @@ impl Server {
             "banip" => {
                 let jail = self.jail(&target).await?;
                 let mut n = 0;
+                let mut refused = Vec::new();
                 for ip in strings(args) {
-                    if jail.ban_ip(&ip).await {
-                        n += 1;
+                    match jail.ban_ip(&ip).await {
+                        Ok(true) => n += 1,
+                        Ok(false) => {}
+                        Err(e) => refused.push(format!("{e}: never banned")),
                     }
+                }
+                if !refused.is_empty() {
+                    return Err(CommandError::new(
+                        ErrorKind::InvalidValue,
+                        refused.join("; "),
+                    ));
                 }
                 Ok(json!(n))
             }

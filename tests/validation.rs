@@ -1,0 +1,132 @@
+//! What enters from outside is checked where it enters (issue 13): ids
+//! from log lines, the client and the database before any ban, and every
+//! regex of a configuration by `fail3ban-client -t`.
+
+use fail3ban::store::{Ban, Settings, SqliteStore, Store};
+
+use crate::server::{append, fail, fail_line, new_log, Server, Tree};
+
+/// Ids that are no canonical address, but that inet_aton (and so iptables,
+/// nft, ipset, route) reads as one: leading zeros (octal), hex, fewer than
+/// four parts, a zone, a trailing dot.
+const NON_CANONICAL: &[&str] = &[
+    "127.000.000.001",
+    "0x7f000001",
+    "192.0.2.051",
+    "127.1",
+    "2130706433",
+    "198.51.100.010",
+    "0300.0000.0002.0001",
+    "::1%lo",
+    "192.0.2.1.",
+];
+
+/// Canonical spellings of addresses in ignoreip: compared as addresses.
+const IGNORED_SPELLINGS: &[&str] = &[
+    "0:0:0:0:0:0:0:1",
+    "[::1]",
+    "::ffff:192.0.2.9",
+    "2001:DB8::5",
+    "192.0.2.77",
+];
+
+/// Issue 13, finding 6: a failure id that is no canonical address but
+/// that a firewall would read as one is never banned, whichever way it
+/// comes in (a filter's `<F-ID>` or `<HOST>`, `set <jail> banip`, the
+/// database at start); canonical spellings are compared with ignoreip as
+/// addresses; other raw ids (user names) are banned as fail2ban bans them.
+#[test]
+fn non_canonical_addresses_are_never_banned() {
+    let ignore = "ignoreself = false\nignoreip = 127.0.0.1 ::1 192.0.2.0/24 2001:db8::/32\n";
+    let tree = Tree::new(&format!(
+        "[byid]\nenabled = true\nfilter = anyid\nlogpath = @T@/byid.log\nmaxretry = 1\n{ignore}\n\
+         [byhost]\nenabled = true\nfilter = test\nlogpath = @T@/byhost.log\nmaxretry = 1\n{ignore}\n"
+    ));
+    tree.write_conf(
+        "filter.d/anyid.conf",
+        "[Definition]\nfailregex = ^\\s*\\S+ test\\[\\d+\\]: auth failure from <F-ID>\\S+</F-ID>$\n",
+    );
+    let (byid, byhost) = (tree.path("byid.log"), tree.path("byhost.log"));
+    new_log(&byid);
+    new_log(&byhost);
+    // Bans in the database (as an import from fail2ban, which bans such
+    // ids, would leave them) are checked again when they are restored.
+    {
+        let store = SqliteStore::open(tree.path("f3.sqlite3"), Settings::default()).unwrap();
+        store.add_jail("byid").unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        for fid in ["127.000.000.001", "192.0.2.051", "203.0.113.30"] {
+            store
+                .add_ban(&Ban::new("byid", fid, now - 10.0, 3600.0))
+                .unwrap();
+        }
+    }
+    let mut s = Server::start(&tree);
+    s.wait("the canonical ban is restored", |_| {
+        tree.count("ban", "byid", "203.0.113.30") == 1
+    });
+
+    let mut lines = String::new();
+    for id in NON_CANONICAL.iter().chain(IGNORED_SPELLINGS) {
+        lines.push_str(&fail_line(id));
+    }
+    // Processed after the others: once they are banned, all lines were.
+    lines.push_str(&fail_line("alice"));
+    lines.push_str(&fail_line("198.51.100.9"));
+    append(&byid, &lines);
+    for ip in ["127.000.000.001", "192.0.2.051", "198.51.100.010"] {
+        fail(&byhost, ip, 1);
+    }
+    fail(&byhost, "198.51.100.9", 1);
+    s.wait("the canonical ids are banned", |_| {
+        tree.count("ban", "byid", "alice") == 1
+            && tree.count("ban", "byid", "198.51.100.9") == 1
+            && tree.count("ban", "byhost", "198.51.100.9") == 1
+    });
+
+    for id in ["127.000.000.001", "0x7f000001", "198.51.100.010"] {
+        let (ok, out) = s.client(&["set", "byid", "banip", id]);
+        assert!(!ok, "banip {id} must fail: {out}");
+        assert!(out.contains(id), "the error names {id}: {out}");
+    }
+    assert_eq!(s.ok(&["set", "byid", "banip", "203.0.113.20"]).trim(), "1");
+    s.wait("the manual ban ran", |_| {
+        tree.count("ban", "byid", "203.0.113.20") == 1
+    });
+
+    let mut banned: Vec<String> = tree
+        .actions()
+        .into_iter()
+        .filter(|l| l.starts_with("ban "))
+        .collect();
+    banned.sort();
+    assert_eq!(
+        banned,
+        vec![
+            "ban byhost 198.51.100.9 3600",
+            "ban byid 198.51.100.9 3600",
+            "ban byid 203.0.113.20 3600",
+            "ban byid 203.0.113.30 3600",
+            "ban byid alice 3600",
+        ],
+        "{}",
+        s.report()
+    );
+    let log = tree.server_log();
+    for id in NON_CANONICAL {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARNING") && l.contains(&format!("[byid] Ignore {id} "))),
+            "no warning names {id}\n{}",
+            s.report()
+        );
+    }
+    assert!(
+        log.contains("[byhost] Ignore 198.51.100.010 "),
+        "{}",
+        s.report()
+    );
+}
