@@ -731,3 +731,73 @@ fn suggested_rules_wait_for_approval_and_observed_ones_write_nothing() {
     );
     s.stop();
 }
+
+/// Issue 13, finding 7: a key file with a second line, or a control
+/// character in OPENAI_API_KEY, OPENAI_ORGANIZATION_ID or
+/// OPENAI_PROJECT_ID, is refused when the AI starts: the server's log and
+/// `ai status` say why and name the source, never the key; the jails run.
+#[test]
+fn bad_ai_key_is_refused_at_start_naming_its_source() {
+    let llm = Llm::start(|_| benign());
+    // (source named, key file, server environment)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: [Case; 4] = [
+        ("key_file", "sk-secret-one\nsk-secret-two\n", &[]),
+        (
+            "OPENAI_API_KEY",
+            "sk-test\n",
+            &[("OPENAI_API_KEY", "sk-secret\u{7f}x")],
+        ),
+        (
+            "OPENAI_ORGANIZATION_ID",
+            "sk-test\n",
+            &[("OPENAI_ORGANIZATION_ID", "org-secret\r\nX-Injected: 1")],
+        ),
+        (
+            "OPENAI_PROJECT_ID",
+            "sk-test\n",
+            &[("OPENAI_PROJECT_ID", "proj-secret\u{1b}[0m")],
+        ),
+    ];
+    for (source, key, env) in cases {
+        let t = tree(&llm, "", "");
+        let key_path = t.path("openai.key");
+        fs::write(&key_path, key).unwrap();
+        let source = if source == "key_file" {
+            format!("key_file {}", key_path.display())
+        } else {
+            source.to_string()
+        };
+        let mut s = Server::start_with_env(&t, env);
+        append(
+            &t.path("access.log"),
+            &access("203.0.113.7", "POST /xmlrpc.php HTTP/1.1"),
+        );
+        s.wait("the AI start is logged", |_| {
+            t.server_log().contains("AI rule generator")
+        });
+        let (ok, out) = s.client(&["ai", "status"]);
+        assert!(!ok, "{source}: ai status must fail: {out}\n{}", s.report());
+        assert!(out.contains(&source), "{source} not named: {out}");
+        let log = t.server_log();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("ERROR") && l.contains(&source)),
+            "{source} not named in the log\n{}",
+            s.report()
+        );
+        assert!(
+            !out.contains("secret") && !s.report().contains("secret"),
+            "{source}: the secret was printed: {out}\n{}",
+            s.report()
+        );
+        s.ok(&["status", "nginx-access"]);
+        if env.is_empty() {
+            // A fixed key file is taken at the next reload.
+            fs::write(&key_path, "sk-test\n").unwrap();
+            s.ok(&["reload"]);
+            s.wait("the AI runs", |s| s.client(&["ai", "status"]).0);
+        }
+        s.stop();
+    }
+}

@@ -53,33 +53,150 @@ pub struct Reply {
     pub tokens: u64,
 }
 
-/// Where the key comes from; `None` when there is none (the AI is off).
-pub fn api_key(key_file: Option<&str>) -> Result<Option<String>, String> {
-    if let Ok(k) = std::env::var("OPENAI_API_KEY") {
-        if !k.trim().is_empty() {
-            return Ok(Some(k.trim().to_string()));
+/// Where a credential was read, as errors name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// An environment variable.
+    Env(&'static str),
+    /// The [AI] `key_file`.
+    File(String),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Env(name) => f.write_str(name),
+            Origin::File(path) => write!(f, "key_file {path}"),
         }
     }
-    let Some(path) = key_file else {
-        return Ok(None);
+}
+
+/// What is wrong with a credential. Never holds the credential itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyProblem {
+    /// The key file cannot be read.
+    #[error("cannot read it: {0}")]
+    Unreadable(String),
+    /// Group or others may read the key file.
+    #[error("mode {0:o} lets others read it; chmod 600 it")]
+    Mode(u32),
+    /// Someone else owns the key file.
+    #[error("owned by uid {0}, not by us")]
+    Owner(u32),
+    /// The key file holds more than the key.
+    #[error("holds {0} lines; the key must be its only line")]
+    Lines(usize),
+    /// A byte no HTTP header takes, or a space inside the value.
+    #[error(
+        "character {0} is a control character, a space or not ASCII; \
+         the value must be one word of printable ASCII"
+    )]
+    BadChar(usize),
+    /// The environment variable is not UTF-8.
+    #[error("not UTF-8")]
+    NotUnicode,
+}
+
+/// A credential fail3ban cannot use, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {problem}")]
+pub struct KeyError {
+    /// The variable or file.
+    pub origin: Origin,
+    /// What is wrong with it.
+    pub problem: KeyProblem,
+}
+
+/// The API key and the optional organization and project, checked: each
+/// goes into an HTTP header, and a value no header takes would make every
+/// request fail deep inside the HTTP client.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    key: String,
+    org: Option<String>,
+    project: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("org", &self.org)
+            .field("project", &self.project)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One word of printable ASCII, as an HTTP header value takes it (and
+/// without the spaces that would split `Bearer <key>`).
+fn check_word(value: &str) -> Result<(), KeyProblem> {
+    match value.chars().position(|c| !c.is_ascii_graphic()) {
+        Some(i) => Err(KeyProblem::BadChar(i + 1)),
+        None => Ok(()),
+    }
+}
+
+/// An environment variable, trimmed; `None` when unset or blank.
+fn env_word(name: &'static str) -> Result<Option<String>, KeyError> {
+    let err = |problem| KeyError {
+        origin: Origin::Env(name),
+        problem,
     };
-    let meta = std::fs::metadata(path).map_err(|e| format!("key_file {path}: {e}"))?;
+    let value = match std::env::var(name) {
+        Ok(v) => v,
+        Err(std::env::VarError::NotPresent) => return Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => return Err(err(KeyProblem::NotUnicode)),
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    check_word(value).map_err(err)?;
+    Ok(Some(value.to_string()))
+}
+
+/// The key in `path`: root's or ours, private, one line.
+fn key_from_file(path: &str) -> Result<Option<String>, KeyError> {
+    let err = |problem| KeyError {
+        origin: Origin::File(path.to_string()),
+        problem,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(KeyProblem::Unreadable(e.to_string())))?;
     // A key others can read is a key others can spend.
     if meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "key_file {path}: mode {:o} lets others read it; chmod 600 it",
-            meta.mode() & 0o777
-        ));
+        return Err(err(KeyProblem::Mode(meta.mode() & 0o777)));
     }
     let own = unsafe { libc::geteuid() };
     if meta.uid() != own && meta.uid() != 0 {
-        return Err(format!(
-            "key_file {path}: owned by uid {}, not by us",
-            meta.uid()
-        ));
+        return Err(err(KeyProblem::Owner(meta.uid())));
     }
-    let key = std::fs::read_to_string(path).map_err(|e| format!("key_file {path}: {e}"))?;
-    Ok(Some(key.trim().to_string()).filter(|k| !k.is_empty()))
+    let text =
+        std::fs::read_to_string(path).map_err(|e| err(KeyProblem::Unreadable(e.to_string())))?;
+    let key = text.trim();
+    let lines = key.lines().count();
+    if lines > 1 {
+        return Err(err(KeyProblem::Lines(lines)));
+    }
+    check_word(key).map_err(err)?;
+    Ok(Some(key.to_string()).filter(|k| !k.is_empty()))
+}
+
+/// The credentials from `OPENAI_API_KEY` (else `key_file`),
+/// `OPENAI_ORGANIZATION_ID` and `OPENAI_PROJECT_ID`; `None` when there is
+/// no key (the AI is off).
+pub fn credentials(key_file: Option<&str>) -> Result<Option<Credentials>, KeyError> {
+    let key = match env_word("OPENAI_API_KEY")? {
+        Some(k) => k,
+        None => match key_file.map(key_from_file).transpose()?.flatten() {
+            Some(k) => k,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(Credentials {
+        key,
+        org: env_word("OPENAI_ORGANIZATION_ID")?,
+        project: env_word("OPENAI_PROJECT_ID")?,
+    }))
 }
 
 /// The client, with what it learnt about the server.
@@ -125,17 +242,15 @@ fn classify(e: OpenAIError) -> CallError {
 }
 
 impl LlmClient {
-    /// A client for the settings and key.
-    pub fn new(s: &Settings, key: &str) -> LlmClient {
-        let mut cfg = OpenAIConfig::new()
+    /// A client for the settings and credentials.
+    pub fn new(s: &Settings, creds: &Credentials) -> LlmClient {
+        // Every value set here, none left for async-openai to read from
+        // the environment unchecked.
+        let cfg = OpenAIConfig::new()
             .with_api_base(s.base_url.clone())
-            .with_api_key(key.to_string());
-        if let Ok(org) = std::env::var("OPENAI_ORGANIZATION_ID") {
-            cfg = cfg.with_org_id(org);
-        }
-        if let Ok(p) = std::env::var("OPENAI_PROJECT_ID") {
-            cfg = cfg.with_project_id(p);
-        }
+            .with_api_key(creds.key.clone())
+            .with_org_id(creds.org.clone().unwrap_or_default())
+            .with_project_id(creds.project.clone().unwrap_or_default());
         LlmClient {
             client: async_openai::Client::with_config(cfg),
             model: s.model.clone(),
@@ -217,6 +332,37 @@ impl LlmClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_takes_one_printable_word() {
+        assert_eq!(check_word("sk-proj_AZaz09.~"), Ok(()));
+        assert_eq!(check_word("sk\nx"), Err(KeyProblem::BadChar(3)));
+        assert_eq!(check_word("a b"), Err(KeyProblem::BadChar(2)));
+        assert_eq!(check_word("clé"), Err(KeyProblem::BadChar(3)));
+        assert_eq!(check_word("x\u{7f}"), Err(KeyProblem::BadChar(2)));
+    }
+
+    #[test]
+    fn key_file_errors_name_the_file_not_the_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let p = path.to_str().unwrap();
+        std::fs::write(&path, "sk-first\nsk-second\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = key_from_file(p).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("key_file {p}: holds 2 lines; the key must be its only line")
+        );
+        std::fs::write(&path, "sk-only\n").unwrap();
+        assert_eq!(key_from_file(p), Ok(Some("sk-only".to_string())));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(
+            key_from_file(p).unwrap_err().problem,
+            KeyProblem::Mode(0o640)
+        );
+    }
 
     #[test]
     fn the_line_is_quoted_data() {

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::answer::{self, Judgement};
 use super::budget::Budget;
-use super::client::{CallError, LlmClient};
+use super::client::{CallError, KeyError, LlmClient};
 use super::validate::{self, Evidence};
 use super::{template, writer, Mode, Settings};
 use crate::store::{AiStore, AuditEntry, QueuedLine, Rule, Store, Verdict};
@@ -112,36 +112,56 @@ fn rule_id(template: &str) -> String {
     d.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
+/// Why the AI part stays off.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Off {
+    /// Neither `OPENAI_API_KEY` nor `key_file` gives a key.
+    #[error("no API key (set OPENAI_API_KEY or [AI] key_file)")]
+    NoKey,
+    /// A credential is there but unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// There is no database to keep verdicts and rules in.
+    #[error("it needs the database (dbfile)")]
+    NoDatabase,
+    /// The directory the rules' jails are written to cannot be made.
+    #[error("cannot create {dir}: {error}")]
+    ConfDir {
+        /// `jail.d` of the configuration.
+        dir: String,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
 impl Ai {
     /// Starts the AI part, or says in one log line why it stays off.
     pub fn start(
         settings: Settings,
         store: Option<Arc<dyn Store>>,
         conf_dir: &str,
-    ) -> Option<(Arc<Ai>, AiHandle)> {
-        let key = match super::client::api_key(settings.key_file.as_deref()) {
-            Ok(Some(k)) => k,
-            Ok(None) => {
-                tracing::warn!(
-                    "AI rule generator off: no API key (set OPENAI_API_KEY or [AI] key_file)"
-                );
-                return None;
-            }
-            Err(e) => {
-                tracing::error!("AI rule generator off: {e}");
-                return None;
-            }
-        };
-        let Some(store) = store.filter(|s| s.ai().is_some()) else {
-            tracing::warn!("AI rule generator off: it needs the database (dbfile)");
-            return None;
-        };
+    ) -> Result<(Arc<Ai>, AiHandle), Off> {
+        Ai::try_start(settings, store, conf_dir).inspect_err(|e| match e {
+            Off::NoKey | Off::NoDatabase => tracing::warn!("AI rule generator off: {e}"),
+            _ => tracing::error!("AI rule generator off: {e}"),
+        })
+    }
+
+    fn try_start(
+        settings: Settings,
+        store: Option<Arc<dyn Store>>,
+        conf_dir: &str,
+    ) -> Result<(Arc<Ai>, AiHandle), Off> {
+        let creds = super::client::credentials(settings.key_file.as_deref())?.ok_or(Off::NoKey)?;
+        let store = store.filter(|s| s.ai().is_some()).ok_or(Off::NoDatabase)?;
         // The config watcher starts after the jails and watches only the
         // directories that exist then: jail.d must, for ai.local to load.
-        if let Err(e) = std::fs::create_dir_all(std::path::Path::new(conf_dir).join("jail.d")) {
-            tracing::error!("AI rule generator off: cannot create {conf_dir}/jail.d: {e}");
-            return None;
-        }
+        let dir = std::path::Path::new(conf_dir).join("jail.d");
+        std::fs::create_dir_all(&dir).map_err(|error| Off::ConfDir {
+            dir: dir.display().to_string(),
+            error,
+        })?;
         let (tx, rx) = mpsc::channel(settings.queue_size);
         let dropped = Arc::new(AtomicU64::new(0));
         let mut budget = Budget::new(&settings);
@@ -151,7 +171,7 @@ impl Ai {
             .and_then(|a| a.queue_len().ok())
             .unwrap_or_default();
         let ai = Arc::new(Ai {
-            client: LlmClient::new(&settings, &key),
+            client: LlmClient::new(&settings, &creds),
             settings,
             store,
             conf_dir: PathBuf::from(conf_dir),
@@ -172,7 +192,7 @@ impl Ai {
         );
         tokio::spawn(intake(ai.clone(), rx));
         tokio::spawn(asker(ai.clone()));
-        Some((ai, AiHandle { tx, dropped }))
+        Ok((ai, AiHandle { tx, dropped }))
     }
 
     fn db(&self) -> &dyn AiStore {

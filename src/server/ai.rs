@@ -21,6 +21,8 @@ pub struct AiSlot {
     running: Mutex<Option<(Arc<Ai>, AiHandle)>>,
     /// Tried to start (so a missing key is said once, not per jail).
     tried: AtomicBool,
+    /// Why it is off after it tried, for `ai status`.
+    off: Mutex<Option<String>>,
 }
 
 fn failed(e: impl std::fmt::Display) -> CommandError {
@@ -38,10 +40,14 @@ impl Server {
                 }
             }
         }
-        if self.ai.running.lock().expect("ai lock").is_some()
-            && *self.ai.settings.lock().expect("ai lock") != s
-        {
-            tracing::warn!("AI: changed [AI] settings take effect at the next start");
+        if self.ai.running.lock().expect("ai lock").is_some() {
+            if *self.ai.settings.lock().expect("ai lock") != s {
+                tracing::warn!("AI: changed [AI] settings take effect at the next start");
+            }
+        } else {
+            // Off, maybe for a bad key since fixed: tried again by the
+            // next jail that wants it (a reload).
+            self.ai.tried.store(false, Ordering::Relaxed);
         }
         *self.ai.settings.lock().expect("ai lock") = s;
     }
@@ -50,7 +56,10 @@ impl Server {
         let mut running = self.ai.running.lock().expect("ai lock");
         if running.is_none() && !self.ai.tried.swap(true, Ordering::Relaxed) {
             let settings = self.ai.settings.lock().expect("ai lock").clone();
-            *running = Ai::start(settings, self.store(), self.conf_dir());
+            match Ai::start(settings, self.store(), self.conf_dir()) {
+                Ok(r) => *running = Some(r),
+                Err(e) => *self.ai.off.lock().expect("ai lock") = Some(e.to_string()),
+            }
         }
         running.clone()
     }
@@ -86,9 +95,10 @@ impl Server {
     /// `ai status|list|show <id>|approve <id>|reject <id>|test <line> [jail]`.
     pub(super) async fn ai_command(&self, args: &[String]) -> Result<Value, CommandError> {
         let Some((ai, _)) = self.running_ai() else {
-            return Err(failed(
-                "the AI rule generator is off (no jail with ai on, or no API key)",
-            ));
+            return Err(failed(match &*self.ai.off.lock().expect("ai lock") {
+                Some(why) => format!("the AI rule generator is off: {why}"),
+                None => "the AI rule generator is off (no jail with ai on)".into(),
+            }));
         };
         let arg = |i: usize| args.get(i).cloned().ok_or_else(CommandError::invalid);
         match args.first().map(String::as_str) {
