@@ -2,9 +2,13 @@
 //! from log lines, the client and the database before any ban, and every
 //! regex of a configuration by `fail3ban-client -t`.
 
+use std::process::Command;
+
 use fail3ban::store::{Ban, Settings, SqliteStore, Store};
 
 use crate::server::{append, fail, fail_line, new_log, Server, Tree};
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_fail3ban-client");
 
 /// Ids that are no canonical address, but that inet_aton (and so iptables,
 /// nft, ipset, route) reads as one: leading zeros (octal), hex, fewer than
@@ -128,5 +132,96 @@ fn non_canonical_addresses_are_never_banned() {
         log.contains("[byhost] Ignore 198.51.100.010 "),
         "{}",
         s.report()
+    );
+}
+
+/// `fail3ban-client -c DIR -t`: exit status and stderr.
+fn check_tree(tree: &Tree) -> (bool, String) {
+    let o = Command::new(CLIENT)
+        .arg("-c")
+        .arg(tree.conf())
+        .arg("-t")
+        .output()
+        .expect("run fail3ban-client -t");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout),
+    )
+}
+
+/// Issue 13, finding 8: `-t` compiles every failregex, ignoreregex,
+/// prefregex and datepattern of every enabled jail through the code the
+/// server builds filters with, and names file, section and option of
+/// each that would stop a jail at start.
+#[test]
+fn dash_t_rejects_broken_filters() {
+    let jail = |name: &str, filter: &str, extra: &str| {
+        format!("[{name}]\nenabled = true\nfilter = {filter}\nlogpath = @T@/{name}.log\n{extra}\n")
+    };
+    let tree = Tree::new(&format!(
+        "{}{}{}{}{}{}[off]\nenabled = false\nfilter = badfail\nlogpath = @T@/off.log\n",
+        jail("good", "test", ""),
+        jail("badfail", "badfail", ""),
+        jail("nohost", "nohost", ""),
+        jail("badignore", "test", "ignoreregex = ^oops$"),
+        jail("baddate", "baddate", ""),
+        jail("badpref", "badpref", ""),
+    ));
+    for j in [
+        "good",
+        "badfail",
+        "nohost",
+        "badignore",
+        "baddate",
+        "badpref",
+    ] {
+        new_log(tree.path(&format!("{j}.log")));
+    }
+    let good = "[Definition]\nfailregex = ^x <HOST>$\n";
+    for f in ["badfail", "nohost", "baddate", "badpref"] {
+        tree.write_conf(&format!("filter.d/{f}.conf"), good);
+    }
+    let (ok, out) = check_tree(&tree);
+    assert!(ok, "the tree is good so far: {out}");
+
+    tree.write_conf(
+        "filter.d/badfail.conf",
+        "[Definition]\nfailregex = ^ok <HOST>$\n            ^bad( <HOST>$\n",
+    );
+    tree.write_conf(
+        "filter.d/nohost.conf",
+        "[Definition]\nfailregex = ^no host here$\n",
+    );
+    tree.write_conf(
+        "filter.d/baddate.conf",
+        "[Definition]\nfailregex = ^x <HOST>$\ndatepattern = ^%%Y-%%m-%%d (\n",
+    );
+    tree.write_conf(
+        "filter.d/badpref.conf",
+        "[Definition]\nprefregex = ^<F-CONTENT>.+</F-CONTENT>$\nfailregex = ^x <HOST>$\n",
+    );
+    tree.write_conf(
+        "filter.d/badpref.local",
+        "[Definition]\nprefregex = ^(?P<x.+$\n",
+    );
+    tree.write_conf("jail.local", "[badignore]\nignoreregex = ^oops[a-$\n");
+    let (ok, out) = check_tree(&tree);
+    assert!(!ok, "-t must fail: {out}");
+    for want in [
+        "filter.d/badfail.conf [Definition] failregex: \"^bad( <HOST>$\"",
+        "filter.d/nohost.conf [Definition] failregex: \"^no host here$\"",
+        "jail.local [badignore] ignoreregex: \"^oops[a-$\"",
+        "filter.d/baddate.conf [Definition] datepattern: \"^%Y-%m-%d (\"",
+        "filter.d/badpref.local [Definition] prefregex: \"^(?P<x.+$\"",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("ERROR: ") && l.contains(want)),
+            "missing {want:?} in:\n{out}"
+        );
+    }
+    assert!(
+        !out.contains("[good]") && !out.contains("[off]") && !out.contains("^ok <HOST>"),
+        "only the broken ones are named:\n{out}"
     );
 }

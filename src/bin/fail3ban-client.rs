@@ -206,7 +206,11 @@ fn run() -> Result<ExitCode> {
     }
     if args.test {
         let problems = match read_tree(&args.conf, true) {
-            Ok(tree) => tree.problems,
+            Ok(tree) => {
+                let mut p = fail3ban::server::check::jails(&tree);
+                p.splice(0..0, tree.problems);
+                p
+            }
             Err(e) => vec![e],
         };
         if problems.is_empty() {

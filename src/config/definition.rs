@@ -189,6 +189,19 @@ impl Definition {
         &self.path
     }
 
+    /// Where this file sets `option`: [Init] (whose values win), else
+    /// [Definition].
+    pub fn origin(&self, option: &str) -> Option<super::Origin> {
+        ["Init", "Definition"].into_iter().find_map(|section| {
+            let v = self.cfg.ini.sections.get(section)?.get(option)?;
+            Some(super::Origin {
+                file: Some(v.file.as_ref().clone()),
+                section: section.to_string(),
+                option: option.to_string(),
+            })
+        })
+    }
+
     fn located(&self, e: ConfigError) -> ConfigError {
         if e.file.is_none() {
             e.in_file(self.path.as_path())

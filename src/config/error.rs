@@ -54,6 +54,10 @@ pub enum ErrorKind {
     },
     #[error("no log file found for {0:?}")]
     NoLogFile(String),
+    /// A value the server could not use: a regex that does not compile,
+    /// a failregex without a host group, a bad date pattern.
+    #[error("\"{value}\": {reason}")]
+    Unusable { value: String, reason: String },
 }
 
 impl ConfigError {

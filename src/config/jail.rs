@@ -150,6 +150,8 @@ pub struct Jail {
     actions: Vec<Action>,
     /// Why the jail is skipped, when its filter or an action is unusable.
     pub error: Option<ConfigError>,
+    /// Where its filter options were set, by option.
+    pub origins: IndexMap<String, super::Origin>,
 }
 
 /// Caches merged filter.d and action.d files by name.
@@ -257,6 +259,7 @@ impl Jail {
             filter: None,
             actions: Vec::new(),
             error: None,
+            origins: IndexMap::new(),
         };
         match jail.read_parts(readers, cfg, &first) {
             Ok(()) => {}
@@ -280,10 +283,12 @@ impl Jail {
             .get("filter")
             .map(PyValue::to_text)
             .unwrap_or_default();
+        let mut filter_params = Vec::new();
         if !flt.is_empty() {
             let (fname, fopts) = extract_options(&flt).map_err(|e| {
                 PartError::Skip(jail_def_error(cfg, &name, "filter", e.kind.clone()))
             })?;
+            filter_params = fopts.keys().cloned().collect();
             let Some(merged) = readers.read(&format!("filter.d/{fname}"))? else {
                 return Err(PartError::Skip(jail_def_error(
                     cfg,
@@ -318,6 +323,10 @@ impl Jail {
         let jail_vars = vars_of(&self.opts);
         if let Some(f) = &mut self.filter {
             f.get_options(&jail_vars, false)?;
+        }
+        for (opt, _) in FILTER_OPTS.iter().chain(&[("logtimezone", OptType::Str)]) {
+            let o = self.option_origin(cfg, &filter_params, opt);
+            self.origins.insert(opt.to_string(), o);
         }
         let action_value = self
             .opts
@@ -383,6 +392,44 @@ impl Jail {
             tracing::warn!("No actions were defined for {name}");
         }
         Ok(())
+    }
+
+    /// Where a filter option of this jail was set: the jail's section
+    /// (or [DEFAULT]) wins over the filter's parameters in `filter =
+    /// name[...]`, which win over the filter file.
+    fn option_origin(&self, cfg: &Merged, filter_params: &[String], opt: &str) -> super::Origin {
+        let at = |v: &crate::config::ini::Value, section: &str, option: &str| super::Origin {
+            file: Some(v.file.as_ref().clone()),
+            section: section.to_string(),
+            option: option.to_string(),
+        };
+        let in_jail = |option: &str| {
+            let own = cfg.ini.sections.get(&self.name).and_then(|s| s.get(option));
+            match own {
+                Some(v) => Some(at(v, &self.name, option)),
+                None => cfg
+                    .ini
+                    .defaults
+                    .get(option)
+                    .map(|v| at(v, "DEFAULT", option)),
+            }
+        };
+        if let Some(o) = in_jail(opt) {
+            return o;
+        }
+        if filter_params.iter().any(|p| p == opt) {
+            if let Some(o) = in_jail("filter") {
+                return o;
+            }
+        }
+        self.filter
+            .as_ref()
+            .and_then(|f| f.origin(opt))
+            .unwrap_or_else(|| super::Origin {
+                file: origin(cfg, &self.name, opt),
+                section: self.name.clone(),
+                option: opt.to_string(),
+            })
     }
 
     /// The jail's commands. Missing log files are reported through

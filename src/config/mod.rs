@@ -31,6 +31,8 @@ pub mod typed;
 pub use error::{ConfigError, ErrorKind};
 pub use stream::{format_command, Command, PyValue};
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -46,6 +48,31 @@ pub struct Tree {
     /// Problems found on the way; empty for a clean tree. fail2ban logs most
     /// of these and goes on; `fail3ban-client -t` reports them all.
     pub problems: Vec<ConfigError>,
+    /// Where each filter option of each jail was set, by (jail, option).
+    pub origins: HashMap<(String, String), Origin>,
+}
+
+/// Where an option was set: for problems found once the values are used
+/// (a regex that does not compile), which the stream no longer locates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    /// The file.
+    pub file: Option<PathBuf>,
+    /// Its section (a jail, `Definition` or `Init` of a filter).
+    pub section: String,
+    /// The option there (a jail's `filter` for `filter = name[opt=...]`).
+    pub option: String,
+}
+
+impl Tree {
+    /// An error about `option` of `jail`, located where that option was
+    /// set (in the jail's section when that is not known).
+    pub fn locate(&self, jail: &str, option: &str, kind: ErrorKind) -> ConfigError {
+        match self.origins.get(&(jail.to_string(), option.to_string())) {
+            Some(o) => ConfigError::bare(kind).located(o.file.as_deref(), &o.section, &o.option),
+            None => ConfigError::bare(kind).located(None, jail, option),
+        }
+    }
 }
 
 /// Reads the tree under `basedir`. `strict_logs` makes a jail without any
@@ -106,7 +133,11 @@ pub fn read_tree(basedir: &str, strict_logs: bool) -> Result<Tree, ConfigError> 
         ));
     }
     let mut starts = Vec::new();
+    let mut origins = HashMap::new();
     for (jail, logpath_file) in &mut jails {
+        for (option, o) in std::mem::take(&mut jail.origins) {
+            origins.insert((jail.name.clone(), option), o);
+        }
         let mut missing = |name: &str| {
             tracing::warn!("Have not found any log file for {name} jail");
             if strict_logs {
@@ -128,6 +159,7 @@ pub fn read_tree(basedir: &str, strict_logs: bool) -> Result<Tree, ConfigError> 
     Ok(Tree {
         stream,
         problems: loader.problems(),
+        origins,
     })
 }
 

@@ -490,21 +490,141 @@ impl std::fmt::Debug for Filter {
     }
 }
 
+// The parts of a filter, each compiled by one function that both
+// `Filter::new` (first error) and `check` (every error) call.
+
+fn compile_prefregex(opts: &FilterOptions) -> Result<Option<Regex>, FilterError> {
+    match opts.prefregex.as_deref() {
+        Some(p) if !p.is_empty() => Ok(Some(Regex::new(p, false, opts.usedns, opts.limits)?)),
+        _ => Ok(None),
+    }
+}
+
+fn compile_failregex(
+    regex: &str,
+    prefregex: Option<&Regex>,
+    opts: &FilterOptions,
+) -> Result<FailRegex, FilterError> {
+    FailRegex::new(
+        regex,
+        prefregex,
+        opts.maxlines > 1,
+        opts.usedns,
+        opts.limits,
+    )
+}
+
+fn compile_ignoreregex(regex: &str, opts: &FilterOptions) -> Result<Regex, FilterError> {
+    Regex::new(regex, false, opts.usedns, opts.limits)
+}
+
+fn date_detector(opts: &FilterOptions) -> Result<DateDetector, FilterError> {
+    match opts.datepattern.as_deref() {
+        None => Ok(DateDetector::new_default()),
+        Some(p) => DateDetector::from_pattern(p).map_err(|e| FilterError::Date {
+            pattern: p.to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn set_timezone(dates: &mut DateDetector, opts: &FilterOptions) -> Result<(), FilterError> {
+    dates
+        .set_timezone(opts.logtimezone.as_deref())
+        .map_err(|e| FilterError::Date {
+            pattern: opts.logtimezone.clone().unwrap_or_default(),
+            message: e.to_string(),
+        })
+}
+
 /// The prefregex and the failregexes of `opts`, compiled as a filter
 /// searches them; a [`Prescreen`] compiles its copies here too, so that
 /// they search exactly the same patterns.
 fn compile_searches(opts: &FilterOptions) -> Result<(Option<Regex>, Vec<FailRegex>), FilterError> {
-    let prefregex = match opts.prefregex.as_deref() {
-        Some(p) if !p.is_empty() => Some(Regex::new(p, false, opts.usedns, opts.limits)?),
-        _ => None,
-    };
-    let multiline = opts.maxlines > 1;
+    let prefregex = compile_prefregex(opts)?;
     let failregex = opts
         .failregex
         .iter()
-        .map(|r| FailRegex::new(r, prefregex.as_ref(), multiline, opts.usedns, opts.limits))
+        .map(|r| compile_failregex(r, prefregex.as_ref(), opts))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((prefregex, failregex))
+}
+
+/// A problem [`check`] found: the option and the value it is about.
+#[derive(Debug)]
+pub struct OptionError {
+    /// `failregex`, `ignoreregex`, `prefregex`, `datepattern`,
+    /// `logtimezone` or `maxlines`.
+    pub option: &'static str,
+    /// The value (one line of a multi-line option).
+    pub value: String,
+    /// Why it cannot be used.
+    pub error: FilterError,
+}
+
+impl OptionError {
+    /// Why, without the value (a regex's expansion of `<HOST>` is long).
+    pub fn reason(&self) -> String {
+        match &self.error {
+            // An offset into the expansion of `<HOST>` would mislead.
+            FilterError::Compile { message, regex } if *regex != self.value => message
+                .rsplit_once(" at offset ")
+                .map_or(message.as_str(), |(m, _)| m)
+                .to_string(),
+            FilterError::Compile { message, .. } => message.clone(),
+            FilterError::NoFailureId { .. } => {
+                "no group identifies the failure (<HOST>, <ADDR>, <F-ID>, <F-MLFID>...)".into()
+            }
+            FilterError::Date { pattern, message } => message
+                .strip_prefix(&format!("datepattern {pattern:?}: "))
+                .unwrap_or(message)
+                .to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Builds every part of a filter from `opts` as [`Filter::new`] does, and
+/// returns every problem instead of the first (for `fail3ban-client -t`).
+pub fn check(opts: &FilterOptions) -> Vec<OptionError> {
+    let mut out = Vec::new();
+    let mut problem = |option, value: &str, error| {
+        out.push(OptionError {
+            option,
+            value: value.to_string(),
+            error,
+        })
+    };
+    if opts.maxlines == 0 {
+        problem("maxlines", "0", FilterError::MaxLines);
+    }
+    let prefregex = compile_prefregex(opts).unwrap_or_else(|e| {
+        problem("prefregex", opts.prefregex.as_deref().unwrap_or(""), e);
+        None
+    });
+    let broken_prefregex =
+        opts.prefregex.as_deref().is_some_and(|p| !p.is_empty()) && prefregex.is_none();
+    for r in &opts.failregex {
+        match compile_failregex(r, prefregex.as_ref(), opts) {
+            // Its failure id may well be in the prefregex that failed.
+            Err(FilterError::NoFailureId { .. }) if broken_prefregex => {}
+            Err(e) => problem("failregex", r, e),
+            Ok(_) => {}
+        }
+    }
+    for r in &opts.ignoreregex {
+        if let Err(e) = compile_ignoreregex(r, opts) {
+            problem("ignoreregex", r, e);
+        }
+    }
+    let mut dates = date_detector(opts).unwrap_or_else(|e| {
+        problem("datepattern", opts.datepattern.as_deref().unwrap_or(""), e);
+        DateDetector::new_default()
+    });
+    if let Err(e) = set_timezone(&mut dates, opts) {
+        problem("logtimezone", opts.logtimezone.as_deref().unwrap_or(""), e);
+    }
+    out
 }
 
 impl Filter {
@@ -518,21 +638,10 @@ impl Filter {
         let ignoreregex = opts
             .ignoreregex
             .iter()
-            .map(|r| Regex::new(r, false, opts.usedns, opts.limits))
+            .map(|r| compile_ignoreregex(r, &opts))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut dates = match opts.datepattern.as_deref() {
-            None => DateDetector::new_default(),
-            Some(p) => DateDetector::from_pattern(p).map_err(|e| FilterError::Date {
-                pattern: p.to_string(),
-                message: e.to_string(),
-            })?,
-        };
-        dates
-            .set_timezone(opts.logtimezone.as_deref())
-            .map_err(|e| FilterError::Date {
-                pattern: opts.logtimezone.clone().unwrap_or_default(),
-                message: e.to_string(),
-            })?;
+        let mut dates = date_detector(&opts)?;
+        set_timezone(&mut dates, &opts)?;
         Ok(Filter {
             opts,
             prefregex,

@@ -7,6 +7,7 @@
 //! by `fail3ban-client set` goes through one path.
 
 mod ai;
+pub mod check;
 pub mod control;
 pub mod jail;
 pub mod log;
@@ -349,32 +350,15 @@ impl Server {
         let mut specs: IndexMap<String, JailSpec> = IndexMap::new();
         for cmd in &tree.stream {
             let cmd = command_to_json(cmd);
-            let Some(verb) = cmd.first().map(text) else {
-                continue;
-            };
-            let jail = cmd.get(1).map(text).unwrap_or_default();
-            match verb.as_str() {
-                "add" => {
-                    let backend = cmd.get(2).map(text).unwrap_or_else(|| "auto".into());
-                    specs.insert(jail.clone(), JailSpec::new(&jail, &backend));
+            let word = |i: usize| cmd.get(i).map(text).unwrap_or_default();
+            match spec::apply(&mut specs, &cmd) {
+                Ok(true) => {}
+                // Server options.
+                Ok(false) if word(0) == "set" => {
+                    let _ = self.set_server_option(&word(1), cmd.get(2)).await;
                 }
-                "set" | "multi-set" if specs.contains_key(&jail) => {
-                    let what = cmd.get(2).map(text).unwrap_or_default();
-                    let spec = specs.get_mut(&jail).expect("checked");
-                    let r = if verb == "set" {
-                        spec.set(&what, &cmd[3..])
-                    } else {
-                        spec.multi_set(&what, &cmd[3..])
-                    };
-                    if let Err(e) = r {
-                        tracing::error!("[{jail}] {what}: {e}");
-                    }
-                }
-                "set" => {
-                    // Server options.
-                    let _ = self.set_server_option(&jail, cmd.get(2)).await;
-                }
-                _ => {}
+                Ok(false) => {}
+                Err(e) => tracing::error!("[{}] {}: {e}", word(1), word(2)),
             }
         }
         if let Some(name) = only {

@@ -68,6 +68,34 @@ fn seconds_of(what: &str, v: &Value) -> Result<f64, CommandError> {
     }
 }
 
+/// Applies one command of a configuration stream to the jails it builds:
+/// `add` makes one, `set`/`multi-set` change one already added.
+/// `Ok(false)`: the command is about no jail here (a server option).
+pub fn apply(specs: &mut IndexMap<String, JailSpec>, cmd: &[Value]) -> Result<bool, CommandError> {
+    let word = |i: usize| cmd.get(i).map(text).unwrap_or_default();
+    let (verb, jail) = (word(0), word(1));
+    match verb.as_str() {
+        "add" => {
+            let backend = cmd.get(2).map(text).unwrap_or_else(|| "auto".into());
+            specs.insert(jail.clone(), JailSpec::new(&jail, &backend));
+        }
+        "set" | "multi-set" => {
+            let Some(spec) = specs.get_mut(&jail) else {
+                return Ok(false);
+            };
+            let what = word(2);
+            let args = cmd.get(3..).unwrap_or_default();
+            if verb == "set" {
+                spec.set(&what, args)?;
+            } else {
+                spec.multi_set(&what, args)?;
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 /// Matches a failure ticket keeps when `maxmatches` is not configured:
 /// fail2ban's FailManager default (the stock jail.conf sets it to
 /// maxretry, but a tree without that line gets 5, not maxretry).
