@@ -1,7 +1,8 @@
 //! The control socket: a Unix socket only root can use, one JSON command
 //! per line in, one JSON answer per line out.
 
-use std::os::unix::fs::PermissionsExt;
+use std::io;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,25 +20,55 @@ const MAX_CONNECTIONS: usize = 64;
 const MAX_REQUEST: usize = 16 << 20;
 
 /// Binds the socket at `path`, readable and writable by its owner only.
-/// A socket left by a server that died is replaced; one a live server
-/// answers on is an error.
-pub async fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
+///
+/// Nothing is removed there but a stale socket (one no server answers
+/// on), `-x` or not: a regular file, a directory or anything else is
+/// refused, and so is a symlink, which is neither followed nor removed. A
+/// socket a live server answers on is an error.
+///
+/// The socket is created with its final mode: the umask is `0177` for
+/// the `bind`, because a `chmod` afterwards would follow whatever was put
+/// at the path in between. The umask is the process's; a file another
+/// thread creates meanwhile only comes out more private.
+pub async fn bind(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    if path.exists() {
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                format!("a server is already running on {}", path.display()),
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+        Ok(m) if !m.file_type().is_socket() => {
+            let kind = super::files::kind(m.file_type());
+            let why = if m.file_type().is_symlink() {
+                "which fail3ban neither follows nor removes"
+            } else {
+                "not a socket: fail3ban removes nothing there but a stale socket"
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} is a {kind}, {why}", path.display()),
             ));
         }
-        tracing::warn!("removing the stale socket {}", path.display());
-        std::fs::remove_file(path)?;
+        Ok(_) => match UnixStream::connect(path).await {
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("a server is already running on {}", path.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                tracing::warn!("removing the stale socket {}", path.display());
+                std::fs::remove_file(path)?;
+            }
+            Err(e) => return Err(e),
+        },
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    // SAFETY: umask only swaps the process's file creation mask.
+    let old = unsafe { libc::umask(0o177) };
+    let listener = UnixListener::bind(path);
+    // SAFETY: as above, restoring the mask.
+    unsafe { libc::umask(old) };
+    listener
 }
 
 /// Serves connections until the task is dropped.

@@ -8,6 +8,7 @@
 
 mod ai;
 pub mod control;
+pub mod files;
 pub mod jail;
 pub mod log;
 pub mod spec;
