@@ -130,7 +130,12 @@ fn refused(tree: &Tree, args: &[&str], socket: &Path) -> Output {
             assert!(!o.status.success(), "the server exited 0 for {args:?}");
             return o;
         }
-        let serving = UnixStream::connect(socket).is_ok();
+        // Answering, not just bound: a server that fails after binding
+        // has its socket for a moment.
+        let serving = UnixStream::connect(socket).is_ok_and(|s| {
+            s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            request(&mut BufReader::new(s), "[\"ping\"]\n").is_ok_and(|a| a.contains("pong"))
+        });
         if serving || Instant::now() > deadline {
             let _ = child.kill();
             let o = child.wait_with_output().unwrap();
