@@ -12,11 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Longest wait for anything the server should do "at once".
-const WAIT: Duration = Duration::from_secs(20);
+use crate::util::PidGuard;
 
-const SERVER: &str = env!("CARGO_BIN_EXE_fail3ban-server");
-const CLIENT: &str = env!("CARGO_BIN_EXE_fail3ban-client");
+/// Longest wait for anything the server should do "at once".
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
+
+pub(crate) const SERVER: &str = env!("CARGO_BIN_EXE_fail3ban-server");
+pub(crate) const CLIENT: &str = env!("CARGO_BIN_EXE_fail3ban-client");
 const REGEX: &str = env!("CARGO_BIN_EXE_fail3ban-regex");
 
 /// Matches the lines the tests write, once fail2ban has cut the date out.
@@ -374,7 +376,7 @@ fn st(failed: usize, total_failed: usize, list: &[&str], total_banned: usize) ->
     }
 }
 
-fn jail(name: &str, extra: &str) -> String {
+pub(crate) fn jail(name: &str, extra: &str) -> String {
     format!(
         "[{name}]
 enabled = true
@@ -1057,19 +1059,7 @@ fn reload_adds_and_removes_jails() {
 fn client_start_and_stop() {
     let tree = Tree::new(&jail("one", "maxretry = 1"));
     new_log(tree.path("one.log"));
-    /// Kills the background server if the test fails before `stop`.
-    struct Guard(PathBuf);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            if let Ok(pid) = fs::read_to_string(&self.0) {
-                if let Ok(pid) = pid.trim().parse::<i32>() {
-                    // SAFETY: kill(2) on a pid the server wrote for itself.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-    }
-    let _guard = Guard(tree.path("f3.pid"));
+    let _guard = PidGuard(tree.path("f3.pid"));
     let client = |args: &[&str]| {
         Command::new(CLIENT)
             .arg("-c")

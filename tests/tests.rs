@@ -3,6 +3,8 @@
 // The reference fail2ban, fetched and run for differential tests.
 #[macro_use]
 mod reference;
+// Helpers several modules share.
+mod util;
 // Action templates against fail2ban's CommandAction, and real shell runs.
 mod action;
 // Configuration trees read by fail3ban-client and fail2ban-client.
@@ -23,6 +25,8 @@ mod samples;
 mod regex;
 // A real fail3ban-server driven through fail3ban-client.
 mod server;
+// The server's files and control socket against local users and hostile clients.
+mod server_abuse;
 // fail3ban-server/-client against fail2ban-server/-client, output for output.
 mod server_compat;
 // Network namespaces with a real sshd and rsyslogd, for the e2e tests.

@@ -1,6 +1,7 @@
 //! fail3ban-server: the daemon, with fail2ban-server's options.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -20,7 +21,9 @@ Options:
     --logtarget <TARGET>    logging target: a file, STDOUT, STDERR, SYSLOG or SYSTEMD-JOURNAL
     -f                      start in foreground
     -b                      start in background (the default)
-    -x                      force execution of the server (remove a stale socket)
+    -x                      accepted for fail2ban's command lines: a stale socket
+                            is replaced without it, and nothing else at the
+                            socket path (a file, a directory, a symlink) ever is
     -h, --help              this help
     -V, --version           the version";
 
@@ -79,13 +82,36 @@ fn parse_args() -> Result<Option<Args>> {
 }
 
 /// Starts the server again as a detached foreground process and returns.
-fn daemonize() -> Result<()> {
+/// It runs in `/`, as fail2ban's daemon does, so that it keeps no
+/// directory in use; paths given relative to the caller's directory are
+/// made absolute first.
+fn daemonize(a: &Args) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("finding my own executable")?;
-    let mut args: Vec<String> = std::env::args().skip(1).filter(|a| a != "-b").collect();
-    args.push("-f".into());
+    let abs = |p: &Path| -> Result<OsString> {
+        Ok(std::path::absolute(p)
+            .with_context(|| format!("resolving {}", p.display()))?
+            .into_os_string())
+    };
+    let mut args: Vec<OsString> = vec!["-f".into(), "-c".into(), abs(Path::new(&a.conf))?];
+    for (flag, path) in [("-s", &a.socket), ("-p", &a.pidfile)] {
+        if let Some(p) = path {
+            args.extend([flag.into(), abs(p)?]);
+        }
+    }
+    if let Some(level) = &a.loglevel {
+        args.extend(["--loglevel".into(), level.into()]);
+    }
+    if let Some(target) = &a.logtarget {
+        let target = match Target::parse(target) {
+            Target::File(p) => abs(&p)?,
+            _ => target.into(),
+        };
+        args.extend(["--logtarget".into(), target]);
+    }
     let mut cmd = std::process::Command::new(exe);
     cmd.args(&args)
+        .current_dir("/")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -133,11 +159,10 @@ fn run(args: Args) -> Result<()> {
         let listener = server::control::bind(&socket)
             .await
             .with_context(|| format!("binding {}", socket.display()))?;
-        if let Some(dir) = pidfile.parent() {
-            std::fs::create_dir_all(dir).ok();
+        if let Err(e) = write_pidfile(&pidfile) {
+            let _ = std::fs::remove_file(&socket);
+            return Err(e);
         }
-        std::fs::write(&pidfile, format!("{}\n", std::process::id()))
-            .with_context(|| format!("writing {}", pidfile.display()))?;
         tracing::info!(
             "Starting Fail2ban v{} (fail3ban)",
             env!("CARGO_PKG_VERSION")
@@ -170,6 +195,32 @@ fn run(args: Args) -> Result<()> {
     })
 }
 
+/// Writes the pid file, never through a symlink (see `server::files`).
+fn write_pidfile(path: &Path) -> Result<()> {
+    use std::io::Write;
+    let write = || -> std::io::Result<()> {
+        let mut f = server::files::open_append(path)?;
+        f.set_len(0)?;
+        writeln!(f, "{}", std::process::id())
+    };
+    write().with_context(|| format!("writing the pid file {}", path.display()))
+}
+
+/// Nothing the server creates (log, pid file, socket, database and their
+/// directories, filters it learns) may be writable by anyone but root,
+/// nor readable by others, whatever umask it was started with: a log
+/// others can write lets them forge the lines the recidive jail bans on.
+/// A stricter umask (the unit's 0027, or 0077) is kept. The database and
+/// the socket are made owner-only where they are created.
+fn restrict_umask() {
+    // SAFETY: umask only reads and sets the process's file creation mask;
+    // called before any other thread exists.
+    unsafe {
+        let caller = libc::umask(0o077);
+        libc::umask(caller | 0o027);
+    }
+}
+
 /// glibc gives each thread that allocates an arena of its own, up to eight
 /// per core, each keeping a few hundred KiB resident. The daemon's threads
 /// (runtime workers, blocking-pool threads, the log readers) allocate
@@ -185,6 +236,7 @@ fn limit_malloc_arenas() {
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    restrict_umask();
     let args = match parse_args() {
         Ok(Some(a)) => a,
         Ok(None) => return ExitCode::SUCCESS,
@@ -194,7 +246,7 @@ fn main() -> ExitCode {
         }
     };
     if !args.foreground {
-        return match daemonize() {
+        return match daemonize(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ERROR: {e:#}");

@@ -1,91 +1,311 @@
 //! The control socket: a Unix socket only root can use, one JSON command
 //! per line in, one JSON answer per line out.
+//!
+//! No client can lock the others out or hold the server's memory: a
+//! request must arrive whole within [`IDLE_TIMEOUT`] of the connection or
+//! of the previous answer, and be at most [`MAX_REQUEST`] long (a longer
+//! one is answered with an error and the connection closed, so that no
+//! piece of it runs as a command of its own). When all
+//! [`MAX_CONNECTIONS`] are open, a new client is served by closing the
+//! connection that has waited longest for its next request: held
+//! connections never keep `status` or `stop` out.
 
-use std::os::unix::fs::PermissionsExt;
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 
-use crate::client::protocol::{decode_request, encode_response, Response};
+use crate::client::protocol::{decode_request, encode_response, CommandError, ErrorKind, Response};
 
 use super::Server;
 
-/// Most connections served at once; more wait.
+/// Most connections open at once.
 const MAX_CONNECTIONS: usize = 64;
-/// Longest request line accepted (a reload stream fits easily).
+/// Longest request line accepted, newline included. The longest real
+/// ones are `banip` with a list of addresses from a script.
 const MAX_REQUEST: usize = 16 << 20;
+/// How long a client may take to send a whole request (from connecting or
+/// from the previous answer) and to take an answer. fail3ban-client and
+/// fail2ban's tools write their command as soon as they connect, so a
+/// few seconds is ample; a client that trickles a request or never sends
+/// one holds a connection no longer than this.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds the socket at `path`, readable and writable by its owner only.
-/// A socket left by a server that died is replaced; one a live server
-/// answers on is an error.
-pub async fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
+///
+/// Nothing is removed there but a stale socket (one no server answers
+/// on), `-x` or not: a regular file, a directory or anything else is
+/// refused, and so is a symlink, which is neither followed nor removed. A
+/// socket a live server answers on is an error.
+///
+/// The socket is created with its final mode: the umask is `0177` for
+/// the `bind`, because a `chmod` afterwards would follow whatever was put
+/// at the path in between. The umask is the process's; a file another
+/// thread creates meanwhile only comes out more private.
+pub async fn bind(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    if path.exists() {
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                format!("a server is already running on {}", path.display()),
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+        Ok(m) if !m.file_type().is_socket() => {
+            let kind = super::files::kind(m.file_type());
+            let why = if m.file_type().is_symlink() {
+                "which fail3ban neither follows nor removes"
+            } else {
+                "not a socket: fail3ban removes nothing there but a stale socket"
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} is a {kind}, {why}", path.display()),
             ));
         }
-        tracing::warn!("removing the stale socket {}", path.display());
-        std::fs::remove_file(path)?;
+        Ok(_) => match UnixStream::connect(path).await {
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("a server is already running on {}", path.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                tracing::warn!("removing the stale socket {}", path.display());
+                std::fs::remove_file(path)?;
+            }
+            Err(e) => return Err(e),
+        },
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    // SAFETY: umask only swaps the process's file creation mask.
+    let old = unsafe { libc::umask(0o177) };
+    let listener = UnixListener::bind(path);
+    // SAFETY: as above, restoring the mask.
+    unsafe { libc::umask(old) };
+    listener
 }
 
 /// Serves connections until the task is dropped.
 pub async fn serve(server: Arc<Server>, listener: UnixListener) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Slots::default());
     loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
+                // Out of descriptors, say: accepting again at once would
+                // only fail again, in a busy loop.
                 tracing::error!("control socket: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        let slot = Slots::take(&slots).await;
         let server = server.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(server, stream).await {
+            if let Err(e) = connection(server, stream, &slot).await {
                 tracing::debug!("control connection: {e}");
             }
-            drop(permit);
         });
     }
 }
 
-async fn connection(server: Arc<Server>, stream: UnixStream) -> std::io::Result<()> {
+/// One connection: requests and answers until the client closes it, is
+/// too slow, sends too much, or its slot is taken for a newer client.
+async fn connection(server: Arc<Server>, stream: UnixStream, slot: &Slot) -> io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
-    let mut line = String::new();
+    let mut request = Vec::new();
     loop {
-        line.clear();
-        let n = (&mut r)
-            .take(MAX_REQUEST as u64)
-            .read_line(&mut line)
-            .await?;
-        if n == 0 {
-            return Ok(());
-        }
-        let response = match decode_request(line.trim_end()) {
-            Ok(cmd) => match server.command(&cmd).await {
-                Ok(v) => Response::Ok(v),
-                Err(e) => Response::Error(e),
-            },
-            Err(e) => Response::Error(e),
+        request.clear();
+        let response = match slot.client(read_request(&mut r, &mut request)).await? {
+            Read::End => return Ok(()),
+            Read::TooLong => {
+                let e = CommandError::new(
+                    ErrorKind::InvalidCommand,
+                    format!("request too long (over {MAX_REQUEST} bytes): connection closed"),
+                );
+                let answer = encode_response(&Response::Error(e));
+                return slot.client(w.write_all(answer.as_bytes())).await;
+            }
+            Read::Line => {
+                if !slot.run() {
+                    return Ok(());
+                }
+                let response = match std::str::from_utf8(&request) {
+                    Ok(line) => match decode_request(line.trim_end()) {
+                        Ok(cmd) => match server.command(&cmd).await {
+                            Ok(v) => Response::Ok(v),
+                            Err(e) => Response::Error(e),
+                        },
+                        Err(e) => Response::Error(e),
+                    },
+                    Err(_) => Response::Error(CommandError::new(
+                        ErrorKind::InvalidCommand,
+                        "the request is not UTF-8",
+                    )),
+                };
+                slot.wait();
+                response
+            }
         };
-        w.write_all(encode_response(&response).as_bytes()).await?;
+        slot.client(w.write_all(encode_response(&response).as_bytes()))
+            .await?;
     }
 }
 
-use tokio::io::AsyncReadExt as _;
+/// What reading one request found.
+enum Read {
+    /// A line in `buf` (the last one may lack its newline).
+    Line,
+    /// The client closed the connection.
+    End,
+    /// More than [`MAX_REQUEST`] bytes without a newline.
+    TooLong,
+}
+
+async fn read_request(r: &mut BufReader<OwnedReadHalf>, buf: &mut Vec<u8>) -> io::Result<Read> {
+    let n = (&mut *r)
+        .take(MAX_REQUEST as u64)
+        .read_until(b'\n', buf)
+        .await?;
+    Ok(if n == 0 {
+        Read::End
+    } else if n < MAX_REQUEST || buf.last() == Some(&b'\n') {
+        Read::Line
+    } else {
+        Read::TooLong
+    })
+}
+
+/// The open connections, and for each whether it waits on its client
+/// (since when) or runs a command.
+#[derive(Default)]
+struct Slots {
+    open: Mutex<Open>,
+    /// A connection ended: a slot may be free.
+    freed: Notify,
+}
+
+#[derive(Default)]
+struct Open {
+    next_id: u64,
+    by_id: HashMap<u64, Entry>,
+}
+
+struct Entry {
+    /// `None` while the connection runs a command: it is never closed
+    /// then, so that no command is cut halfway.
+    waiting_since: Option<Instant>,
+    close: Arc<Notify>,
+}
+
+impl Slots {
+    /// A slot for a new connection. When all are taken, the connection
+    /// that has waited longest on its client is closed to make room;
+    /// when every one runs a command, this waits until one ends.
+    async fn take(slots: &Arc<Slots>) -> Slot {
+        loop {
+            {
+                let mut open = slots.open.lock().expect("slots lock");
+                if open.by_id.len() >= MAX_CONNECTIONS {
+                    let oldest = open
+                        .by_id
+                        .iter()
+                        .filter_map(|(id, e)| e.waiting_since.map(|t| (t, *id)))
+                        .min();
+                    if let Some((_, id)) = oldest {
+                        if let Some(e) = open.by_id.remove(&id) {
+                            tracing::debug!(
+                                "control socket full: closing the longest idle connection"
+                            );
+                            e.close.notify_one();
+                        }
+                    }
+                }
+                if open.by_id.len() < MAX_CONNECTIONS {
+                    let id = open.next_id;
+                    open.next_id += 1;
+                    let close = Arc::new(Notify::new());
+                    open.by_id.insert(
+                        id,
+                        Entry {
+                            waiting_since: Some(Instant::now()),
+                            close: close.clone(),
+                        },
+                    );
+                    return Slot {
+                        slots: slots.clone(),
+                        id,
+                        close,
+                    };
+                }
+            }
+            slots.freed.notified().await;
+        }
+    }
+}
+
+/// A connection's place among the open ones; dropping it frees it.
+struct Slot {
+    slots: Arc<Slots>,
+    id: u64,
+    close: Arc<Notify>,
+}
+
+impl Slot {
+    /// Marks the connection as running a command: false if it was
+    /// closed meanwhile to make room, and must run nothing.
+    fn run(&self) -> bool {
+        let mut open = self.slots.open.lock().expect("slots lock");
+        match open.by_id.get_mut(&self.id) {
+            Some(e) => {
+                e.waiting_since = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Marks the connection as waiting on its client again.
+    fn wait(&self) {
+        let mut open = self.slots.open.lock().expect("slots lock");
+        if let Some(e) = open.by_id.get_mut(&self.id) {
+            e.waiting_since = Some(Instant::now());
+        }
+    }
+
+    /// Awaits `io` with the client, for at most [`IDLE_TIMEOUT`] and
+    /// only until the connection is closed to make room.
+    async fn client<T>(
+        &self,
+        io: impl std::future::Future<Output = io::Result<T>>,
+    ) -> io::Result<T> {
+        tokio::select! {
+            r = tokio::time::timeout(IDLE_TIMEOUT, io) => r.unwrap_or_else(|_| Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("nothing from the client for {IDLE_TIMEOUT:?}"),
+            ))),
+            _ = self.close.notified() => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed to make room for a new client",
+            )),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots
+            .open
+            .lock()
+            .expect("slots lock")
+            .by_id
+            .remove(&self.id);
+        self.slots.freed.notify_one();
+    }
+}

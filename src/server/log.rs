@@ -13,7 +13,7 @@
 //! `notice = true` stands for it (see [`notice!`]).
 
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -132,12 +132,7 @@ impl std::fmt::Debug for Log {
 
 fn open_sink(target: &Target) -> io::Result<Sink> {
     Ok(match target {
-        Target::File(p) => {
-            if let Some(dir) = p.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            Sink::File(OpenOptions::new().create(true).append(true).open(p)?)
-        }
+        Target::File(p) => Sink::File(super::files::open_append(p)?),
         Target::Stdout | Target::Sysout => Sink::Stdout,
         Target::Stderr => Sink::Stderr,
         Target::Syslog => {

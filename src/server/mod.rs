@@ -9,6 +9,7 @@
 mod ai;
 pub mod check;
 pub mod control;
+pub mod files;
 pub mod jail;
 pub mod log;
 pub mod spec;
