@@ -1,5 +1,8 @@
 //! fail3ban's integration tests: one binary, one module per part.
 
+// Helpers the modules share: a config tree, a real server, log writing.
+mod util;
+
 // The reference fail2ban, fetched and run for differential tests.
 #[macro_use]
 mod reference;
