@@ -25,6 +25,7 @@
 
 pub mod batch;
 pub mod exec;
+pub mod quoting;
 pub mod template;
 
 use std::collections::HashMap;
