@@ -26,6 +26,8 @@ mod samples;
 mod regex;
 // A real fail3ban-server driven through fail3ban-client.
 mod server;
+// Log text an attacker wrote, through every command built from a template.
+mod hostile;
 // fail3ban-server/-client against fail2ban-server/-client, output for output.
 mod server_compat;
 // Network namespaces with a real sshd and rsyslogd, for the e2e tests.

@@ -466,7 +466,7 @@ impl Template {
 
 /// A script for `/bin/sh -c` and the values it reads from its positional
 /// parameters: fail2ban's `[script, value0, value1, ...]` form.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct ShellCommand {
     pub script: String,
     pub args: Vec<String>,
