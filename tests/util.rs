@@ -138,12 +138,17 @@ pub(crate) fn new_log(path: impl AsRef<Path>) {
 
 /// Appends `text` to the log at `path` in one write, as a burst arrives.
 pub(crate) fn append(path: &Path, text: &str) {
+    append_bytes(path, text.as_bytes());
+}
+
+/// [`append`] of bytes that need not be text (NUL, invalid UTF-8).
+pub(crate) fn append_bytes(path: &Path, bytes: &[u8]) {
     let mut f = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
+    f.write_all(bytes).unwrap();
 }
 
 /// A fail3ban-server in the foreground, killed when dropped.
