@@ -2,10 +2,12 @@
 //! and a queue to its actions.
 //!
 //! Three tasks per jail: the source feeds lines to the filter and the
-//! engine (under a std mutex: nothing awaits while it is held); an action
-//! worker runs the action commands in order, so that a slow or hanging
-//! action delays this jail's bans but never its counting nor another jail;
-//! an unban timer sleeps until the next ban ends.
+//! engine (under a std mutex: nothing awaits while it is held; a failure
+//! the ignorecommand must judge waits, with those after it, until the
+//! command has answered with the lock released); an action worker runs
+//! the action commands in order, so that a slow or hanging action delays
+//! this jail's bans but never its counting nor another jail; an unban
+//! timer sleeps until the next ban ends.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
