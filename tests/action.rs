@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fail3ban::action::quoting::Lexer;
 use fail3ban::action::{Action, ActionError, Actions, BanInfo, Runner, ShellCommand};
 use fail3ban::config::{read_tree, PyValue};
 use serde_json::{json, Value};
@@ -36,6 +37,47 @@ fn cmd_json(c: &ShellCommand) -> Value {
         v.extend(c.args.iter().map(|a| Value::String(a.clone())));
         Value::Array(v)
     }
+}
+
+/// fail2ban's command `cmd` (its `[script, values...]` JSON) with each
+/// variable reference written as fail3ban writes it. fail2ban writes
+/// `$f2bV_x` wherever the tag stood; fail3ban writes the form the place
+/// needs (`"${f2bV_x}"` bare, `${f2bV_x}` between double quotes,
+/// `'"${f2bV_x}"'` between single quotes), so that the command receives
+/// the text unchanged where fail2ban's receives it split into words or
+/// the variable's name. Everything else must be identical.
+fn in_fail3ban_form(cmd: &Value) -> Value {
+    let Some([Value::String(script), args @ ..]) = cmd.as_array().map(Vec::as_slice) else {
+        return cmd.clone();
+    };
+    let Some((head, body)) = script.split_once('\n') else {
+        return cmd.clone();
+    };
+    let mut vars: Vec<&str> = head
+        .split_whitespace()
+        .filter_map(|a| a.split_once('=').map(|(v, _)| v))
+        .collect();
+    // f2bV_a before f2bV_ab could take the other's place.
+    vars.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut lexer = Lexer::new();
+    let mut out = format!("{head}\n");
+    let mut rest = body;
+    'scan: while let Some(c) = rest.chars().next() {
+        for var in &vars {
+            if let Some(after) = rest.strip_prefix(&format!("${var}")) {
+                out.push_str(&lexer.context().reference(var));
+                lexer.push_value();
+                rest = after;
+                continue 'scan;
+            }
+        }
+        out.push(c);
+        lexer.push_str(&rest[..c.len_utf8()]);
+        rest = &rest[c.len_utf8()..];
+    }
+    let mut v = vec![Value::String(out)];
+    v.extend(args.iter().cloned());
+    Value::Array(v)
 }
 
 fn py_json(v: &PyValue) -> Value {
@@ -317,6 +359,13 @@ action = iptables-multiport[actionstart_on_demand=false]
             let mine = ours(jail, name, &conf.stream, &steps).await;
             let expected = theirs[name].as_array().unwrap();
             for (i, (m, e)) in mine.iter().zip(expected).enumerate() {
+                let mut e = e.clone();
+                if let Some(cmds) = e["cmds"].as_array_mut() {
+                    for c in cmds {
+                        *c = in_fail3ban_form(c);
+                    }
+                }
+                let e = &e;
                 assert_eq!(
                     m, e,
                     "{jail}/{name} step {i} ({}):\n ours: {m:#}\n fail2ban: {e:#}",
@@ -326,7 +375,9 @@ action = iptables-multiport[actionstart_on_demand=false]
             }
         }
     }
-    eprintln!("action substitution: {compared} commands identical to fail2ban's");
+    eprintln!(
+        "action substitution: {compared} commands identical to fail2ban's (references aside)"
+    );
     assert!(compared > 60, "{compared}");
 }
 
@@ -679,7 +730,7 @@ async fn log_values_never_execute() {
             assert!(!mark.exists(), "case {n} {place}: {text:?} executed");
             assert_eq!(
                 read(&out),
-                text.replace('\0', ""),
+                text.replace('\0', "\u{fffd}"),
                 "case {n} {place}: literal text expected"
             );
             cases += 1;

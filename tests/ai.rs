@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::server::{append, Server, Tree};
+use crate::util::{append, Server, Tree};
 
 /// What the scripted model does with one request.
 #[derive(Clone)]
@@ -609,7 +609,7 @@ fn failing_servers_never_stall_a_jail() {
                 &t.path("test.log"),
                 &format!(
                     "{} web1 test[4242]: auth failure from 203.0.113.77\n",
-                    crate::server::stamp()
+                    crate::util::stamp()
                 ),
             );
         }

@@ -9,7 +9,7 @@
 use std::fs;
 
 use crate::netns::{Lab, Reach, ATTACKERS};
-use crate::server::append;
+use crate::util::append;
 
 /// A user name sshd does not know: each attempt is one failure.
 const NOBODY: &str = "nobody-e2e";

@@ -231,7 +231,7 @@ const RENDERED: &[(&str, &[&str])] = &[
     ("dummy", &["echo \"ban 192.0.2.7 600\" >> /run/fail3ban/fail3ban.dummy"]),
     (
         "sendmail-whois-lines[dest=admin@example.com]",
-        &["/usr/sbin/sendmail -f \"fail3ban\" \"admin@example.com\"", "\"$f2bV_matches\"", "whois 192.0.2.7"],
+        &["/usr/sbin/sendmail -f \"fail3ban\" \"admin@example.com\"", "\"${f2bV_matches}\"", "whois 192.0.2.7"],
     ),
     ("sendmail", &["banned 192.0.2.7", "after 5 attempts"]),
     ("sendmail-whois", &["whois 2001:db8::7"]),

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::server::{jail, new_log, Server, Tree, CLIENT, SERVER, WAIT};
-use crate::util::PidGuard;
+use crate::server::jail;
+use crate::util::{new_log, PidGuard, Server, Tree, CLIENT, SERVER, WAIT};
 
 /// The server's connection limit (src/server/control.rs).
 const MAX_CONNECTIONS: usize = 64;

@@ -1,10 +1,11 @@
 //! fail3ban's integration tests: one binary, one module per part.
 
+// Helpers the modules share: a config tree, a real server, log writing.
+mod util;
+
 // The reference fail2ban, fetched and run for differential tests.
 #[macro_use]
 mod reference;
-// Helpers several modules share.
-mod util;
 // Action templates against fail2ban's CommandAction, and real shell runs.
 mod action;
 // Configuration trees read by fail3ban-client and fail2ban-client.
@@ -27,6 +28,8 @@ mod regex;
 mod server;
 // The server's files and control socket against local users and hostile clients.
 mod server_abuse;
+// Log text an attacker wrote, through every command built from a template.
+mod hostile;
 // fail3ban-server/-client against fail2ban-server/-client, output for output.
 mod server_compat;
 // Network namespaces with a real sshd and rsyslogd, for the e2e tests.

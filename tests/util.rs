@@ -1,7 +1,286 @@
-//! Helpers that several test modules share.
+//! Helpers the integration tests share: a configuration tree in a
+//! temporary directory, a real fail3ban-server on it driven through
+//! fail3ban-client, and log writing.
+//!
+//! Every wait polls with a deadline: a test that fails does so with the
+//! server's log in the message, never by hanging.
 
 use std::fs;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest wait for anything the server should do "at once".
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
+
+pub(crate) const SERVER: &str = env!("CARGO_BIN_EXE_fail3ban-server");
+pub(crate) const CLIENT: &str = env!("CARGO_BIN_EXE_fail3ban-client");
+
+/// Matches the lines the tests write, once fail2ban has cut the date out.
+const FILTER: &str = r"[Definition]
+failregex = ^\s*\S+ test\[\d+\]: auth failure from <HOST>$
+";
+
+/// Records every ban and unban as `ban <jail> <ip> <bantime>` /
+/// `unban <jail> <ip>` lines.
+const RECORD: &str = r#"[Definition]
+actionban = echo "ban <name> <ip> <bantime>" >> <file>
+actionunban = echo "unban <name> <ip>" >> <file>
+[Init]
+name = default
+file = /dev/null
+"#;
+
+/// A configuration tree and the files the server writes, in one temporary
+/// directory. `@T@` in configuration text stands for that directory.
+pub(crate) struct Tree {
+    tmp: tempfile::TempDir,
+}
+
+impl Tree {
+    /// A tree with fail2ban.conf, the test filter, the recording action
+    /// and a jail.conf made of `[DEFAULT]` settings and then `jails`.
+    pub(crate) fn new(jails: &str) -> Tree {
+        let tree = Tree {
+            tmp: tempfile::Builder::new().prefix("f3srv").tempdir().unwrap(),
+        };
+        fs::create_dir_all(tree.conf().join("filter.d")).unwrap();
+        fs::create_dir_all(tree.conf().join("action.d")).unwrap();
+        tree.write_conf(
+            "fail2ban.conf",
+            "[Definition]
+loglevel = INFO
+logtarget = @T@/server.log
+socket = @T@/f3.sock
+pidfile = @T@/f3.pid
+dbfile = @T@/f3.sqlite3
+",
+        );
+        tree.write_conf("filter.d/test.conf", FILTER);
+        tree.write_conf("action.d/record.conf", RECORD);
+        tree.write_conf(
+            "jail.conf",
+            &format!(
+                "[DEFAULT]
+maxretry = 3
+findtime = 10m
+bantime = 1h
+action = record[name=%(__name__)s, file=@T@/actions.log]
+
+{jails}"
+            ),
+        );
+        tree
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
+        self.dir().join(rel)
+    }
+
+    pub(crate) fn conf(&self) -> PathBuf {
+        self.path("conf")
+    }
+
+    /// Writes a configuration file atomically (as editors do), so that the
+    /// watcher never reads half of it.
+    pub(crate) fn write_conf(&self, rel: &str, text: &str) {
+        let text = text.replace("@T@", self.dir().to_str().unwrap());
+        let dest = self.conf().join(rel);
+        let tmp = dest.with_extension("tmp");
+        fs::write(&tmp, text).unwrap();
+        fs::rename(&tmp, &dest).unwrap();
+    }
+
+    /// The lines the recording action wrote.
+    pub(crate) fn actions(&self) -> Vec<String> {
+        fs::read_to_string(self.path("actions.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// How many times the action ran `verb` ("ban"/"unban") for `ip` in
+    /// `jail`.
+    pub(crate) fn count(&self, verb: &str, jail: &str, ip: &str) -> usize {
+        self.actions()
+            .iter()
+            .filter(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.len() >= 3 && w[0] == verb && w[1] == jail && w[2] == ip
+            })
+            .count()
+    }
+
+    pub(crate) fn server_log(&self) -> String {
+        fs::read_to_string(self.path("server.log")).unwrap_or_default()
+    }
+}
+
+/// The current local time as fail2ban's default date templates read it.
+pub(crate) fn stamp() -> String {
+    jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Creates a log holding one line that no filter matches.
+///
+/// A log that is empty when the server opens it can race with its first
+/// write (see `restart_after_log_started_empty`): the tests that are not
+/// about that start with a line.
+pub(crate) fn new_log(path: impl AsRef<Path>) {
+    fs::write(path, format!("{} web1 syslogd: restart\n", stamp())).unwrap();
+}
+
+/// Appends `text` to the log at `path` in one write, as a burst arrives.
+pub(crate) fn append(path: &Path, text: &str) {
+    append_bytes(path, text.as_bytes());
+}
+
+/// [`append`] of bytes that need not be text (NUL, invalid UTF-8).
+pub(crate) fn append_bytes(path: &Path, bytes: &[u8]) {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// A fail3ban-server in the foreground, killed when dropped.
+pub(crate) struct Server<'a> {
+    pub(crate) tree: &'a Tree,
+    child: Option<Child>,
+}
+
+impl<'a> Server<'a> {
+    /// Starts the server on `tree` and waits until it answers.
+    pub(crate) fn start(tree: &'a Tree) -> Server<'a> {
+        Server::start_with_env(tree, &[])
+    }
+
+    /// [`Server::start`] with these variables added to the environment
+    /// the server inherits from the test.
+    pub(crate) fn start_with_env(tree: &'a Tree, env: &[(&str, &str)]) -> Server<'a> {
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(tree.path("server.out"))
+            .unwrap();
+        let child = Command::new(SERVER)
+            .arg("-f")
+            .arg("-c")
+            .arg(tree.conf())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start fail3ban-server");
+        let mut s = Server {
+            tree,
+            child: Some(child),
+        };
+        s.wait("the server answers a ping", |s| s.client(&["ping"]).0);
+        s
+    }
+
+    /// Runs fail3ban-client on the tree: success and stdout.
+    pub(crate) fn client(&mut self, args: &[&str]) -> (bool, String) {
+        if let Some(c) = &mut self.child {
+            if let Ok(Some(st)) = c.try_wait() {
+                panic!("the server exited ({st}):\n{}", self.report());
+            }
+        }
+        let o = Command::new(CLIENT)
+            .arg("-c")
+            .arg(self.tree.conf())
+            .arg("--timeout")
+            .arg("10")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run fail3ban-client");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    }
+
+    /// Runs fail3ban-client, which must succeed; its stdout.
+    pub(crate) fn ok(&mut self, args: &[&str]) -> String {
+        let (ok, out) = self.client(args);
+        assert!(
+            ok,
+            "fail3ban-client {args:?} failed: {out}\n{}",
+            self.report()
+        );
+        out
+    }
+
+    /// What to show when something goes wrong.
+    pub(crate) fn report(&self) -> String {
+        format!(
+            "--- server.log\n{}--- server.out\n{}--- actions.log\n{}",
+            self.tree.server_log(),
+            fs::read_to_string(self.tree.path("server.out")).unwrap_or_default(),
+            self.tree.actions().join("\n"),
+        )
+    }
+
+    /// Polls `cond` until it holds, or panics after [`WAIT`].
+    pub(crate) fn wait(&mut self, what: &str, mut cond: impl FnMut(&mut Self) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if cond(self) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting until {what}\n{}", self.report());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `stop` through the client; the process must then end.
+    pub(crate) fn stop(&mut self) {
+        self.ok(&["stop"]);
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + WAIT;
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not end after stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub(crate) fn kill9(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Server<'_> {
+    fn drop(&mut self) {
+        // `F3_REPORT=1 cargo test server:: -- --nocapture` shows what each
+        // server did, also when its test passed.
+        if std::env::var_os("F3_REPORT").is_some() {
+            eprintln!("{}", self.report());
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
 
 /// Kills (SIGKILL) the process whose pid a pid file holds, when dropped:
 /// a server started in the background outlives a test that fails before

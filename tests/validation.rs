@@ -6,7 +6,8 @@ use std::process::Command;
 
 use fail3ban::store::{Ban, Settings, SqliteStore, Store};
 
-use crate::server::{append, fail, fail_line, new_log, Server, Tree};
+use crate::server::{fail, fail_line};
+use crate::util::{append, new_log, Server, Tree};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_fail3ban-client");
 

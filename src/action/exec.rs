@@ -1,15 +1,24 @@
-//! Running one command with `/bin/sh -c` under a timeout.
+//! Running one command with `/bin/sh -c` under a timeout: every process
+//! fail3ban starts (actions, their hooks, mail, the ignorecommand) starts
+//! here.
 //!
 //! Each command gets its own process group, so that a timeout ends the
 //! whole tree a script started (a `sleep` inside a pipeline, say) and not
 //! just the shell. Nothing here is shared between commands: a slow action
 //! of one jail never waits on a lock another jail holds.
+//!
+//! Each command gets a fixed environment, not the daemon's: the daemon
+//! holds the AI's API key and whatever else its service file gives it,
+//! and an action (a webhook, a mail, a script found on the net) has no
+//! business seeing them. See [`environment`].
 
+use std::ffi::OsString;
 use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -27,6 +36,79 @@ const TERM_GRACE: Duration = Duration::from_millis(200);
 /// How long to wait for the pipes to close once the shell has ended; a
 /// daemon that left the group may keep them open forever.
 const DRAIN_WAIT: Duration = Duration::from_millis(500);
+
+/// `PATH` of every command: the system's directories, in the order a
+/// root shell has them. A program anywhere else is named by its path.
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `HOME` of every command: fail3ban runs as root.
+pub const HOME: &str = "/root";
+
+/// Variables passed on from the daemon when it has them: the locale and
+/// the time zone, which change what commands print (dates in mails), not
+/// what they may do.
+const PASSED: [&str; 16] = [
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_ADDRESS",
+    "LC_COLLATE",
+    "LC_CTYPE",
+    "LC_IDENTIFICATION",
+    "LC_MEASUREMENT",
+    "LC_MESSAGES",
+    "LC_MONETARY",
+    "LC_NAME",
+    "LC_NUMERIC",
+    "LC_PAPER",
+    "LC_TELEPHONE",
+    "LC_TIME",
+    "TZ",
+];
+
+/// Whether a variable's name says it may hold a secret. Such a variable
+/// is never passed on, whatever [`PASSED`] comes to hold.
+pub fn looks_secret(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    n.starts_with("OPENAI")
+        || [
+            "KEY",
+            "TOKEN",
+            "SECRET",
+            "PASSW",
+            "CREDENTIAL",
+            "AUTH",
+            "COOKIE",
+            "PRIVATE",
+        ]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+/// The environment of every command: `PATH` and `HOME` as above, and
+/// those of [`PASSED`] the daemon has. Nothing else: `/bin/sh` adds `PWD`
+/// itself, and commands run in `/`.
+pub fn environment() -> &'static [(OsString, OsString)] {
+    static ENV: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
+    ENV.get_or_init(|| build_environment(std::env::vars_os(), &PASSED))
+}
+
+fn build_environment(
+    daemon: impl Iterator<Item = (OsString, OsString)>,
+    passed: &[&str],
+) -> Vec<(OsString, OsString)> {
+    let mut env = vec![
+        (OsString::from("PATH"), OsString::from(PATH)),
+        (OsString::from("HOME"), OsString::from(HOME)),
+    ];
+    for (name, value) in daemon {
+        let Some(n) = name.to_str() else { continue };
+        if passed.contains(&n) && !looks_secret(n) {
+            env.push((name, value));
+        }
+    }
+    env
+}
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,14 +203,21 @@ async fn read_capped(r: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
 }
 
 /// Runs `cmd` with `/bin/sh -c`, its values as positional parameters,
-/// stdin from /dev/null, and kills its process group after `timeout`.
-/// Failures are logged with the command and its output.
+/// stdin from /dev/null, in `/` with [`environment`], and kills its
+/// process group after `timeout`. Failures are logged with the command
+/// and its output.
 pub async fn execute(cmd: &ShellCommand, timeout: Duration) -> Output {
+    execute_expecting(cmd, timeout, &[0]).await
+}
+
+/// [`execute`], with the exit codes that are not failures (the
+/// ignorecommand's 1 means "ban", as fail2ban's `success_codes`).
+pub async fn execute_expecting(cmd: &ShellCommand, timeout: Duration, ok: &[i32]) -> Output {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     tracing::trace!("{id:x} -- exec: {cmd}");
     let output = run(cmd, timeout).await;
-    log_result(id, cmd, timeout, &output);
+    log_result(id, cmd, timeout, &output, ok);
     output
 }
 
@@ -138,6 +227,9 @@ async fn run(cmd: &ShellCommand, timeout: Duration) -> Output {
         .arg("-c")
         .arg(&cmd.script)
         .args(&cmd.args)
+        .env_clear()
+        .envs(environment().iter().map(|(k, v)| (k, v)))
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -213,12 +305,14 @@ fn signal_name(sig: i32) -> String {
 
 /// Logs as fail2ban's `Utils.executeCmd`: quiet on success, on failure the
 /// command, every line of its output, and how it ended.
-fn log_result(id: u64, cmd: &ShellCommand, timeout: Duration, out: &Output) {
-    if out.success() {
+fn log_result(id: u64, cmd: &ShellCommand, timeout: Duration, out: &Output, ok: &[i32]) {
+    if matches!(out.status, Status::Exited(c) if ok.contains(&c)) {
         for l in String::from_utf8_lossy(&out.stdout).lines() {
             tracing::debug!("{id:x} -- stdout: {l:?}");
         }
-        tracing::debug!("{id:x} -- returned successfully 0");
+        if let Status::Exited(c) = out.status {
+            tracing::debug!("{id:x} -- returned successfully {c}");
+        }
         return;
     }
     tracing::error!("{id:x} -- exec: {cmd}");
@@ -288,6 +382,74 @@ mod tests {
         assert!(out.success());
         assert_eq!(out.stdout, b"$(id) `id`");
         assert_eq!(out.stderr, b"err\n");
+    }
+
+    /// What a command sees: the fixed set, never a secret, even one the
+    /// allow-list were to name.
+    #[test]
+    fn environment_is_fixed_and_never_secret() {
+        let daemon = [
+            ("OPENAI_API_KEY", "sk-x"),
+            ("OPENAI_ORG_ID", "org-x"),
+            ("OPENAI_PROJECT_ID", "proj-x"),
+            ("NATS_TOKEN", "t"),
+            ("DB_PASSWORD", "p"),
+            ("AWS_SECRET_ACCESS_KEY", "k"),
+            ("GITHUB_TOKEN", "g"),
+            ("x_api_key", "k"),
+            ("LANG", "C.UTF-8"),
+            ("TZ", "UTC"),
+            ("HOME", "/home/x"),
+            ("PATH", "/opt/x:/usr/bin"),
+            ("LD_PRELOAD", "/tmp/x.so"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let names = |passed: &[&str]| -> Vec<String> {
+            build_environment(daemon.clone().into_iter(), passed)
+                .into_iter()
+                .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+                .collect()
+        };
+        let want = [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME=/root",
+            "LANG=C.UTF-8",
+            "TZ=UTC",
+        ];
+        assert_eq!(names(&PASSED), want);
+        let mut grown: Vec<&str> = PASSED.to_vec();
+        grown.extend(daemon.iter().filter_map(|(k, _)| k.to_str()));
+        let grown = names(&grown);
+        assert!(grown.contains(&"LD_PRELOAD=/tmp/x.so".to_string()));
+        for (k, _) in &daemon[..8] {
+            let k = k.to_str().unwrap();
+            assert!(looks_secret(k), "{k}");
+            assert!(!grown.iter().any(|v| v.starts_with(k)), "{k} passed");
+        }
+        for k in PASSED.iter().chain(&["PATH", "HOME"]) {
+            assert!(!looks_secret(k), "{k}");
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_in_root_with_the_fixed_environment() {
+        let out = execute(&ShellCommand::plain("pwd; env"), Duration::from_secs(5)).await;
+        assert!(out.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("/\n"), "{text}");
+        let mut names: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .collect();
+        names.sort();
+        let mut want: Vec<&str> = environment()
+            .iter()
+            .filter_map(|(k, _)| k.to_str())
+            .chain(["PWD"])
+            .collect();
+        want.sort();
+        assert_eq!(names, want);
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@
 
 pub mod batch;
 pub mod exec;
+pub mod quoting;
 pub mod template;
 
 use std::collections::HashMap;
@@ -37,8 +38,9 @@ use crate::config::{Command, PyValue};
 pub use exec::{Runner, ShellRunner};
 pub use template::{BanInfo, Family, ShellCommand, TagSource, Template};
 
-/// The default command timeout, seconds.
-const DEFAULT_TIMEOUT: f64 = 60.0;
+/// The default command timeout, fail2ban's: actions' `timeout` option,
+/// and the ignorecommand's of a jail without actions.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Bits of the per-family state: started, and holding bans.
 const STARTED: u8 = 1;
@@ -186,8 +188,8 @@ impl Action {
             .iter()
             .map(|c| (c.to_string(), String::new()))
             .collect();
-        props.insert("timeout".into(), py_number(DEFAULT_TIMEOUT));
-        let mut timeout = DEFAULT_TIMEOUT;
+        let mut timeout = DEFAULT_TIMEOUT.as_secs_f64();
+        props.insert("timeout".into(), py_number(timeout));
         let mut flags = HashMap::new();
         for (key, value) in options {
             match key.as_str() {

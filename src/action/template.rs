@@ -6,10 +6,11 @@
 //! administrator's configuration and may refer to each other. The dynamic
 //! stage fills in what one ban knows (`<ip>`, `<matches>`, `<F-USER>`), and
 //! it never recurses: these values may come from log lines an attacker
-//! wrote. Any such value holding a character the shell would interpret is
-//! not pasted into the script at all; it is handed to `/bin/sh` as a
-//! positional parameter and the tag becomes a `$f2bV_name` variable, which
-//! the shell expands without ever parsing its content as code.
+//! wrote. Any such value holding more than letters, digits and a few
+//! punctuation marks is not pasted into the script at all; it is handed to
+//! `/bin/sh` as a positional parameter and the tag becomes a reference to
+//! a `f2bV_name` variable, which the shell expands without ever parsing
+//! its content as code ([`replace_dynamic_tags`]).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -18,7 +19,7 @@ use std::sync::{Mutex, OnceLock};
 
 use indexmap::IndexMap;
 
-use super::ActionError;
+use super::{quoting, ActionError};
 use crate::config::tags::{find_tag, substitute};
 
 /// Tags whose values always come from log lines: never resolved between
@@ -465,7 +466,7 @@ impl Template {
 
 /// A script for `/bin/sh -c` and the values it reads from its positional
 /// parameters: fail2ban's `[script, value0, value1, ...]` form.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct ShellCommand {
     pub script: String,
     pub args: Vec<String>,
@@ -522,41 +523,78 @@ fn data_key(name: &str) -> String {
     }
 }
 
-/// Fills the dynamic tags of `cmd` (after [`Template::replace_tag`]) from
-/// `info`, in one pass and without recursion. A value holding any shell
-/// metacharacter becomes a `$f2bV_tag` variable set from a positional
-/// parameter. NUL characters are dropped: no argument of a process can hold
-/// one.
+/// Characters a value may hold and still be written into a script as it
+/// is: text with none of them means the same in every place of a script
+/// (bare, quoted either way, in a here-document), so an address or a
+/// number reads in logs and `batch` as fail2ban writes it. Anything else
+/// goes through a variable.
+fn is_inert(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '@' | '%' | '+' | ',' | '-')
+}
+
+/// What one `<tag>` of a command becomes.
+enum Filled {
+    /// Script text: `<br>`, `<sp>`, the host's names, or a tag nobody
+    /// knows, kept as written.
+    Script(String),
+    /// A value from the ban (from a log line, maybe), for the variable
+    /// named after the tag.
+    Value { var: String, value: String },
+}
+
+/// The one way fail3ban fills the dynamic tags of a command (`<ip>`,
+/// `<matches>`, `<F-USER>`, ...) after [`Template::replace_tag`]: actions,
+/// their hooks, mail actions and the ignorecommand all come through here.
+///
+/// In one pass and without recursion, as fail2ban does. A value made only
+/// of [`is_inert`] characters is written as it is; any other value becomes
+/// a positional parameter of `/bin/sh`, copied into a `f2bV_<tag>`
+/// variable, and the tag becomes a reference to that variable written for
+/// its place in the script ([`quoting::Context::reference`]): the command
+/// receives the text unchanged whether the template puts the tag between
+/// `"`, between `'` or bare, and the shell never reads the text as code.
+///
+/// No argument of a process can hold a NUL: each NUL of a value becomes
+/// U+FFFD, as undecodable bytes of a log line do, rather than vanishing
+/// and joining what it separated (`ro\0ot` must not become `root`).
 pub fn replace_dynamic_tags(cmd: &str, info: &dyn TagSource) -> ShellCommand {
     let mut vars: IndexMap<String, String> = IndexMap::new();
-    let mut escape = |tag: &str, value: String| -> String {
+    let mut lexer = quoting::Lexer::new();
+    let mut script = String::with_capacity(cmd.len());
+    let mut pos = 0;
+    while let Some((start, end)) = find_tag(cmd, pos) {
+        let text = &cmd[pos..start];
+        script.push_str(text);
+        lexer.push_str(text);
+        pos = end;
+        let (var, value) = match fill(&cmd[start + 1..end - 1], info) {
+            Filled::Value { var, value } => (var, value),
+            Filled::Script(text) => {
+                script.push_str(&text);
+                lexer.push_str(&text);
+                continue;
+            }
+        };
         let value = if value.contains('\0') {
-            value.replace('\0', "")
+            value.replace('\0', "\u{fffd}")
         } else {
             value
         };
-        if value.chars().any(is_special) {
-            let var = var_name(tag);
-            let out = format!("${var}");
-            vars.insert(var, value);
-            out
+        if value.chars().all(is_inert) {
+            script.push_str(&value);
         } else {
-            value
+            // A backslash just before the tag would take the reference's
+            // first character; a backslash-newline is removed whole.
+            if lexer.escaping() && lexer.context() != quoting::Context::Single {
+                script.push('\n');
+            }
+            let var = var_name(&var);
+            script.push_str(&lexer.context().reference(&var));
+            vars.insert(var, value);
         }
-    };
-    let mut script = sub_tags(cmd, |tag| match info.tag(tag) {
-        Some(v) => Some(escape(tag, v)),
-        None => builtin(tag),
-    });
-    if script.contains('<') {
-        script = sub_filter_tags(&script, |name| {
-            let key = data_key(name);
-            Some(match info.data(&key) {
-                Some(v) => escape(&format!("F_{key}"), v),
-                None => String::new(),
-            })
-        });
+        lexer.push_value();
     }
+    script.push_str(&cmd[pos..]);
     if vars.is_empty() {
         return ShellCommand::plain(script);
     }
@@ -570,29 +608,33 @@ pub fn replace_dynamic_tags(cmd: &str, info: &dyn TagSource) -> ShellCommand {
     }
 }
 
-/// Replaces each `<F-NAME>` (upper-case letters, digits, `_` and `-`).
-fn sub_filter_tags(s: &str, mut f: impl FnMut(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("<F-") {
-        let after = &rest[i + 3..];
-        let n = after
-            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == '-'))
-            .unwrap_or(after.len());
-        if n > 0 && after[n..].starts_with('>') {
-            out.push_str(&rest[..i]);
-            match f(&after[..n]) {
-                Some(v) => out.push_str(&v),
-                None => out.push_str(&rest[i..i + 3 + n + 1]),
-            }
-            rest = &after[n + 1..];
-        } else {
-            out.push_str(&rest[..i + 1]);
-            rest = &rest[i + 1..];
-        }
+/// What `<name>` becomes: a value of the ban, a built-in, a filter capture
+/// (`<F-NAME>`, empty when the filter has none), or itself.
+fn fill(name: &str, info: &dyn TagSource) -> Filled {
+    if let Some(value) = info.tag(name) {
+        return Filled::Value {
+            var: name.to_string(),
+            value,
+        };
     }
-    out.push_str(rest);
-    out
+    if let Some(text) = builtin(name) {
+        return Filled::Script(text);
+    }
+    match name.strip_prefix("F-") {
+        Some(n)
+            if !n.is_empty()
+                && n.chars().all(|c| {
+                    c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == '-'
+                }) =>
+        {
+            let key = data_key(n);
+            Filled::Value {
+                value: info.data(&key).unwrap_or_default(),
+                var: format!("F_{key}"),
+            }
+        }
+        _ => Filled::Script(format!("<{name}>")),
+    }
 }
 
 #[cfg(test)]
@@ -652,9 +694,12 @@ mod tests {
         );
         assert_eq!(
             c.script,
-            "f2bV_matches=$0 f2bV_F_user=$1 \necho 192.0.2.1 $f2bV_matches $f2bV_F_user  1700000000.5 <unknown>"
+            "f2bV_matches=$0 f2bV_F_user=$1 \necho 192.0.2.1 \"${f2bV_matches}\" \"${f2bV_F_user}\"  1700000000.5 <unknown>"
         );
-        assert_eq!(c.args, vec!["a $(touch /tmp/x)\nb `id`; c", "ro'ot"]);
+        assert_eq!(
+            c.args,
+            vec!["a $(touch /tmp/x)\nb `id`; c", "ro'ot\u{fffd}"]
+        );
     }
 
     #[test]
@@ -665,9 +710,99 @@ mod tests {
         let c = replace_dynamic_tags("<fid> <F-USER>", &info);
         assert_eq!(
             c.script,
-            "f2bV_fid=$0 f2bV_F_user=$1 \n$f2bV_fid $f2bV_F_user"
+            "f2bV_fid=$0 f2bV_F_user=$1 \n\"${f2bV_fid}\" \"${f2bV_F_user}\""
         );
         assert_eq!(c.args, vec!["<ip>", "<F-HOST>"]);
+    }
+
+    #[test]
+    fn references_fit_their_place() {
+        let mut info = BanInfo::new("192.0.2.1", 0.0);
+        info.data.insert("user".into(), "a b".into());
+        let c = replace_dynamic_tags(
+            "echo <F-USER> \"<F-USER>x\" '<F-USER>' \\<F-USER> <ip>'<ip>' <F-NONE>",
+            &info,
+        );
+        assert_eq!(
+            c.script,
+            "f2bV_F_user=$0 \necho \"${f2bV_F_user}\" \"${f2bV_F_user}x\" ''\"${f2bV_F_user}\"'' \\\n\"${f2bV_F_user}\" 192.0.2.1'192.0.2.1' "
+        );
+        assert_eq!(c.args, vec!["a b"]);
+        // Only the tags of a ban: <br> is script text, read as such.
+        let c = replace_dynamic_tags("# <br>printf '%s' '<F-USER>'", &info);
+        assert_eq!(
+            c.script,
+            "f2bV_F_user=$0 \n# \nprintf '%s' ''\"${f2bV_F_user}\"''"
+        );
+    }
+
+    /// Hostile values through real `/bin/sh`, with the tag bare, between
+    /// either quotes, in `$(...)`, in backquotes inside double quotes, in
+    /// `${x:-...}` and in a here-document: the text arrives unchanged and
+    /// nothing runs.
+    #[test]
+    fn hostile_values_reach_the_shell_as_text() {
+        let dir = std::env::temp_dir().join(format!("f3tmpl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        struct Clean(std::path::PathBuf);
+        impl Drop for Clean {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _clean = Clean(dir.clone());
+        let canary = dir.join("canary");
+        let c = canary.display();
+        let values = [
+            format!("$(touch {c})"),
+            format!("`touch {c}`"),
+            format!("x; touch {c}"),
+            format!("x' ; touch {c}; '"),
+            format!("x\" ; touch {c}; \""),
+            format!("'\"$(touch {c})\"'"),
+            format!("${{IFS}}$(touch${{IFS}}{c})"),
+            format!("a\nb\n\ntouch {c}\n"),
+            format!("* ? [a] ~ {{a,b}} > {c}"),
+            format!("\\\\\"\\'\\$(touch {c})\\"),
+            "EOF\nx".to_string(),
+            format!("}}}} ) ` $( touch {c}"),
+            format!("<ip> <F-USER> %s $0 $1 ${{f2bV_F_user}} $(touch {c})"),
+        ];
+        let templates = [
+            ("printf '[%s]' <F-USER>", "[", "]"),
+            ("printf '[%s]' \"<F-USER>\"", "[", "]"),
+            ("printf '[%s]' '<F-USER>'", "[", "]"),
+            ("printf '[%s]' \"a'<F-USER>'b\"", "[a'", "'b]"),
+            ("printf '[%s]' 'a\"<F-USER>\"b'", "[a\"", "\"b]"),
+            ("v=<F-USER>; printf '[%s]' \"$v\"", "[", "]"),
+            ("printf '[%s]' \"$(printf '%s' <F-USER>)\"", "[", "]"),
+            ("printf '[%s]' \"`printf '%s' '<F-USER>'`\"", "[", "]"),
+            ("printf '[%s]' ${nothing:-<F-USER>}", "[", "]"),
+            ("cat <<EOF\n[<F-USER>]\nEOF", "[", "]\n"),
+        ];
+        let mut info = BanInfo::new("192.0.2.1", 0.0);
+        for value in &values {
+            // Command substitution drops trailing new lines.
+            let value = value.trim_end_matches('\n');
+            info.data.insert("user".into(), value.to_string());
+            for (template, before, after) in templates {
+                let cmd = replace_dynamic_tags(template, &info);
+                let out = std::process::Command::new("/bin/sh")
+                    .arg("-c")
+                    .arg(&cmd.script)
+                    .args(&cmd.args)
+                    .current_dir(&dir)
+                    .output()
+                    .unwrap();
+                assert!(!canary.exists(), "{template} ran {value:?}");
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout),
+                    format!("{before}{value}{after}"),
+                    "{template} with {value:?}: {cmd}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
     }
 
     #[test]
@@ -687,11 +822,5 @@ mod tests {
     #[test]
     fn escape_tag_like_fail2ban() {
         assert_eq!(escape_tag("a;b\n$(c)"), "a\\;b\\n\\$\\(c\\)");
-    }
-
-    #[test]
-    fn filter_tags() {
-        let s = sub_filter_tags("<F-A_1> <F-a> <F-> <F-X", |n| Some(format!("[{n}]")));
-        assert_eq!(s, "[A_1] <F-a> <F-> <F-X");
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Checked at ban time for every ban whatever its source. Names in ignoreip
 //! are resolved once, when added, through a [`Resolver`] the caller gives;
-//! the ignorecommand is only prepared here, and the caller runs it and
-//! reports its answer, which the `ignorecache` remembers.
+//! the ignorecommand is only prepared here, by the same substitution every
+//! action command goes through ([`replace_dynamic_tags`]), and the caller
+//! runs it as actions run and reports its answer, which the `ignorecache`
+//! remembers.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
@@ -11,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 use indexmap::IndexMap;
 
 use super::error::Error;
-use super::ticket::Ticket;
+use crate::action::template::{replace_dynamic_tags, BanInfo, ShellCommand, TagSource};
 use crate::config::options::extract_options;
 use crate::config::time::str2seconds;
 use crate::filter::ipaddr::{parse_unspec, Addr, Fid};
@@ -127,14 +129,14 @@ pub enum Check {
     Ignored(Source),
     /// Ban it.
     NotIgnored,
-    /// Run this ignorecommand (already substituted, values quoted for
-    /// `/bin/sh`); exit status 0 means ignore, 1 means ban, anything else
-    /// is an error (ban). Then report with [`IgnoreList::command_answered`].
+    /// Run this ignorecommand (its tags filled, log values as parameters
+    /// of `/bin/sh`); exit status 0 means ignore, 1 means ban, anything
+    /// else is an error (ban). Then report with
+    /// [`IgnoreList::command_answered`].
     RunCommand {
-        /// The command line.
-        command: String,
+        command: ShellCommand,
         /// The ignorecache key to remember the answer under.
-        cache_key: Option<String>,
+        cache_key: Option<ShellCommand>,
     },
 }
 
@@ -149,11 +151,13 @@ struct Cache {
     key: String,
     max_count: usize,
     max_time: f64,
-    entries: IndexMap<String, (bool, f64)>,
+    /// Keyed by the key's template with the tags filled, as fail2ban
+    /// fills it.
+    entries: IndexMap<ShellCommand, (bool, f64)>,
 }
 
 impl Cache {
-    fn get(&mut self, k: &str, now: f64) -> Option<bool> {
+    fn get(&mut self, k: &ShellCommand, now: f64) -> Option<bool> {
         let &(v, expiry) = self.entries.get(k)?;
         if expiry > now {
             return Some(v);
@@ -162,7 +166,7 @@ impl Cache {
         None
     }
 
-    fn set(&mut self, k: String, v: bool, now: f64) {
+    fn set(&mut self, k: ShellCommand, v: bool, now: f64) {
         // Full: drop the oldest, and go on dropping while they are stale.
         if self.entries.len() >= self.max_count {
             while let Some((_, (_, expiry))) = self.entries.shift_remove_index(0) {
@@ -355,12 +359,22 @@ impl IgnoreList {
         }
     }
 
-    /// Whether `fid` (with its `ticket`, for the command's tags) is to be
-    /// ignored at `now`. `log` writes the `Ignore ... by ...` line.
-    pub fn check(&mut self, fid: &Fid, ticket: Option<&Ticket>, now: f64, log: bool) -> Check {
+    /// Whether `fid` is to be ignored at `now`. `info` holds the tags of
+    /// its failure for the command and the cache key; without it they
+    /// know only the address, as in fail2ban. `log` writes the
+    /// `Ignore ... by ...` line.
+    pub fn check(&mut self, fid: &Fid, info: Option<&dyn TagSource>, now: f64, log: bool) -> Check {
+        let bare;
+        let info = match info {
+            Some(i) => i,
+            None => {
+                bare = BanInfo::new(fid.to_string(), now);
+                &bare
+            }
+        };
         let key = match &mut self.cache {
             Some(c) => {
-                let key = substitute(&c.key, fid, ticket, false);
+                let key = replace_dynamic_tags(&c.key, info);
                 if let Some(v) = c.get(&key, now) {
                     return if v {
                         Check::Ignored(Source::Cache)
@@ -403,7 +417,7 @@ impl IgnoreList {
             }
         }
         if let Some(cmd) = &self.command {
-            let command = substitute(cmd, fid, ticket, true);
+            let command = replace_dynamic_tags(cmd, info);
             tracing::debug!("ignore command: {}", command);
             return Check::RunCommand {
                 command,
@@ -419,13 +433,13 @@ impl IgnoreList {
     pub fn command_answered(
         &mut self,
         fid: &Fid,
-        cache_key: Option<&str>,
+        cache_key: Option<&ShellCommand>,
         ignored: bool,
         now: f64,
         log: bool,
     ) -> Check {
         if let (Some(c), Some(k)) = (&mut self.cache, cache_key) {
-            c.set(k.to_string(), ignored, now);
+            c.set(k.clone(), ignored, now);
         }
         if ignored {
             self.log(fid, Source::Command, log);
@@ -434,71 +448,6 @@ impl IgnoreList {
             Check::NotIgnored
         }
     }
-}
-
-/// Quotes `v` for `/bin/sh` unless it is made only of harmless characters
-/// (so that a plain address reads as fail2ban writes it).
-pub fn shell_quote(v: &str) -> String {
-    let safe = !v.is_empty()
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.:/@%+,=-".contains(&b));
-    if safe {
-        v.to_string()
-    } else {
-        format!("'{}'", v.replace('\'', r"'\''"))
-    }
-}
-
-/// Fills `<ip>`, `<fid>`, `<failures>`, `<time>` and `<F-NAME>` (from the
-/// ticket's data); other tags stay as written, unknown `<F-*>` become
-/// empty, as in fail2ban.
-fn substitute(template: &str, fid: &Fid, ticket: Option<&Ticket>, quote: bool) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(i) = rest.find('<') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let Some(j) = after.find('>').filter(|j| {
-            after[..*j]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        }) else {
-            out.push('<');
-            rest = after;
-            continue;
-        };
-        let tag = &after[..j];
-        let value: Option<String> = match tag {
-            "ip" => Some(
-                ticket
-                    .and_then(Ticket::ip)
-                    .map(Addr::to_string)
-                    .unwrap_or_else(|| fid.to_string()),
-            ),
-            "fid" => Some(fid.to_string()),
-            "failures" => ticket.map(|t| t.attempts().to_string()),
-            "time" => ticket.map(|t| t.time().to_string()),
-            t if t.starts_with("F-") => Some(
-                ticket
-                    .and_then(|tk| tk.data().get(&t[2..].to_ascii_lowercase()))
-                    .cloned()
-                    .unwrap_or_default(),
-            ),
-            _ => None,
-        };
-        match value {
-            Some(v) if quote => out.push_str(&shell_quote(&v)),
-            Some(v) => out.push_str(&v),
-            None => {
-                out.push('<');
-                out.push_str(tag);
-                out.push('>');
-            }
-        }
-        rest = &after[j + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -590,31 +539,43 @@ mod tests {
     #[test]
     fn command_is_prepared_and_cached() {
         let mut l = list();
-        l.set_ignore_command("/usr/local/bin/check <ip> <F-USER>");
+        l.set_ignore_command("/usr/local/bin/check <ip> '<F-USER>'");
         l.set_ignore_cache(r#"key="<ip>", max-count=2, max-time=5m"#)
             .unwrap();
-        let mut data = std::collections::BTreeMap::new();
-        data.insert("user".to_string(), "x'; rm -rf /".to_string());
-        let t = Ticket::new(f("198.51.100.1"), 0.0, vec![]).with_data(data);
-        let Check::RunCommand { command, cache_key } = l.check(t.fid(), Some(&t), 0.0, false)
+        let mut info = BanInfo::new("198.51.100.1", 0.0);
+        info.data.insert("user".into(), "x'; rm -rf /".into());
+        let fid = f("198.51.100.1");
+        let Check::RunCommand { command, cache_key } = l.check(&fid, Some(&info), 0.0, false)
         else {
             panic!("expected a command");
         };
         assert_eq!(
             command,
-            r"/usr/local/bin/check 198.51.100.1 'x'\''; rm -rf /'"
+            ShellCommand {
+                script: "f2bV_F_user=$0 \n/usr/local/bin/check 198.51.100.1 ''\"${f2bV_F_user}\"''"
+                    .into(),
+                args: vec!["x'; rm -rf /".into()],
+            }
         );
-        assert_eq!(cache_key.as_deref(), Some("198.51.100.1"));
-        l.command_answered(t.fid(), cache_key.as_deref(), true, 0.0, false);
+        assert_eq!(cache_key, Some(ShellCommand::plain("198.51.100.1")));
+        l.command_answered(&fid, cache_key.as_ref(), true, 0.0, false);
         assert_eq!(
-            l.check(t.fid(), Some(&t), 10.0, false),
+            l.check(&fid, Some(&info), 10.0, false),
             Check::Ignored(Source::Cache)
         );
         // Past max-time the command runs again.
         assert!(matches!(
-            l.check(t.fid(), Some(&t), 301.0, false),
+            l.check(&fid, Some(&info), 301.0, false),
             Check::RunCommand { .. }
         ));
+        // Without a failure, the tags know the address only.
+        let Check::RunCommand { command, .. } = l.check(&f("192.0.2.77"), None, 0.0, false) else {
+            panic!("expected a command");
+        };
+        assert_eq!(
+            command,
+            ShellCommand::plain("/usr/local/bin/check 192.0.2.77 ''")
+        );
     }
 
     #[test]
@@ -627,7 +588,7 @@ mod tests {
         }
         let c = l.cache.as_ref().unwrap();
         assert_eq!(c.entries.len(), 2);
-        assert!(!c.entries.contains_key("192.0.2.1"));
+        assert!(!c.entries.contains_key(&ShellCommand::plain("192.0.2.1")));
         assert!(l.set_ignore_cache("max-count=2").is_err());
     }
 }

@@ -2,10 +2,12 @@
 //! and a queue to its actions.
 //!
 //! Three tasks per jail: the source feeds lines to the filter and the
-//! engine (under a std mutex: nothing awaits while it is held); an action
-//! worker runs the action commands in order, so that a slow or hanging
-//! action delays this jail's bans but never its counting nor another jail;
-//! an unban timer sleeps until the next ban ends.
+//! engine (under a std mutex: nothing awaits while it is held; a failure
+//! the ignorecommand must judge waits, with those after it, until the
+//! command has answered with the lock released); an action worker runs
+//! the action commands in order, so that a slow or hanging action delays
+//! this jail's bans but never its counting nor another jail; an unban
+//! timer sleeps until the next ban ends.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::action::{Action, Actions, BanInfo};
+use crate::action::{Action, Actions, BanInfo, TagSource};
 use crate::config::PyValue;
 use crate::filter::ipaddr::{parse_id, parse_unspec, Fid, NotCanonical};
 use crate::filter::Filter;
@@ -91,6 +93,104 @@ pub struct JailState {
     store: Option<Arc<dyn Store>>,
     /// Where unmatched lines go when the jail's `ai` is on.
     pub ai: Option<crate::ai::AiHandle>,
+    /// How long the ignorecommand may run: the jail's action timeout.
+    ignore_timeout: Duration,
+}
+
+/// What a batch of lines leaves to do once the jail's lock is released.
+#[derive(Default)]
+struct Processed {
+    /// For the action worker.
+    jobs: Vec<Job>,
+    /// Failures from the first one the ignorecommand has to judge on, in
+    /// order, for [`settle`].
+    held: Vec<Ticket>,
+}
+
+/// The tags of one failure for the ignorecommand and the ignorecache key,
+/// built only if one of them asks.
+struct FailureTags<'a> {
+    ticket: &'a Ticket,
+    bantime: f64,
+    info: std::cell::OnceCell<BanInfo>,
+}
+
+impl<'a> FailureTags<'a> {
+    fn new(ticket: &'a Ticket, bantime: f64) -> FailureTags<'a> {
+        FailureTags {
+            ticket,
+            bantime,
+            info: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn info(&self) -> &BanInfo {
+        self.info
+            .get_or_init(|| ban_info(self.ticket, self.ticket.ban_time(self.bantime)))
+    }
+}
+
+impl TagSource for FailureTags<'_> {
+    fn tag(&self, name: &str) -> Option<String> {
+        self.info().tag(name)
+    }
+
+    fn data(&self, key: &str) -> Option<String> {
+        self.info().data(key)
+    }
+}
+
+/// The jail's action timeout, which the ignorecommand runs under as
+/// fail2ban runs it under its default one: the longest of its actions'
+/// `timeout`, or that default when it has no action.
+fn action_timeout(actions: &[Action]) -> Duration {
+    actions
+        .iter()
+        .map(Action::timeout)
+        .max()
+        .unwrap_or(crate::action::DEFAULT_TIMEOUT)
+}
+
+/// Whether `fid` (with the failure `ticket`, if it comes from one) must
+/// never be banned. The ignorecommand, when it has to run, runs as
+/// actions run, with the jail's action timeout and the jail's lock
+/// released: exit 0 ignores, 1 bans, anything else is logged and bans.
+async fn ignored(state: &Mutex<JailState>, fid: &Fid, ticket: Option<&Ticket>, now: f64) -> bool {
+    let (command, cache_key, timeout) = {
+        let mut st = state.lock().expect("jail lock");
+        let bantime = st.spec.bantime;
+        let tags = ticket.map(|t| FailureTags::new(t, bantime));
+        let tags = tags.as_ref().map(|t| t as &dyn TagSource);
+        match st.ignore.check(fid, tags, now, true) {
+            Check::Ignored(_) => return true,
+            Check::NotIgnored => return false,
+            Check::RunCommand { command, cache_key } => (command, cache_key, st.ignore_timeout),
+        }
+    };
+    let out = crate::action::exec::execute_expecting(&command, timeout, &[0, 1]).await;
+    let ignored = out.status == crate::action::exec::Status::Exited(0);
+    let mut st = state.lock().expect("jail lock");
+    matches!(
+        st.ignore
+            .command_answered(fid, cache_key.as_ref(), ignored, now, true),
+        Check::Ignored(_)
+    )
+}
+
+/// Counts the failures a batch held for the ignorecommand, in order, each
+/// once its command answered (an earlier answer may since be in the
+/// ignorecache), and hands their bans to the action worker.
+async fn settle(state: &Mutex<JailState>, held: Vec<Ticket>, now: f64, jobs: &mpsc::Sender<Job>) {
+    for ticket in held {
+        if ignored(state, &ticket.fid().clone(), Some(&ticket), now).await {
+            continue;
+        }
+        let mut js = Vec::new();
+        state.lock().expect("jail lock").count(ticket, now, &mut js);
+        for j in js {
+            let _ = jobs.send(j).await;
+        }
+    }
 }
 
 fn ipv6_allowed() -> bool {
@@ -169,6 +269,7 @@ impl JailState {
             watched: Vec::new(),
             store,
             ai: None,
+            ignore_timeout: crate::action::DEFAULT_TIMEOUT,
         })
     }
 
@@ -183,37 +284,6 @@ impl JailState {
         Ok(())
     }
 
-    /// Whether `fid` must never be banned; runs the ignorecommand if there
-    /// is one.
-    pub fn ignored(&mut self, fid: &Fid, ticket: Option<&Ticket>, now: f64) -> bool {
-        match self.ignore.check(fid, ticket, now, true) {
-            Check::Ignored(_) => true,
-            Check::NotIgnored => false,
-            Check::RunCommand { command, cache_key } => {
-                let status = std::process::Command::new("/bin/sh")
-                    .arg("-c")
-                    .arg(&command)
-                    .status();
-                let ignored = match status {
-                    Ok(s) if s.code() == Some(0) => true,
-                    Ok(s) if s.code() == Some(1) => false,
-                    other => {
-                        tracing::error!(
-                            "[{}] ignorecommand {command:?} failed: {other:?}",
-                            self.spec.name
-                        );
-                        false
-                    }
-                };
-                matches!(
-                    self.ignore
-                        .command_answered(fid, cache_key.as_deref(), ignored, now, true),
-                    Check::Ignored(_)
-                )
-            }
-        }
-    }
-
     fn events_to_jobs(&self, events: Vec<Event>, jobs: &mut Vec<Job>) {
         for ev in events {
             if let Event::Ban { ticket, found } = ev {
@@ -222,12 +292,26 @@ impl JailState {
         }
     }
 
-    /// Counts the failures the filter found.
+    /// Counts one failure that is not ignored.
+    fn count(&mut self, ticket: Ticket, now: f64, jobs: &mut Vec<Job>) {
+        let history = History {
+            store: self.store.as_deref(),
+            jail: &self.spec.name,
+        };
+        let events = self
+            .engine
+            .add_failure(ticket, now, &history, &mut fastrand::f64);
+        self.events_to_jobs(events, jobs);
+    }
+
+    /// Counts the failures the filter found, up to the first one the
+    /// ignorecommand has to judge: that one and all after it are held, in
+    /// order, for [`settle`].
     fn take_failures(
         &mut self,
         failures: Vec<crate::filter::Failure>,
         now: f64,
-        jobs: &mut Vec<Job>,
+        out: &mut Processed,
     ) {
         for f in failures {
             if f.nofail {
@@ -241,30 +325,29 @@ impl JailState {
                     continue;
                 }
             };
-            let fid = ticket.fid().clone();
-            if self.ignored(&fid, Some(&ticket), now) {
+            if !out.held.is_empty() {
+                out.held.push(ticket);
                 continue;
             }
-            let history = History {
-                store: self.store.as_deref(),
-                jail: &self.spec.name,
-            };
-            let events = self
-                .engine
-                .add_failure(ticket, now, &history, &mut fastrand::f64);
-            self.events_to_jobs(events, jobs);
+            let tags = FailureTags::new(&ticket, self.spec.bantime);
+            let check = self.ignore.check(ticket.fid(), Some(&tags), now, true);
+            drop(tags);
+            match check {
+                Check::Ignored(_) => {}
+                Check::NotIgnored => self.count(ticket, now, &mut out.jobs),
+                Check::RunCommand { .. } => out.held.push(ticket),
+            }
         }
     }
 
-    /// Runs lines through the filter and the engine; returns the jobs for
-    /// the actions.
+    /// Runs lines through the filter and the engine.
     fn process<'a>(
         &mut self,
         lines: impl Iterator<Item = &'a str>,
         in_operation: bool,
         now: f64,
-    ) -> Vec<Job> {
-        let mut jobs = Vec::new();
+    ) -> Processed {
+        let mut out = Processed::default();
         self.filter.set_in_operation(in_operation);
         let ai = self
             .ai
@@ -273,17 +356,17 @@ impl JailState {
         for line in lines {
             let Some(ai) = &ai else {
                 let failures = self.filter.process_line(line, now);
-                self.take_failures(failures, now, &mut jobs);
+                self.take_failures(failures, now, &mut out);
                 continue;
             };
             let o = self.filter.process_line_outcome(line, now);
             if !o.is_matched() && !o.is_ignored() {
                 self.offer_ai(ai, line, now);
             }
-            self.take_failures(o.failures, now, &mut jobs);
+            self.take_failures(o.failures, now, &mut out);
         }
         self.engine.perform_svc(now, false);
-        jobs
+        out
     }
 
     /// Hands a line no regex matched to the AI, with the prescreen's
@@ -301,8 +384,8 @@ impl JailState {
     }
 
     /// Journal entries: their time is known, the date text is cut already.
-    fn process_journal(&mut self, lines: &[crate::source::JournalLine], now: f64) -> Vec<Job> {
-        let mut jobs = Vec::new();
+    fn process_journal(&mut self, lines: &[crate::source::JournalLine], now: f64) -> Processed {
+        let mut out = Processed::default();
         self.filter.set_in_operation(true);
         for l in lines {
             let o = self
@@ -317,10 +400,10 @@ impl JailState {
                     self.offer_ai(&ai, &l.text, now);
                 }
             }
-            self.take_failures(o.failures, now, &mut jobs);
+            self.take_failures(o.failures, now, &mut out);
         }
         self.engine.perform_svc(now, false);
-        jobs
+        out
     }
 
     /// `set <jail> banip <ip>`.
@@ -474,9 +557,12 @@ impl Jail {
         ai: Option<crate::ai::AiHandle>,
     ) -> Result<Jail, String> {
         let name = spec.name.clone();
-        let mut actions = Actions::new(&name, build_actions(&spec));
+        let built = build_actions(&spec);
+        let ignore_timeout = action_timeout(&built);
+        let mut actions = Actions::new(&name, built);
         let mut state = JailState::new(spec, store.clone())?;
         state.ai = ai;
+        state.ignore_timeout = ignore_timeout;
         let state = Arc::new(Mutex::new(state));
         if let Some(s) = &store {
             let (s, n) = (s.clone(), name.clone());
@@ -563,11 +649,11 @@ impl Jail {
     pub async fn ban_ip(&self, ip: &str) -> Result<bool, NotCanonical> {
         let fid = parse_id(ip).inspect_err(|e| refuse(&self.name, e))?;
         let t = now();
+        if ignored(&self.state, &fid, None, t).await {
+            return Ok(false);
+        }
         let jobs = {
             let mut st = self.state.lock().expect("jail lock");
-            if st.ignored(&fid, None, t) {
-                return Ok(false);
-            }
             if st.engine.ban_manager.contains(&fid) {
                 return Ok(false);
             }
@@ -625,6 +711,9 @@ impl Jail {
                 || st.spec.journalmatch != spec.journalmatch
                 || st.spec.logencoding != spec.logencoding;
             let new_actions = (st.spec.actions != spec.actions).then(|| build_actions(&spec));
+            if let Some(a) = &new_actions {
+                st.ignore_timeout = action_timeout(a);
+            }
             st.reconfigure(spec)?;
             (changed, new_actions)
         };
@@ -1097,8 +1186,9 @@ async fn follow_journal(
             b = src.next() => {
                 let Some(batch) = b else { return true };
                 let t = now();
-                let js = state.lock().expect("jail lock").process_journal(&batch.lines, t);
-                for j in js { let _ = jobs.send(j).await; }
+                let done = state.lock().expect("jail lock").process_journal(&batch.lines, t);
+                for j in done.jobs { let _ = jobs.send(j).await; }
+                settle(state, done.held, t, jobs).await;
                 wake.notify_one();
                 if let (Some(s), Some(p)) = (store, batch.position()) {
                     let (s, n) = (s.clone(), name.clone());
@@ -1149,7 +1239,7 @@ async fn follow_files(
             b = src.next() => {
                 let Some(batch) = b else { return true };
                 let t = now();
-                let js = {
+                let done = {
                     let mut st = state.lock().expect("jail lock");
                     let path = batch.path.to_string_lossy().into_owned();
                     if !st.watched.contains(&path) {
@@ -1157,8 +1247,9 @@ async fn follow_files(
                     }
                     st.process(batch.lines.iter().map(|l| l.text.as_str()), batch.in_operation, t)
                 };
-                let any = !js.is_empty();
-                for j in js { let _ = jobs.send(j).await; }
+                let any = !done.jobs.is_empty() || !done.held.is_empty();
+                for j in done.jobs { let _ = jobs.send(j).await; }
+                settle(state, done.held, t, jobs).await;
                 if any { wake.notify_one(); }
                 save_positions(ctx, vec![batch.position()]).await;
             }
