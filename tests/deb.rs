@@ -64,6 +64,22 @@ fn package_installs_runs_and_purges_in_a_clean_debian() {
     let deb = build_deb();
     println!("deb: built {}", deb.display());
 
+    // The Depends apt reads is the one tests/glibc.rs checks the binaries
+    // against (cargo-deb's $auto may not raise or repeat it).
+    let out = Command::new("dpkg-deb")
+        .args(["-f"])
+        .arg(&deb)
+        .arg("Depends")
+        .output()
+        .unwrap();
+    let depends = String::from_utf8_lossy(&out.stdout);
+    let (major, minor) = crate::glibc::declared_floor().expect("Cargo.toml declares a libc6 floor");
+    assert_eq!(depends.matches("libc6").count(), 1, "Depends: {depends}");
+    assert!(
+        depends.contains(&format!("libc6 (>= {major}.{minor})")),
+        "Depends: {depends}"
+    );
+
     // Warnings too: what the package means to keep is in its override
     // file, each with its reason (lintian_overrides_say_why).
     let out = Command::new("lintian")

@@ -67,7 +67,7 @@ fn highest_glibc(bin: &str) -> ((u32, u32), String) {
 }
 
 /// The `libc6 (>= X.Y)` of `depends` in Cargo.toml's [package.metadata.deb].
-fn declared_floor() -> Option<(u32, u32)> {
+pub fn declared_floor() -> Option<(u32, u32)> {
     let toml = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
         .expect("read Cargo.toml");
     let deb = toml.split("[package.metadata.deb]").nth(1)?;

@@ -213,9 +213,10 @@ fn migrate(sys: &System, p: &mut Printer) -> Result<(), MigrateError> {
         _ => Ok(false),
     };
     let changed = repointed || imported > 0;
-    let where_ = match switch_units(sys, FAIL2BAN_UNIT, FAIL3BAN_UNIT, p, catch_up, changed)? {
-        Some(()) => format!("{FAIL3BAN_UNIT} runs {FAIL2BAN_CONF}"),
-        None => format!("{FAIL3BAN_UNIT} will run {FAIL2BAN_CONF}"),
+    let where_ = if switch_units(sys, FAIL2BAN_UNIT, FAIL3BAN_UNIT, p, catch_up, changed)? {
+        format!("{FAIL3BAN_UNIT} runs {FAIL2BAN_CONF}")
+    } else {
+        format!("{FAIL3BAN_UNIT} will run {FAIL2BAN_CONF}")
     };
     p.done(&format!(
         "{where_}. fail2ban's configuration and database are as they were; \
@@ -451,7 +452,7 @@ fn write_atomically(file: &Path, text: &str) -> std::io::Result<()> {
 
 /// Stops and disables `from`, runs `between` (told whether `from` was
 /// running), then enables `to` and (re)starts it when `changed`, when
-/// `between` says so or when it is not running. `None` when systemd does not
+/// `between` says so or when it is not running. False when systemd does not
 /// run the system and nothing was done.
 fn switch_units(
     sys: &System,
@@ -460,7 +461,7 @@ fn switch_units(
     p: &mut Printer,
     between: impl FnOnce(&mut Printer, bool) -> Result<bool, MigrateError>,
     changed: bool,
-) -> Result<Option<()>, MigrateError> {
+) -> Result<bool, MigrateError> {
     let Some(systemctl) = sys.systemctl.as_deref() else {
         p.result(&format!(
             "skipped: systemd is not running here, so neither `systemctl disable --now {from}` \
@@ -469,7 +470,7 @@ fn switch_units(
             daemon(from),
             daemon(to)
         ))?;
-        return Ok(None);
+        return Ok(false);
     };
     let ctl = Systemctl { program: systemctl };
     let before = ctl.state(from)?;
@@ -490,7 +491,7 @@ fn switch_units(
     p.run(&ctl, &["enable", to], &state.active)?;
     if state.active == "active" && !changed {
         p.result(&format!("{to} is running with this configuration already"))?;
-        return Ok(Some(()));
+        return Ok(true);
     }
     p.run(&ctl, &["restart", to], &state.active)?;
     if !p.dry_run {
@@ -502,7 +503,7 @@ fn switch_units(
             });
         }
     }
-    Ok(Some(()))
+    Ok(true)
 }
 
 fn daemon(unit: &str) -> &str {
