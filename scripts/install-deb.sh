@@ -10,4 +10,8 @@ deb=$(cargo deb --profile dist | tail -n 1)
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
 $SUDO apt-get install -y "$deb"
-echo "install-deb: installed $deb; fail3ban-client status shows the jails"
+if [ -e /usr/bin/fail2ban-server ]; then
+    echo "install-deb: installed $deb beside fail2ban; \"fail3ban-client migrate\" switches (README: From fail2ban)"
+else
+    echo "install-deb: installed $deb; fail3ban-client status shows the jails"
+fi

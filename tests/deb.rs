@@ -1,6 +1,7 @@
 //! The Debian package: built with cargo-deb from the binaries this test
-//! run uses, checked by lintian, then installed, run, removed and purged
-//! in a clean Debian 12 root by scripts/deb-test.sh.
+//! run uses, checked by lintian, then installed beside the distribution's
+//! fail2ban, migrated to, run, removed and purged in clean Debian 12 and
+//! Debian 13 roots by scripts/deb-test.sh.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,16 +64,37 @@ fn package_installs_runs_and_purges_in_a_clean_debian() {
     let deb = build_deb();
     println!("deb: built {}", deb.display());
 
+    // The Depends apt reads is the one tests/glibc.rs checks the binaries
+    // against (cargo-deb's $auto may not raise or repeat it).
+    let out = Command::new("dpkg-deb")
+        .args(["-f"])
+        .arg(&deb)
+        .arg("Depends")
+        .output()
+        .unwrap();
+    let depends = String::from_utf8_lossy(&out.stdout);
+    let (major, minor) = crate::glibc::declared_floor().expect("Cargo.toml declares a libc6 floor");
+    assert_eq!(depends.matches("libc6").count(), 1, "Depends: {depends}");
+    assert!(
+        depends.contains(&format!("libc6 (>= {major}.{minor})")),
+        "Depends: {depends}"
+    );
+
+    // Warnings too: what the package means to keep is in its override
+    // file, each with its reason (lintian_overrides_say_why).
     let out = Command::new("lintian")
-        .args(["--fail-on", "error"])
+        .args(["--fail-on", "error,warning"])
         .arg(&deb)
         .output()
         .unwrap();
     let text = crate::own_tree::text(&out);
     println!("deb: lintian:\n{text}");
     assert!(
-        out.status.success() && !text.lines().any(|l| l.starts_with("E:")),
-        "lintian reports errors:\n{text}"
+        out.status.success()
+            && !text
+                .lines()
+                .any(|l| l.starts_with("E:") || l.starts_with("W:")),
+        "lintian reports errors or warnings:\n{text}"
     );
 
     let out = Command::new(repo().join("scripts/deb-test.sh"))
@@ -82,7 +104,31 @@ fn package_installs_runs_and_purges_in_a_clean_debian() {
     let text = crate::own_tree::text(&out);
     println!("{text}");
     assert!(out.status.success(), "scripts/deb-test.sh failed:\n{text}");
-    assert!(text.contains("deb-test: all passed"), "{text}");
+    assert!(
+        text.contains("deb-test: all passed in bookworm trixie"),
+        "{text}"
+    );
+}
+
+/// Each lintian override has the reason for it in a comment right above.
+#[test]
+fn lintian_overrides_say_why() {
+    let file = repo().join("debian/lintian-overrides");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut above = "";
+    let mut overrides = 0;
+    for line in text.lines() {
+        if !line.trim().is_empty() && !line.starts_with('#') {
+            assert!(
+                above.starts_with('#'),
+                "{}: override {line:?} has no comment saying why right above it",
+                file.display()
+            );
+            overrides += 1;
+        }
+        above = line;
+    }
+    assert!(overrides > 0, "{}: no overrides", file.display());
 }
 
 /// The systemd unit as systemd reads it (`systemd-analyze verify`), with
@@ -118,8 +164,8 @@ fn systemd_unit_verifies() {
     assert!(out.status.success() && problems.is_empty(), "{text}");
 }
 
-/// The bash completion the package installs completes commands, the new
-/// import command included, and jail names from filter.d for fail3ban-regex.
+/// The bash completion the package installs completes commands, import
+/// and migrate included, and jail names from filter.d for fail3ban-regex.
 #[test]
 fn bash_completion_completes() {
     if !have("bash") {
@@ -132,6 +178,8 @@ fn bash_completion_completes() {
         "source '{}'
 COMP_WORDS=(fail3ban-client imp); COMP_CWORD=1; _fail3ban_client; echo \"client: ${{COMPREPLY[*]}}\"
 COMP_WORDS=(fail3ban-client --t); COMP_CWORD=1; _fail3ban_client; echo \"option: ${{COMPREPLY[*]}}\"
+COMP_WORDS=(fail3ban-client mig); COMP_CWORD=1; _fail3ban_client; echo \"migrate: ${{COMPREPLY[*]}}\"
+COMP_WORDS=(fail3ban-client migrate --); COMP_CWORD=2; _fail3ban_client; echo \"migrate option: ${{COMPREPLY[*]}}\"
 COMP_WORDS=(fail3ban-regex -c '{}' /dev/null nginx-l); COMP_CWORD=4; _fail3ban_regex; echo \"regex: ${{COMPREPLY[*]}}\"",
         file.display(),
         conf.display()
@@ -141,5 +189,10 @@ COMP_WORDS=(fail3ban-regex -c '{}' /dev/null nginx-l); COMP_CWORD=4; _fail3ban_r
     assert!(out.status.success(), "{text}");
     assert!(text.contains("client: import-fail2ban-db\n"), "{text}");
     assert!(text.contains("option: --test --timeout\n"), "{text}");
+    assert!(text.contains("migrate: migrate\n"), "{text}");
+    assert!(
+        text.contains("migrate option: --dry-run --undo\n"),
+        "{text}"
+    );
     assert!(text.contains("regex: nginx-limit-req\n"), "{text}");
 }

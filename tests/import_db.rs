@@ -11,32 +11,6 @@ use fail3ban::store::{Settings, SqliteStore, Store};
 const CLIENT: &str = env!("CARGO_BIN_EXE_fail3ban-client");
 const SERVER: &str = env!("CARGO_BIN_EXE_fail3ban-server");
 
-/// Writes a schema-4 database with fail2ban's code: an active ban, an
-/// expired one, a permanent one in another jail, and a repeat offender.
-const WRITER: &str = r#"
-import sys, time
-from fail2ban.server.database import Fail2BanDb
-from fail2ban.server.ticket import BanTicket
-from fail2ban.tests.dummyjail import DummyJail
-db = Fail2BanDb(sys.argv[1])
-now = time.time()
-jails = {n: DummyJail(name=n) for n in ('sshd', 'recidive')}
-for j in jails.values():
-    db.addJail(j)
-def ban(jail, ip, t, bantime, count=1):
-    tk = BanTicket(ip, t, ['%s failed from %s' % (int(t), ip)])
-    tk.setBanTime(bantime)
-    tk.setBanCount(count)
-    tk.setAttempt(5)
-    db.addBan(jails[jail], tk)
-ban('sshd', '192.0.2.1', now - 60, 3600)
-ban('sshd', '192.0.2.2', now - 7200, 600)
-ban('recidive', '2001:db8::3', now - 30, -1)
-ban('sshd', '192.0.2.4', now - 5000, 600, 1)
-ban('sshd', '192.0.2.4', now - 100, 1200, 2)
-print(db.getBansMerged('192.0.2.4').getAttempt())
-"#;
-
 fn client(conf: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(CLIENT)
         .arg("-c")
@@ -74,14 +48,7 @@ fn bans_from_a_fail2ban_database() {
     )
     .unwrap();
     let f2b_db = t.join("fail2ban.sqlite3");
-    let out = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(WRITER)
-        .arg(&f2b_db)
-        .env("PYTHONPATH", root.join("usr/lib/python3/dist-packages"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", crate::own_tree::text(&out));
+    crate::util::write_fail2ban_db(root, &f2b_db);
     let f2b_before = std::fs::read(&f2b_db).unwrap();
 
     let (ok, out) = client(&conf, &["import-fail2ban-db", f2b_db.to_str().unwrap()]);

@@ -41,6 +41,10 @@ mod e2e;
 mod own_tree;
 // fail3ban-client import-fail2ban-db on a database written by fail2ban.
 mod import_db;
+// fail3ban-client migrate: from a fail2ban system to fail3ban and back.
+mod migrate;
+// The glibc the binaries need, against Ubuntu 22.04's and the package's Depends.
+mod glibc;
 // The .deb: lintian, then apt install/run/remove/purge in a debootstrap root.
 mod deb;
 // The AI rule generator against a scripted OpenAI-compatible server.

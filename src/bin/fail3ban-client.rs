@@ -35,7 +35,13 @@ Commands (as fail2ban-client's):
 fail3ban's own:
     import-fail2ban-db [PATH]   import bans and ban history from a fail2ban database
                                 (default /var/lib/fail2ban/fail2ban.sqlite3) into the
-                                database of the configuration (its dbfile)";
+                                database of the configuration (its dbfile)
+    migrate [--dry-run]         move from fail2ban: test /etc/fail2ban, import its
+                                database, point /etc/default/fail3ban at /etc/fail2ban,
+                                stop and disable fail2ban, enable and start fail3ban;
+                                fail2ban's files are only read
+    migrate --undo [--dry-run]  go back: /etc/fail3ban, fail3ban stopped and disabled,
+                                fail2ban enabled and started";
 
 struct Args {
     conf: String,
@@ -229,8 +235,10 @@ fn run() -> Result<ExitCode> {
     if args.rest.is_empty() {
         bail!("no command given\n{USAGE}");
     }
-    if words_first(&args.rest) == "import-fail2ban-db" {
-        return import_db(&args);
+    match words_first(&args.rest) {
+        "import-fail2ban-db" => return import_db(&args),
+        "migrate" => return migrate(&args.rest[1..]),
+        _ => {}
     }
     let paths = fail3ban::server::paths(&args.conf);
     let socket = args.socket.clone().unwrap_or(paths.socket);
@@ -267,25 +275,9 @@ fn words_first(words: &[String]) -> &str {
     words.first().map_or("", String::as_str)
 }
 
-/// The database file the tree's server options name, fail2ban's default
-/// mapped to fail3ban's own.
-fn db_file(conf: &str) -> Result<String> {
-    let loader = fail3ban::config::parser::Loader::new(conf);
-    let stream = fail3ban::config::server::read(&loader)
-        .with_context(|| format!("reading the server options of {conf}"))?;
-    let db = stream
-        .iter()
-        .filter(|c| c.len() == 3)
-        .filter(|c| c[0].as_str() == Some("set") && c[1].as_str() == Some("dbfile"))
-        .map(|c| c[2].to_text())
-        .next_back()
-        .unwrap_or_else(|| "/var/lib/fail3ban/fail3ban.sqlite3".into());
-    Ok(fail3ban::server::own_path(&db))
-}
-
 /// `import-fail2ban-db [PATH]`: fail2ban's bans and history into ours.
 fn import_db(args: &Args) -> Result<ExitCode> {
-    use fail3ban::store::{import_fail2ban, Settings, SqliteStore};
+    use fail3ban::client::migrate::{import_database, import_summary};
     let src = PathBuf::from(
         args.rest
             .get(1)
@@ -294,39 +286,41 @@ fn import_db(args: &Args) -> Result<ExitCode> {
     if args.rest.len() > 2 {
         bail!("import-fail2ban-db takes one database path\n{USAGE}");
     }
-    let dst = db_file(&args.conf)?;
-    if dst == ":memory:" || dst.eq_ignore_ascii_case("none") {
+    let Some(dst) = fail3ban::server::configured_dbfile(&args.conf)
+        .with_context(|| format!("reading the server options of {}", args.conf))?
+    else {
         bail!(
-            "the configuration in {} keeps no database (dbfile = {dst}): nothing to import into",
+            "the configuration in {} keeps no database (dbfile): nothing to import into",
             args.conf
         );
-    }
-    if std::fs::canonicalize(&src).ok() == std::fs::canonicalize(&dst).ok()
-        && Path::new(&dst).exists()
-    {
-        bail!("{} is fail3ban's own database", src.display());
-    }
+    };
+    let dst = PathBuf::from(fail3ban::server::own_path(&dst));
     if !src.is_file() {
         bail!("no fail2ban database at {}", src.display());
     }
-    let store = SqliteStore::open(&dst, Settings::default())
-        .with_context(|| format!("opening fail3ban's database {dst}"))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let stats = import_fail2ban(&src, &store, now)?;
-    println!(
-        "Imported {} bans ({} still active) of jails [{}] from {} into {dst}; {} already there",
-        stats.imported,
-        stats.active,
-        stats.jails.join(", "),
-        src.display(),
-        stats.skipped
-    );
+    let stats = import_database(&src, &dst)?;
+    println!("{}", import_summary(&stats, &src, &dst));
     let paths = fail3ban::server::paths(&args.conf);
     if stats.active > 0 && ping(&paths.socket) {
         println!("fail3ban is running: restart it to apply the imported bans");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `migrate [--dry-run] [--undo]`: from fail2ban to fail3ban, or back.
+fn migrate(words: &[String]) -> Result<ExitCode> {
+    use fail3ban::client::migrate::{run, Options, System};
+    let mut opts = Options::default();
+    for w in words {
+        match w.as_str() {
+            "--dry-run" | "-n" => opts.dry_run = true,
+            "--undo" => opts.undo = true,
+            other => bail!("migrate: unknown argument {other}\n{USAGE}"),
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    run(&System::this_machine(), opts, &mut out)
+        .context("migrate stopped at this step; the steps before it are done")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -665,6 +665,24 @@ pub fn own_path(p: &str) -> String {
     }
 }
 
+/// The database file a configuration tree names (the last `dbfile` of its
+/// server options) as it is written, fail2ban's own in a fail2ban tree;
+/// `None` when the tree keeps no database file (`none`, empty, `:memory:`).
+/// [`own_path`] of it is the file fail3ban's server opens.
+pub fn configured_dbfile(conf_dir: &str) -> Result<Option<String>, crate::config::ConfigError> {
+    let loader = crate::config::parser::Loader::new(conf_dir);
+    let stream = crate::config::server::read(&loader)?;
+    let db = stream
+        .iter()
+        .filter(|c| c.len() == 3)
+        .filter(|c| c[0].as_str() == Some("set") && c[1].as_str() == Some("dbfile"))
+        .map(|c| c[2].to_text())
+        .next_back()
+        .unwrap_or_else(|| "/var/lib/fail2ban/fail2ban.sqlite3".into());
+    let none = db.is_empty() || db.eq_ignore_ascii_case("none") || db == ":memory:";
+    Ok((!none).then_some(db))
+}
+
 /// The socket and pid file a configuration tree names (its early
 /// options), fail2ban's defaults mapped to fail3ban's.
 pub fn paths(conf_dir: &str) -> Paths {
