@@ -141,7 +141,7 @@ pub(crate) fn stamp() -> String {
     jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-fn fail_line(ip: &str) -> String {
+pub(crate) fn fail_line(ip: &str) -> String {
     format!("{} web1 test[4242]: auth failure from {ip}\n", stamp())
 }
 
@@ -150,7 +150,7 @@ fn fail_line(ip: &str) -> String {
 /// A log that is empty when the server opens it can race with its first
 /// write (see `restart_after_log_started_empty`): the tests that are not
 /// about that start with a line.
-fn new_log(path: impl AsRef<Path>) {
+pub(crate) fn new_log(path: impl AsRef<Path>) {
     fs::write(path, format!("{} web1 syslogd: restart\n", stamp())).unwrap();
 }
 
@@ -166,7 +166,7 @@ pub(crate) fn append(path: &Path, text: &str) {
 
 /// Appends `n` failures of `ip` to the log at `path` (one write per line,
 /// as a daemon logs).
-fn fail(path: &Path, ip: &str, n: usize) {
+pub(crate) fn fail(path: &Path, ip: &str, n: usize) {
     let mut f = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -179,7 +179,7 @@ fn fail(path: &Path, ip: &str, n: usize) {
 
 /// A jail's `status`, as fail3ban-client prints it.
 #[derive(Debug, Default, PartialEq)]
-struct Status {
+pub(crate) struct Status {
     failed: usize,
     total_failed: usize,
     banned: usize,
@@ -219,12 +219,27 @@ pub(crate) struct Server<'a> {
 impl<'a> Server<'a> {
     /// Starts the server on `tree` and waits until it answers.
     pub(crate) fn start(tree: &'a Tree) -> Server<'a> {
+        Server::start_in(tree, &[])
+    }
+
+    /// Starts the server through `wrapper` (a command that runs the
+    /// server as its arguments, e.g. `ip netns exec NS`; none if empty)
+    /// and waits until it answers.
+    pub(crate) fn start_in(tree: &'a Tree, wrapper: &[&str]) -> Server<'a> {
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(tree.path("server.out"))
             .unwrap();
-        let child = Command::new(SERVER)
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(SERVER);
+                c
+            }
+            None => Command::new(SERVER),
+        };
+        let child = cmd
             .arg("-f")
             .arg("-c")
             .arg(tree.conf())
@@ -274,7 +289,7 @@ impl<'a> Server<'a> {
         out
     }
 
-    fn status(&mut self, jail: &str) -> Status {
+    pub(crate) fn status(&mut self, jail: &str) -> Status {
         parse_status(&self.ok(&["status", jail]))
     }
 
@@ -303,7 +318,7 @@ impl<'a> Server<'a> {
     }
 
     /// Waits until `jail`'s status is `want`.
-    fn wait_status(&mut self, jail: &str, want: &Status) {
+    pub(crate) fn wait_status(&mut self, jail: &str, want: &Status) {
         let deadline = Instant::now() + WAIT;
         loop {
             let last = self.status(jail);
@@ -334,6 +349,26 @@ impl<'a> Server<'a> {
         }
     }
 
+    /// SIGTERM; the process must then end within `within`.
+    pub(crate) fn terminate(&mut self, within: Duration) {
+        let mut child = self.child.take().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) on our own child, which has not been reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the server did not end within {within:?} of SIGTERM\n{}",
+                    self.report()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub(crate) fn kill9(&mut self) {
         let mut child = self.child.take().unwrap();
@@ -356,7 +391,7 @@ impl Drop for Server<'_> {
     }
 }
 
-fn st(failed: usize, total_failed: usize, list: &[&str], total_banned: usize) -> Status {
+pub(crate) fn st(failed: usize, total_failed: usize, list: &[&str], total_banned: usize) -> Status {
     let mut list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
     list.sort();
     Status {
@@ -368,7 +403,7 @@ fn st(failed: usize, total_failed: usize, list: &[&str], total_banned: usize) ->
     }
 }
 
-fn jail(name: &str, extra: &str) -> String {
+pub(crate) fn jail(name: &str, extra: &str) -> String {
     format!(
         "[{name}]
 enabled = true

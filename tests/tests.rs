@@ -23,6 +23,8 @@ mod samples;
 mod regex;
 // A real fail3ban-server driven through fail3ban-client.
 mod server;
+// A real server against a silent resolver, a FIFO for a log, a typo in a reload.
+mod resilience;
 // fail3ban-server/-client against fail2ban-server/-client, output for output.
 mod server_compat;
 // Network namespaces with a real sshd and rsyslogd, for the e2e tests.
