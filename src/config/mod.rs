@@ -46,6 +46,10 @@ pub struct Tree {
     /// Problems found on the way; empty for a clean tree. fail2ban logs most
     /// of these and goes on; `fail3ban-client -t` reports them all.
     pub problems: Vec<ConfigError>,
+    /// The problems of enabled jails, by jail: a jail skipped because its
+    /// filter or an action cannot be read, or one of its options has a
+    /// value the server cannot take. A reload keeps such a jail as it runs.
+    pub jail_errors: IndexMap<String, Vec<ConfigError>>,
 }
 
 /// Reads the tree under `basedir`. `strict_logs` makes a jail without any
@@ -125,9 +129,23 @@ pub fn read_tree(basedir: &str, strict_logs: bool) -> Result<Tree, ConfigError> 
         }
     }
     stream.extend(starts);
+    let problems = loader.problems();
+    let mut jail_errors: IndexMap<String, Vec<ConfigError>> = IndexMap::new();
+    for p in &problems {
+        let Some(section) = p.section.as_deref() else {
+            continue;
+        };
+        if jails.iter().any(|(j, _)| j.name == section) {
+            jail_errors
+                .entry(section.to_string())
+                .or_default()
+                .push(p.clone());
+        }
+    }
     Ok(Tree {
         stream,
-        problems: loader.problems(),
+        problems,
+        jail_errors,
     })
 }
 

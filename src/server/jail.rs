@@ -155,6 +155,13 @@ fn configure_engine(engine: &mut Engine, spec: &JailSpec, has_store: bool) -> Re
     Ok(())
 }
 
+/// Whether a jail can be built from `spec` (its filter compiles, its
+/// counting options hold), without building it.
+pub fn check_spec(spec: &JailSpec) -> Result<(), String> {
+    Filter::new(spec.filter_options()).map_err(|e| e.to_string())?;
+    configure_engine(&mut Engine::new(&spec.name), spec, true)
+}
+
 impl JailState {
     pub fn new(spec: JailSpec, store: Option<Arc<dyn Store>>) -> Result<JailState, String> {
         let filter = Filter::new(spec.filter_options()).map_err(|e| e.to_string())?;
