@@ -6,10 +6,10 @@ use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::netns::{must, run};
 use crate::server::{append, fail, jail, new_log, st, stamp, Server, Tree};
 
 /// Skips (loudly) a test whose setup cannot run here; under CI that fails
@@ -27,23 +27,6 @@ macro_rules! need {
             }
         }
     };
-}
-
-fn run(prog: &str, args: &[&str]) -> Output {
-    Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {prog}: {e}"))
-}
-
-fn must(prog: &str, args: &[&str]) {
-    let o = run(prog, args);
-    assert!(
-        o.status.success(),
-        "{prog} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// A network namespace whose resolver never answers: its resolv.conf

@@ -5,7 +5,9 @@
 //! engine (under a std mutex: nothing awaits while it is held); an action
 //! worker runs the action commands in order, so that a slow or hanging
 //! action delays this jail's bans but never its counting nor another jail;
-//! an unban timer sleeps until the next ban ends.
+//! an unban timer sleeps until the next ban ends. A failure whose host is
+//! a name the resolver has no answer for yet waits for it in a task of
+//! its own, so that only that failure waits.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,8 +20,9 @@ use tokio::task::JoinHandle;
 
 use crate::action::{Action, Actions, BanInfo};
 use crate::config::PyValue;
+use crate::dns::{self, Resolver};
 use crate::filter::ipaddr::{parse_unspec, Fid};
-use crate::filter::Filter;
+use crate::filter::{Failure, Filter};
 use crate::jail::ignore::Check;
 use crate::jail::increment::{BanFound, BanHistory, Increment, PrevBan};
 use crate::jail::{Engine, Event, IgnoreList, Ticket};
@@ -91,6 +94,9 @@ pub struct JailState {
     store: Option<Arc<dyn Store>>,
     /// Where unmatched lines go when the jail's `ai` is on.
     pub ai: Option<crate::ai::AiHandle>,
+    /// Failures whose host is a name not looked up yet: the source hands
+    /// them to tasks that count them once it is (see [`await_names`]).
+    awaiting_dns: Vec<Failure>,
 }
 
 fn ipv6_allowed() -> bool {
@@ -116,17 +122,19 @@ pub fn build_actions(spec: &JailSpec) -> Vec<Action> {
     out
 }
 
+/// The jail's ignore list. Names in it are looked up (blocking, through
+/// the daemon's cache): called off the runtime, outside the jail's lock.
 fn ignore_list(spec: &JailSpec) -> IgnoreList {
-    let resolver = crate::jail::ignore::SystemResolver;
+    let resolver = Resolver::system();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let names = ["localhost", host.trim()];
     let mut ig = IgnoreList::new(
         &spec.name,
-        crate::jail::ignore::self_addresses(&names, &resolver),
+        crate::jail::ignore::self_addresses(&names, resolver),
     );
     ig.set_ignore_self(spec.ignoreself);
     for ip in &spec.ignoreip {
-        ig.add_ignore_ip(ip, &resolver);
+        ig.add_ignore_ip(ip, resolver);
     }
     if let Some(c) = spec.ignorecommand.as_deref().filter(|c| !c.is_empty()) {
         ig.set_ignore_command(c);
@@ -163,6 +171,8 @@ pub fn check_spec(spec: &JailSpec) -> Result<(), String> {
 }
 
 impl JailState {
+    /// A jail's state from `spec`. Blocking (names in ignoreip are looked
+    /// up): call it off the runtime.
     pub fn new(spec: JailSpec, store: Option<Arc<dyn Store>>) -> Result<JailState, String> {
         let filter = Filter::new(spec.filter_options()).map_err(|e| e.to_string())?;
         let mut engine = Engine::new(&spec.name);
@@ -176,16 +186,18 @@ impl JailState {
             watched: Vec::new(),
             store,
             ai: None,
+            awaiting_dns: Vec::new(),
         })
     }
 
-    /// Takes a new configuration, keeping failures and bans.
-    pub fn reconfigure(&mut self, spec: JailSpec) -> Result<(), String> {
+    /// Takes a new configuration, keeping failures and bans; `ignore` is
+    /// the ignore list built from it.
+    fn reconfigure(&mut self, spec: JailSpec, ignore: IgnoreList) -> Result<(), String> {
         if filter_changed(&spec, &self.spec) {
             self.filter = Filter::new(spec.filter_options()).map_err(|e| e.to_string())?;
         }
         configure_engine(&mut self.engine, &spec, self.store.is_some())?;
-        self.ignore = ignore_list(&spec);
+        self.ignore = ignore;
         self.spec = spec;
         Ok(())
     }
@@ -229,15 +241,22 @@ impl JailState {
         }
     }
 
-    /// Counts the failures the filter found.
-    fn take_failures(
-        &mut self,
-        failures: Vec<crate::filter::Failure>,
-        now: f64,
-        jobs: &mut Vec<Job>,
-    ) {
+    /// Counts the failures the filter found. One whose host is a name is
+    /// counted at once if the name's answer is known, else it waits in
+    /// `awaiting_dns`.
+    fn take_failures(&mut self, failures: Vec<Failure>, now: f64, jobs: &mut Vec<Job>) {
         for f in failures {
             if f.nofail {
+                continue;
+            }
+            if let Some(name) = f.host_name.as_deref() {
+                match Resolver::system().cached(name) {
+                    Some(addrs) => {
+                        let fids = dns::name_fids(name, &addrs, self.filter.options().usedns);
+                        self.take_failures(f.resolved(fids), now, jobs);
+                    }
+                    None => self.awaiting_dns.push(f),
+                }
                 continue;
             }
             let Some(ticket) = Ticket::from_failure(&f) else {
@@ -468,7 +487,10 @@ impl Jail {
     ) -> Result<Jail, String> {
         let name = spec.name.clone();
         let mut actions = Actions::new(&name, build_actions(&spec));
-        let mut state = JailState::new(spec, store.clone())?;
+        let st = store.clone();
+        let mut state = tokio::task::spawn_blocking(move || JailState::new(spec, st))
+            .await
+            .map_err(|e| e.to_string())??;
         state.ai = ai;
         let state = Arc::new(Mutex::new(state));
         if let Some(s) = &store {
@@ -604,6 +626,12 @@ impl Jail {
 
     /// Takes a new configuration without losing failures or bans.
     pub async fn reload(&self, spec: JailSpec) -> Result<(), String> {
+        let (spec, ignore) = tokio::task::spawn_blocking(move || {
+            let ignore = ignore_list(&spec);
+            (spec, ignore)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         let (source_changed, new_actions) = {
             let mut st = self.state.lock().expect("jail lock");
             let changed = st.spec.logpaths != spec.logpaths
@@ -611,7 +639,7 @@ impl Jail {
                 || st.spec.journalmatch != spec.journalmatch
                 || st.spec.logencoding != spec.logencoding;
             let new_actions = (st.spec.actions != spec.actions).then(|| build_actions(&spec));
-            st.reconfigure(spec)?;
+            st.reconfigure(spec, ignore)?;
             (changed, new_actions)
         };
         if let Some(a) = new_actions {
@@ -1024,6 +1052,55 @@ struct SourceCtx {
     store: Option<Arc<dyn Store>>,
     wake: Arc<Notify>,
     restart: Arc<Notify>,
+    /// Room for failures waiting for a name's lookup.
+    dns_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// The most failures of one jail that wait for names to be looked up; a
+/// flood of lines naming hosts beyond that is dropped (and logged), so
+/// that the memory they take stays bounded.
+const MAX_AWAITING_DNS: usize = 10_000;
+
+/// Counts, once their names are looked up, the failures the last lines
+/// left waiting (`JailState::awaiting_dns`), each in a task of its own: the
+/// jail reads and counts the lines after them meanwhile, and a name that
+/// never answers holds up only its own lines, for the resolver's timeout.
+fn await_names(ctx: &SourceCtx, stop: &watch::Receiver<bool>) {
+    let failures = std::mem::take(&mut ctx.state.lock().expect("jail lock").awaiting_dns);
+    for f in failures {
+        let Ok(slot) = ctx.dns_slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "[{}] {MAX_AWAITING_DNS} failures are waiting for DNS already: dropped the one of {}",
+                ctx.name,
+                f.host_name.as_deref().unwrap_or_default()
+            );
+            continue;
+        };
+        let (state, jobs, wake) = (ctx.state.clone(), ctx.jobs.clone(), ctx.wake.clone());
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let name = f.host_name.clone().unwrap_or_default();
+            let addrs = tokio::select! {
+                a = Resolver::system().resolve(&name) => a,
+                _ = stop.changed() => return,
+            };
+            let js = {
+                let mut st = state.lock().expect("jail lock");
+                let fids = dns::name_fids(&name, &addrs, st.filter.options().usedns);
+                let mut js = Vec::new();
+                st.take_failures(f.resolved(fids), now(), &mut js);
+                js
+            };
+            let any = !js.is_empty();
+            for j in js {
+                let _ = jobs.send(j).await;
+            }
+            if any {
+                wake.notify_one();
+            }
+        });
+    }
 }
 
 async fn source_task(
@@ -1041,6 +1118,7 @@ async fn source_task(
         store,
         wake,
         restart,
+        dns_slots: Arc::new(tokio::sync::Semaphore::new(MAX_AWAITING_DNS)),
     };
     loop {
         let (name, opened) = open_source(&ctx.state, ctx.store.as_deref());
@@ -1077,6 +1155,7 @@ async fn follow_journal(
         store,
         wake,
         restart,
+        ..
     } = ctx;
     loop {
         tokio::select! {
@@ -1084,6 +1163,7 @@ async fn follow_journal(
                 let Some(batch) = b else { return true };
                 let t = now();
                 let js = state.lock().expect("jail lock").process_journal(&batch.lines, t);
+                await_names(ctx, stop);
                 for j in js { let _ = jobs.send(j).await; }
                 wake.notify_one();
                 if let (Some(s), Some(p)) = (store, batch.position()) {
@@ -1143,6 +1223,7 @@ async fn follow_files(
                     }
                     st.process(batch.lines.iter().map(|l| l.text.as_str()), batch.in_operation, t)
                 };
+                await_names(ctx, stop);
                 let any = !js.is_empty();
                 for j in js { let _ = jobs.send(j).await; }
                 if any { wake.notify_one(); }

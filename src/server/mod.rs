@@ -137,14 +137,7 @@ impl Server {
         for p in &tree.problems {
             tracing::error!("{p}");
         }
-        let mut errors: IndexMap<String, String> = tree
-            .jail_errors
-            .iter()
-            .map(|(name, errors)| {
-                let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                (name.clone(), texts.join("; "))
-            })
-            .collect();
+        let mut errors = jail_errors(&tree);
         for cmd in &tree.stream {
             let cmd = command_to_json(cmd);
             if let Err(e) = self.command(&cmd).await {
@@ -271,16 +264,9 @@ impl Server {
             // Already running: fail2ban answers with no error.
             return self.jail(name).await.map(|_| ());
         };
-        let ai = self.ai_for(&spec);
-        let jail = Jail::start_with_ai(spec, self.store(), ai)
+        self.run_jail(name, spec)
             .await
-            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))?;
-        self.attach_ai(&jail);
-        self.jails
-            .write()
-            .await
-            .insert(name.to_string(), Arc::new(jail));
-        Ok(())
+            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))
     }
 
     async fn stop_jail(&self, name: &str) -> Result<(), CommandError> {
@@ -471,14 +457,7 @@ impl Server {
         &self,
         tree: &crate::config::Tree,
     ) -> (IndexMap<String, JailSpec>, IndexMap<String, String>) {
-        let mut broken: IndexMap<String, String> = tree
-            .jail_errors
-            .iter()
-            .map(|(name, errors)| {
-                let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                (name.clone(), texts.join("; "))
-            })
-            .collect();
+        let mut broken = jail_errors(tree);
         let mut specs: IndexMap<String, JailSpec> = IndexMap::new();
         for cmd in &tree.stream {
             let cmd = command_to_json(cmd);
@@ -528,36 +507,34 @@ impl Server {
     ) -> Result<(), String> {
         let existing = self.jails.read().await.get(name).cloned();
         match existing {
-            Some(j) if restart => {
-                // Checked before the jail stops, which could not be undone.
-                jail::check_spec(&spec)?;
-                self.jails.write().await.shift_remove(name);
-                j.stop(unban).await;
-                let ai = self.ai_for(&spec);
-                let jail = Jail::start_with_ai(spec, self.store(), ai).await?;
-                self.attach_ai(&jail);
-                self.jails
-                    .write()
-                    .await
-                    .insert(name.to_string(), Arc::new(jail));
-            }
-            Some(j) => {
+            Some(j) if !restart => {
                 if unban {
                     j.unban_all().await;
                 }
                 j.reload(spec).await?;
                 self.attach_ai(&j);
+                return Ok(());
             }
-            None => {
-                let ai = self.ai_for(&spec);
-                let jail = Jail::start_with_ai(spec, self.store(), ai).await?;
-                self.attach_ai(&jail);
-                self.jails
-                    .write()
-                    .await
-                    .insert(name.to_string(), Arc::new(jail));
+            Some(j) => {
+                // Checked before the jail stops, which could not be undone.
+                jail::check_spec(&spec)?;
+                self.jails.write().await.shift_remove(name);
+                j.stop(unban).await;
             }
+            None => {}
         }
+        self.run_jail(name, spec).await
+    }
+
+    /// Starts the jail `name` and adds it to the running ones.
+    async fn run_jail(&self, name: &str, spec: JailSpec) -> Result<(), String> {
+        let ai = self.ai_for(&spec);
+        let jail = Jail::start_with_ai(spec, self.store(), ai).await?;
+        self.attach_ai(&jail);
+        self.jails
+            .write()
+            .await
+            .insert(name.to_string(), Arc::new(jail));
         Ok(())
     }
 
@@ -732,6 +709,17 @@ impl Server {
             }
         }
     }
+}
+
+/// The configuration errors of each jail of `tree`, one text per jail.
+fn jail_errors(tree: &crate::config::Tree) -> IndexMap<String, String> {
+    tree.jail_errors
+        .iter()
+        .map(|(name, errors)| {
+            let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            (name.clone(), texts.join("; "))
+        })
+        .collect()
 }
 
 /// How often jails without any log file look for it again.
