@@ -1542,6 +1542,29 @@ mod tests {
         assert!(out[0].matches[0].starts_with("Jan  2"));
     }
 
+    /// A host that is a name is handed out to be looked up, never looked
+    /// up here; an address in the text is taken as it is; `usedns = no`
+    /// drops the name.
+    #[test]
+    fn names_are_left_to_the_caller() {
+        let mut f = filter(&["from <HOST>$"], &[], None);
+        let out = f.process_line("x from attacker.example", 0.0);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].fid, None);
+        assert_eq!(out[0].host_name.as_deref(), Some("attacker.example"));
+        let out = f.process_line("x from 192.0.2.4", 0.0);
+        assert_eq!(out[0].fid.as_ref().unwrap().to_string(), "192.0.2.4");
+        assert_eq!(out[0].host_name, None);
+        let mut no = Filter::new(FilterOptions {
+            failregex: vec!["from <HOST>$".into()],
+            usedns: UseDns::No,
+            check_find_time: false,
+            ..FilterOptions::default()
+        })
+        .unwrap();
+        assert!(no.process_line("x from attacker.example", 0.0).is_empty());
+    }
+
     #[test]
     fn ignoreregex_vetoes_and_is_reported() {
         let mut f = filter(&["from <HOST>"], &["from 192.0.2.9"], None);
