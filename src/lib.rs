@@ -6,6 +6,7 @@ pub mod action;
 pub mod ai;
 pub mod client;
 pub mod config;
+pub mod dns;
 pub mod filter;
 pub mod jail;
 pub mod server;

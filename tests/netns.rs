@@ -55,7 +55,7 @@ fn in_path(tool: &str) -> bool {
 }
 
 /// Runs a command; its output, whatever its status.
-fn run(prog: &str, args: &[&str]) -> Output {
+pub(crate) fn run(prog: &str, args: &[&str]) -> Output {
     Command::new(prog)
         .args(args)
         .stdin(Stdio::null())
@@ -64,7 +64,7 @@ fn run(prog: &str, args: &[&str]) -> Output {
 }
 
 /// Runs a command that must succeed; its stdout.
-fn must(prog: &str, args: &[&str]) -> String {
+pub(crate) fn must(prog: &str, args: &[&str]) -> String {
     let o = run(prog, args);
     assert!(
         o.status.success(),

@@ -35,7 +35,7 @@ pub(crate) fn fail(path: &Path, ip: &str, n: usize) {
 
 /// A jail's `status`, as fail3ban-client prints it.
 #[derive(Debug, Default, PartialEq)]
-struct Status {
+pub(crate) struct Status {
     failed: usize,
     total_failed: usize,
     banned: usize,
@@ -81,12 +81,12 @@ impl Tree {
 }
 
 impl Server<'_> {
-    fn status(&mut self, jail: &str) -> Status {
+    pub(crate) fn status(&mut self, jail: &str) -> Status {
         parse_status(&self.ok(&["status", jail]))
     }
 
     /// Waits until `jail`'s status is `want`.
-    fn wait_status(&mut self, jail: &str, want: &Status) {
+    pub(crate) fn wait_status(&mut self, jail: &str, want: &Status) {
         let deadline = Instant::now() + WAIT;
         loop {
             let last = self.status(jail);
@@ -104,7 +104,7 @@ impl Server<'_> {
     }
 }
 
-fn st(failed: usize, total_failed: usize, list: &[&str], total_banned: usize) -> Status {
+pub(crate) fn st(failed: usize, total_failed: usize, list: &[&str], total_banned: usize) -> Status {
     let mut list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
     list.sort();
     Status {

@@ -30,6 +30,8 @@ mod server;
 mod server_abuse;
 // Log text an attacker wrote, through every command built from a template.
 mod hostile;
+// A real server against a silent resolver, a FIFO for a log, a typo in a reload.
+mod resilience;
 // fail3ban-server/-client against fail2ban-server/-client, output for output.
 mod server_compat;
 // Network namespaces with a real sshd and rsyslogd, for the e2e tests.

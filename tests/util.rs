@@ -166,12 +166,27 @@ impl<'a> Server<'a> {
     /// [`Server::start`] with these variables added to the environment
     /// the server inherits from the test.
     pub(crate) fn start_with_env(tree: &'a Tree, env: &[(&str, &str)]) -> Server<'a> {
+        Server::start_in(tree, &[], env)
+    }
+
+    /// Starts the server through `wrapper` (a command that runs the
+    /// server as its arguments, e.g. `ip netns exec NS`; none if empty),
+    /// with `env` added to its environment, and waits until it answers.
+    pub(crate) fn start_in(tree: &'a Tree, wrapper: &[&str], env: &[(&str, &str)]) -> Server<'a> {
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(tree.path("server.out"))
             .unwrap();
-        let child = Command::new(SERVER)
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(SERVER);
+                c
+            }
+            None => Command::new(SERVER),
+        };
+        let child = cmd
             .arg("-f")
             .arg("-c")
             .arg(tree.conf())
@@ -256,6 +271,26 @@ impl<'a> Server<'a> {
                 Instant::now() < deadline,
                 "the server did not end after stop"
             );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM; the process must then end within `within`.
+    pub(crate) fn terminate(&mut self, within: Duration) {
+        let mut child = self.child.take().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) on our own child, which has not been reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the server did not end within {within:?} of SIGTERM\n{}",
+                    self.report()
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

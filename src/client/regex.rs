@@ -1065,6 +1065,13 @@ fn read_and_date(
     (dates, read)
 }
 
+/// The resolver for `<HOST>` names, started at the first one. A one-shot
+/// tool waits for names as fail2ban-regex does, up to a minute.
+fn resolver() -> &'static crate::dns::Resolver {
+    static RESOLVER: std::sync::OnceLock<crate::dns::Resolver> = std::sync::OnceLock::new();
+    RESOLVER.get_or_init(|| crate::dns::Resolver::getaddrinfo(std::time::Duration::from_secs(60)))
+}
+
 impl Tool<'_> {
     fn process(&mut self, filter: &mut Filter, source: Source) -> Result<(), Fatal> {
         let t0 = Instant::now();
@@ -1101,10 +1108,14 @@ impl Tool<'_> {
                 Vec::new()
             };
             let full = before.len() >= filter.options().maxlines;
-            let outcome = match dated {
+            let mut outcome = match dated {
                 Some((found, now, hint)) => filter.process_found_hinted(line, found, now, hint),
                 None => filter.process_line_outcome(line, now()),
             };
+            if outcome.failures.iter().any(|f| f.host_name.is_some()) {
+                let use_dns = filter.options().usedns;
+                resolver().resolve_failures_blocking(&mut outcome.failures, use_dns);
+            }
             let ignored = outcome.is_ignored();
             let any_real = outcome.is_matched();
             if let Some(fmt) = &out_fmt {

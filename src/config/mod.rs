@@ -50,6 +50,10 @@ pub struct Tree {
     pub problems: Vec<ConfigError>,
     /// Where each filter option of each jail was set, by (jail, option).
     pub origins: HashMap<(String, String), Origin>,
+    /// The problems of enabled jails, by jail: a jail skipped because its
+    /// filter or an action cannot be read, or one of its options has a
+    /// value the server cannot take. A reload keeps such a jail as it runs.
+    pub jail_errors: IndexMap<String, Vec<ConfigError>>,
 }
 
 /// Where an option was set: for problems found once the values are used
@@ -156,10 +160,24 @@ pub fn read_tree(basedir: &str, strict_logs: bool) -> Result<Tree, ConfigError> 
         }
     }
     stream.extend(starts);
+    let problems = loader.problems();
+    let mut jail_errors: IndexMap<String, Vec<ConfigError>> = IndexMap::new();
+    for p in &problems {
+        let Some(section) = p.section.as_deref() else {
+            continue;
+        };
+        if jails.iter().any(|(j, _)| j.name == section) {
+            jail_errors
+                .entry(section.to_string())
+                .or_default()
+                .push(p.clone());
+        }
+    }
     Ok(Tree {
         stream,
-        problems: loader.problems(),
+        problems,
         origins,
+        jail_errors,
     })
 }
 

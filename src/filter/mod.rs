@@ -15,7 +15,6 @@ pub mod pyre;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
 pub use date::DateDetector;
@@ -139,6 +138,25 @@ pub struct Failure {
     pub users: BTreeSet<String>,
     /// Not a failure: matched by `<F-NOFAIL>` or gained by `<F-MLFGAINED>`.
     pub nofail: bool,
+    /// The host is a name, to be looked up (`usedns = yes` or `warn`):
+    /// `fid` is `None` until [`Failure::resolved`] gives one failure per
+    /// address found. The filter never looks names up itself: a lookup
+    /// can take seconds, and only the failures that need one must wait.
+    pub host_name: Option<String>,
+}
+
+impl Failure {
+    /// The failures of a host name once it is looked up: this one for
+    /// each address in `fids` (none when the name has no address).
+    pub fn resolved(mut self, fids: Vec<Fid>) -> Vec<Failure> {
+        self.host_name = None;
+        fids.into_iter()
+            .map(|fid| Failure {
+                fid: Some(fid),
+                ..self.clone()
+            })
+            .collect()
+    }
 }
 
 /// What happened to one line, for fail2ban-regex-like callers.
@@ -1344,8 +1362,9 @@ impl Filter {
             raw = true;
             fid_text
         };
-        // Mostly one id: kept out of the Vec, which then allocates nothing.
-        let (first, more): (Option<Option<Fid>>, Vec<Option<Fid>>) = match ip_text {
+        let mut host_name = None;
+        // The id of the one failure, if there is one.
+        let fid: Option<Option<Fid>> = match ip_text {
             None => {
                 fail.mlfpending = true;
                 if !self.opts.check_all_regex && self.opts.ignore_pending {
@@ -1354,28 +1373,29 @@ impl Filter {
                     }
                     return false;
                 }
-                (Some(None), Vec::new())
+                Some(None)
             }
             // One failure, whose id a lean caller does not read.
-            Some(_) if raw && self.lean => (Some(None), Vec::new()),
+            Some(_) if raw && self.lean => Some(None),
             Some(ip) if raw => match fid_text {
                 Some(f) if f != ip => {
                     let (ip, f) = (make_fid(ip, cidr), make_fid(f, defcidr));
                     fail.ip = Some(ip);
-                    (Some(Some(f)), Vec::new())
+                    Some(Some(f))
                 }
-                _ => (Some(Some(make_fid(ip, cidr))), Vec::new()),
+                _ => Some(Some(make_fid(ip, cidr))),
             },
-            Some(ip) => (
-                None,
-                text_to_ip(ip, self.opts.usedns)
-                    .into_iter()
-                    .map(Some)
-                    .collect(),
-            ),
+            Some(ip) => match host_id(ip, self.opts.usedns) {
+                HostId::Addr(f) => Some(Some(f)),
+                HostId::Name => {
+                    host_name = Some(ip.to_string());
+                    Some(None)
+                }
+                HostId::Nothing => None,
+            },
         };
         let nofail = fail.truthy(NOFAIL);
-        for fid in first.into_iter().chain(more) {
+        if let Some(fid) = fid {
             let (matches, data, users) = if self.lean {
                 Default::default()
             } else {
@@ -1397,6 +1417,7 @@ impl Filter {
                 data,
                 users,
                 nofail,
+                host_name,
             });
         }
         if let Some(pos) = linked {
@@ -1573,38 +1594,28 @@ fn matched_lines<'o>(re: &Regex, buf: &str, org: &'o [Line]) -> (Cow<'o, [Line]>
     (Cow::Owned(matched), Cow::Owned(unmatched))
 }
 
-/// fail2ban's `DNSUtils.textToIp`: an address as is, else a DNS lookup when
-/// `usedns` allows it.
-fn text_to_ip(text: &str, use_dns: UseDns) -> Vec<Fid> {
+/// What a `<HOST>` text identifies (fail2ban's `DNSUtils.textToIp`
+/// without the lookup).
+enum HostId {
+    /// An address found in the text.
+    Addr(Fid),
+    /// No address: a name to look up, as `usedns` allows.
+    Name,
+    /// No address, and `usedns` forbids a lookup.
+    Nothing,
+}
+
+fn host_id(text: &str, use_dns: UseDns) -> HostId {
     if let Some(ip) = ipaddr::search_ip(text) {
         if let f @ Fid::Addr(_) = ipaddr::parse_unspec(ip) {
-            return vec![f];
+            return HostId::Addr(f);
         }
     }
-    if !matches!(use_dns, UseDns::Yes | UseDns::Warn) {
-        return Vec::new();
+    if matches!(use_dns, UseDns::Yes | UseDns::Warn) {
+        HostId::Name
+    } else {
+        HostId::Nothing
     }
-    let mut ips: Vec<Fid> = match (text, 0u16).to_socket_addrs() {
-        Ok(addrs) => addrs
-            .map(
-                |a| match ipaddr::parse(&a.ip().to_string(), ipaddr::Family::Any, None) {
-                    f @ Fid::Addr(_) => f,
-                    Fid::Raw(r) => Fid::Raw(r),
-                },
-            )
-            .collect(),
-        Err(e) => {
-            tracing::warn!("Unable to find a corresponding IP address for {text}: {e}");
-            Vec::new()
-        }
-    };
-    ips.sort();
-    ips.dedup();
-    if use_dns == UseDns::Warn && !ips.is_empty() {
-        let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
-        tracing::warn!("Determined IP using DNS Lookup: {text} = {list:?}");
-    }
-    ips
 }
 
 #[cfg(test)]
@@ -1638,6 +1649,29 @@ mod tests {
         assert_eq!(out[0].data["user"], "bob");
         assert_eq!(out[0].matches.len(), 1);
         assert!(out[0].matches[0].starts_with("Jan  2"));
+    }
+
+    /// A host that is a name is handed out to be looked up, never looked
+    /// up here; an address in the text is taken as it is; `usedns = no`
+    /// drops the name.
+    #[test]
+    fn names_are_left_to_the_caller() {
+        let mut f = filter(&["from <HOST>$"], &[], None);
+        let out = f.process_line("x from attacker.example", 0.0);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].fid, None);
+        assert_eq!(out[0].host_name.as_deref(), Some("attacker.example"));
+        let out = f.process_line("x from 192.0.2.4", 0.0);
+        assert_eq!(out[0].fid.as_ref().unwrap().to_string(), "192.0.2.4");
+        assert_eq!(out[0].host_name, None);
+        let mut no = Filter::new(FilterOptions {
+            failregex: vec!["from <HOST>$".into()],
+            usedns: UseDns::No,
+            check_find_time: false,
+            ..FilterOptions::default()
+        })
+        .unwrap();
+        assert!(no.process_line("x from attacker.example", 0.0).is_empty());
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! command has answered with the lock released); an action worker runs
 //! the action commands in order, so that a slow or hanging action delays
 //! this jail's bans but never its counting nor another jail; an unban
-//! timer sleeps until the next ban ends.
+//! timer sleeps until the next ban ends. A failure whose host is a name
+//! the resolver has no answer for yet waits for it in a task of its own,
+//! so that only that failure waits.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -20,8 +22,9 @@ use tokio::task::JoinHandle;
 
 use crate::action::{Action, Actions, BanInfo, TagSource};
 use crate::config::PyValue;
+use crate::dns::{self, Resolver};
 use crate::filter::ipaddr::{parse_id, parse_unspec, Fid, NotCanonical};
-use crate::filter::Filter;
+use crate::filter::{Failure, Filter};
 use crate::jail::ignore::Check;
 use crate::jail::increment::{BanFound, BanHistory, Increment, PrevBan};
 use crate::jail::{Engine, Event, IgnoreList, Ticket};
@@ -95,6 +98,9 @@ pub struct JailState {
     pub ai: Option<crate::ai::AiHandle>,
     /// How long the ignorecommand may run: the jail's action timeout.
     ignore_timeout: Duration,
+    /// Failures whose host is a name not looked up yet: the source hands
+    /// them to tasks that count them once it is (see [`await_names`]).
+    awaiting_dns: Vec<Failure>,
 }
 
 /// What a batch of lines leaves to do once the jail's lock is released.
@@ -216,17 +222,19 @@ pub fn build_actions(spec: &JailSpec) -> Vec<Action> {
     out
 }
 
+/// The jail's ignore list. Names in it are looked up (blocking, through
+/// the daemon's cache): called off the runtime, outside the jail's lock.
 fn ignore_list(spec: &JailSpec) -> IgnoreList {
-    let resolver = crate::jail::ignore::SystemResolver;
+    let resolver = Resolver::system();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let names = ["localhost", host.trim()];
     let mut ig = IgnoreList::new(
         &spec.name,
-        crate::jail::ignore::self_addresses(&names, &resolver),
+        crate::jail::ignore::self_addresses(&names, resolver),
     );
     ig.set_ignore_self(spec.ignoreself);
     for ip in &spec.ignoreip {
-        ig.add_ignore_ip(ip, &resolver);
+        ig.add_ignore_ip(ip, resolver);
     }
     if let Some(c) = spec.ignorecommand.as_deref().filter(|c| !c.is_empty()) {
         ig.set_ignore_command(c);
@@ -255,7 +263,16 @@ fn configure_engine(engine: &mut Engine, spec: &JailSpec, has_store: bool) -> Re
     Ok(())
 }
 
+/// Whether a jail can be built from `spec` (its filter compiles, its
+/// counting options hold), without building it.
+pub fn check_spec(spec: &JailSpec) -> Result<(), String> {
+    Filter::new(spec.filter_options()).map_err(|e| e.to_string())?;
+    configure_engine(&mut Engine::new(&spec.name), spec, true)
+}
+
 impl JailState {
+    /// A jail's state from `spec`. Blocking (names in ignoreip are looked
+    /// up): call it off the runtime.
     pub fn new(spec: JailSpec, store: Option<Arc<dyn Store>>) -> Result<JailState, String> {
         let filter = Filter::new(spec.filter_options()).map_err(|e| e.to_string())?;
         let mut engine = Engine::new(&spec.name);
@@ -270,16 +287,17 @@ impl JailState {
             store,
             ai: None,
             ignore_timeout: crate::action::DEFAULT_TIMEOUT,
+            awaiting_dns: Vec::new(),
         })
     }
 
     /// Takes a new configuration, keeping failures and bans.
-    pub fn reconfigure(&mut self, spec: JailSpec) -> Result<(), String> {
+    fn reconfigure(&mut self, spec: JailSpec, ignore: IgnoreList) -> Result<(), String> {
         if filter_changed(&spec, &self.spec) {
             self.filter = Filter::new(spec.filter_options()).map_err(|e| e.to_string())?;
         }
         configure_engine(&mut self.engine, &spec, self.store.is_some())?;
-        self.ignore = ignore_list(&spec);
+        self.ignore = ignore;
         self.spec = spec;
         Ok(())
     }
@@ -315,6 +333,16 @@ impl JailState {
     ) {
         for f in failures {
             if f.nofail {
+                continue;
+            }
+            if let Some(name) = f.host_name.as_deref() {
+                match Resolver::system().cached(name) {
+                    Some(addrs) => {
+                        let fids = dns::name_fids(name, &addrs, self.filter.options().usedns);
+                        self.take_failures(f.resolved(fids), now, out);
+                    }
+                    None => self.awaiting_dns.push(f),
+                }
                 continue;
             }
             let ticket = match Ticket::from_failure(&f) {
@@ -560,7 +588,10 @@ impl Jail {
         let built = build_actions(&spec);
         let ignore_timeout = action_timeout(&built);
         let mut actions = Actions::new(&name, built);
-        let mut state = JailState::new(spec, store.clone())?;
+        let st = store.clone();
+        let mut state = tokio::task::spawn_blocking(move || JailState::new(spec, st))
+            .await
+            .map_err(|e| e.to_string())??;
         state.ai = ai;
         state.ignore_timeout = ignore_timeout;
         let state = Arc::new(Mutex::new(state));
@@ -704,6 +735,12 @@ impl Jail {
 
     /// Takes a new configuration without losing failures or bans.
     pub async fn reload(&self, spec: JailSpec) -> Result<(), String> {
+        let (spec, ignore) = tokio::task::spawn_blocking(move || {
+            let ignore = ignore_list(&spec);
+            (spec, ignore)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         let (source_changed, new_actions) = {
             let mut st = self.state.lock().expect("jail lock");
             let changed = st.spec.logpaths != spec.logpaths
@@ -714,7 +751,7 @@ impl Jail {
             if let Some(a) = &new_actions {
                 st.ignore_timeout = action_timeout(a);
             }
-            st.reconfigure(spec)?;
+            st.reconfigure(spec, ignore)?;
             (changed, new_actions)
         };
         if let Some(a) = new_actions {
@@ -1127,6 +1164,57 @@ struct SourceCtx {
     store: Option<Arc<dyn Store>>,
     wake: Arc<Notify>,
     restart: Arc<Notify>,
+    /// Room for failures waiting for a name's lookup.
+    dns_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// The most failures of one jail that wait for names to be looked up; a
+/// flood of lines naming hosts beyond that is dropped (and logged), so
+/// that the memory they take stays bounded.
+const MAX_AWAITING_DNS: usize = 10_000;
+
+/// Counts, once their names are looked up, the failures the last lines
+/// left waiting (`JailState::awaiting_dns`), each in a task of its own: the
+/// jail reads and counts the lines after them meanwhile, and a name that
+/// never answers holds up only its own lines, for the resolver's timeout.
+fn await_names(ctx: &SourceCtx, stop: &watch::Receiver<bool>) {
+    let failures = std::mem::take(&mut ctx.state.lock().expect("jail lock").awaiting_dns);
+    for f in failures {
+        let Ok(slot) = ctx.dns_slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "[{}] {MAX_AWAITING_DNS} failures are waiting for DNS already: dropped the one of {}",
+                ctx.name,
+                f.host_name.as_deref().unwrap_or_default()
+            );
+            continue;
+        };
+        let (state, jobs, wake) = (ctx.state.clone(), ctx.jobs.clone(), ctx.wake.clone());
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let name = f.host_name.clone().unwrap_or_default();
+            let addrs = tokio::select! {
+                a = Resolver::system().resolve(&name) => a,
+                _ = stop.changed() => return,
+            };
+            let t = now();
+            let done = {
+                let mut st = state.lock().expect("jail lock");
+                let fids = dns::name_fids(&name, &addrs, st.filter.options().usedns);
+                let mut done = Processed::default();
+                st.take_failures(f.resolved(fids), t, &mut done);
+                done
+            };
+            let any = !done.jobs.is_empty() || !done.held.is_empty();
+            for j in done.jobs {
+                let _ = jobs.send(j).await;
+            }
+            settle(&state, done.held, t, &jobs).await;
+            if any {
+                wake.notify_one();
+            }
+        });
+    }
 }
 
 async fn source_task(
@@ -1144,6 +1232,7 @@ async fn source_task(
         store,
         wake,
         restart,
+        dns_slots: Arc::new(tokio::sync::Semaphore::new(MAX_AWAITING_DNS)),
     };
     loop {
         let (name, opened) = open_source(&ctx.state, ctx.store.as_deref());
@@ -1180,6 +1269,7 @@ async fn follow_journal(
         store,
         wake,
         restart,
+        ..
     } = ctx;
     loop {
         tokio::select! {
@@ -1187,6 +1277,7 @@ async fn follow_journal(
                 let Some(batch) = b else { return true };
                 let t = now();
                 let done = state.lock().expect("jail lock").process_journal(&batch.lines, t);
+                await_names(ctx, stop);
                 for j in done.jobs { let _ = jobs.send(j).await; }
                 settle(state, done.held, t, jobs).await;
                 wake.notify_one();
@@ -1247,6 +1338,7 @@ async fn follow_files(
                     }
                     st.process(batch.lines.iter().map(|l| l.text.as_str()), batch.in_operation, t)
                 };
+                await_names(ctx, stop);
                 let any = !done.jobs.is_empty() || !done.held.is_empty();
                 for j in done.jobs { let _ = jobs.send(j).await; }
                 settle(state, done.held, t, jobs).await;

@@ -73,6 +73,9 @@ pub struct Server {
     keep_log: std::sync::atomic::AtomicBool,
     /// The AI rule generator, started by the first jail that wants it.
     ai: ai::AiSlot,
+    /// Why jails of the configuration could not take it (at start or at
+    /// the last reload), by jail, for `status`.
+    config_errors: Mutex<IndexMap<String, String>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -100,6 +103,7 @@ impl Server {
             reconfig: tokio::sync::Mutex::new(()),
             keep_log: std::sync::atomic::AtomicBool::new(false),
             ai: ai::AiSlot::default(),
+            config_errors: Mutex::new(IndexMap::new()),
         }
     }
 
@@ -135,14 +139,44 @@ impl Server {
         for p in &tree.problems {
             tracing::error!("{p}");
         }
+        let mut errors = jail_errors(&tree);
         for cmd in &tree.stream {
             let cmd = command_to_json(cmd);
             if let Err(e) = self.command(&cmd).await {
                 let words: Vec<String> = cmd.iter().map(text).collect();
                 tracing::error!("Command {words:?} has failed. Received {e}");
+                if let [verb, jail, ..] = &words[..] {
+                    if verb == "start" || verb == "set" {
+                        errors
+                            .entry(jail.clone())
+                            .or_insert_with(|| format!("[{jail}] {}", e.message));
+                    }
+                }
             }
         }
+        let running = self.jails.read().await;
+        let mut known = self.config_errors.lock().expect("errors lock");
+        for (name, e) in errors {
+            let outcome = if running.contains_key(&name) {
+                "runs without the option"
+            } else {
+                "is not running"
+            };
+            known.insert(name.clone(), format!("{e} (jail '{name}' {outcome})"));
+        }
         Ok(())
+    }
+
+    /// The error rows `status` adds (none when every jail took its
+    /// configuration: then it answers exactly as fail2ban does).
+    fn config_error_rows(&self, only: Option<&str>) -> Vec<Value> {
+        self.config_errors
+            .lock()
+            .expect("errors lock")
+            .iter()
+            .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
+            .map(|(_, e)| json!(["Configuration error", e]))
+            .collect()
     }
 
     /// `status`.
@@ -151,10 +185,12 @@ impl Server {
         let mut names: Vec<&String> = jails.keys().collect();
         names.sort();
         let list: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        json!([
-            ["Number of jail", jails.len()],
-            ["Jail list", list.join(", ")]
-        ])
+        let mut rows = vec![
+            json!(["Number of jail", jails.len()]),
+            json!(["Jail list", list.join(", ")]),
+        ];
+        rows.extend(self.config_error_rows(None));
+        Value::Array(rows)
     }
 
     async fn jail(&self, name: &str) -> Result<Arc<Jail>, CommandError> {
@@ -168,8 +204,12 @@ impl Server {
 
     async fn jail_status(&self, name: &str) -> Result<Value, CommandError> {
         let j = self.jail(name).await?;
-        let st = j.state.lock().expect("jail lock");
-        Ok(st.status())
+        let mut status = j.state.lock().expect("jail lock").status();
+        let errors = self.config_error_rows(Some(name));
+        if let (false, Value::Array(sections)) = (errors.is_empty(), &mut status) {
+            sections.push(json!(["Configuration", errors]));
+        }
+        Ok(status)
     }
 
     /// The settings of a jail, running or pending.
@@ -226,16 +266,9 @@ impl Server {
             // Already running: fail2ban answers with no error.
             return self.jail(name).await.map(|_| ());
         };
-        let ai = self.ai_for(&spec);
-        let jail = Jail::start_with_ai(spec, self.store(), ai)
+        self.run_jail(name, spec)
             .await
-            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))?;
-        self.attach_ai(&jail);
-        self.jails
-            .write()
-            .await
-            .insert(name.to_string(), Arc::new(jail));
-        Ok(())
+            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))
     }
 
     async fn stop_jail(&self, name: &str) -> Result<(), CommandError> {
@@ -334,6 +367,13 @@ impl Server {
 
     /// `reload [jail]`: the configuration read again; jails keep their
     /// failures and bans unless restarted.
+    ///
+    /// A jail whose new configuration has an error (a filter or action
+    /// that cannot be read, a value the jail cannot take) is neither
+    /// reloaded nor stopped: it keeps running as it was, with its failures
+    /// and bans, and the reload fails naming the error, which `status`
+    /// shows until a reload without it. Only a jail that is no longer in
+    /// the configuration at all stops.
     async fn reload(
         &self,
         only: Option<&str>,
@@ -343,11 +383,83 @@ impl Server {
         if_exists: bool,
     ) -> Result<(), CommandError> {
         let _guard = self.reconfig.lock().await;
-        let tree = crate::config::read_tree(&self.conf_dir, false).map_err(failed)?;
+        let dir = self.conf_dir.clone();
+        let tree = tokio::task::spawn_blocking(move || crate::config::read_tree(&dir, false))
+            .await
+            .map_err(failed)?
+            .map_err(failed)?;
         for p in &tree.problems {
             tracing::error!("{p}");
         }
-        // Build the new settings of every jail without starting anything.
+        let (mut specs, mut broken) = self.new_specs(&tree).await;
+        if let Some(name) = only {
+            broken.retain(|n, _| n == name);
+            let spec = specs.shift_remove(name);
+            specs.clear();
+            match spec {
+                Some(spec) => {
+                    specs.insert(name.to_string(), spec);
+                }
+                None if broken.is_empty() && if_exists => return Ok(()),
+                None if broken.is_empty() => return Err(CommandError::unknown_jail(name)),
+                None => {}
+            }
+        }
+        let running: Vec<String> = self.jails.read().await.keys().cloned().collect();
+        // Jails no longer configured stop (only on a full reload).
+        if only.is_none() {
+            for name in &running {
+                if !specs.contains_key(name) && !broken.contains_key(name) {
+                    tracing::info!("Jail '{name}' is no longer configured: stopping it");
+                    let j = self.jails.write().await.shift_remove(name);
+                    if let Some(j) = j {
+                        j.stop(true).await;
+                    }
+                }
+            }
+        }
+        for (name, spec) in specs {
+            if let Err(e) = self.apply_spec(&name, spec, restart, unban).await {
+                broken.insert(name, e);
+            }
+        }
+        let _ = all;
+        let mut errors = Vec::new();
+        for (name, e) in &broken {
+            let outcome = if self.jails.read().await.contains_key(name) {
+                "keeps its previous settings"
+            } else {
+                "is not running"
+            };
+            tracing::error!("[{name}] reload failed, the jail {outcome}: {e}");
+            errors.push((name.clone(), format!("{e} (jail '{name}' {outcome})")));
+        }
+        let message: Vec<String> = errors.iter().map(|(_, m)| m.clone()).collect();
+        {
+            let mut known = self.config_errors.lock().expect("errors lock");
+            match only {
+                Some(name) => {
+                    known.shift_remove(name);
+                }
+                None => known.clear(),
+            }
+            known.extend(errors);
+        }
+        if message.is_empty() {
+            Ok(())
+        } else {
+            Err(failed(message.join("\n")))
+        }
+    }
+
+    /// The settings of every jail of `tree`, built without starting
+    /// anything (server options are applied on the way), and the errors
+    /// of the jails that cannot have theirs, by jail.
+    async fn new_specs(
+        &self,
+        tree: &crate::config::Tree,
+    ) -> (IndexMap<String, JailSpec>, IndexMap<String, String>) {
+        let mut broken = jail_errors(tree);
         let mut specs: IndexMap<String, JailSpec> = IndexMap::new();
         for cmd in &tree.stream {
             let cmd = command_to_json(cmd);
@@ -359,67 +471,58 @@ impl Server {
                     let _ = self.set_server_option(&word(1), cmd.get(2)).await;
                 }
                 Ok(false) => {}
-                Err(e) => tracing::error!("[{}] {}: {e}", word(1), word(2)),
-            }
-        }
-        if let Some(name) = only {
-            let Some(spec) = specs.shift_remove(name) else {
-                if if_exists {
-                    return Ok(());
-                }
-                return Err(CommandError::unknown_jail(name));
-            };
-            specs = IndexMap::from([(name.to_string(), spec)]);
-        }
-        let running: Vec<String> = self.jails.read().await.keys().cloned().collect();
-        // Jails no longer configured stop (only on a full reload).
-        if only.is_none() {
-            for name in &running {
-                if !specs.contains_key(name) {
-                    tracing::info!("Jail '{name}' is no longer configured: stopping it");
-                    let j = self.jails.write().await.shift_remove(name);
-                    if let Some(j) = j {
-                        j.stop(true).await;
-                    }
+                Err(e) => {
+                    let jail = word(1);
+                    broken
+                        .entry(jail.clone())
+                        .or_insert_with(|| format!("[{jail}] {}: {}", word(2), e.message));
                 }
             }
         }
-        for (name, spec) in specs {
-            let existing = self.jails.read().await.get(&name).cloned();
-            match existing {
-                Some(j) if restart => {
-                    self.jails.write().await.shift_remove(&name);
-                    j.stop(unban).await;
-                    let ai = self.ai_for(&spec);
-                    let jail = Jail::start_with_ai(spec, self.store(), ai)
-                        .await
-                        .map_err(failed)?;
-                    self.attach_ai(&jail);
-                    self.jails.write().await.insert(name, Arc::new(jail));
+        specs.retain(|name, _| !broken.contains_key(name));
+        (specs, broken)
+    }
+
+    /// Gives the jail `name` its new settings: a running jail reloads
+    /// (keeping its state) or restarts, a new one starts. On an error a
+    /// running jail is left as it was, when it can be.
+    async fn apply_spec(
+        &self,
+        name: &str,
+        spec: JailSpec,
+        restart: bool,
+        unban: bool,
+    ) -> Result<(), String> {
+        let existing = self.jails.read().await.get(name).cloned();
+        match existing {
+            Some(j) if !restart => {
+                if unban {
+                    j.unban_all().await;
                 }
-                Some(j) => {
-                    if unban {
-                        j.unban_all().await;
-                    }
-                    if let Err(e) = j.reload(spec).await {
-                        tracing::error!(
-                            "[{name}] reload failed, the jail keeps its previous settings: {e}"
-                        );
-                    }
-                    self.attach_ai(&j);
-                }
-                None => match Jail::start_with_ai(spec.clone(), self.store(), self.ai_for(&spec))
-                    .await
-                {
-                    Ok(jail) => {
-                        self.attach_ai(&jail);
-                        self.jails.write().await.insert(name, Arc::new(jail));
-                    }
-                    Err(e) => tracing::error!("[{name}] cannot start: {e}"),
-                },
+                j.reload(spec).await?;
+                self.attach_ai(&j);
+                return Ok(());
             }
+            Some(j) => {
+                // Checked before the jail stops, which could not be undone.
+                jail::check_spec(&spec)?;
+                self.jails.write().await.shift_remove(name);
+                j.stop(unban).await;
+            }
+            None => {}
         }
-        let _ = all;
+        self.run_jail(name, spec).await
+    }
+
+    /// Starts the jail `name` and adds it to the running ones.
+    async fn run_jail(&self, name: &str, spec: JailSpec) -> Result<(), String> {
+        let ai = self.ai_for(&spec);
+        let jail = Jail::start_with_ai(spec, self.store(), ai).await?;
+        self.attach_ai(&jail);
+        self.jails
+            .write()
+            .await
+            .insert(name.to_string(), Arc::new(jail));
         Ok(())
     }
 
@@ -594,6 +697,17 @@ impl Server {
             }
         }
     }
+}
+
+/// The configuration errors of each jail of `tree`, one text per jail.
+fn jail_errors(tree: &crate::config::Tree) -> IndexMap<String, String> {
+    tree.jail_errors
+        .iter()
+        .map(|(name, errors)| {
+            let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            (name.clone(), texts.join("; "))
+        })
+        .collect()
 }
 
 /// How often jails without any log file look for it again.

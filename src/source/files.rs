@@ -278,7 +278,13 @@ impl FileSource {
         wake_hub();
         self.rx.close();
         if let Some(done) = self.done.take() {
-            let _ = done.await;
+            // The reader shares its thread with every jail's: should it be
+            // stuck (a file system that hangs), the jail stops anyway.
+            if tokio::time::timeout(STOP_WAIT, done).await.is_err() {
+                tracing::error!(
+                    "the file reader did not let go of its files within {STOP_WAIT:?}; stopping without it"
+                );
+            }
         }
         self.positions()
     }
@@ -305,6 +311,9 @@ const DIR_MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::DELETE_SELF)
     .union(WatchMask::MOVE_SELF)
     .union(WatchMask::ONLYDIR);
+
+// How long stopping waits for the reader to let go of its files.
+const STOP_WAIT: Duration = Duration::from_secs(3);
 
 const COALESCE: Duration = Duration::from_millis(2);
 

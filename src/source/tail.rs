@@ -10,7 +10,8 @@
 
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -89,7 +90,8 @@ pub enum ReadStatus {
 enum Problem {
     Missing,
     IsDir,
-    NotRegular,
+    /// What it is instead (a FIFO, a device...).
+    NotRegular(&'static str),
     Io(String),
 }
 
@@ -236,9 +238,9 @@ impl FileTail {
                 path = %path,
                 "Log path {path} is a directory, not a log file; will retry"
             ),
-            Problem::NotRegular => tracing::error!(
+            Problem::NotRegular(kind) => tracing::error!(
                 path = %path,
-                "Log path {path} is not a regular file; will retry"
+                "Log path {path} is not a regular file but {kind}: refused, never opened; will look again"
             ),
             Problem::Io(e) => {
                 tracing::error!(path = %path, error = %e, "Unable to read {path}: {e}; will retry")
@@ -524,20 +526,60 @@ impl FileTail {
     }
 }
 
+/// Opens the log at `path` for reading if it is a regular file.
+///
+/// Whoever can write into a followed log's directory can put anything at
+/// its path. The type is looked at before opening, since opening a FIFO
+/// blocks until a writer comes (the one thread that reads every jail's
+/// logs with it) and opening a device can act on it (a tape rewinds, a
+/// terminal becomes ours). The path can change between the look and the
+/// open, so the open cannot block either (O_NONBLOCK) nor take a
+/// terminal (O_NOCTTY), and what was opened is looked at again.
 fn open_regular(path: &Path) -> Result<(File, Metadata), Problem> {
-    let file = File::open(path).map_err(|e| match e.kind() {
+    let io_problem = |e: io::Error| match e.kind() {
         io::ErrorKind::NotFound => Problem::Missing,
         _ => Problem::Io(e.to_string()),
-    })?;
-    let meta = file.metadata().map_err(|e| Problem::Io(e.to_string()))?;
-    if meta.is_dir() {
-        return Err(Problem::IsDir);
-    }
-    // A FIFO or a device would block or never end; fail2ban reads files.
-    if !meta.is_file() {
-        return Err(Problem::NotRegular);
+    };
+    regular(&fs::metadata(path).map_err(io_problem)?)?;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(io_problem)?;
+    let meta = file.metadata().map_err(io_problem)?;
+    regular(&meta)?;
+    // Reads of a regular file never wait anyway; the flag goes so that the
+    // descriptor is an ordinary one.
+    // SAFETY: fcntl on a descriptor this function owns.
+    unsafe {
+        let fd = file.as_raw_fd();
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
     }
     Ok((file, meta))
+}
+
+/// Refuses what is not a regular file, naming what it is.
+fn regular(meta: &Metadata) -> Result<(), Problem> {
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        return Err(Problem::IsDir);
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "something else"
+    };
+    Err(Problem::NotRegular(kind))
 }
 
 /// Hex MD5 of the first line (newline included), or empty when there is no
@@ -750,6 +792,28 @@ mod tests {
         let mut t = FileTail::new(&p, TailStart::Head, LogEncoding::UTF8);
         assert!(read_all(&mut t).is_empty());
         fs::remove_dir(&p).unwrap();
+        fs::write(&p, b"ok\n").unwrap();
+        assert_eq!(texts(&read_all(&mut t)), ["ok"]);
+    }
+
+    /// A FIFO (nobody writing) and a character device are refused without
+    /// being waited on; a file put back in their place is read.
+    #[test]
+    fn fifo_and_device_are_refused_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.log");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let mut t = FileTail::new(&p, TailStart::Head, LogEncoding::UTF8);
+        let started = Instant::now();
+        assert!(read_all(&mut t).is_empty());
+        assert_eq!(t.problem, Some(Problem::NotRegular("a FIFO")));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let mut dev = FileTail::new("/dev/zero", TailStart::Head, LogEncoding::UTF8);
+        assert!(read_all(&mut dev).is_empty());
+        assert_eq!(dev.problem, Some(Problem::NotRegular("a character device")));
+        fs::remove_file(&p).unwrap();
         fs::write(&p, b"ok\n").unwrap();
         assert_eq!(texts(&read_all(&mut t)), ["ok"]);
     }

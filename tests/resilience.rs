@@ -1,0 +1,423 @@
+//! A real fail3ban-server against what must not stall or strip it: a
+//! resolver that never answers, a FIFO put where a log was, a typo in a
+//! reloaded configuration (issue 15, findings 1, 2 and 4).
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::netns::{must, run};
+use crate::server::{fail, jail, st};
+use crate::util::{append, new_log, stamp, Server, Tree};
+
+/// Skips (loudly) a test whose setup cannot run here; under CI that fails
+/// it.
+macro_rules! need {
+    ($setup:expr, $what:expr) => {
+        match $setup {
+            Ok(x) => x,
+            Err(why) => {
+                if std::env::var_os("CI").is_some() {
+                    panic!("{}: {why}", $what);
+                }
+                eprintln!("SKIPPED: {}: {why}", $what);
+                return;
+            }
+        }
+    };
+}
+
+/// A network namespace whose resolver never answers: its resolv.conf
+/// names 192.0.2.53, routed through a veth pair into a second namespace
+/// that is not that address and forwards nothing, so queries are sent and
+/// silently dropped, and getaddrinfo waits its whole timeout. Its
+/// /etc/hosts knows one name, `known.example` (192.0.2.77), and nothing
+/// else answers a name first (nsswitch: files, dns). Deleted on drop.
+struct SilentDns {
+    ns: String,
+    peer: String,
+}
+
+/// The name the silent resolver is asked for.
+const SILENT_NAME: &str = "attacker.example";
+
+impl SilentDns {
+    fn new() -> Result<SilentDns, String> {
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("needs root (network namespaces)".into());
+        }
+        if !Path::new("/usr/sbin/ip").exists() && !Path::new("/sbin/ip").exists() {
+            return Err("no ip (apt-get install iproute2)".into());
+        }
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let ns = format!(
+            "f3dns-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let dns = SilentDns {
+            peer: format!("{ns}-p"),
+            ns,
+        };
+        let _ = fs::remove_dir_all(dns.etc());
+        let (ns, peer) = (dns.ns.as_str(), dns.peer.as_str());
+        for n in [ns, peer] {
+            let o = run("ip", &["netns", "add", n]);
+            if !o.status.success() {
+                return Err(format!(
+                    "ip netns add refused: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ));
+            }
+        }
+        must(
+            "ip",
+            &[
+                "-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns", peer,
+            ],
+        );
+        must(
+            "ip",
+            &["-n", ns, "addr", "add", "192.0.2.1/24", "dev", "v0"],
+        );
+        must(
+            "ip",
+            &["-n", peer, "addr", "add", "192.0.2.2/24", "dev", "v1"],
+        );
+        for (n, dev) in [(ns, "v0"), (peer, "v1"), (ns, "lo")] {
+            must("ip", &["-n", n, "link", "set", dev, "up"]);
+        }
+        must(
+            "ip",
+            &[
+                "-n",
+                ns,
+                "route",
+                "add",
+                "192.0.2.53/32",
+                "via",
+                "192.0.2.2",
+            ],
+        );
+        fs::create_dir_all(dns.etc()).unwrap();
+        fs::write(dns.etc().join("resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
+        fs::write(
+            dns.etc().join("hosts"),
+            "127.0.0.1 localhost\n192.0.2.77 known.example\n",
+        )
+        .unwrap();
+        fs::write(dns.etc().join("nsswitch.conf"), "hosts: files dns\n").unwrap();
+        Ok(dns)
+    }
+
+    /// What `ip netns exec` mounts over /etc in the namespace.
+    fn etc(&self) -> std::path::PathBuf {
+        Path::new("/etc/netns").join(&self.ns)
+    }
+
+    /// The command that runs a program in the namespace.
+    fn wrapper(&self) -> [&str; 4] {
+        ["ip", "netns", "exec", &self.ns]
+    }
+
+    /// Looks `name` up in the namespace as the server would (getaddrinfo);
+    /// how long it took and whether it found anything.
+    fn lookup(&self, name: &str) -> (Duration, bool) {
+        let t = Instant::now();
+        let o = run("ip", &["netns", "exec", &self.ns, "getent", "ahosts", name]);
+        (t.elapsed(), o.status.success())
+    }
+}
+
+impl Drop for SilentDns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.ns]);
+        let _ = run("ip", &["netns", "del", &self.peer]);
+        let _ = fs::remove_dir_all(self.etc());
+    }
+}
+
+fn name_line(host: &str) -> String {
+    format!("{} web1 test[4242]: auth failure from {host}\n", stamp())
+}
+
+/// Runs `f` (a client command) and fails unless it answered within 1 s.
+fn within_a_second<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let v = f();
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(1), "{what} took {took:?}");
+    v
+}
+
+/// Finding 1: with `usedns = warn` (the default) and a resolver that never
+/// answers, failures whose host is a name wait for their lookup, and
+/// nothing else does: `status` answers within 1 s throughout, another
+/// jail counts and bans, a line with an address in the same jail is
+/// counted at once, the name is looked up once (its negative answer is
+/// cached) and a name /etc/hosts knows bans its address.
+#[test]
+fn slow_dns_stalls_nothing() {
+    let dns = need!(SilentDns::new(), "slow_dns_stalls_nothing");
+    // The resolver must really be silent, or the test tests nothing; the
+    // probe runs beside the test.
+    let probe = std::thread::scope(|sc| {
+        let probe = sc.spawn(|| dns.lookup(SILENT_NAME));
+        let tree = Tree::new(&format!(
+            "{}\n{}\n{}",
+            jail("names", ""),
+            jail("names2", ""),
+            jail("good", "")
+        ));
+        for j in ["names", "names2", "good"] {
+            new_log(tree.path(&format!("{j}.log")));
+        }
+        let mut s = Server::start_in(&tree, &dns.wrapper(), &[]);
+        let lines = name_line(SILENT_NAME).repeat(4);
+        append(&tree.path("names.log"), &lines);
+        append(&tree.path("names2.log"), &lines);
+        fail(&tree.path("names.log"), "192.0.2.9", 1);
+        fail(&tree.path("good.log"), "192.0.2.1", 3);
+        let t0 = Instant::now();
+        let (mut good_at, mut addr_at) = (None, None);
+        // Longer than any lookup timeout, so that the waiting lines are
+        // seen through to their end.
+        while t0.elapsed() < Duration::from_secs(12) {
+            within_a_second("status", || s.ok(&["status"]));
+            let good = within_a_second("status good", || s.status("good"));
+            let names = within_a_second("status names", || s.status("names"));
+            if good_at.is_none() && good == st(0, 3, &["192.0.2.1"], 1) {
+                good_at = Some(t0.elapsed());
+            }
+            if addr_at.is_none() && names == st(1, 1, &[], 0) {
+                addr_at = Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let quick = Duration::from_secs(3);
+        assert!(
+            good_at.is_some_and(|t| t < quick),
+            "the other jail banned after {good_at:?}\n{}",
+            s.report()
+        );
+        assert!(
+            addr_at.is_some_and(|t| t < quick),
+            "the address line behind the names was counted after {addr_at:?}\n{}",
+            s.report()
+        );
+        // The name found nothing: only the address line counts.
+        assert_eq!(s.status("names"), st(1, 1, &[], 0), "{}", s.report());
+        assert_eq!(s.status("names2"), st(0, 0, &[], 0), "{}", s.report());
+        let unresolved = || {
+            tree.server_log()
+                .matches(&format!(
+                    "Unable to find a corresponding IP address for {SILENT_NAME}"
+                ))
+                .count()
+        };
+        s.wait("the failed lookup is logged", |_| unresolved() >= 1);
+        // Cached: the same name again costs no wait and no second lookup.
+        append(&tree.path("names2.log"), &lines);
+        append(
+            &tree.path("names2.log"),
+            &name_line("known.example").repeat(3),
+        );
+        let t1 = Instant::now();
+        s.wait_status("names2", &st(0, 3, &["192.0.2.77"], 1));
+        assert!(t1.elapsed() < quick, "{:?}\n{}", t1.elapsed(), s.report());
+        within_a_second("status", || s.ok(&["status"]));
+        assert_eq!(unresolved(), 1, "{}", s.report());
+        s.terminate(Duration::from_secs(5));
+        probe.join().unwrap()
+    });
+    assert!(
+        !probe.1 && probe.0 >= Duration::from_secs(3),
+        "the namespace's resolver is not silent (answered {} after {:?}): the test proves nothing",
+        probe.1,
+        probe.0
+    );
+}
+
+/// Creates a FIFO at `path`.
+fn mkfifo(path: &Path) {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+/// Finding 2: a FIFO moved over a followed log (and one a glob finds at
+/// start) is refused with one clear log line; every other log, of this
+/// jail and of others, is still read and bans; SIGTERM ends the server
+/// within a few seconds.
+#[test]
+fn one_fifo_blinds_no_jail() {
+    let tree = Tree::new(&format!(
+        "{}\n{}\n[site]\nenabled = true\nfilter = test\nmaxretry = 1\nlogpath = @T@/site/*.log\n",
+        jail("one", ""),
+        jail("good", "")
+    ));
+    let (one, good) = (tree.path("one.log"), tree.path("good.log"));
+    new_log(&one);
+    new_log(&good);
+    fs::create_dir(tree.path("site")).unwrap();
+    mkfifo(&tree.path("site/a.log"));
+    new_log(tree.path("site/b.log"));
+    let mut s = Server::start(&tree);
+    fail(&one, "192.0.2.1", 1);
+    s.wait_status("one", &st(1, 1, &[], 0));
+    mkfifo(&tree.path("fifo"));
+    fs::rename(tree.path("fifo"), &one).unwrap();
+    fail(&good, "192.0.2.2", 3);
+    s.wait_status("good", &st(0, 3, &["192.0.2.2"], 1));
+    fail(&tree.path("site/b.log"), "192.0.2.3", 1);
+    s.wait_status("site", &st(0, 1, &["192.0.2.3"], 1));
+    let refused = |name: &str| {
+        tree.server_log()
+            .lines()
+            .filter(|l| l.contains(name) && l.contains("not a regular file"))
+            .count()
+    };
+    s.wait("the FIFO over one.log is refused", |_| {
+        refused("one.log") >= 1
+    });
+    // Several polls later, still one line each.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(refused("one.log"), 1, "{}", s.report());
+    assert_eq!(refused("site/a.log"), 1, "{}", s.report());
+    within_a_second("status one", || s.status("one"));
+    s.terminate(Duration::from_secs(5));
+}
+
+/// A tree whose jail `one` banned 192.0.2.1 and holds one failure of
+/// 192.0.2.2; jail.d exists, so that the watcher follows it.
+fn banned_tree() -> Tree {
+    let tree = Tree::new(&jail("one", ""));
+    fs::create_dir(tree.conf().join("jail.d")).unwrap();
+    new_log(tree.path("one.log"));
+    tree
+}
+
+fn ban_one(s: &mut Server, tree: &Tree) {
+    fail(&tree.path("one.log"), "192.0.2.1", 3);
+    fail(&tree.path("one.log"), "192.0.2.2", 1);
+    s.wait_status("one", &st(1, 4, &["192.0.2.1"], 1));
+}
+
+/// What a jail kept after a reload that failed: its failures, its ban
+/// (never unbanned), and it still counts and bans with its old filter.
+fn kept_running(s: &mut Server, tree: &Tree) {
+    assert_eq!(
+        s.status("one"),
+        st(1, 4, &["192.0.2.1"], 1),
+        "{}",
+        s.report()
+    );
+    fail(&tree.path("one.log"), "192.0.2.2", 2);
+    s.wait_status("one", &st(0, 6, &["192.0.2.1", "192.0.2.2"], 2));
+    assert_eq!(tree.count("unban", "one", "192.0.2.1"), 0, "{}", s.report());
+}
+
+/// The error `status` shows: it names the file, the section and the option.
+fn shown_error(s: &mut Server) -> String {
+    let status = s.ok(&["status"]);
+    let line = status
+        .lines()
+        .find(|l| l.contains("typo.conf"))
+        .unwrap_or_else(|| panic!("status shows no error:\n{status}"));
+    assert!(
+        line.contains("[one]") && line.contains("filter") && line.contains("test-typo"),
+        "{line}"
+    );
+    status
+}
+
+/// Finding 4, by command: `reload` with a jail whose filter does not
+/// exist exits non-zero naming file, section and option; the jail keeps
+/// running with its old settings, failures and bans; `status` shows the
+/// error until a good reload clears it.
+#[test]
+fn typo_reload_unbans_no_one() {
+    let tree = banned_tree();
+    let mut s = Server::start(&tree);
+    ban_one(&mut s, &tree);
+    tree.write_conf("jail.d/typo.conf", "[one]\nfilter = test-typo\n");
+    let (ok, out) = s.client(&["reload"]);
+    assert!(!ok, "reload with a typo answered OK: {out}\n{}", s.report());
+    assert!(
+        out.contains("typo.conf") && out.contains("[one]") && out.contains("filter"),
+        "{out}"
+    );
+    let status = shown_error(&mut s);
+    assert!(status.contains("Jail list:\tone"), "{status}");
+    kept_running(&mut s, &tree);
+    let log = tree.server_log();
+    assert!(
+        !log.contains("is no longer configured") && log.contains("test-typo"),
+        "{log}"
+    );
+    fs::remove_file(tree.conf().join("jail.d/typo.conf")).unwrap();
+    s.ok(&["reload"]);
+    let status = s.ok(&["status"]);
+    assert!(!status.contains("typo"), "{status}");
+    assert_eq!(
+        status, "Status\n|- Number of jail:\t1\n`- Jail list:\tone\n",
+        "{status}"
+    );
+}
+
+/// Finding 4, through the watcher: the same typo written into jail.d
+/// reloads on its own, and the jail is kept as by command.
+#[test]
+fn typo_watched_unbans_no_one() {
+    let tree = banned_tree();
+    let mut s = Server::start(&tree);
+    ban_one(&mut s, &tree);
+    tree.write_conf("jail.d/typo.conf", "[one]\nfilter = test-typo\n");
+    s.wait("the watcher's reload failed", |_| {
+        tree.server_log()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("test-typo"))
+    });
+    shown_error(&mut s);
+    kept_running(&mut s, &tree);
+    assert!(
+        !tree.server_log().contains("is no longer configured"),
+        "{}",
+        s.report()
+    );
+}
+
+/// A jail really removed from the configuration is still stopped by a
+/// reload, and its bans lifted, while another jail's error keeps that one.
+#[test]
+fn removed_jail_stops_beside_a_broken_one() {
+    let tree = Tree::new(&format!("{}\n{}", jail("one", ""), jail("two", "")));
+    new_log(tree.path("one.log"));
+    new_log(tree.path("two.log"));
+    let mut s = Server::start(&tree);
+    fail(&tree.path("two.log"), "192.0.2.5", 3);
+    s.wait_status("two", &st(0, 3, &["192.0.2.5"], 1));
+    tree.write_conf(
+        "jail.conf",
+        &fs::read_to_string(tree.conf().join("jail.conf"))
+            .unwrap()
+            .replace("[two]\nenabled = true", "[two]\nenabled = false")
+            .replace(
+                "[one]\nenabled = true\nfilter = test",
+                "[one]\nenabled = true\nfilter = test-typo",
+            ),
+    );
+    let (ok, out) = s.client(&["reload"]);
+    assert!(!ok, "{out}");
+    s.wait("two's ban is lifted", |_| {
+        tree.count("unban", "two", "192.0.2.5") == 1
+    });
+    let status = s.ok(&["status"]);
+    assert!(
+        status.contains("Jail list:\tone") && !status.contains("two"),
+        "{status}"
+    );
+}
