@@ -188,7 +188,7 @@ async fn ignored(state: &Mutex<JailState>, fid: &Fid, ticket: Option<&Ticket>, n
 /// ignorecache), and hands their bans to the action worker.
 async fn settle(state: &Mutex<JailState>, held: Vec<Ticket>, now: f64, jobs: &mpsc::Sender<Job>) {
     for ticket in held {
-        if ignored(state, &ticket.fid().clone(), Some(&ticket), now).await {
+        if ignored(state, ticket.fid(), Some(&ticket), now).await {
             continue;
         }
         let mut js = Vec::new();
