@@ -55,25 +55,6 @@ pub fn open_append(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// What kind of file a path is, for messages.
-pub fn kind(ft: FileType) -> &'static str {
-    if ft.is_symlink() {
-        "symbolic link"
-    } else if ft.is_dir() {
-        "directory"
-    } else if ft.is_file() {
-        "regular file"
-    } else if ft.is_fifo() {
-        "FIFO"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_block_device() {
-        "block device"
-    } else {
-        "character device"
-    }
-}
-
 fn not_regular(path: &Path, ft: FileType) -> io::Error {
     let what = if ft.is_symlink() {
         "which fail3ban does not follow"
@@ -82,7 +63,11 @@ fn not_regular(path: &Path, ft: FileType) -> io::Error {
     };
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!("{} is a {}, {what}", path.display(), kind(ft)),
+        format!(
+            "{} is a {}, {what}",
+            path.display(),
+            crate::source::file_kind(ft)
+        ),
     )
 }
 

@@ -8,7 +8,7 @@
 //! MD5 tells on restart whether the file at the path is still the one the
 //! offset belongs to.
 
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File, FileType, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -240,7 +240,7 @@ impl FileTail {
             ),
             Problem::NotRegular(kind) => tracing::error!(
                 path = %path,
-                "Log path {path} is not a regular file but {kind}: refused, never opened; will look again"
+                "Log path {path} is not a regular file but a {kind}: refused, never opened; will look again"
             ),
             Problem::Io(e) => {
                 tracing::error!(path = %path, error = %e, "Unable to read {path}: {e}; will retry")
@@ -564,22 +564,32 @@ fn open_regular(path: &Path) -> Result<(File, Metadata), Problem> {
 /// Refuses what is not a regular file, naming what it is.
 fn regular(meta: &Metadata) -> Result<(), Problem> {
     let t = meta.file_type();
-    let kind = if t.is_file() {
+    if t.is_file() {
         return Ok(());
-    } else if t.is_dir() {
+    }
+    if t.is_dir() {
         return Err(Problem::IsDir);
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
+    }
+    Err(Problem::NotRegular(file_kind(t)))
+}
+
+/// What kind of file a path is, for messages.
+pub fn file_kind(ft: FileType) -> &'static str {
+    if ft.is_symlink() {
+        "symbolic link"
+    } else if ft.is_dir() {
+        "directory"
+    } else if ft.is_file() {
+        "regular file"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "block device"
     } else {
-        "something else"
-    };
-    Err(Problem::NotRegular(kind))
+        "character device"
+    }
 }
 
 /// Hex MD5 of the first line (newline included), or empty when there is no
@@ -808,11 +818,11 @@ mod tests {
         let mut t = FileTail::new(&p, TailStart::Head, LogEncoding::UTF8);
         let started = Instant::now();
         assert!(read_all(&mut t).is_empty());
-        assert_eq!(t.problem, Some(Problem::NotRegular("a FIFO")));
+        assert_eq!(t.problem, Some(Problem::NotRegular("FIFO")));
         assert!(started.elapsed() < Duration::from_secs(1));
         let mut dev = FileTail::new("/dev/zero", TailStart::Head, LogEncoding::UTF8);
         assert!(read_all(&mut dev).is_empty());
-        assert_eq!(dev.problem, Some(Problem::NotRegular("a character device")));
+        assert_eq!(dev.problem, Some(Problem::NotRegular("character device")));
         fs::remove_file(&p).unwrap();
         fs::write(&p, b"ok\n").unwrap();
         assert_eq!(texts(&read_all(&mut t)), ["ok"]);
