@@ -92,7 +92,7 @@ mod tests {
     fn list(ips: &[&str]) -> IgnoreList {
         let mut l = IgnoreList::new("t", vec![]);
         for ip in ips {
-            l.add_ignore_ip(ip, &crate::jail::ignore::SystemResolver);
+            l.add_ignore_ip(ip, crate::dns::Resolver::system());
         }
         l
     }

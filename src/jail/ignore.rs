@@ -8,7 +8,7 @@
 //! remembers.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use indexmap::IndexMap;
 
@@ -22,38 +22,6 @@ use crate::filter::ipaddr::{parse_unspec, Addr, Fid};
 pub trait Resolver {
     /// The addresses of `name` (empty when it does not resolve).
     fn resolve(&self, name: &str) -> Vec<Addr>;
-}
-
-/// The system resolver (getaddrinfo), blocking.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemResolver;
-
-impl Resolver for SystemResolver {
-    fn resolve(&self, name: &str) -> Vec<Addr> {
-        match (name, 0).to_socket_addrs() {
-            Ok(it) => {
-                let mut v: Vec<Addr> = Vec::new();
-                for sa in it {
-                    let a = match parse_unspec(&sa.ip().to_string()) {
-                        Fid::Addr(a) => a,
-                        Fid::Raw(_) => continue,
-                    };
-                    if !v.contains(&a) {
-                        v.push(a);
-                    }
-                }
-                v
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "Unable to find a corresponding IP address for {}: {}",
-                    name,
-                    e
-                );
-                Vec::new()
-            }
-        }
-    }
 }
 
 /// The host's own addresses for `ignoreself`: loopback, and what
