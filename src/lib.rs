@@ -12,3 +12,4 @@ pub mod jail;
 pub mod server;
 pub mod source;
 pub mod store;
+pub mod untrusted_file;

@@ -57,7 +57,7 @@ pub async fn bind(path: &Path) -> io::Result<UnixListener> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
         Ok(m) if !m.file_type().is_socket() => {
-            let kind = crate::source::file_kind(m.file_type());
+            let kind = crate::untrusted_file::kind(m.file_type());
             let why = if m.file_type().is_symlink() {
                 "which fail3ban neither follows nor removes"
             } else {

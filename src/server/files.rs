@@ -13,7 +13,6 @@
 
 use std::fs::{File, FileType, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -51,7 +50,7 @@ pub fn open_append(path: &Path) -> io::Result<File> {
     } else if !ft.is_char_device() {
         return Err(not_regular(path, ft));
     }
-    blocking(&file)?;
+    crate::untrusted_file::clear_nonblocking(&file)?;
     Ok(file)
 }
 
@@ -66,7 +65,7 @@ fn not_regular(path: &Path, ft: FileType) -> io::Error {
         format!(
             "{} is a {}, {what}",
             path.display(),
-            crate::source::file_kind(ft)
+            crate::untrusted_file::kind(ft)
         ),
     )
 }
@@ -81,18 +80,4 @@ fn explain(path: &Path, e: io::Error) -> io::Error {
         Ok(m) => not_regular(path, m.file_type()),
         Err(_) => e,
     }
-}
-
-/// Clears `O_NONBLOCK`: a device written to must not drop lines.
-fn blocking(file: &File) -> io::Result<()> {
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a descriptor `file` owns, reading and setting its
-    // status flags only.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }

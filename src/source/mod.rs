@@ -45,4 +45,4 @@ pub use journal::{
     format_entry, JournalBatch, JournalEntry, JournalLine, JournalOptions, JournalPosition,
     JournalSource, JournalStart,
 };
-pub use tail::{file_kind, FilePosition, FileTail, TailLine, TailStart, DEFAULT_MAX_LINE};
+pub use tail::{FilePosition, FileTail, TailLine, TailStart, DEFAULT_MAX_LINE};

@@ -8,10 +8,9 @@
 //! MD5 tells on restart whether the file at the path is still the one the
 //! offset belongs to.
 
-use std::fs::{self, File, FileType, Metadata};
+use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -548,16 +547,7 @@ fn open_regular(path: &Path) -> Result<(File, Metadata), Problem> {
         .map_err(io_problem)?;
     let meta = file.metadata().map_err(io_problem)?;
     regular(&meta)?;
-    // Reads of a regular file never wait anyway; the flag goes so that the
-    // descriptor is an ordinary one.
-    // SAFETY: fcntl on a descriptor this function owns.
-    unsafe {
-        let fd = file.as_raw_fd();
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
-        }
-    }
+    crate::untrusted_file::clear_nonblocking(&file).map_err(io_problem)?;
     Ok((file, meta))
 }
 
@@ -570,26 +560,7 @@ fn regular(meta: &Metadata) -> Result<(), Problem> {
     if t.is_dir() {
         return Err(Problem::IsDir);
     }
-    Err(Problem::NotRegular(file_kind(t)))
-}
-
-/// What kind of file a path is, for messages.
-pub fn file_kind(ft: FileType) -> &'static str {
-    if ft.is_symlink() {
-        "symbolic link"
-    } else if ft.is_dir() {
-        "directory"
-    } else if ft.is_file() {
-        "regular file"
-    } else if ft.is_fifo() {
-        "FIFO"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_block_device() {
-        "block device"
-    } else {
-        "character device"
-    }
+    Err(Problem::NotRegular(crate::untrusted_file::kind(t)))
 }
 
 /// Hex MD5 of the first line (newline included), or empty when there is no
