@@ -104,6 +104,7 @@ pub const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 /// Fails the calling test, naming every prerequisite in `needs` that is
 /// missing here and why. A test that calls it is `#[ignore]`d for those
 /// prerequisites and runs only when included on purpose.
+#[track_caller]
 pub fn need(needs: &[Need]) {
     let missing = missing(needs);
     assert!(
@@ -124,6 +125,7 @@ pub fn missing(needs: &[Need]) -> Vec<String> {
 
 /// The reference fail2ban's extracted root, after [`need`] of
 /// [`Need::Reference`].
+#[track_caller]
 pub fn reference() -> &'static Path {
     need(&[Need::Reference]);
     reference_root()
@@ -326,5 +328,9 @@ fn every_prerequisite_is_here() {
     for why in &missing {
         eprintln!("missing: {why}");
     }
-    assert!(missing.is_empty(), "missing: {}", missing.join("; "));
+    assert!(
+        missing.is_empty(),
+        "not every prerequisite is here: {}",
+        missing.join("; ")
+    );
 }
