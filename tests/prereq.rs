@@ -334,3 +334,112 @@ fn every_prerequisite_is_here() {
         missing.join("; ")
     );
 }
+
+/// Every test that asks for a prerequisite, itself or through a function
+/// of its file, is `#[ignore]`d, so that where the prerequisite is missing
+/// the test is reported ignored with its reason instead of failing.
+#[test]
+fn tests_that_need_a_prerequisite_are_ignored() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs") && !p.ends_with("prereq.rs"))
+        .collect();
+    files.sort();
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let items = top_level_fns(&text);
+        let mut asks: Vec<String> = ["need", "need!", "prereq::reference"]
+            .map(String::from)
+            .to_vec();
+        // Helpers that ask, and helpers that call those, to a fixed point.
+        loop {
+            let more: Vec<String> = items
+                .iter()
+                .filter(|f| !f.test && !asks.contains(&f.name))
+                .filter(|f| asks.iter().any(|a| calls(&f.body, a)))
+                .map(|f| f.name.clone())
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            asks.extend(more);
+        }
+        for f in items.iter().filter(|f| f.test) {
+            if asks.iter().any(|a| calls(&f.body, a)) {
+                checked += 1;
+                if !f.attrs.contains("#[ignore") {
+                    let file = file.strip_prefix(&dir).unwrap().display();
+                    wrong.push(format!("tests/{file}: {}", f.name));
+                }
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} tests ask for a prerequisite");
+    assert!(
+        wrong.is_empty(),
+        "these tests ask for a prerequisite but are not #[ignore = \"needs ...\"]:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// A function at the top level of a test file: its name, the attributes
+/// above it, its body, and whether it is a test.
+struct Item {
+    name: String,
+    attrs: String,
+    body: String,
+    test: bool,
+}
+
+/// The top-level functions of `text` (rustfmt's layout: `fn` at column 0,
+/// attributes on the lines right above, the closing `}` alone on a line).
+fn top_level_fns(text: &str) -> Vec<Item> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut items = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let sig = line
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub ")
+            .trim_start_matches("async ");
+        let Some(rest) = sig.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let attrs = lines[..i]
+            .iter()
+            .rev()
+            .take_while(|l| l.starts_with("#[") || l.starts_with("///"))
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n");
+        let end = lines[i..]
+            .iter()
+            .position(|l| *l == "}")
+            .map_or(lines.len(), |n| i + n);
+        items.push(Item {
+            test: attrs.contains("test]"),
+            body: lines[i + 1..end.max(i + 1)].join("\n"),
+            name,
+            attrs,
+        });
+    }
+    items
+}
+
+/// Whether `body` calls `name` (`name(`, not as the end of a longer name).
+fn calls(body: &str, name: &str) -> bool {
+    let call = format!("{name}(");
+    body.match_indices(&call).any(|(at, _)| {
+        !body[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
