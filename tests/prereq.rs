@@ -98,6 +98,23 @@ const DEB_TOOLS: [&str; 6] = [
     "dpkg-deb",
 ];
 
+/// Why a prerequisite is missing here, and how to get it.
+#[derive(Debug, Clone)]
+pub struct Missing(String);
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// For setups that explain themselves in a `String` (resilience.rs).
+impl From<Missing> for String {
+    fn from(m: Missing) -> String {
+        m.0
+    }
+}
+
 /// Where systemd-journal-remote is installed (it is not on PATH).
 pub const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 
@@ -145,22 +162,22 @@ pub fn reference_root() -> &'static Path {
 impl Need {
     /// Ok if this prerequisite is here, else what is missing and how to
     /// get it. Each answer is worked out once per test run.
-    pub fn check(self) -> Result<(), String> {
-        static DONE: [OnceLock<Result<(), String>>; ALL.len()] =
+    pub fn check(self) -> Result<(), Missing> {
+        static DONE: [OnceLock<Result<(), Missing>>; ALL.len()] =
             [const { OnceLock::new() }; ALL.len()];
         DONE[self as usize].get_or_init(|| self.probe()).clone()
     }
 
-    fn probe(self) -> Result<(), String> {
+    fn probe(self) -> Result<(), Missing> {
         match self {
             Need::Root => root(),
             Need::Reference => {
                 let root = reference_root();
                 if !root.join("usr/bin/fail2ban-client").exists() {
-                    return Err(format!(
+                    return Err(Missing(format!(
                         "the reference fail2ban is not in {} (run ./scripts/fetch-reference.sh)",
                         root.display()
-                    ));
+                    )));
                 }
                 file("/usr/bin/python3", "python3")
             }
@@ -199,10 +216,10 @@ impl Need {
                 if ok {
                     Ok(())
                 } else {
-                    Err(
+                    Err(Missing(
                         "python3 cannot import systemd.journal (apt-get install python3-systemd)"
                             .into(),
-                    )
+                    ))
                 }
             }
             Need::Deb => root().and(programs(&DEB_TOOLS)),
@@ -213,20 +230,22 @@ impl Need {
     }
 }
 
-fn root() -> Result<(), String> {
+fn root() -> Result<(), Missing> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         Ok(())
     } else {
-        Err("not running as root".into())
+        Err(Missing("not running as root".into()))
     }
 }
 
-fn file(path: &str, package: &str) -> Result<(), String> {
+fn file(path: &str, package: &str) -> Result<(), Missing> {
     if Path::new(path).exists() {
         Ok(())
     } else {
-        Err(format!("{path} is missing (apt-get install {package})"))
+        Err(Missing(format!(
+            "{path} is missing (apt-get install {package})"
+        )))
     }
 }
 
@@ -243,33 +262,33 @@ pub fn on_path(program: &str) -> bool {
         })
 }
 
-fn programs(names: &[&str]) -> Result<(), String> {
+fn programs(names: &[&str]) -> Result<(), Missing> {
     let missing: Vec<&str> = names.iter().copied().filter(|p| !on_path(p)).collect();
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!(
+        Err(Missing(format!(
             "not installed: {} (.ci/run installs them)",
             missing.join(" ")
-        ))
+        )))
     }
 }
 
 /// Probes a kernel feature in a scratch network namespace (never the
 /// host's firewall): each of `tries` must succeed. What they create goes
 /// with the namespace.
-fn kernel(feature: &str, tries: &[&[&str]]) -> Result<(), String> {
+fn kernel(feature: &str, tries: &[&[&str]]) -> Result<(), Missing> {
     Need::Netns.check()?;
-    let ns =
-        Netns::new("f3probe").ok_or_else(|| format!("kernel {feature}: `ip netns add` refused"))?;
+    let ns = Netns::new("f3probe")
+        .ok_or_else(|| Missing(format!("kernel {feature}: `ip netns add` refused")))?;
     for args in tries {
         let o = ns.run(args);
         if !o.status.success() {
-            return Err(format!(
+            return Err(Missing(format!(
                 "kernel {feature}: {} failed: {}",
                 args.join(" "),
                 String::from_utf8_lossy(&o.stderr).trim()
-            ));
+            )));
         }
     }
     Ok(())
