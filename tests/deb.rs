@@ -6,30 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::prereq::{need, Need};
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Whether `tool` is on PATH.
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Skips loudly, or fails under CI, when the package cannot be tested.
-fn prerequisites() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("needs root (chroot, mount)".into());
-    }
-    for tool in ["cargo-deb", "lintian", "debootstrap", "unshare", "chroot"] {
-        if !have(tool) {
-            return Err(format!("{tool} is not installed (see .ci/run)"));
-        }
-    }
-    Ok(())
 }
 
 /// `cargo deb --no-build`: the binaries cargo test built (a second build
@@ -53,14 +33,9 @@ fn build_deb() -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs root, cargo-deb, lintian, debootstrap, unshare, chroot and dpkg-deb"]
 fn package_installs_runs_and_purges_in_a_clean_debian() {
-    if let Err(why) = prerequisites() {
-        if std::env::var_os("CI").is_some() {
-            panic!("deb: {why}, under CI");
-        }
-        eprintln!("SKIPPED: deb: {why}");
-        return;
-    }
+    need(&[Need::Deb]);
     let deb = build_deb();
     println!("deb: built {}", deb.display());
 
@@ -134,14 +109,9 @@ fn lintian_overrides_say_why() {
 /// The systemd unit as systemd reads it (`systemd-analyze verify`), with
 /// the programs pointed at this build since they are not installed here.
 #[test]
+#[ignore = "needs systemd-analyze"]
 fn systemd_unit_verifies() {
-    if !have("systemd-analyze") {
-        if std::env::var_os("CI").is_some() {
-            panic!("deb: systemd-analyze missing under CI (apt: systemd)");
-        }
-        eprintln!("SKIPPED: deb: systemd-analyze is not installed");
-        return;
-    }
+    need(&[Need::SystemdAnalyze]);
     let unit = std::fs::read_to_string(repo().join("debian/fail3ban.service")).unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_fail3ban-server"))
         .parent()
@@ -167,11 +137,9 @@ fn systemd_unit_verifies() {
 /// The bash completion the package installs completes commands, import
 /// and migrate included, and jail names from filter.d for fail3ban-regex.
 #[test]
+#[ignore = "needs bash"]
 fn bash_completion_completes() {
-    if !have("bash") {
-        eprintln!("SKIPPED: deb: bash is not installed");
-        return;
-    }
+    need(&[Need::Bash]);
     let file = repo().join("debian/completions/fail3ban-client");
     let conf = repo().join("config");
     let script = format!(

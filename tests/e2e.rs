@@ -3,12 +3,13 @@
 //! actions, and a real ssh client in another network namespace whose
 //! connections stop once it is banned.
 //!
-//! `F3_REPORT=1 cargo test --release --test tests e2e:: -- --nocapture`
+//! `F3_REPORT=1 cargo test --release --test tests e2e:: -- --include-ignored --nocapture`
 //! prints every lab's logs and firewall, also when its test passed.
 
 use std::fs;
 
 use crate::netns::{Lab, Reach, ATTACKERS};
+use crate::prereq::{need, Need};
 use crate::util::append;
 
 /// A user name sshd does not know: each attempt is one failure.
@@ -16,14 +17,13 @@ const NOBODY: &str = "nobody-e2e";
 
 /// The lab with syslog, sshd and fail3ban-server running on the stock
 /// tree with `jail_local`.
-fn lab(tag: &str, jail_local: &str) -> Option<Lab> {
-    let reference = crate::reference::root()?;
+fn lab(tag: &str, jail_local: &str) -> Lab {
     let mut lab = Lab::new(tag);
     lab.start_syslog();
     lab.start_sshd();
-    lab.stock_tree(reference, jail_local);
+    lab.stock_tree(crate::prereq::reference(), jail_local);
     lab.start_server();
-    Some(lab)
+    lab
 }
 
 /// jail.local for the stock sshd jail on the lab's auth.log.
@@ -68,29 +68,12 @@ fn assert_clean(lab: &Lab) {
     );
 }
 
-macro_rules! need_kernel {
-    ($lab:expr, $($feature:expr),+) => {
-        $(
-            if !$lab.kernel_has($feature) {
-                eprintln!("SKIPPED: kernel lacks {}", $feature);
-                return;
-            }
-        )+
-    };
-}
-
 /// Ban, block, spare the neighbour, unban, stop and leave nothing behind,
 /// with the stock `banaction`; `firewall_names` is how the ruleset shows
 /// the ban of 192.0.2.2.
-fn ban_cycle(tag: &str, banaction: &str, features: &[&str]) {
-    need_lab!(format!("e2e {banaction}"));
-    let _ = need_reference!(format!("e2e {banaction}"));
-    let Some(mut lab) = lab(tag, &sshd_jail(banaction, "")) else {
-        return;
-    };
-    for f in features {
-        need_kernel!(lab, *f);
-    }
+fn ban_cycle(tag: &str, banaction: &str, kernel: Need) {
+    need(&[Need::Lab, Need::Reference, kernel]);
+    let mut lab = lab(tag, &sshd_jail(banaction, ""));
     let (attacker, neighbour) = (ATTACKERS[0], ATTACKERS[1]);
     assert_eq!(lab.probe(attacker), Reach::Open);
     assert_eq!(lab.probe(neighbour), Reach::Open);
@@ -121,30 +104,29 @@ fn ban_cycle(tag: &str, banaction: &str, features: &[&str]) {
 }
 
 #[test]
+#[ignore = "needs root, the e2e lab's programs, the reference fail2ban and the kernel's iptables"]
 fn ssh_ban_iptables_multiport() {
-    ban_cycle("ipt", "iptables-multiport", &["iptables"]);
+    ban_cycle("ipt", "iptables-multiport", Need::KernelIptables);
 }
 
 #[test]
+#[ignore = "needs root, the e2e lab's programs, the reference fail2ban and the kernel's nf_tables"]
 fn ssh_ban_nftables_multiport() {
-    ban_cycle("nft", "nftables-multiport", &["nft"]);
+    ban_cycle("nft", "nftables-multiport", Need::KernelNft);
 }
 
 #[test]
+#[ignore = "needs root, the e2e lab's programs, the reference fail2ban and the kernel's ip_set and xt_set"]
 fn ssh_ban_iptables_ipset() {
-    ban_cycle("ipset", "iptables-ipset", &["ipset", "xt_set"]);
+    ban_cycle("ipset", "iptables-ipset", Need::KernelIpset);
 }
 
 /// The administrator wipes the firewall while fail3ban runs; the next ban
 /// fails, actioncheck notices, the action is restarted and every active
 /// ban is applied again.
-fn repair(tag: &str, banaction: &str, feature: &str, wipe: &[&[&str]]) {
-    need_lab!(format!("e2e repair {banaction}"));
-    let _ = need_reference!(format!("e2e repair {banaction}"));
-    let Some(mut lab) = lab(tag, &sshd_jail(banaction, "")) else {
-        return;
-    };
-    need_kernel!(lab, feature);
+fn repair(tag: &str, banaction: &str, kernel: Need, wipe: &[&[&str]]) {
+    need(&[Need::Lab, Need::Reference, kernel]);
+    let mut lab = lab(tag, &sshd_jail(banaction, ""));
     let (first, second, bystander) = (ATTACKERS[0], ATTACKERS[1], ATTACKERS[2]);
     ban_by_ssh(&lab, first, 3);
     lab.wait("the first attacker is blocked", || {
@@ -175,21 +157,23 @@ fn repair(tag: &str, banaction: &str, feature: &str, wipe: &[&[&str]]) {
 }
 
 #[test]
+#[ignore = "needs root, the e2e lab's programs, the reference fail2ban and the kernel's iptables"]
 fn repair_after_iptables_flush() {
     repair(
         "ript",
         "iptables-multiport",
-        "iptables",
+        Need::KernelIptables,
         &[&["iptables", "-w", "-F"], &["iptables", "-w", "-X"]],
     );
 }
 
 #[test]
+#[ignore = "needs root, the e2e lab's programs, the reference fail2ban and the kernel's nf_tables"]
 fn repair_after_nft_flush() {
     repair(
         "rnft",
         "nftables-multiport",
-        "nft",
+        Need::KernelNft,
         &[&["nft", "flush", "ruleset"]],
     );
 }
@@ -209,9 +193,10 @@ dir = /nonexistent
 /// action that uses them in its command: nothing runs, the action gets
 /// them as logged.
 #[test]
+#[ignore = "needs root, the e2e lab's programs and the reference fail2ban"]
 fn hostile_user_names_reach_the_action_as_text() {
-    need_lab!("e2e hostile user names");
-    let reference = need_reference!("e2e hostile user names");
+    need(&[Need::Lab, Need::Reference]);
+    let reference = crate::prereq::reference();
     let mut lab = Lab::new("inj");
     lab.start_syslog();
     lab.start_sshd();
@@ -292,9 +277,10 @@ file = /dev/null
 /// fail3ban's own log read by the stock recidive jail and filter: an
 /// address banned by sshd three times is banned for a week on every port.
 #[test]
+#[ignore = "needs root, the e2e lab's programs, the reference fail2ban and the kernel's iptables"]
 fn recidive_bans_for_a_week() {
-    need_lab!("e2e recidive");
-    let reference = need_reference!("e2e recidive");
+    need(&[Need::Lab, Need::Reference, Need::KernelIptables]);
+    let reference = crate::prereq::reference();
     let mut lab = Lab::new("rec");
     lab.start_syslog();
     lab.start_sshd();
@@ -322,7 +308,6 @@ action = %(action_)s
     );
     lab.write_conf("action.d/record-bantime.conf", RECORD_BANTIME);
     lab.start_server();
-    need_kernel!(lab, "iptables");
     let (attacker, neighbour) = (ATTACKERS[0], ATTACKERS[1]);
     for round in 1..=3 {
         lab.wait("the attacker may connect", || {
@@ -400,13 +385,10 @@ fn time_until(
 
 /// A burst of 5,000 bans and a restart restoring 20,000, through a stock
 /// set-based action: each done in under 10 s, every address in the set.
-fn at_scale(tag: &str, banaction: &str, features: &[&str], count: &dyn Fn(&Lab) -> usize) {
-    need_lab!(format!("e2e scale {banaction}"));
-    let reference = need_reference!(format!("e2e scale {banaction}"));
+fn at_scale(tag: &str, banaction: &str, kernel: Need, count: &dyn Fn(&Lab) -> usize) {
+    need(&[Need::Lab, Need::Reference, kernel]);
+    let reference = crate::prereq::reference();
     let mut lab = Lab::new(tag);
-    for f in features {
-        need_kernel!(lab, *f);
-    }
     lab.stock_tree(
         reference,
         &format!(
@@ -457,8 +439,9 @@ fn elements(listing: &str) -> usize {
 }
 
 #[test]
+#[ignore = "needs root, the e2e lab's programs, the reference fail2ban and the kernel's ip_set and xt_set"]
 fn scale_ipset() {
-    at_scale("sipset", "iptables-ipset", &["ipset", "xt_set"], &|lab| {
+    at_scale("sipset", "iptables-ipset", Need::KernelIpset, &|lab| {
         elements(&String::from_utf8_lossy(
             &lab.in_srv(&["ipset", "list", "f2b-bulk6"]).stdout,
         ))
@@ -466,8 +449,9 @@ fn scale_ipset() {
 }
 
 #[test]
+#[ignore = "needs root, the e2e lab's programs, the reference fail2ban and the kernel's nf_tables"]
 fn scale_nftables() {
-    at_scale("snft", "nftables-multiport", &["nft"], &|lab| {
+    at_scale("snft", "nftables-multiport", Need::KernelNft, &|lab| {
         elements(&String::from_utf8_lossy(
             &lab.in_srv(&["nft", "list", "set", "inet", "f2b-table", "addr6-set-bulk"])
                 .stdout,

@@ -1,7 +1,6 @@
 //! Filter engine: differential tests against the reference fail2ban (its
 //! stock filters run over its own sample logs), hostile lines, throughput.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -138,26 +137,6 @@ shutil.rmtree(testcfg, ignore_errors=True)
 json.dump(out, sys.stdout)
 "##;
 
-fn reference_root() -> Option<PathBuf> {
-    let top = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dest = std::env::var_os("FAIL3BAN_REFERENCE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| top.join("target/reference"));
-    let root = dest.join("root");
-    if root.join("usr/bin/fail2ban-client").exists() && Path::new("/usr/bin/python3").exists() {
-        return Some(root);
-    }
-    None
-}
-
-fn skip(what: &str) {
-    eprintln!("SKIPPED: reference fail2ban unavailable ({what})");
-    println!("SKIPPED: reference fail2ban unavailable ({what})");
-    if std::env::var_os("CI").is_some() {
-        panic!("reference fail2ban unavailable in CI: {what}");
-    }
-}
-
 /// Runs the oracle over every stock filter that has a sample log.
 fn oracle() -> Option<Vec<Value>> {
     static CACHE: std::sync::OnceLock<Option<Vec<Value>>> = std::sync::OnceLock::new();
@@ -173,7 +152,8 @@ fn cross_oracle() -> Option<Vec<Value>> {
 fn run_oracle(mode: &str) -> Option<Vec<Value>> {
     {
         {
-            let root = reference_root()?;
+            crate::prereq::Need::Reference.check().ok()?;
+            let root = crate::prereq::reference_root();
             let pkg = root.join("usr/lib/python3/dist-packages");
             let cfg = root.join("etc/fail2ban");
             let logs = pkg.join("fail2ban/tests/files/logs");
@@ -336,30 +316,30 @@ fn compare(label: &str, filters: &[Value]) -> (usize, usize, usize) {
 }
 
 #[test]
+#[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn differential_stock_filters_on_sample_logs() {
-    let Some(filters) = oracle() else {
-        return skip("no target/reference or the oracle failed");
-    };
+    crate::prereq::need(&[crate::prereq::Need::Reference]);
+    let filters = oracle().expect("the oracle failed (its stderr is above)");
     let (nfilters, _, disagree) = compare("own samples", &filters);
     assert!(nfilters >= 80, "too few filters compared: {nfilters}");
     assert_eq!(disagree, 0, "fail3ban differs from fail2ban");
 }
 
 #[test]
+#[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn differential_stock_filters_on_mutated_samples() {
-    let Some(filters) = run_oracle("mutations") else {
-        return skip("no target/reference or the oracle failed");
-    };
+    crate::prereq::need(&[crate::prereq::Need::Reference]);
+    let filters = run_oracle("mutations").expect("the oracle failed (its stderr is above)");
     let (nfilters, _, disagree) = compare("mutated samples", &filters);
     assert!(nfilters >= 80, "too few filters compared: {nfilters}");
     assert_eq!(disagree, 0, "fail3ban differs from fail2ban");
 }
 
 #[test]
+#[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn differential_stock_filters_on_all_samples() {
-    let Some(filters) = cross_oracle() else {
-        return skip("no target/reference or the oracle failed");
-    };
+    crate::prereq::need(&[crate::prereq::Need::Reference]);
+    let filters = cross_oracle().expect("the oracle failed (its stderr is above)");
     let (nfilters, _, disagree) = compare("every filter x every sample", &filters);
     assert!(nfilters >= 80, "too few filters compared: {nfilters}");
     assert_eq!(disagree, 0, "fail3ban differs from fail2ban");
@@ -368,10 +348,10 @@ fn differential_stock_filters_on_all_samples() {
 /// The whole path, date detection included, for lines whose date the
 /// detector in this branch understands (syslog dates at line start).
 #[test]
+#[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn differential_through_process_line() {
-    let Some(filters) = oracle() else {
-        return skip("no target/reference or the oracle failed");
-    };
+    crate::prereq::need(&[crate::prereq::Need::Reference]);
+    let filters = oracle().expect("the oracle failed (its stderr is above)");
     let (mut nlines, mut agree) = (0, 0);
     let mut report = Vec::new();
     for f in &filters {
@@ -418,10 +398,10 @@ fn differential_through_process_line() {
 /// with the same failregex, time and nofail, on every line of every sample
 /// for every stock filter, with check-all both on and off.
 #[test]
+#[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn lean_filters_find_what_full_ones_find() {
-    let Some(filters) = cross_oracle() else {
-        return skip("no target/reference or the oracle failed");
-    };
+    crate::prereq::need(&[crate::prereq::Need::Reference]);
+    let filters = cross_oracle().expect("the oracle failed (its stderr is above)");
     let lean = |fs: &[fail3ban::filter::Failure]| -> Vec<(usize, f64, bool)> {
         fs.iter().map(|f| (f.failregex, f.time, f.nofail)).collect()
     };
@@ -542,10 +522,10 @@ const AUTH_LOG_NOISE: [&str; 6] = [
 ];
 
 #[test]
+#[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn throughput_sshd() {
-    let Some(filters) = oracle() else {
-        return skip("no target/reference or the oracle failed");
-    };
+    crate::prereq::need(&[crate::prereq::Need::Reference]);
+    let filters = oracle().expect("the oracle failed (its stderr is above)");
     let f = filters
         .iter()
         .find(|f| f["name"] == "sshd" && f["fopts"] == serde_json::json!({}))

@@ -81,14 +81,9 @@ fn show((major, minor): (u32, u32)) -> String {
 }
 
 #[test]
+#[ignore = "needs readelf (binutils)"]
 fn binaries_run_on_glibc_2_35_and_the_declared_floor() {
-    if Command::new("readelf").arg("-v").output().is_err() {
-        if std::env::var_os("CI").is_some() {
-            panic!("glibc: readelf missing under CI (apt: binutils)");
-        }
-        eprintln!("SKIPPED: glibc: readelf is not installed (apt: binutils)");
-        return;
-    }
+    crate::prereq::need(&[crate::prereq::Need::Readelf]);
     let floor = declared_floor();
     let mut problems = Vec::new();
     if floor.is_none() {

@@ -157,8 +157,9 @@ const JAIL_LOCAL: &str = "[sshd]\nbackend = polling\nlogpath = @LOGS@/auth.log\n
                           [recidive]\nenabled = true\nlogpath = @LOGS@/fail2ban.log\n";
 
 #[test]
+#[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn migrate_moves_from_fail2ban_and_back_twice_harmlessly() {
-    let reference = need_reference!("migrate");
+    let reference = crate::prereq::reference();
     let sys = System2::new(reference, JAIL_LOCAL);
     let default_before = sys.default_file();
     let fail2ban_before = sys.fail2ban_files();
@@ -272,8 +273,9 @@ fn migrate_moves_from_fail2ban_and_back_twice_harmlessly() {
 }
 
 #[test]
+#[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn migrate_stops_at_a_tree_that_fails_the_test_and_changes_nothing() {
-    let reference = need_reference!("migrate");
+    let reference = crate::prereq::reference();
     let sys = System2::new(reference, &format!("{JAIL_LOCAL}maxretry = often\n"));
     let default_before = sys.default_file();
     let (r, out) = sys.migrate(true, false, false);
@@ -296,8 +298,9 @@ fn migrate_stops_at_a_tree_that_fails_the_test_and_changes_nothing() {
 }
 
 #[test]
+#[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn migrate_without_systemd_says_what_it_skipped() {
-    let reference = need_reference!("migrate");
+    let reference = crate::prereq::reference();
     let sys = System2::new(reference, JAIL_LOCAL);
     sys.migrate_ok(
         false,
@@ -317,8 +320,9 @@ fn migrate_without_systemd_says_what_it_skipped() {
 }
 
 #[test]
+#[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn migrate_stops_when_fail3ban_does_not_start() {
-    let reference = need_reference!("migrate");
+    let reference = crate::prereq::reference();
     let sys = System2::new(reference, JAIL_LOCAL);
     std::fs::write(sys.root.join("units/fail3ban.service.broken"), "").unwrap();
     let (r, out) = sys.migrate(true, false, false);
@@ -331,8 +335,9 @@ fn migrate_stops_when_fail3ban_does_not_start() {
 }
 
 #[test]
+#[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn migrate_leaves_a_default_file_set_by_hand_alone() {
-    let reference = need_reference!("migrate");
+    let reference = crate::prereq::reference();
     let sys = System2::new(reference, JAIL_LOCAL);
     let file = sys.root.join("etc/default/fail3ban");
     let own = sys.default_file().replace("=/etc/fail3ban", "=/srv/jails");

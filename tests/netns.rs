@@ -33,27 +33,6 @@ pub const ATTACKERS: [&str; 8] = [
     "192.0.2.9",
 ];
 
-/// Programs the lab runs.
-const TOOLS: [&str; 11] = [
-    "logger",
-    "ip",
-    "sshd",
-    "ssh",
-    "ssh-keygen",
-    "rsyslogd",
-    "iptables",
-    "nft",
-    "ipset",
-    "python3",
-    "unshare",
-];
-
-fn in_path(tool: &str) -> bool {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(tool).exists())
-}
-
 /// Runs a command; its output, whatever its status.
 pub(crate) fn run(prog: &str, args: &[&str]) -> Output {
     Command::new(prog)
@@ -73,37 +52,6 @@ pub(crate) fn must(prog: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Why the lab cannot run here, if it cannot: not root, a program
-/// missing, or `ip netns` refused. Kernel features are checked per test
-/// by [`Lab::kernel_has`].
-pub fn unavailable() -> Option<String> {
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (network namespaces, firewalls, sshd)".into());
-    }
-    let missing: Vec<&str> = TOOLS.iter().copied().filter(|t| !in_path(t)).collect();
-    if !missing.is_empty() {
-        return Some(format!(
-            "missing programs: {} (apt-get install openssh-server openssh-client rsyslog iptables nftables ipset iproute2 python3)",
-            missing.join(" ")
-        ));
-    }
-    None
-}
-
-/// Skips the test loudly when the lab cannot run; under CI that fails it.
-#[macro_export]
-macro_rules! need_lab {
-    ($what:expr) => {
-        if let Some(why) = $crate::netns::unavailable() {
-            if std::env::var_os("CI").is_some() {
-                panic!("{}: {why}", $what);
-            }
-            eprintln!("SKIPPED: {}: {why}", $what);
-            return;
-        }
-    };
 }
 
 /// How a TCP connection to sshd from one address ended.
@@ -233,54 +181,6 @@ impl Lab {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// Whether the kernel gives the server namespace `feature`: `nft` (a
-    /// table), `ipset` (a set) or `xt_set` (an iptables rule on a set).
-    pub fn kernel_has(&self, feature: &str) -> bool {
-        let ok = |args: &[&str]| self.in_srv(args).status.success();
-        match feature {
-            "nft" => {
-                let r = ok(&["nft", "add", "table", "inet", "f3probe"]);
-                ok(&["nft", "delete", "table", "inet", "f3probe"]);
-                r
-            }
-            "ipset" | "xt_set" => {
-                let mut r = ok(&["ipset", "create", "f3probe", "hash:ip"]);
-                if r && feature == "xt_set" {
-                    r = ok(&[
-                        "iptables",
-                        "-w",
-                        "-I",
-                        "INPUT",
-                        "-m",
-                        "set",
-                        "--match-set",
-                        "f3probe",
-                        "src",
-                        "-j",
-                        "DROP",
-                    ]);
-                    ok(&[
-                        "iptables",
-                        "-w",
-                        "-D",
-                        "INPUT",
-                        "-m",
-                        "set",
-                        "--match-set",
-                        "f3probe",
-                        "src",
-                        "-j",
-                        "DROP",
-                    ]);
-                }
-                ok(&["ipset", "destroy", "f3probe"]);
-                r
-            }
-            "iptables" => ok(&["iptables", "-w", "-L", "-n"]),
-            other => panic!("unknown feature {other}"),
-        }
     }
 
     /// Starts rsyslogd in the server namespace: a socket of its own

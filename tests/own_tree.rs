@@ -10,6 +10,8 @@ use std::time::Duration;
 use fail3ban::action::{Action, BanInfo, Runner, ShellCommand};
 use fail3ban::config::read_tree;
 
+use crate::prereq::{need, Need, Netns};
+
 const CLIENT: &str = env!("CARGO_BIN_EXE_fail3ban-client");
 
 /// Every jail jail.conf defines.
@@ -283,40 +285,18 @@ fn regex_tag(s: &str) -> Option<String> {
     None
 }
 
-/// A network namespace that is deleted again when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: &str) -> Option<Netns> {
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
-        let ok = Command::new("ip")
-            .args(["netns", "add", name])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        ok.then(|| Netns(name.to_string()))
-    }
-
-    fn sh(&self, script: &str) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0, "/bin/sh", "-c", script])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
 /// The firewall actions for real, in a namespace of their own (never the
 /// host's): after a ban the address is in the firewall, after the unban
 /// it is gone, after stop nothing of the jail is left.
 #[tokio::test]
+#[ignore = "needs root, ip, iptables, ip6tables, nft, ipset and their kernel parts"]
 async fn firewall_actions_ban_in_a_netns() {
+    need(&[
+        Need::Firewalls,
+        Need::KernelIptables,
+        Need::KernelNft,
+        Need::KernelIpset,
+    ]);
     let cases: &[(&str, &str, &str)] = &[
         (
             "iptables-multiport",
@@ -349,27 +329,7 @@ async fn firewall_actions_ban_in_a_netns() {
             "ip route show table all type unreachable",
         ),
     ];
-    let root = unsafe { libc::geteuid() } == 0;
-    let tools = ["iptables", "ip6tables", "nft", "ipset", "ip"]
-        .iter()
-        .all(|t| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-    let ns = if root && tools {
-        Netns::new(&format!("f3b-own-{}", std::process::id()))
-    } else {
-        None
-    };
-    let Some(ns) = ns else {
-        if std::env::var_os("CI").is_some() {
-            panic!("firewall actions: need root, ip netns, iptables, nft and ipset under CI");
-        }
-        eprintln!("SKIPPED: firewall actions: need root, ip netns, iptables, nft and ipset");
-        return;
-    };
+    let ns = Netns::new("f3b-own").expect("ip netns add");
     for (spec, show, show_all) in cases {
         let before = ns.sh(show_all);
         let rec = Arc::new(Recorder {

@@ -432,17 +432,10 @@ fn kill9_restart_restores_bans_once() {
 
 /// A journal-backed jail bans from journal files.
 #[test]
+#[ignore = "needs systemd-journal-remote"]
 fn journal_jail_bans() {
-    const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
-    if !Path::new(JOURNAL_REMOTE).exists() {
-        if std::env::var_os("CI").is_some() {
-            panic!("{JOURNAL_REMOTE} missing under CI (apt-get install systemd-journal-remote)");
-        }
-        eprintln!(
-            "SKIPPED: server journal test: {JOURNAL_REMOTE} missing (apt-get install systemd-journal-remote)"
-        );
-        return;
-    }
+    use crate::prereq::{need, Need, JOURNAL_REMOTE};
+    need(&[Need::JournalRemote]);
     let tree = Tree::new(
         "[one]
 enabled = true
@@ -655,8 +648,9 @@ fn corrupt_database() {
 /// The server's log is fail2ban's: the stock recidive filter finds its
 /// bans.
 #[test]
+#[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn server_log_feeds_recidive() {
-    let root = need_reference!("server log through the recidive filter");
+    let root = crate::prereq::reference();
     let tree = Tree::new(&jail("one", "maxretry = 1"));
     new_log(tree.path("one.log"));
     let mut s = Server::start(&tree);

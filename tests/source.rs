@@ -13,6 +13,8 @@ use fail3ban::source::{
     JournalStart, LogPath, SourceError,
 };
 
+use crate::prereq::{Need, JOURNAL_REMOTE};
+
 const WAIT: Duration = Duration::from_secs(10);
 
 fn rt() -> tokio::runtime::Runtime {
@@ -535,12 +537,10 @@ fn throughput() {
 
 // ---------------------------------------------------------------- journal
 
-const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
-
 /// Writes `entries` (fields, in journal export format) into `out` (a
-/// `.journal` file) with systemd-journal-remote; `None` (and a loud
-/// message) if that tool is missing, a panic under CI.
-fn make_journal(out: &Path, entries: &[Vec<(&str, String)>]) -> Option<()> {
+/// `.journal` file) with systemd-journal-remote, which a test that calls
+/// it needs ([`Need::JournalRemote`]).
+fn make_journal(out: &Path, entries: &[Vec<(&str, String)>]) {
     let raw: Vec<Vec<(&str, Vec<u8>)>> = entries
         .iter()
         .map(|e| {
@@ -549,18 +549,12 @@ fn make_journal(out: &Path, entries: &[Vec<(&str, String)>]) -> Option<()> {
                 .collect()
         })
         .collect();
-    make_journal_raw(out, &raw)
+    make_journal_raw(out, &raw);
 }
 
 /// [`make_journal`] with values that may be any bytes.
-fn make_journal_raw(out: &Path, entries: &[Vec<(&str, Vec<u8>)>]) -> Option<()> {
-    if !Path::new(JOURNAL_REMOTE).exists() {
-        if std::env::var_os("CI").is_some() {
-            panic!("{JOURNAL_REMOTE} missing under CI (apt-get install systemd-journal-remote)");
-        }
-        eprintln!("SKIPPED: journal tests: {JOURNAL_REMOTE} missing (apt-get install systemd-journal-remote)");
-        return None;
-    }
+fn make_journal_raw(out: &Path, entries: &[Vec<(&str, Vec<u8>)>]) {
+    crate::prereq::need(&[Need::JournalRemote]);
     let mut export = Vec::new();
     for e in entries {
         for (k, v) in e {
@@ -595,7 +589,6 @@ fn make_journal_raw(out: &Path, entries: &[Vec<(&str, Vec<u8>)>]) -> Option<()> 
         "systemd-journal-remote: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    Some(())
 }
 
 const BOOT: &str = "0123456789abcdef0123456789abcdef";
@@ -644,6 +637,7 @@ fn jopts(files: &Path, matches: &[&str]) -> JournalOptions {
 }
 
 #[test]
+#[ignore = "needs systemd-journal-remote"]
 fn journal_matches_and_format() {
     let d = tempfile::tempdir().unwrap();
     let j = d.path().join("a.journal");
@@ -658,9 +652,7 @@ fn journal_matches_and_format() {
         entry(2, "other.service", "sshd", "multi\nline"),
         entry(3, "sshd.service", "sshd", "Accepted key"),
     ];
-    if make_journal(&j, &entries).is_none() {
-        return;
-    }
+    make_journal(&j, &entries);
     let rt = rt();
     rt.block_on(async {
         // `+` ORs: the sshd unit, or any process named sshd
@@ -711,15 +703,14 @@ fn journal_matches_and_format() {
 }
 
 #[test]
+#[ignore = "needs systemd-journal-remote"]
 fn journal_cursor_and_time_restart() {
     let d = tempfile::tempdir().unwrap();
     let j = d.path().join("a.journal");
     let entries: Vec<_> = (0..6)
         .map(|i| entry(i, "sshd.service", "sshd", &format!("msg {i}")))
         .collect();
-    if make_journal(&j, &entries).is_none() {
-        return;
-    }
+    make_journal(&j, &entries);
     let rt = rt();
     rt.block_on(async {
         let mut o = jopts(&j, &["_SYSTEMD_UNIT=sshd.service"]);
@@ -757,12 +748,11 @@ fn journal_cursor_and_time_restart() {
 
 /// journalpath: a directory whose new journal file shows up while reading.
 #[test]
+#[ignore = "needs systemd-journal-remote"]
 fn journal_path_sees_new_files() {
     let d = tempfile::tempdir().unwrap();
     let first: Vec<_> = (0..2).map(|i| entry(i, "a.service", "a", "one")).collect();
-    if make_journal(&d.path().join("one.journal"), &first).is_none() {
-        return;
-    }
+    make_journal(&d.path().join("one.journal"), &first);
     let rt = rt();
     rt.block_on(async {
         let mut o = JournalOptions::new("test");
@@ -775,7 +765,7 @@ fn journal_path_sees_new_files() {
         let later: Vec<_> = (5..7).map(|i| entry(i, "b.service", "b", "two")).collect();
         // written elsewhere, then moved in whole
         let tmp = tempfile::tempdir().unwrap();
-        make_journal(&tmp.path().join("two.journal"), &later).unwrap();
+        make_journal(&tmp.path().join("two.journal"), &later);
         fs::copy(tmp.path().join("two.journal"), d.path().join("two.journal")).unwrap();
         let got = take_journal(&mut src, 2).await;
         assert_eq!(got[0].text, "web1 b[105]: two");
@@ -784,12 +774,11 @@ fn journal_path_sees_new_files() {
 }
 
 #[test]
+#[ignore = "needs systemd-journal-remote"]
 fn journal_errors_are_clear() {
     let d = tempfile::tempdir().unwrap();
     let j = d.path().join("a.journal");
-    if make_journal(&j, &[entry(0, "x.service", "x", "m")]).is_none() {
-        return;
-    }
+    make_journal(&j, &[entry(0, "x.service", "x", "m")]);
     let err = JournalSource::spawn(jopts(&j, &["not-a-match"])).unwrap_err();
     assert!(
         matches!(err, SourceError::JournalMatch { ref element, .. } if element == "not-a-match"),
@@ -803,19 +792,10 @@ fn journal_errors_are_clear() {
 /// (through python3-systemd) on the same journal file: same date text,
 /// line and time.
 #[test]
+#[ignore = "needs the reference fail2ban, python3-systemd and systemd-journal-remote"]
 fn journal_format_matches_fail2ban() {
-    let root = need_reference!("journal_format_matches_fail2ban");
-    let probe = Command::new("/usr/bin/python3")
-        .args(["-c", "import systemd.journal"])
-        .output()
-        .unwrap();
-    if !probe.status.success() {
-        if std::env::var_os("CI").is_some() {
-            panic!("python3-systemd missing under CI");
-        }
-        eprintln!("SKIPPED: journal_format_matches_fail2ban: python3-systemd missing (apt-get install python3-systemd)");
-        return;
-    }
+    crate::prereq::need(&[Need::Reference, Need::PythonSystemd, Need::JournalRemote]);
+    let root = crate::prereq::reference();
     let d = tempfile::tempdir().unwrap();
     let j = d.path().join("diff.journal");
     let b = |s: &str| s.as_bytes().to_vec();
@@ -925,9 +905,7 @@ fn journal_format_matches_fail2ban() {
         13,
         &[("_COMM", b("caf\u{e9}")), ("MESSAGE", b("\u{fc}nicode"))],
     );
-    if make_journal_raw(&j, &entries).is_none() {
-        return;
-    }
+    make_journal_raw(&j, &entries);
     let script = r#"
 import json, sys
 from fail2ban.server.filtersystemd import FilterSystemd

@@ -2,9 +2,11 @@
 
 // Helpers the modules share: a config tree, a real server, log writing.
 mod util;
+// What the #[ignore]d tests need (root, the reference, programs), checked
+// in one place.
+mod prereq;
 
 // The reference fail2ban, fetched and run for differential tests.
-#[macro_use]
 mod reference;
 // Action templates against fail2ban's CommandAction, and real shell runs.
 mod action;
@@ -35,7 +37,6 @@ mod resilience;
 // fail3ban-server/-client against fail2ban-server/-client, output for output.
 mod server_compat;
 // Network namespaces with a real sshd and rsyslogd, for the e2e tests.
-#[macro_use]
 mod netns;
 // Real sshd, syslog, firewalls and ssh clients in network namespaces.
 mod e2e;
