@@ -41,6 +41,16 @@ fn quoted(line: &str, at: usize) -> bool {
     before.matches('"').count() % 2 == 1 || before.ends_with(['"', '\''])
 }
 
+/// Whether the word before `at` is one after which a user name comes.
+fn after_user_word(line: &str, at: usize) -> bool {
+    let before = line[..at].trim_end_matches(['\'', '"', ' ']);
+    let word = before
+        .rsplit(|c: char| c.is_whitespace() || "'\"[](),;".contains(c))
+        .next()
+        .unwrap_or("");
+    template::names_user(word)
+}
+
 /// The client's address in one sample, given the decision.
 pub fn address_of(line: &str, c: &Client) -> Option<(Range<usize>, String)> {
     slots(line).into_iter().nth(c.slot)
@@ -59,14 +69,26 @@ pub fn decide(samples: &[String]) -> Option<Client> {
         .map(|l| (l.as_str(), slots(l)))
         .filter(|(_, s)| s.len() == n)
         .collect();
-    let mut best: Option<(usize, usize)> = None;
-    let mut tie = false;
+    // (slot, distinct addresses there, after a user word)
+    let mut candidates = Vec::new();
     for slot in 0..n {
         if same_shape.iter().any(|(l, s)| quoted(l, s[slot].0.start)) {
             continue;
         }
         let distinct: HashSet<_> = same_shape.iter().map(|(_, s)| &s[slot].1).collect();
-        let d = distinct.len();
+        let user = same_shape
+            .iter()
+            .any(|(l, s)| after_user_word(l, s[slot].0.start));
+        candidates.push((slot, distinct.len(), user));
+    }
+    // An address after "user" is a name the client chose, unless there is
+    // no other.
+    if candidates.iter().any(|c| !c.2) {
+        candidates.retain(|c| !c.2);
+    }
+    let mut best: Option<(usize, usize)> = None;
+    let mut tie = false;
+    for (slot, d, _) in candidates {
         match best {
             Some((b, bd)) if d == bd => {
                 // Positions that always hold the same address are one client.
@@ -101,18 +123,28 @@ pub fn fields(line: &str, client: &Range<usize>) -> Vec<Range<usize>> {
             .map(|(r, _)| r)
             .filter(|r| r != client),
     );
+    let is_sep = |c: char| c.is_whitespace() || "'\"[](),;".contains(c);
     let mut prev = "";
-    let mut at = 0;
-    for word in line.split(|c: char| c.is_whitespace() || "'\"[](),;".contains(c)) {
-        let r = at..at + word.len();
-        at = r.end + 1;
-        if word.is_empty() {
-            continue;
+    let mut start = None;
+    let mut words = Vec::new();
+    for (i, c) in line
+        .char_indices()
+        .chain(std::iter::once((line.len(), ' ')))
+    {
+        match (is_sep(c), start) {
+            (true, Some(s)) => {
+                words.push(s..i);
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
         }
+    }
+    for r in words {
+        let word = &line[r.clone()];
         let value = word.split_once('=').map_or(word, |(_, v)| v);
-        let vr = r.end - value.len()..r.end;
         if !value.is_empty() && template::varies(value, prev) {
-            out.push(vr);
+            out.push(r.end - value.len()..r.end);
         }
         prev = word;
     }
@@ -148,6 +180,17 @@ mod tests {
         // An address in a quoted URL is the client's text.
         let l = r#"203.0.113.5 - - [] "GET /x?next=198.51.100.3 HTTP/1.1" 200"#;
         assert_eq!(decide(&[l.to_string()]).unwrap().slot, 0);
+        // A client that varies an unquoted user name from one address is
+        // still one source.
+        let l = |u: &str| format!("login failed for user {u} from 203.0.113.61");
+        let s = [l("198.51.100.1"), l("198.51.100.2"), l("198.51.100.3")];
+        assert_eq!(
+            decide(&s),
+            Some(Client {
+                slot: 1,
+                sources: 1
+            })
+        );
     }
 
     #[test]
@@ -168,10 +211,18 @@ mod tests {
     #[test]
     fn fields_are_what_the_client_writes() {
         let l = auth("alice", "203.0.113.61");
-        let c = address_of(&l, &decide(std::slice::from_ref(&l)).unwrap()).unwrap().0;
+        let c = address_of(&l, &decide(std::slice::from_ref(&l)).unwrap())
+            .unwrap()
+            .0;
         let f: Vec<&str> = fields(&l, &c).into_iter().map(|r| &l[r]).collect();
         assert!(f.contains(&"alice"), "{f:?}");
         assert!(f.contains(&"42"), "{f:?}");
         assert!(!f.iter().any(|x| x.contains("203.0.113.61")), "{f:?}");
+        // Wide white space and quotes never split a character.
+        let l = "a\u{3000}user 'é\u{3000}x' from 203.0.113.61 id\u{a0}é42";
+        let c = address_of(l, &decide(&[l.to_string()]).unwrap()).unwrap().0;
+        for r in fields(l, &c) {
+            assert!(l.is_char_boundary(r.start) && l.is_char_boundary(r.end));
+        }
     }
 }

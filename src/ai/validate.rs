@@ -270,9 +270,19 @@ fn mutations(line: &str, client: &std::ops::Range<usize>) -> Vec<String> {
     let mut out = Vec::new();
     for f in &fields {
         let orig = &line[f.clone()];
+        // The rest of the line, the client's address in it replaced.
+        let rest = if f.end <= client.start {
+            format!(
+                "{}{PLANT_V4}{}",
+                &line[f.end..client.start],
+                &line[client.end..]
+            )
+        } else {
+            line[f.end..].to_string()
+        };
         let mut payloads = vec![
             PLANT_V4.to_string(),
-            format!("{orig}{}", &planted[f.end..]),
+            format!("{orig}{rest}"),
             format!("{orig} {planted}"),
         ];
         payloads.extend(CLOSERS.iter().map(|c| format!("{orig}{c}{around}")));
@@ -520,6 +530,29 @@ mod tests {
         assert!(r.failure().unwrap().contains(PLANT_V4), "{r:?}");
         let closed = format!(r"{open} \(bad password\)$");
         let r = validate(&closed, &ev);
+        assert!(r.ok(), "{r:?}");
+    }
+
+    #[test]
+    fn mutations_of_wide_characters_never_split_one() {
+        let samples = [
+            "login failed for user '\u{e9}\u{3000}x' from 203.0.113.61 id=\u{e9}42\u{fc} ok"
+                .to_string(),
+        ];
+        let c = Client {
+            slot: 0,
+            sources: 1,
+        };
+        let ev = Evidence {
+            samples: &samples,
+            client: &c,
+            benign: &[],
+            recent: &[],
+        };
+        let r = validate(
+            r"^login failed for user '[^']*' from <HOST> id=\S+ ok$",
+            &ev,
+        );
         assert!(r.ok(), "{r:?}");
     }
 }
