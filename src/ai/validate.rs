@@ -514,16 +514,7 @@ mod tests {
             "web1 auth[42]: login failed for user 'alice' from 203.0.113.61 (bad password)"
                 .to_string(),
         ];
-        let c = Client {
-            slot: 0,
-            sources: 1,
-        };
-        let ev = Evidence {
-            samples: &samples,
-            client: &c,
-            benign: &[],
-            recent: &[],
-        };
+        let ev = ev(&samples, &[]);
         let open = r"^\s*\S+ auth\[\d+\]: login failed for user '[^']*' from <HOST>";
         let r = validate(open, &ev);
         assert_eq!(r.checks.last().unwrap().name, "mutations", "{r:?}");
@@ -539,16 +530,7 @@ mod tests {
             "login failed for user '\u{e9}\u{3000}x' from 203.0.113.61 id=\u{e9}42\u{fc} ok"
                 .to_string(),
         ];
-        let c = Client {
-            slot: 0,
-            sources: 1,
-        };
-        let ev = Evidence {
-            samples: &samples,
-            client: &c,
-            benign: &[],
-            recent: &[],
-        };
+        let ev = ev(&samples, &[]);
         let r = validate(
             r"^login failed for user '[^']*' from <HOST> id=\S+ ok$",
             &ev,
