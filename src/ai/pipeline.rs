@@ -40,7 +40,8 @@ const RECENT: usize = 500;
 /// Benign lines of each log kept for the corpus.
 const BENIGN: usize = 200;
 /// New shapes gathering samples (not yet seen from enough sources), at
-/// most; more are counted as dropped.
+/// most; a new one beyond pushes out the one that waited longest, counted
+/// as dropped, so that shapes from one source cannot block the others.
 const GATHERING: usize = 10_000;
 /// The status of the record an invalid answer leaves: shown by `ai list`
 /// and `ai show`, never loaded.
@@ -83,6 +84,10 @@ struct JailAi {
     max_bantime: Option<f64>,
 }
 
+/// Samples of new shapes by (jail, template), with when each was first
+/// seen.
+type Gathering = HashMap<(String, String), (f64, VecDeque<String>)>;
+
 /// One question as it was asked.
 struct Asked<'a> {
     q: &'a QueuedLine,
@@ -109,7 +114,7 @@ pub struct Ai {
     logs: Mutex<HashMap<String, Logs>>,
     /// Samples of new shapes, by (jail, template), until one is seen from
     /// `min_sources` clients.
-    gathering: Mutex<HashMap<(String, String), VecDeque<String>>>,
+    gathering: Mutex<Gathering>,
     budget: Mutex<Budget>,
     dropped: Arc<AtomicU64>,
     dropped_backlog: AtomicU64,
@@ -320,11 +325,18 @@ impl Ai {
         let mut g = self.gathering.lock().expect("ai lock");
         let k = (jail.to_string(), key.to_string());
         if !g.contains_key(&k) && g.len() >= GATHERING {
-            drop(g);
+            let oldest = g
+                .iter()
+                .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
+                .map(|(k, _)| k.clone());
+            if let Some(o) = oldest {
+                g.remove(&o);
+            }
             self.dropped_backlog.fetch_add(1, Ordering::Relaxed);
-            return None;
         }
-        let samples = g.entry(k.clone()).or_default();
+        let (_, samples) = g
+            .entry(k.clone())
+            .or_insert_with(|| (now(), VecDeque::new()));
         let addrs = |l: &str| -> Vec<String> { shape::slots(l).into_iter().map(|s| s.1).collect() };
         let these = addrs(&line);
         if samples.iter().any(|l| addrs(l) == these) {
