@@ -36,8 +36,8 @@ pub(crate) fn fail(path: &Path, ip: &str, n: usize) {
 /// A jail's `status`, as fail3ban-client prints it.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Status {
-    failed: usize,
-    total_failed: usize,
+    pub(crate) failed: usize,
+    pub(crate) total_failed: usize,
     banned: usize,
     total_banned: usize,
     list: Vec<String>,

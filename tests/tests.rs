@@ -34,6 +34,8 @@ mod server_abuse;
 mod hostile;
 // A real server against a silent resolver, a FIFO for a log, a typo in a reload.
 mod resilience;
+// A spray of distinct failing addresses against the server's memory.
+mod failure_memory;
 // fail3ban-server/-client against fail2ban-server/-client, output for output.
 mod server_compat;
 // Network namespaces with a real sshd and rsyslogd, for the e2e tests.

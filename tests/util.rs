@@ -204,6 +204,11 @@ impl<'a> Server<'a> {
         s
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
+    }
+
     /// Runs fail3ban-client on the tree: success and stdout.
     pub(crate) fn client(&mut self, args: &[&str]) -> (bool, String) {
         if let Some(c) = &mut self.child {

@@ -70,6 +70,7 @@ const JAIL_OPTS: &[OptSpec] = &[
     // fail3ban's own: fail2ban has none; printed only when set.
     ("ai", OptType::Str, None),
     ("ai_max_bantime", OptType::Str, None),
+    ("maxfailedids", OptType::Int, None),
 ];
 
 /// Reads options of one section, typed, as fail2ban's `getOptions` does:

@@ -254,6 +254,10 @@ fn configure_engine(engine: &mut Engine, spec: &JailSpec, has_store: bool) -> Re
     engine
         .fail_manager
         .set_max_matches(spec.maxmatches.unwrap_or(super::spec::DEFAULT_MAXMATCHES));
+    engine.fail_manager.set_max_ids(
+        spec.maxfailedids
+            .unwrap_or(super::spec::DEFAULT_MAXFAILEDIDS),
+    );
     engine.ban_manager.set_ban_time(spec.bantime);
     engine.increment = if spec.increment == Some(true) && has_store {
         Some(Increment::new(&spec.increment_opts).map_err(|e| e.to_string())?)

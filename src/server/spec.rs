@@ -101,6 +101,10 @@ pub fn apply(specs: &mut IndexMap<String, JailSpec>, cmd: &[Value]) -> Result<bo
 /// maxretry, but a tree without that line gets 5, not maxretry).
 pub const DEFAULT_MAXMATCHES: usize = 5;
 
+/// Failure ids a jail tracks at once when `maxfailedids` is not
+/// configured; fail3ban-jail.conf(5) gives the reasoning behind the figure.
+pub const DEFAULT_MAXFAILEDIDS: usize = 50_000;
+
 /// One action of a jail: its name and its options (`actionban`, ...,
 /// and [Init] parameters).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -123,6 +127,9 @@ pub struct JailSpec {
     pub journalmatch: Vec<Vec<String>>,
     pub maxretry: u32,
     pub maxmatches: Option<usize>,
+    /// fail3ban's `maxfailedids`: the most failure ids pending at once
+    /// (0: no cap); `None` until configured.
+    pub maxfailedids: Option<usize>,
     pub findtime: f64,
     pub bantime: f64,
     /// `None` until configured: fail2ban answers `get` with None then.
@@ -160,6 +167,7 @@ impl JailSpec {
             journalmatch: Vec::new(),
             maxretry: 3,
             maxmatches: None,
+            maxfailedids: None,
             findtime: 600.0,
             bantime: 600.0,
             increment: None,
@@ -246,6 +254,10 @@ impl JailSpec {
             "ai_max_bantime" => self.ai_max_bantime = Some(seconds_of(what, &first)?),
             "maxretry" => self.maxretry = int_of(what, &first)?.max(0) as u32,
             "maxmatches" => self.maxmatches = Some(int_of(what, &first)?.max(0) as usize),
+            "maxfailedids" => {
+                let n = int_of(what, &first)?;
+                self.maxfailedids = Some(usize::try_from(n).map_err(|_| invalid(what, &first))?);
+            }
             "findtime" => self.findtime = seconds_of(what, &first)?,
             "bantime" => self.bantime = seconds_of(what, &first)?,
             "bantime.increment" => self.increment = Some(bool_of(&first)),

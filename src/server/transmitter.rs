@@ -51,6 +51,9 @@ fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
         "usedns" => json!(spec.usedns),
         "maxretry" => json!(spec.maxretry),
         "maxmatches" => json!(spec.maxmatches.unwrap_or(super::spec::DEFAULT_MAXMATCHES)),
+        "maxfailedids" => json!(spec
+            .maxfailedids
+            .unwrap_or(super::spec::DEFAULT_MAXFAILEDIDS)),
         "maxlines" => json!(spec.maxlines),
         "findtime" => json!(spec.findtime as i64),
         "bantime" => json!(spec.bantime as i64),
