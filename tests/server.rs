@@ -43,7 +43,7 @@ pub(crate) struct Status {
     list: Vec<String>,
 }
 
-fn parse_status(out: &str) -> Status {
+pub(crate) fn parse_status(out: &str) -> Status {
     let mut s = Status::default();
     for line in out.lines() {
         let Some((key, value)) = line.split_once(":\t") else {
@@ -334,6 +334,7 @@ fn rotation_loses_no_line() {
     let log = tree.path("one.log");
     new_log(&log);
     let mut s = Server::start(&tree);
+    s.wait_following(&log);
     let ips = |base: usize| (0..10).map(move |i| format!("192.0.2.{}", base + i));
     for ip in ips(10) {
         fail(&log, &ip, 1);

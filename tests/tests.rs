@@ -58,3 +58,5 @@ mod ai;
 mod prefilter;
 // Ids, AI keys and filters checked where they enter (issue 13).
 mod validation;
+// Log rotation under a steady writer, side by side with fail2ban (issue 15).
+mod rotation;

@@ -266,6 +266,17 @@ impl<'a> Server<'a> {
         }
     }
 
+    /// Waits until the server has opened the log at `path` (its "Added
+    /// logfile" line). `ping` answers before the jails' sources have
+    /// looked at their files: a file renamed away before that is never
+    /// read, which is no rotation a running server sees.
+    pub(crate) fn wait_following(&mut self, path: &Path) {
+        let added = format!("Added logfile: {:?}", path.display().to_string());
+        self.wait(&format!("the server follows {}", path.display()), |s| {
+            s.tree.server_log().contains(&added)
+        });
+    }
+
     /// `stop` through the client; the process must then end.
     pub(crate) fn stop(&mut self) {
         self.ok(&["stop"]);

@@ -748,6 +748,7 @@ impl Jail {
         let (source_changed, new_actions) = {
             let mut st = self.state.lock().expect("jail lock");
             let changed = st.spec.logpaths != spec.logpaths
+                || st.spec.logglobs != spec.logglobs
                 || st.spec.backend != spec.backend
                 || st.spec.journalmatch != spec.journalmatch
                 || st.spec.logencoding != spec.logencoding;
@@ -1049,9 +1050,12 @@ async fn unban_timer(
 }
 
 fn file_source(spec: &JailSpec, store: Option<&dyn Store>) -> Result<FileSource, String> {
+    // The files the configuration found, then its glob patterns, which
+    // the source looks at again for files created since.
     let paths: Vec<LogPath> = spec
         .logpaths
         .iter()
+        .chain(&spec.logglobs)
         .map(|(p, t)| {
             if t == "tail" {
                 LogPath::tail(p)

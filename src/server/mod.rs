@@ -142,6 +142,11 @@ impl Server {
         let mut errors = jail_errors(&tree);
         for cmd in &tree.stream {
             let cmd = command_to_json(cmd);
+            if let [verb, jail] = &cmd[..] {
+                if text(verb) == "start" {
+                    self.set_log_globs(&tree, &text(jail));
+                }
+            }
             if let Err(e) = self.command(&cmd).await {
                 let words: Vec<String> = cmd.iter().map(text).collect();
                 tracing::error!("Command {words:?} has failed. Received {e}");
@@ -452,6 +457,16 @@ impl Server {
         }
     }
 
+    /// Gives the pending jail `name` the glob patterns of its logpaths.
+    fn set_log_globs(&self, tree: &crate::config::Tree, name: &str) {
+        let Some(globs) = tree.log_globs.get(name) else {
+            return;
+        };
+        if let Some(s) = self.pending.lock().expect("pending lock").get_mut(name) {
+            s.logglobs = globs.clone();
+        }
+    }
+
     /// The settings of every jail of `tree`, built without starting
     /// anything (server options are applied on the way), and the errors
     /// of the jails that cannot have theirs, by jail.
@@ -480,6 +495,11 @@ impl Server {
             }
         }
         specs.retain(|name, _| !broken.contains_key(name));
+        for (name, spec) in specs.iter_mut() {
+            if let Some(globs) = tree.log_globs.get(name) {
+                spec.logglobs = globs.clone();
+            }
+        }
         (specs, broken)
     }
 
@@ -646,7 +666,8 @@ impl Server {
 
     /// Jails that follow files but had none when configured: fail2ban's
     /// configuration drops a logpath that matches no file, so only reading
-    /// the configuration again can find it once it exists.
+    /// the configuration again can find it once it exists (a glob pattern
+    /// the source looks at itself).
     async fn jails_without_logs(&self) -> Vec<String> {
         self.jails
             .read()
@@ -654,7 +675,9 @@ impl Server {
             .iter()
             .filter(|(_, j)| {
                 let st = j.state.lock().expect("jail lock");
-                st.spec.logpaths.is_empty() && !st.spec.backend.starts_with("systemd")
+                st.spec.logpaths.is_empty()
+                    && st.spec.logglobs.is_empty()
+                    && !st.spec.backend.starts_with("systemd")
             })
             .map(|(n, _)| n.clone())
             .collect()

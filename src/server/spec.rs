@@ -144,6 +144,11 @@ pub struct JailSpec {
     pub logencoding: String,
     /// Log files with `head` or `tail`.
     pub logpaths: Vec<(String, String)>,
+    /// The glob patterns among the configured logpaths, with `head` or
+    /// `tail` (the configuration's [`crate::config::Tree::log_globs`]): the
+    /// source follows files that match them later too. No command sets
+    /// them: fail2ban's `addlogpath` takes a file.
+    pub logglobs: Vec<(String, String)>,
     pub actions: Vec<ActionSpec>,
     /// fail3ban's `ai` option.
     pub ai: crate::ai::Mode,
@@ -179,6 +184,7 @@ impl JailSpec {
             logtimezone: None,
             logencoding: "auto".into(),
             logpaths: Vec::new(),
+            logglobs: Vec::new(),
             actions: Vec::new(),
             ai: crate::ai::Mode::Off,
             ai_max_bantime: None,
