@@ -15,9 +15,9 @@ use crate::source::{
 };
 use crate::store::Store;
 
-use super::super::spec::JailSpec;
+use super::super::spec::{JailSpec, JournalBackend};
 
-use super::now;
+use super::{now, JailError};
 
 /// The jail's action timeout, which the ignorecommand runs under as
 /// fail2ban runs it under its default one: the longest of its actions'
@@ -83,7 +83,7 @@ pub(super) fn configure_engine(
     engine: &mut Engine,
     spec: &JailSpec,
     has_store: bool,
-) -> Result<(), String> {
+) -> Result<(), JailError> {
     engine.fail_manager.set_max_retry(spec.maxretry);
     engine.fail_manager.set_max_time(spec.findtime);
     engine.fail_manager.set_max_matches(
@@ -92,7 +92,7 @@ pub(super) fn configure_engine(
     );
     engine.ban_manager.set_ban_time(spec.bantime);
     engine.increment = if spec.increment == Some(true) && has_store {
-        Some(Increment::new(&spec.increment_opts).map_err(|e| e.to_string())?)
+        Some(Increment::new(&spec.increment_opts)?)
     } else {
         None
     };
@@ -101,15 +101,16 @@ pub(super) fn configure_engine(
 
 /// Whether a jail can be built from `spec` (its filter compiles, its
 /// counting options hold), without building it.
-pub fn check_spec(spec: &JailSpec) -> Result<(), String> {
-    Filter::new(spec.filter_options()).map_err(|e| e.to_string())?;
+pub fn check_spec(spec: &JailSpec) -> Result<(), JailError> {
+    Filter::new(spec.filter_options())?;
     configure_engine(&mut Engine::new(&spec.name), spec, true)
 }
 
 pub(super) fn file_source(
     spec: &JailSpec,
+    backend: Backend,
     store: Option<&dyn Store>,
-) -> Result<FileSource, String> {
+) -> Result<FileSource, JailError> {
     let paths: Vec<LogPath> = spec
         .logpaths
         .iter()
@@ -122,13 +123,7 @@ pub(super) fn file_source(
         })
         .collect();
     let mut opts = FileSourceOptions::new(spec.name.clone(), paths);
-    opts.backend = spec
-        .backend
-        .split('[')
-        .next()
-        .unwrap_or("auto")
-        .parse::<Backend>()
-        .unwrap_or(Backend::Auto);
+    opts.backend = backend;
     let enc = if spec.logencoding == "auto" {
         "utf-8"
     } else {
@@ -150,37 +145,27 @@ pub(super) fn file_source(
             Err(e) => tracing::error!("[{}] reading saved log positions: {e}", spec.name),
         }
     }
-    FileSource::spawn(opts).map_err(|e| e.to_string())
+    Ok(FileSource::spawn(opts)?)
 }
 
 pub(super) fn journal_source(
     spec: &JailSpec,
+    journal: &JournalBackend,
     store: Option<&dyn Store>,
-) -> Result<JournalSource, String> {
+) -> Result<JournalSource, JailError> {
     let mut opts = JournalOptions::new(spec.name.clone());
     opts.matches = spec.journalmatch.clone();
-    // `backend = systemd[journalflags=1, journalpath=/x, ...]`.
-    let (_, params) =
-        crate::config::options::extract_options(&spec.backend).map_err(|e| e.to_string())?;
-    for (k, v) in params {
-        match k.as_str() {
-            "journalflags" => {
-                opts.flags = Some(
-                    v.parse()
-                        .map_err(|_| format!("journalflags: not a number: {v}"))?,
-                )
-            }
-            "journalfiles" => opts.files = v.split_whitespace().map(String::from).collect(),
-            "journalpath" => opts.path = Some(v),
-            "namespace" => opts.namespace = Some(v),
-            other => tracing::warn!("[{}] unknown journal option {other}", spec.name),
-        }
-    }
+    opts.flags = journal.flags;
+    opts.files = journal.files.clone();
+    opts.path = journal.path.clone();
+    opts.namespace = journal.namespace.clone();
     opts.start = JournalStart::Time(now() - spec.findtime);
     if let Some(s) = store {
-        if let Ok(Some(c)) = s.journal_cursor(&spec.name) {
-            opts.start = JournalStart::Cursor(c);
+        match s.journal_cursor(&spec.name) {
+            Ok(Some(c)) => opts.start = JournalStart::Cursor(c),
+            Ok(None) => {}
+            Err(e) => tracing::error!("[{}] reading the saved journal cursor: {e}", spec.name),
         }
     }
-    JournalSource::spawn(opts).map_err(|e| e.to_string())
+    Ok(JournalSource::spawn(opts)?)
 }

@@ -32,19 +32,23 @@ use crate::store::Store;
 use super::spec::JailSpec;
 
 mod build;
+mod error;
 mod ignorecommand;
 mod source;
 mod state;
+mod store_write;
 mod unban;
 mod worker;
 
 pub use build::{build_actions, check_spec};
+pub use error::{JailError, OpenError};
 pub use state::JailState;
 
 use build::{action_timeout, ignore_list};
 use ignorecommand::ignored;
 use source::source_task;
 use state::refuse;
+use store_write::store_write;
 use unban::unban_timer;
 use worker::action_worker;
 
@@ -86,7 +90,7 @@ pub struct Jail {
 impl Jail {
     /// Starts a jail: actions started (unless on demand), active bans
     /// restored from the store, the log followed.
-    pub async fn start(spec: JailSpec, store: Option<Arc<dyn Store>>) -> Result<Jail, String> {
+    pub async fn start(spec: JailSpec, store: Option<Arc<dyn Store>>) -> Result<Jail, JailError> {
         Jail::start_with_ai(spec, store, None).await
     }
 
@@ -95,21 +99,22 @@ impl Jail {
         spec: JailSpec,
         store: Option<Arc<dyn Store>>,
         ai: Option<crate::ai::AiHandle>,
-    ) -> Result<Jail, String> {
+    ) -> Result<Jail, JailError> {
         let name = spec.name.clone();
         let built = build_actions(&spec);
         let ignore_timeout = action_timeout(&built);
         let mut actions = Actions::new(&name, built);
         let st = store.clone();
-        let mut state = tokio::task::spawn_blocking(move || JailState::new(spec, st))
-            .await
-            .map_err(|e| e.to_string())??;
+        let mut state = tokio::task::spawn_blocking(move || JailState::new(spec, st)).await??;
         state.ai = ai;
         state.ignore_timeout = ignore_timeout;
         let state = Arc::new(Mutex::new(state));
         if let Some(s) = &store {
             let (s, n) = (s.clone(), name.clone());
-            let _ = tokio::task::spawn_blocking(move || s.add_jail(&n)).await;
+            store_write(&name, "adding the jail to the database", move || {
+                s.add_jail(&n)
+            })
+            .await;
         }
         actions.start().await;
         let (tx, rx) = mpsc::channel::<Job>(65536);
@@ -246,13 +251,12 @@ impl Jail {
     }
 
     /// Takes a new configuration without losing failures or bans.
-    pub async fn reload(&self, spec: JailSpec) -> Result<(), String> {
+    pub async fn reload(&self, spec: JailSpec) -> Result<(), JailError> {
         let (spec, ignore) = tokio::task::spawn_blocking(move || {
             let ignore = ignore_list(&spec);
             (spec, ignore)
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let (source_changed, new_actions) = {
             let mut st = self.state.lock().expect("jail lock");
             let changed = st.spec.logpaths != spec.logpaths
@@ -291,7 +295,12 @@ impl Jail {
         };
         if let (true, Some(s)) = (unban, store) {
             let name = self.name.clone();
-            let _ = tokio::task::spawn_blocking(move || s.remove_bans(&name, None)).await;
+            store_write(
+                &self.name,
+                "removing its bans from the database",
+                move || s.remove_bans(&name, None),
+            )
+            .await;
         }
         let _ = self.jobs.send(Job::Stop { bans: tickets }).await;
         let worker = self.worker.lock().expect("jail lock").take();

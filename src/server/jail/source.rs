@@ -10,10 +10,12 @@ use crate::dns::{self, Resolver};
 use crate::source::{FilePosition, FileSource, JournalSource};
 use crate::store::Store;
 
+use super::super::spec::BackendKind;
 use super::build::{file_source, journal_source};
 use super::ignorecommand::settle;
 use super::state::{JailState, Processed};
-use super::{now, Job};
+use super::store_write::store_write;
+use super::{now, Job, OpenError};
 
 enum Opened {
     Files(FileSource),
@@ -26,20 +28,23 @@ enum Opened {
 fn open_source(
     state: &Mutex<JailState>,
     store: Option<&dyn Store>,
-) -> (String, Result<Opened, String>) {
+) -> (String, Result<Opened, OpenError>) {
     let spec = state.lock().expect("jail lock").spec.clone();
     let name = spec.name.clone();
-    let opened = if spec.backend.starts_with("systemd") {
-        match journal_source(&spec, store) {
+    let opened = match spec.backend.kind() {
+        BackendKind::Journal(journal) => match journal_source(&spec, journal, store) {
             Ok(src) => {
                 state.lock().expect("jail lock").watched =
                     spec.journalmatch.iter().map(|m| m.join(" ")).collect();
                 Ok(Opened::Journal(src))
             }
-            Err(e) => Err(format!("[{name}] cannot read the journal: {e}")),
-        }
-    } else {
-        match file_source(&spec, store) {
+            Err(source) => Err(OpenError {
+                jail: name.clone(),
+                what: "read the journal",
+                source,
+            }),
+        },
+        BackendKind::Files(backend) => match file_source(&spec, *backend, store) {
             Ok(src) => {
                 state.lock().expect("jail lock").watched = spec
                     .logpaths
@@ -48,8 +53,12 @@ fn open_source(
                     .collect();
                 Ok(Opened::Files(src))
             }
-            Err(e) => Err(format!("[{name}] cannot follow its logs: {e}")),
-        }
+            Err(source) => Err(OpenError {
+                jail: name.clone(),
+                what: "follow its logs",
+                source,
+            }),
+        },
     };
     (name, opened)
 }
@@ -181,7 +190,7 @@ async fn follow_journal(
                 wake.notify_one();
                 if let (Some(s), Some(p)) = (store, batch.position()) {
                     let (s, n) = (s.clone(), name.clone());
-                    let _ = tokio::task::spawn_blocking(move || s.set_journal_cursor(&n, &p.cursor)).await;
+                    store_write(name, "saving the journal cursor", move || s.set_journal_cursor(&n, &p.cursor)).await;
                 }
             }
             _ = stop.changed() => {
@@ -199,15 +208,19 @@ async fn follow_journal(
 async fn save_positions(ctx: &SourceCtx, positions: Vec<FilePosition>) {
     let Some(s) = ctx.store.clone() else { return };
     let name = ctx.name.clone();
-    let _ = tokio::task::spawn_blocking(move || {
+    let n = name.clone();
+    let saved = tokio::task::spawn_blocking(move || {
         for p in positions {
             let path = p.path.to_string_lossy().into_owned();
-            if let Err(e) = s.set_log_position(&name, &path, &p.md5, p.offset) {
-                tracing::error!("[{name}] saving the position in {path}: {e}");
+            if let Err(e) = s.set_log_position(&n, &path, &p.md5, p.offset) {
+                tracing::error!("[{n}] saving the position in {path}: {e}");
             }
         }
     })
     .await;
+    if let Err(e) = saved {
+        tracing::error!("[{name}] saving log positions: the task failed: {e}");
+    }
 }
 
 // Returns whether to open the source again (false: the jail stops).

@@ -16,7 +16,7 @@ use crate::store::Store;
 use super::super::spec::JailSpec;
 use super::build::{configure_engine, ignore_list};
 use super::ignorecommand::FailureTags;
-use super::Job;
+use super::{JailError, Job};
 
 /// Reads earlier bans from the store for bantime.increment.
 struct History<'a> {
@@ -74,8 +74,8 @@ pub(super) struct Processed {
 impl JailState {
     /// A jail's state from `spec`. Blocking (names in ignoreip are looked
     /// up): call it off the runtime.
-    pub fn new(spec: JailSpec, store: Option<Arc<dyn Store>>) -> Result<JailState, String> {
-        let filter = Filter::new(spec.filter_options()).map_err(|e| e.to_string())?;
+    pub fn new(spec: JailSpec, store: Option<Arc<dyn Store>>) -> Result<JailState, JailError> {
+        let filter = Filter::new(spec.filter_options())?;
         let mut engine = Engine::new(&spec.name);
         configure_engine(&mut engine, &spec, store.is_some())?;
         let ignore = ignore_list(&spec);
@@ -93,9 +93,13 @@ impl JailState {
     }
 
     /// Takes a new configuration, keeping failures and bans.
-    pub(super) fn reconfigure(&mut self, spec: JailSpec, ignore: IgnoreList) -> Result<(), String> {
+    pub(super) fn reconfigure(
+        &mut self,
+        spec: JailSpec,
+        ignore: IgnoreList,
+    ) -> Result<(), JailError> {
         if filter_changed(&spec, &self.spec) {
-            self.filter = Filter::new(spec.filter_options()).map_err(|e| e.to_string())?;
+            self.filter = Filter::new(spec.filter_options())?;
         }
         configure_engine(&mut self.engine, &spec, self.store.is_some())?;
         self.ignore = ignore;
@@ -264,7 +268,7 @@ impl JailState {
             .iter()
             .map(|f| f.to_string())
             .collect();
-        let source = if self.spec.backend.starts_with("systemd") {
+        let source = if self.spec.backend.is_journal() {
             let m: Vec<String> = self.spec.journalmatch.iter().map(|m| m.join(" ")).collect();
             json!(["Journal matches", [m.join(" + ")]])
         } else {

@@ -12,6 +12,7 @@ use crate::notice;
 use crate::store::{Ban, BanData, Store};
 
 use super::state::JailState;
+use super::store_write::store_write;
 use super::Job;
 
 pub(super) async fn action_worker(
@@ -81,7 +82,8 @@ async fn run_job(
             if manual {
                 if let Some(s) = store {
                     let (s, j, f) = (s.clone(), jail.to_string(), ticket.fid().to_string());
-                    let _ = tokio::task::spawn_blocking(move || s.remove_bans(&j, Some(&f))).await;
+                    let what = format!("removing the ban of {f} from the database");
+                    store_write(jail, what, move || s.remove_bans(&j, Some(&f))).await;
                 }
             }
             actions.unban(&ip).await;
