@@ -55,9 +55,9 @@ impl Report {
             .map(|c| format!("{}: {}", c.name, c.detail))
     }
 
-    fn add(&mut self, name: &'static str, r: Result<String, String>) -> bool {
+    fn add(&mut self, name: &'static str, r: Result<String, Rejected>) -> bool {
         let ok = r.is_ok();
-        let detail = r.unwrap_or_else(|e| e);
+        let detail = r.unwrap_or_else(|e| e.to_string());
         self.checks.push(Check { name, ok, detail });
         ok
     }
@@ -75,18 +75,54 @@ pub struct Evidence<'a> {
     pub recent: &'a [String],
 }
 
+/// Why a check rejected a generated regex.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejected {
+    #[error("not anchored with ^")]
+    NotAnchored,
+    #[error("uses {0:?}")]
+    Uses(&'static str),
+    #[error("uses tags other than <HOST>: {0:?}")]
+    OtherTags(Vec<String>),
+    #[error("has {0} host captures, wants exactly one")]
+    HostCaptures(usize),
+    #[error("starts with a wildcard")]
+    LeadingWildcard,
+    #[error("has a bare {0:?}")]
+    BareWildcard(&'static str),
+    #[error("only {0} literal letters or digits, wants {MIN_LITERAL}")]
+    FewLiterals(usize),
+    #[error(transparent)]
+    Compile(#[from] crate::filter::FilterError),
+    #[error("extracts {got}, not {want}")]
+    WrongAddress { got: String, want: String },
+    #[error("does not match the line")]
+    NoMatch,
+    #[error("another address there gives {got}, not {want}")]
+    NotFollowing { got: String, want: &'static str },
+    #[error("no longer matches when the address changes")]
+    LostMatch,
+    #[error("extracts {got} from {line:?}")]
+    Mutation { got: String, line: String },
+    #[error("matches benign line {0:?}")]
+    Benign(String),
+    #[error("matches {hits} of {total} recent lines of other shapes")]
+    Recent { hits: usize, total: usize },
+}
+
 /// Tags and groups a generated regex may not use: only `<HOST>` is
 /// allowed, once, so that the model cannot choose the failure id.
-fn structure(re: &str) -> Result<String, String> {
+fn structure(re: &str) -> Result<String, Rejected> {
     if !re.starts_with('^') {
-        return Err("not anchored with ^".into());
+        return Err(Rejected::NotAnchored);
     }
     for bad in ["(?P<", "(?<", "(?'", "%(", "\\K", "(?C", "(*"] {
         let found = re
             .match_indices(bad)
             .any(|(i, _)| !(bad == "(?<" && matches!(re.as_bytes().get(i + 3), Some(b'=' | b'!'))));
         if found {
-            return Err(format!("uses {bad:?}"));
+            return Err(Rejected::Uses(bad));
         }
     }
     let mut tags = Vec::new();
@@ -108,18 +144,15 @@ fn structure(re: &str) -> Result<String, String> {
         }
     }
     if tags.iter().any(|t| t != "HOST") {
-        return Err(format!("uses tags other than <HOST>: {tags:?}"));
+        return Err(Rejected::OtherTags(tags));
     }
     if tags.len() != 1 {
-        return Err(format!(
-            "has {} host captures, wants exactly one",
-            tags.len()
-        ));
+        return Err(Rejected::HostCaptures(tags.len()));
     }
     let after_anchor = &re[1..];
     for wild in [".", "(.", "(?:."] {
         if after_anchor.starts_with(wild) {
-            return Err("starts with a wildcard".into());
+            return Err(Rejected::LeadingWildcard);
         }
     }
     let squeeze: String = re.replace("\\s*", "").replace("\\s+", "").replace(' ', "");
@@ -132,14 +165,12 @@ fn structure(re: &str) -> Result<String, String> {
         "<HOST>.+",
     ] {
         if squeeze.contains(around) {
-            return Err(format!("has a bare {around:?}"));
+            return Err(Rejected::BareWildcard(around));
         }
     }
     let literal = literal_chars(re);
     if literal < MIN_LITERAL {
-        return Err(format!(
-            "only {literal} literal letters or digits, wants {MIN_LITERAL}"
-        ));
+        return Err(Rejected::FewLiterals(literal));
     }
     Ok(format!(
         "anchored, one <HOST>, {literal} literal characters"
@@ -169,14 +200,14 @@ fn literal_chars(re: &str) -> usize {
     n
 }
 
-fn filter(re: &str) -> Result<Filter, String> {
+fn filter(re: &str) -> Result<Filter, Rejected> {
     Filter::new(FilterOptions {
         failregex: vec![re.to_string()],
         usedns: UseDns::No,
         check_find_time: false,
         ..FilterOptions::default()
     })
-    .map_err(|e| e.to_string())
+    .map_err(Rejected::from)
 }
 
 /// The address a filter extracts from one line, if it matches.
@@ -242,8 +273,11 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
     );
     let trigger = match extract(&mut f, ev.line) {
         Some(h) if same(&h, ev.addr) => Ok(format!("extracts {h}")),
-        Some(h) => Err(format!("extracts {h}, not {}", ev.addr)),
-        None => Err("does not match the line".into()),
+        Some(h) => Err(Rejected::WrongAddress {
+            got: h,
+            want: ev.addr.to_string(),
+        }),
+        None => Err(Rejected::NoMatch),
     };
     if !r.add("trigger", trigger) {
         return r;
@@ -257,8 +291,8 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
     let swapped = ev.line.replacen(ev.addr, swap, 1);
     let moved = match extract(&mut f, &swapped) {
         Some(h) if same(&h, swap) => Ok(format!("follows the address ({swap})")),
-        Some(h) => Err(format!("another address there gives {h}, not {swap}")),
-        None => Err("no longer matches when the address changes".into()),
+        Some(h) => Err(Rejected::NotFollowing { got: h, want: swap }),
+        None => Err(Rejected::LostMatch),
     };
     if !r.add("address", moved) {
         return r;
@@ -267,7 +301,7 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
     for m in mutations(ev.line, ev.addr) {
         match extract(&mut f, &m) {
             Some(h) if !same(&h, ev.addr) => {
-                r.add("mutations", Err(format!("extracts {h} from {m:?}")));
+                r.add("mutations", Err(Rejected::Mutation { got: h, line: m }));
                 return r;
             }
             Some(_) => variants += 1,
@@ -287,7 +321,7 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
     for l in corpus {
         n += 1;
         if extract(&mut f, &l).is_some() {
-            r.add("benign", Err(format!("matches benign line {l:?}")));
+            r.add("benign", Err(Rejected::Benign(l)));
             return r;
         }
     }
@@ -310,10 +344,10 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
                 ev.recent.len()
             ))
         } else {
-            Err(format!(
-                "matches {hits} of {} recent lines of other shapes",
-                ev.recent.len()
-            ))
+            Err(Rejected::Recent {
+                hits,
+                total: ev.recent.len(),
+            })
         },
     );
     r

@@ -123,7 +123,6 @@ impl Server {
                 let addr = {
                     let mut st = jail.state.lock().expect("jail lock");
                     crate::ai::prescreen::remote_address(&line, &mut st.ignore, super::jail::now())
-                        .map_err(|d| format!("{d:?}"))
                 };
                 Ok(ai.test(&jail.name, &line, addr).await)
             }

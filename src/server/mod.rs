@@ -27,7 +27,7 @@ use crate::client::protocol::{CommandError, ErrorKind};
 use crate::config::time::str2seconds;
 use crate::store::{Settings, SqliteStore, Store};
 
-use self::jail::Jail;
+use self::jail::{Jail, JailError};
 use self::log::{Log, LogLevel, Target};
 use self::spec::{command_to_json, text, JailSpec};
 
@@ -134,8 +134,8 @@ impl Server {
 
     /// Reads the configuration tree and applies its stream: server options,
     /// then every jail added and started.
-    pub async fn load_config(&self) -> Result<(), String> {
-        let tree = crate::config::read_tree(&self.conf_dir, false).map_err(|e| e.to_string())?;
+    pub async fn load_config(&self) -> Result<(), crate::config::ConfigError> {
+        let tree = crate::config::read_tree(&self.conf_dir, false)?;
         for p in &tree.problems {
             tracing::error!("{p}");
         }
@@ -245,7 +245,7 @@ impl Server {
         let v = f(&mut spec)?;
         j.reload(spec)
             .await
-            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))?;
+            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e.to_string()))?;
         Ok(v)
     }
 
@@ -257,6 +257,8 @@ impl Server {
         if pending.contains_key(name) {
             return Err(CommandError::new(ErrorKind::DuplicateJail, name));
         }
+        let backend = spec::JailBackend::parse(backend)
+            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e.to_string()))?;
         pending.insert(name.to_string(), JailSpec::new(name, backend));
         Ok(())
     }
@@ -273,7 +275,7 @@ impl Server {
         };
         self.run_jail(name, spec)
             .await
-            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))
+            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e.to_string()))
     }
 
     async fn stop_jail(&self, name: &str) -> Result<(), CommandError> {
@@ -425,7 +427,7 @@ impl Server {
         }
         for (name, spec) in specs {
             if let Err(e) = self.apply_spec(&name, spec, restart, unban).await {
-                broken.insert(name, e);
+                broken.insert(name, e.to_string());
             }
         }
         let _ = all;
@@ -512,7 +514,7 @@ impl Server {
         spec: JailSpec,
         restart: bool,
         unban: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), JailError> {
         let existing = self.jails.read().await.get(name).cloned();
         match existing {
             Some(j) if !restart => {
@@ -535,7 +537,7 @@ impl Server {
     }
 
     /// Starts the jail `name` and adds it to the running ones.
-    async fn run_jail(&self, name: &str, spec: JailSpec) -> Result<(), String> {
+    async fn run_jail(&self, name: &str, spec: JailSpec) -> Result<(), JailError> {
         let ai = self.ai_for(&spec);
         let jail = Jail::start_with_ai(spec, self.store(), ai).await?;
         self.attach_ai(&jail);
@@ -584,7 +586,7 @@ impl Server {
                 let secs = match value {
                     Some(Value::Number(n)) => n.as_f64().unwrap_or(86400.0),
                     _ => str2seconds(&v)
-                        .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))?,
+                        .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e.to_string()))?,
                 };
                 self.settings.lock().expect("settings lock").dbpurgeage = secs;
                 self.apply_store_settings();
@@ -677,7 +679,7 @@ impl Server {
                 let st = j.state.lock().expect("jail lock");
                 st.spec.logpaths.is_empty()
                     && st.spec.logglobs.is_empty()
-                    && !st.spec.backend.starts_with("systemd")
+                    && !st.spec.backend.is_journal()
             })
             .map(|(n, _)| n.clone())
             .collect()

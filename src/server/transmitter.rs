@@ -48,7 +48,7 @@ fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
         "prefregex" => json!(spec.prefregex.as_deref().unwrap_or("")),
         "failregex" => json!(spec.failregex),
         "ignoreregex" => json!(spec.ignoreregex),
-        "usedns" => json!(spec.usedns),
+        "usedns" => json!(spec.usedns.as_str()),
         "maxretry" => json!(spec.maxretry),
         "maxmatches" => json!(spec.maxmatches.unwrap_or(super::spec::DEFAULT_MAXMATCHES)),
         "maxfailedids" => json!(spec
@@ -62,7 +62,7 @@ fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
             Some(p) => json!([p, p]),
         },
         "logtimezone" => json!(spec.logtimezone),
-        "backend" => json!(spec.backend),
+        "backend" => json!(spec.backend.as_str()),
         "bantime.increment" => json!(spec.increment),
         "bantime.factor" => json!(spec.increment_opts.factor),
         "bantime.formula" => json!(spec.increment_opts.formula),
