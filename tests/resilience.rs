@@ -519,9 +519,31 @@ fn wait_banned(s: &mut Server, jail: &str, n: usize, within: Duration) {
     }
 }
 
-/// Each address of `ips` was banned exactly once by the jail (`ban <ip> 0`,
-/// in either run) and at most once more restored at the restart (`ban
-/// <ip> 1`), and the database holds one ban record of it.
+/// Waits (up to `within`) until the action has banned (or restored) each
+/// address of `ips`: the jail shows a ban before its action ran.
+fn wait_applied(s: &mut Server, ips: &[String], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen: std::collections::HashSet<String> =
+            marks(s.tree).into_iter().map(|(ip, _)| ip).collect();
+        let missing = ips.iter().filter(|ip| !seen.contains(*ip)).count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} bans not applied after {within:?}\n{}",
+            s.report()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Each address of `ips` was banned once: by the jail (`ban <ip> 0`) at
+/// most once over both runs, restored from the database at the restart
+/// (`ban <ip> 1`) at most once, by one or the other at least once; and
+/// the database holds one ban record of it. (A ban recorded but not yet
+/// applied at the kill is applied by its restore only.)
 fn banned_once_each(tree: &Tree, ips: &[String], db: &Path, jail: &str) {
     let mut made = std::collections::HashMap::<&str, usize>::new();
     let mut restored = std::collections::HashMap::<&str, usize>::new();
@@ -534,15 +556,13 @@ fn banned_once_each(tree: &Tree, ips: &[String], db: &Path, jail: &str) {
     let records = recorded(db, jail);
     for ip in ips {
         let ip = ip.as_str();
-        assert_eq!(
-            made.get(ip),
-            Some(&1),
-            "{ip} banned (not restored) {:?} times",
-            made.get(ip)
+        let (m, r) = (
+            made.get(ip).copied().unwrap_or(0),
+            restored.get(ip).copied().unwrap_or(0),
         );
         assert!(
-            restored.get(ip).copied().unwrap_or(0) <= 1,
-            "{ip} restored twice"
+            m <= 1 && r <= 1 && m + r >= 1,
+            "{ip} banned {m} times by the jail, {r} times restored"
         );
         assert_eq!(
             records.get(ip),
@@ -587,6 +607,7 @@ fn crash_loses_no_ban() {
     );
     let mut s = Server::start(&tree);
     wait_banned(&mut s, "burst", N, Duration::from_secs(60));
+    wait_applied(&mut s, &ips, Duration::from_secs(60));
     s.wait("every ban is recorded", |_| {
         recorded(&db, "burst").len() == N
     });
@@ -719,6 +740,7 @@ fn full_disk_loses_no_ban() {
     s.kill9();
     let mut s = Server::start(&tree);
     wait_banned(&mut s, "burst", ips.len(), WAIT_BANS);
+    wait_applied(&mut s, &ips, WAIT_BANS);
     banned_once_each(&tree, &ips, &db, "burst");
     drop(s);
 }
