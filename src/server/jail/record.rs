@@ -48,6 +48,11 @@ impl Recorder {
         }
     }
 
+    /// The store the bans go to.
+    pub(super) fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.store.as_ref()
+    }
+
     /// Whether records wait to be tried again.
     pub(super) fn waiting(&self) -> bool {
         !self.waiting.is_empty()

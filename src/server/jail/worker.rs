@@ -48,7 +48,6 @@ pub(super) async fn action_worker(
             &mut rx,
             &mut held,
             job,
-            &store,
             &state,
             &mut recorder,
         ));
@@ -65,7 +64,6 @@ async fn run_job(
     rx: &mut mpsc::Receiver<Job>,
     held: &mut Option<Job>,
     job: Job,
-    store: &Option<Arc<dyn Store>>,
     state: &Arc<Mutex<JailState>>,
     recorder: &mut Recorder,
 ) -> bool {
@@ -89,7 +87,7 @@ async fn run_job(
             let ip = ban_info(&ticket, bt);
             notice!(target: "fail2ban.actions", "[{jail}] Unban {}", ip.ip);
             if manual {
-                if let Some(s) = store {
+                if let Some(s) = recorder.store() {
                     let (s, j, f) = (s.clone(), jail.to_string(), ticket.fid().to_string());
                     let removed =
                         tokio::task::spawn_blocking(move || s.remove_bans(&j, Some(&f))).await;
