@@ -11,7 +11,7 @@
 //! entries at the front are safe to save. A hold dropped without being
 //! released (a job lost at stop, a lookup cut short) leaves its entry
 //! incomplete for good: the positions stop before its lines, which the
-//! next start reads again.
+//! next start reads again, and the batches after it are not tracked.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -75,8 +75,27 @@ impl Safe {
 struct Book {
     /// The sequence number of `entries[0]`.
     first: u64,
+    /// The sequence number of the next batch.
+    next: u64,
+    /// Up to the first abandoned entry: nothing after it can be saved in
+    /// this run, so nothing after it is kept.
     entries: VecDeque<Entry>,
+    /// An entry was abandoned.
+    stuck: bool,
     safe: Safe,
+}
+
+impl Book {
+    /// Where the entry of batch `seq` is, if it is kept.
+    fn index(&self, seq: u64) -> Option<usize> {
+        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        (i < self.entries.len()).then_some(i)
+    }
+
+    /// Whether an entry at the front waits for holds that can be released.
+    fn waiting(&self) -> bool {
+        self.entries.front().is_some_and(|e| !e.abandoned)
+    }
 }
 
 /// The batches of one jail's source whose bans are not all recorded yet.
@@ -110,12 +129,15 @@ impl Ledger {
     /// has handed every ban of the batch on.
     pub(super) fn open(self: &Arc<Self>, mark: Option<Mark>) -> Hold {
         let mut book = self.book.lock().expect("ledger lock");
-        let seq = book.first + book.entries.len() as u64;
-        book.entries.push_back(Entry {
-            pending: 1,
-            abandoned: false,
-            mark,
-        });
+        let seq = book.next;
+        book.next += 1;
+        if !book.stuck {
+            book.entries.push_back(Entry {
+                pending: 1,
+                abandoned: false,
+                mark,
+            });
+        }
         Hold {
             ledger: self.clone(),
             seq,
@@ -130,12 +152,14 @@ impl Ledger {
 
     fn account(&self, seq: u64, abandoned: bool) {
         let mut book = self.book.lock().expect("ledger lock");
-        let i = (seq - book.first) as usize;
-        let e = &mut book.entries[i];
+        let Some(i) = book.index(seq) else { return };
         if abandoned {
-            e.abandoned = true;
+            book.entries[i].abandoned = true;
+            book.entries.truncate(i + 1);
+            book.stuck = true;
             return;
         }
+        let e = &mut book.entries[i];
         e.pending -= 1;
         if i != 0 || e.pending != 0 {
             return;
@@ -169,7 +193,7 @@ impl Ledger {
         within: Duration,
     ) {
         let deadline = tokio::time::Instant::now() + within;
-        while !self.book.lock().expect("ledger lock").entries.is_empty() {
+        while self.book.lock().expect("ledger lock").waiting() {
             if tokio::time::timeout_at(deadline, self.ready())
                 .await
                 .is_err()
@@ -231,8 +255,9 @@ impl Hold {
     /// One more hold on the same batch.
     pub(super) fn another(&self) -> Hold {
         let mut book = self.ledger.book.lock().expect("ledger lock");
-        let i = (self.seq - book.first) as usize;
-        book.entries[i].pending += 1;
+        if let Some(i) = book.index(self.seq) {
+            book.entries[i].pending += 1;
+        }
         Hold {
             ledger: self.ledger.clone(),
             seq: self.seq,
@@ -349,7 +374,14 @@ mod tests {
         let a = l.open(file(20));
         drop(a.another());
         a.release();
-        l.open(file(30)).release();
+        let c = l.open(file(30));
+        c.another().release();
+        c.release();
         assert_eq!(safe(&l), Some(10));
+        assert_eq!(
+            l.book.lock().unwrap().entries.len(),
+            1,
+            "only the abandoned one is kept"
+        );
     }
 }
