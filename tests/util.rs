@@ -312,10 +312,25 @@ impl<'a> Server<'a> {
     }
 
     /// SIGKILL: no shutdown, no flush.
+    ///
+    /// Returns once no process answers on the server's socket any more: a
+    /// process the server was forking for an action when it was killed
+    /// holds the socket until it execs, and a server started meanwhile
+    /// would take it for a live one and refuse to start.
     pub(crate) fn kill9(&mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
+        let sock = self.tree.path("f3.sock");
+        let deadline = Instant::now() + WAIT;
+        while std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "{} still answers after kill -9",
+                sock.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

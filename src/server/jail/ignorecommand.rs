@@ -9,6 +9,7 @@ use crate::filter::ipaddr::Fid;
 use crate::jail::ignore::Check;
 use crate::jail::Ticket;
 
+use super::ledger::Hold;
 use super::state::JailState;
 use super::worker::ban_info;
 use super::Job;
@@ -79,12 +80,14 @@ pub(super) async fn ignored(
 
 /// Counts the failures a batch held for the ignorecommand, in order, each
 /// once its command answered (an earlier answer may since be in the
-/// ignorecache), and hands their bans to the action worker.
+/// ignorecache), and hands their bans to the action worker, each holding
+/// the position of the batch `hold` holds.
 pub(super) async fn settle(
     state: &Mutex<JailState>,
     held: Vec<Ticket>,
     now: f64,
     jobs: &mpsc::Sender<Job>,
+    hold: &Hold,
 ) {
     for ticket in held {
         if ignored(state, ticket.fid(), Some(&ticket), now).await {
@@ -93,7 +96,7 @@ pub(super) async fn settle(
         let mut js = Vec::new();
         state.lock().expect("jail lock").count(ticket, now, &mut js);
         for j in js {
-            let _ = jobs.send(j).await;
+            let _ = jobs.send(j.held_by(hold)).await;
         }
     }
 }

@@ -34,6 +34,8 @@ use super::spec::JailSpec;
 mod build;
 mod error;
 mod ignorecommand;
+mod ledger;
+mod record;
 mod source;
 mod state;
 mod store_write;
@@ -46,6 +48,7 @@ pub use state::JailState;
 
 use build::{action_timeout, ignore_list};
 use ignorecommand::ignored;
+use ledger::{Hold, Ledger};
 use source::source_task;
 use state::refuse;
 use store_write::store_write;
@@ -63,7 +66,8 @@ pub fn now() -> f64 {
 /// What the action worker is asked to do.
 #[derive(Debug)]
 enum Job {
-    Ban(Box<Ticket>, BanFound),
+    /// A new ban; the hold on its lines' log position, if lines caused it.
+    Ban(Box<Ticket>, BanFound, Option<Hold>),
     Restore(Box<Ticket>),
     Unban(Box<Ticket>, bool),
     /// Replace the actions (reload), keeping the bans in force.
@@ -73,6 +77,17 @@ enum Job {
     Stop {
         bans: Vec<Ticket>,
     },
+}
+
+impl Job {
+    /// The job, holding the position of the batch `hold` holds if it is a
+    /// ban to record.
+    fn held_by(self, hold: &Hold) -> Job {
+        match self {
+            Job::Ban(t, found, _) => Job::Ban(t, found, Some(hold.another())),
+            other => other,
+        }
+    }
 }
 
 /// A running jail.
@@ -85,6 +100,8 @@ pub struct Jail {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     source_restart: Arc<Notify>,
+    /// The source's batches whose bans are not all recorded yet.
+    ledger: Arc<Ledger>,
 }
 
 impl Jail {
@@ -163,6 +180,7 @@ impl Jail {
             }
         }
         let source_restart = Arc::new(Notify::new());
+        let ledger = Arc::new(Ledger::default());
         let tasks = vec![
             tokio::spawn(unban_timer(
                 state.clone(),
@@ -177,6 +195,7 @@ impl Jail {
                 unban_wake.clone(),
                 stop_rx.clone(),
                 source_restart.clone(),
+                ledger.clone(),
             )),
         ];
         tracing::info!("Jail '{name}' started");
@@ -189,6 +208,7 @@ impl Jail {
             tasks: Mutex::new(tasks),
             worker: Mutex::new(Some(worker)),
             source_restart,
+            ledger,
         })
     }
 
@@ -308,6 +328,10 @@ impl Jail {
         if let Some(w) = worker {
             let _ = w.await;
         }
+        // The source has ended and the worker has recorded what it could:
+        // the positions of the lines whose bans are all recorded.
+        let store = self.state.lock().expect("jail lock").store.clone();
+        self.ledger.save(store.as_ref(), &self.name).await;
         tracing::info!("Jail '{}' stopped", self.name);
     }
 }

@@ -7,14 +7,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::dns::{self, Resolver};
-use crate::source::{FilePosition, FileSource, JournalSource};
+use crate::source::{FileSource, JournalSource};
 use crate::store::Store;
 
 use super::super::spec::BackendKind;
 use super::build::{file_source, journal_source};
 use super::ignorecommand::settle;
+use super::ledger::{Hold, Ledger, Mark};
 use super::state::{JailState, Processed};
-use super::store_write::store_write;
 use super::{now, Job, OpenError};
 
 enum Opened {
@@ -73,6 +73,9 @@ struct SourceCtx {
     restart: Arc<Notify>,
     /// Room for failures waiting for a name's lookup.
     dns_slots: Arc<tokio::sync::Semaphore>,
+    /// The batches whose bans are not all recorded: a position is saved
+    /// once they are.
+    ledger: Arc<Ledger>,
 }
 
 /// The most failures of one jail that wait for names to be looked up; a
@@ -84,7 +87,9 @@ const MAX_AWAITING_DNS: usize = 10_000;
 /// left waiting (`JailState::awaiting_dns`), each in a task of its own: the
 /// jail reads and counts the lines after them meanwhile, and a name that
 /// never answers holds up only its own lines, for the resolver's timeout.
-fn await_names(ctx: &SourceCtx, stop: &watch::Receiver<bool>) {
+/// Each holds the position of its batch (`hold`) until its bans are handed
+/// on; one cut short by the jail's stop leaves that position unsaved.
+fn await_names(ctx: &SourceCtx, stop: &watch::Receiver<bool>, hold: &Hold) {
     let failures = std::mem::take(&mut ctx.state.lock().expect("jail lock").awaiting_dns);
     for f in failures {
         let Ok(slot) = ctx.dns_slots.clone().try_acquire_owned() else {
@@ -97,6 +102,7 @@ fn await_names(ctx: &SourceCtx, stop: &watch::Receiver<bool>) {
         };
         let (state, jobs, wake) = (ctx.state.clone(), ctx.jobs.clone(), ctx.wake.clone());
         let mut stop = stop.clone();
+        let hold = hold.another();
         tokio::spawn(async move {
             let _slot = slot;
             let name = f.host_name.clone().unwrap_or_default();
@@ -112,16 +118,31 @@ fn await_names(ctx: &SourceCtx, stop: &watch::Receiver<bool>) {
                 st.take_failures(f.resolved(fids), t, &mut done);
                 done
             };
-            let any = !done.jobs.is_empty() || !done.held.is_empty();
-            for j in done.jobs {
-                let _ = jobs.send(j).await;
-            }
-            settle(&state, done.held, t, &jobs).await;
+            let any = hand_on(done, t, &state, &jobs, &hold).await;
+            hold.release();
             if any {
                 wake.notify_one();
             }
         });
     }
+}
+
+/// Hands what a batch (or a lookup) left to do on to the action worker,
+/// each ban holding the batch's position: its bans, then the failures
+/// the ignorecommand must judge. Whether there was anything.
+async fn hand_on(
+    done: Processed,
+    now: f64,
+    state: &Mutex<JailState>,
+    jobs: &mpsc::Sender<Job>,
+    hold: &Hold,
+) -> bool {
+    let any = !done.jobs.is_empty() || !done.held.is_empty();
+    for j in done.jobs {
+        let _ = jobs.send(j.held_by(hold)).await;
+    }
+    settle(state, done.held, now, jobs, hold).await;
+    any
 }
 
 pub(super) async fn source_task(
@@ -131,6 +152,7 @@ pub(super) async fn source_task(
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
     restart: Arc<Notify>,
+    ledger: Arc<Ledger>,
 ) {
     let mut ctx = SourceCtx {
         name: String::new(),
@@ -140,6 +162,7 @@ pub(super) async fn source_task(
         wake,
         restart,
         dns_slots: Arc::new(tokio::sync::Semaphore::new(MAX_AWAITING_DNS)),
+        ledger,
     };
     loop {
         let (name, opened) = open_source(&ctx.state, ctx.store.as_deref());
@@ -170,57 +193,47 @@ async fn follow_journal(
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
     let SourceCtx {
-        name,
         state,
         jobs,
-        store,
         wake,
         restart,
+        ledger,
         ..
     } = ctx;
     loop {
         tokio::select! {
             b = src.next() => {
                 let Some(batch) = b else { return true };
+                let hold = ledger.open(batch.position().map(|p| Mark::Cursor(p.cursor)));
                 let t = now();
                 let done = state.lock().expect("jail lock").process_journal(&batch.lines, t);
-                await_names(ctx, stop);
-                for j in done.jobs { let _ = jobs.send(j).await; }
-                settle(state, done.held, t, jobs).await;
+                await_names(ctx, stop, &hold);
+                hand_on(done, t, state, jobs, &hold).await;
+                hold.release();
                 wake.notify_one();
-                if let (Some(s), Some(p)) = (store, batch.position()) {
-                    let (s, n) = (s.clone(), name.clone());
-                    store_write(name, "saving the journal cursor", move || s.set_journal_cursor(&n, &p.cursor)).await;
-                }
             }
+            _ = ledger.ready() => save_positions(ctx).await,
             _ = stop.changed() => {
                 let _ = src.stop().await;
                 return false;
             }
             _ = restart.notified() => {
                 let _ = src.stop().await;
+                ledger.drain(ctx.store.as_ref(), &ctx.name, REOPEN_WAIT).await;
                 return true;
             }
         }
     }
 }
 
-async fn save_positions(ctx: &SourceCtx, positions: Vec<FilePosition>) {
-    let Some(s) = ctx.store.clone() else { return };
-    let name = ctx.name.clone();
-    let n = name.clone();
-    let saved = tokio::task::spawn_blocking(move || {
-        for p in positions {
-            let path = p.path.to_string_lossy().into_owned();
-            if let Err(e) = s.set_log_position(&n, &path, &p.md5, p.offset) {
-                tracing::error!("[{n}] saving the position in {path}: {e}");
-            }
-        }
-    })
-    .await;
-    if let Err(e) = saved {
-        tracing::error!("[{name}] saving log positions: the task failed: {e}");
-    }
+/// How long a source that is opened again (its logs changed by a reload)
+/// waits for the bans of the lines it read to be recorded, so that it
+/// reads on after them rather than again.
+const REOPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// Saves the positions whose lines' bans are all recorded.
+async fn save_positions(ctx: &SourceCtx) {
+    ctx.ledger.save(ctx.store.as_ref(), &ctx.name).await;
 }
 
 // Returns whether to open the source again (false: the jail stops).
@@ -234,12 +247,14 @@ async fn follow_files(
         jobs,
         wake,
         restart,
+        ledger,
         ..
     } = ctx;
     loop {
         tokio::select! {
             b = src.next() => {
                 let Some(batch) = b else { return true };
+                let hold = ledger.open(Some(Mark::File(batch.position())));
                 let t = now();
                 let done = {
                     let mut st = state.lock().expect("jail lock");
@@ -249,21 +264,21 @@ async fn follow_files(
                     }
                     st.process(batch.lines.iter().map(|l| l.text.as_str()), batch.in_operation, t)
                 };
-                await_names(ctx, stop);
-                let any = !done.jobs.is_empty() || !done.held.is_empty();
-                for j in done.jobs { let _ = jobs.send(j).await; }
-                settle(state, done.held, t, jobs).await;
+                await_names(ctx, stop, &hold);
+                let any = hand_on(done, t, state, jobs, &hold).await;
+                hold.release();
                 if any { wake.notify_one(); }
-                save_positions(ctx, vec![batch.position()]).await;
             }
+            _ = ledger.ready() => save_positions(ctx).await,
+            // The positions the reader reached are not saved: the jail's
+            // stop saves those whose bans are recorded by then.
             _ = stop.changed() => {
-                let positions = src.stop().await;
-                save_positions(ctx, positions).await;
+                let _ = src.stop().await;
                 return false;
             }
             _ = restart.notified() => {
-                let positions = src.stop().await;
-                save_positions(ctx, positions).await;
+                let _ = src.stop().await;
+                ledger.drain(ctx.store.as_ref(), &ctx.name, REOPEN_WAIT).await;
                 return true;
             }
         }

@@ -110,7 +110,7 @@ impl JailState {
     fn events_to_jobs(&self, events: Vec<Event>, jobs: &mut Vec<Job>) {
         for ev in events {
             if let Event::Ban { ticket, found } = ev {
-                jobs.push(Job::Ban(Box::new(ticket), found));
+                jobs.push(Job::Ban(Box::new(ticket), found, None));
             }
         }
     }

@@ -11,6 +11,7 @@ use crate::jail::Ticket;
 use crate::notice;
 use crate::store::{Ban, BanData, Store};
 
+use super::record::{Record, Recorder, RETRY};
 use super::state::JailState;
 use super::store_write::store_write;
 use super::Job;
@@ -25,12 +26,19 @@ pub(super) async fn action_worker(
     // A job taken from the queue while gathering a batch of bans, to be
     // done right after it.
     let mut held: Option<Job> = None;
+    let mut recorder = Recorder::new(&jail, store.clone());
     loop {
         let job = match held.take() {
             Some(j) => j,
-            None => match rx.recv().await {
-                Some(j) => j,
-                None => break,
+            None => tokio::select! {
+                j = rx.recv() => match j {
+                    Some(j) => j,
+                    None => break,
+                },
+                _ = tokio::time::sleep(RETRY), if recorder.waiting() => {
+                    recorder.retry().await;
+                    continue;
+                }
             },
         };
         // Running a job's actions takes KiBs of future state; boxed, an
@@ -41,8 +49,8 @@ pub(super) async fn action_worker(
             &mut rx,
             &mut held,
             job,
-            &store,
             &state,
+            &mut recorder,
         ));
         if !job.await {
             break;
@@ -57,8 +65,8 @@ async fn run_job(
     rx: &mut mpsc::Receiver<Job>,
     held: &mut Option<Job>,
     job: Job,
-    store: &Option<Arc<dyn Store>>,
     state: &Arc<Mutex<JailState>>,
+    recorder: &mut Recorder,
 ) -> bool {
     match job {
         Job::Ban(..) | Job::Restore(..) => {
@@ -73,14 +81,14 @@ async fn run_job(
                     Err(_) => break,
                 }
             }
-            ban_jobs(jail, actions, store.as_ref(), state, batch).await;
+            ban_jobs(jail, actions, recorder, state, batch).await;
         }
         Job::Unban(ticket, manual) => {
             let bt = ticket.ban_time_opt().unwrap_or(600.0);
             let ip = ban_info(&ticket, bt);
             notice!(target: "fail2ban.actions", "[{jail}] Unban {}", ip.ip);
             if manual {
-                if let Some(s) = store {
+                if let Some(s) = recorder.store() {
                     let (s, j, f) = (s.clone(), jail.to_string(), ticket.fid().to_string());
                     let what = format!("removing the ban of {f} from the database");
                     store_write(jail, what, move || s.remove_bans(&j, Some(&f))).await;
@@ -129,6 +137,7 @@ async fn run_job(
             *actions = Actions::new(jail, next);
         }
         Job::Stop { bans } => {
+            recorder.stop().await;
             let infos: Vec<BanInfo> = bans
                 .iter()
                 .map(|t| {
@@ -154,7 +163,7 @@ const BATCH_MAX: usize = 5000;
 async fn ban_jobs(
     jail: &str,
     actions: &mut Actions,
-    store: Option<&Arc<dyn Store>>,
+    recorder: &mut Recorder,
     state: &Mutex<JailState>,
     jobs: Vec<Job>,
 ) {
@@ -163,11 +172,14 @@ async fn ban_jobs(
     let mut prolong = Vec::new();
     for job in jobs {
         match job {
-            Job::Ban(ticket, found) => {
+            Job::Ban(ticket, found, hold) => {
                 let ip = ban_info(&ticket, found.ban_time);
                 notice!(target: "fail2ban.actions", "[{jail}] Ban {}", ip.ip);
                 if found.record {
-                    records.push(store_ban(jail, &ticket, found.ban_time));
+                    let ban = store_ban(jail, &ticket, found.ban_time);
+                    records.push(Record { ban, hold });
+                } else if let Some(h) = hold {
+                    h.release();
                 }
                 if found.increased {
                     prolong.push(infos.len());
@@ -185,27 +197,12 @@ async fn ban_jobs(
     }
     // The records are written while the actions run (fail2ban writes
     // them from another thread too): the time from a failure to its ban
-    // is what a jail is judged by.
-    let recorded = match (store, records.is_empty()) {
-        (Some(s), false) => {
-            let (s, jail) = (s.clone(), jail.to_string());
-            Some(tokio::task::spawn_blocking(move || {
-                for b in &records {
-                    if let Err(e) = s.add_ban(b) {
-                        tracing::error!("[{jail}] recording the ban of {}: {e}", b.fid);
-                    }
-                }
-            }))
-        }
-        _ => None,
-    };
+    // is what a jail is judged by. Their lines' log position waits for
+    // them instead (see `ledger`).
+    let writing = recorder.start(records);
     let epochs = actions.epochs();
     actions.ban_all(&infos).await;
-    if let Some(r) = recorded {
-        if let Err(e) = r.await {
-            tracing::error!("recording bans: {e}");
-        }
-    }
+    recorder.finish(writing).await;
     reban_after_repair(jail, actions, state, &epochs, &infos).await;
     for i in prolong {
         actions.prolong(&infos[i]).await;
