@@ -54,6 +54,10 @@ mod glibc;
 mod deb;
 // The AI rule generator against a scripted OpenAI-compatible server.
 mod ai;
+// A real llama.cpp OpenAI-compatible server on loopback, for the AI tests.
+mod llama;
+// The packaged unit's file-system protections, applied in a mount namespace.
+mod sandbox;
 // Literal prefixes of anchored failregexes against PCRE2 on the stock samples.
 mod prefilter;
 // Ids, AI keys and filters checked where they enter (issue 13).

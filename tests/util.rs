@@ -173,11 +173,6 @@ impl<'a> Server<'a> {
     /// server as its arguments, e.g. `ip netns exec NS`; none if empty),
     /// with `env` added to its environment, and waits until it answers.
     pub(crate) fn start_in(tree: &'a Tree, wrapper: &[&str], env: &[(&str, &str)]) -> Server<'a> {
-        let out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(tree.path("server.out"))
-            .unwrap();
         let mut cmd = match wrapper.split_first() {
             Some((prog, args)) => {
                 let mut c = Command::new(prog);
@@ -186,11 +181,23 @@ impl<'a> Server<'a> {
             }
             None => Command::new(SERVER),
         };
-        let child = cmd
-            .arg("-f")
+        cmd.arg("-f")
             .arg("-c")
             .arg(tree.conf())
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Server::start_cmd(tree, cmd)
+    }
+
+    /// Starts `cmd`, a command that runs the server in the foreground on
+    /// `tree` (whatever path it gives the tree), and waits until it
+    /// answers fail3ban-client on the tree.
+    pub(crate) fn start_cmd(tree: &'a Tree, mut cmd: Command) -> Server<'a> {
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(tree.path("server.out"))
+            .unwrap();
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
