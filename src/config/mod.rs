@@ -14,6 +14,7 @@
 //! }
 //! ```
 
+pub mod ai;
 pub mod definition;
 pub mod error;
 pub mod glob;

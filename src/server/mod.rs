@@ -209,7 +209,7 @@ impl Server {
 
     async fn jail_status(&self, name: &str) -> Result<Value, CommandError> {
         let j = self.jail(name).await?;
-        let mut status = j.state.lock().expect("jail lock").status();
+        let mut status = j.status();
         let errors = self.config_error_rows(Some(name));
         if let (false, Value::Array(sections)) = (errors.is_empty(), &mut status) {
             sections.push(json!(["Configuration", errors]));
@@ -223,8 +223,7 @@ impl Server {
             return Ok(s.clone());
         }
         let j = self.jail(name).await?;
-        let spec = j.state.lock().expect("jail lock").spec.clone();
-        Ok(spec)
+        Ok(j.spec())
     }
 
     /// Changes a jail's settings: a pending jail directly, a running one
@@ -241,7 +240,7 @@ impl Server {
             }
         }
         let j = self.jail(name).await?;
-        let mut spec = j.state.lock().expect("jail lock").spec.clone();
+        let mut spec = j.spec();
         let v = f(&mut spec)?;
         j.reload(spec)
             .await
@@ -336,17 +335,7 @@ impl Server {
         if ids.is_empty() {
             let all: Vec<Value> = jails
                 .iter()
-                .map(|(name, j)| {
-                    let st = j.state.lock().expect("jail lock");
-                    let list: Vec<String> = st
-                        .engine
-                        .ban_manager
-                        .ban_list()
-                        .iter()
-                        .map(|f| f.to_string())
-                        .collect();
-                    json!({ name: list })
-                })
+                .map(|(name, j)| json!({ name: j.banned() }))
                 .collect();
             return json!(all);
         }
@@ -356,14 +345,7 @@ impl Server {
                 let fid = crate::filter::ipaddr::parse_unspec(ip);
                 let names: Vec<&String> = jails
                     .iter()
-                    .filter(|(_, j)| {
-                        j.state
-                            .lock()
-                            .expect("jail lock")
-                            .engine
-                            .ban_manager
-                            .contains(&fid)
-                    })
+                    .filter(|(_, j)| j.is_banned(&fid))
                     .map(|(n, _)| n)
                     .collect();
                 json!(names)
@@ -675,12 +657,7 @@ impl Server {
             .read()
             .await
             .iter()
-            .filter(|(_, j)| {
-                let st = j.state.lock().expect("jail lock");
-                st.spec.logpaths.is_empty()
-                    && st.spec.logglobs.is_empty()
-                    && !st.spec.backend.is_journal()
-            })
+            .filter(|(_, j)| j.has_no_logs())
             .map(|(n, _)| n.clone())
             .collect()
     }

@@ -16,7 +16,8 @@
 //! lock (filter, counting, ban decisions); `ignorecommand` settles the
 //! failures the ignorecommand must judge; `source` follows files or the
 //! journal; `worker` runs the actions; `unban` ends bans on time; `build`
-//! makes the parts of a jail from its spec.
+//! makes the parts of a jail from its spec; `view` answers the server's
+//! questions about it.
 
 use std::sync::{Arc, Mutex};
 
@@ -40,11 +41,13 @@ mod source;
 mod state;
 mod store_write;
 mod unban;
+mod view;
 mod worker;
 
 pub use build::{build_actions, check_spec};
 pub use error::{JailError, OpenError};
-pub use state::JailState;
+use state::JailState;
+pub use view::BanEnd;
 
 use build::{action_timeout, ignore_list};
 use ignorecommand::ignored;
@@ -93,7 +96,7 @@ impl Job {
 /// A running jail.
 pub struct Jail {
     pub name: String,
-    pub state: Arc<Mutex<JailState>>,
+    state: Arc<Mutex<JailState>>,
     jobs: mpsc::Sender<Job>,
     unban_wake: Arc<Notify>,
     stop: watch::Sender<bool>,

@@ -44,16 +44,16 @@ impl BanHistory for History<'_> {
 }
 
 /// The state behind the jail's mutex.
-pub struct JailState {
-    pub spec: JailSpec,
-    pub filter: Filter,
-    pub engine: Engine,
-    pub ignore: IgnoreList,
+pub(super) struct JailState {
+    pub(super) spec: JailSpec,
+    pub(super) filter: Filter,
+    pub(super) engine: Engine,
+    pub(super) ignore: IgnoreList,
     /// The files (or journal matches) being watched, for `status`.
-    pub watched: Vec<String>,
+    pub(super) watched: Vec<String>,
     pub(super) store: Option<Arc<dyn Store>>,
     /// Where unmatched lines go when the jail's `ai` is on.
-    pub ai: Option<crate::ai::AiHandle>,
+    pub(super) ai: Option<crate::ai::AiHandle>,
     /// How long the ignorecommand may run: the jail's action timeout.
     pub(super) ignore_timeout: Duration,
     /// Failures whose host is a name not looked up yet: the source hands
