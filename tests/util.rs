@@ -173,11 +173,6 @@ impl<'a> Server<'a> {
     /// server as its arguments, e.g. `ip netns exec NS`; none if empty),
     /// with `env` added to its environment, and waits until it answers.
     pub(crate) fn start_in(tree: &'a Tree, wrapper: &[&str], env: &[(&str, &str)]) -> Server<'a> {
-        let out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(tree.path("server.out"))
-            .unwrap();
         let mut cmd = match wrapper.split_first() {
             Some((prog, args)) => {
                 let mut c = Command::new(prog);
@@ -186,11 +181,23 @@ impl<'a> Server<'a> {
             }
             None => Command::new(SERVER),
         };
-        let child = cmd
-            .arg("-f")
+        cmd.arg("-f")
             .arg("-c")
             .arg(tree.conf())
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Server::start_cmd(tree, cmd)
+    }
+
+    /// Starts `cmd`, a command that runs the server in the foreground on
+    /// `tree` (whatever path it gives the tree), and waits until it
+    /// answers fail3ban-client on the tree.
+    pub(crate) fn start_cmd(tree: &'a Tree, mut cmd: Command) -> Server<'a> {
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(tree.path("server.out"))
+            .unwrap();
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -202,6 +209,11 @@ impl<'a> Server<'a> {
         };
         s.wait("the server answers a ping", |s| s.client(&["ping"]).0);
         s
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
     }
 
     /// Runs fail3ban-client on the tree: success and stdout.
@@ -261,6 +273,17 @@ impl<'a> Server<'a> {
         }
     }
 
+    /// Waits until the server has opened the log at `path` (its "Added
+    /// logfile" line). `ping` answers before the jails' sources have
+    /// looked at their files: a file renamed away before that is never
+    /// read, which is no rotation a running server sees.
+    pub(crate) fn wait_following(&mut self, path: &Path) {
+        let added = format!("Added logfile: {:?}", path.display().to_string());
+        self.wait(&format!("the server follows {}", path.display()), |s| {
+            s.tree.server_log().contains(&added)
+        });
+    }
+
     /// `stop` through the client; the process must then end.
     pub(crate) fn stop(&mut self) {
         self.ok(&["stop"]);
@@ -296,10 +319,25 @@ impl<'a> Server<'a> {
     }
 
     /// SIGKILL: no shutdown, no flush.
+    ///
+    /// Returns once no process answers on the server's socket any more: a
+    /// process the server was forking for an action when it was killed
+    /// holds the socket until it execs, and a server started meanwhile
+    /// would take it for a live one and refuse to start.
     pub(crate) fn kill9(&mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
+        let sock = self.tree.path("f3.sock");
+        let deadline = Instant::now() + WAIT;
+        while std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "{} still answers after kill -9",
+                sock.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

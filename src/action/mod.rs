@@ -203,7 +203,7 @@ impl Action {
                             ActionError::BadOption {
                                 action: name.into(),
                                 option: key.clone(),
-                                message: m,
+                                message: m.to_string(),
                             }
                         })?,
                     };

@@ -17,11 +17,26 @@ use tokio::sync::{mpsc, Notify};
 use super::answer::{self, Judgement};
 use super::budget::Budget;
 use super::client::{CallError, KeyError, LlmClient};
+use super::prescreen::Dropped;
 use super::prompt::{self, Question};
 use super::shape::{self, Client};
 use super::validate::{self, Evidence};
 use super::{template, writer, Mode, Settings};
 use crate::store::{AiStore, AuditEntry, QueuedLine, Rule, Store, Verdict};
+
+/// Why an `ai list/show/approve/reject` command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleError {
+    #[error("no AI rule {0:?}")]
+    NoRule(String),
+    #[error("rule {id} is {status}")]
+    Status { id: String, status: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
 
 /// Unix time now.
 pub fn now() -> f64 {
@@ -678,8 +693,8 @@ impl Ai {
     }
 
     /// `ai list`.
-    pub fn list(&self) -> Result<Value, String> {
-        let rules = self.db().rules().map_err(|e| e.to_string())?;
+    pub fn list(&self) -> Result<Value, RuleError> {
+        let rules = self.db().rules()?;
         Ok(Value::Array(
             rules
                 .iter()
@@ -695,15 +710,14 @@ impl Ai {
         ))
     }
 
-    fn rule(&self, id: &str) -> Result<Rule, String> {
+    fn rule(&self, id: &str) -> Result<Rule, RuleError> {
         self.db()
-            .rule(id)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no AI rule {id:?}"))
+            .rule(id)?
+            .ok_or_else(|| RuleError::NoRule(id.to_string()))
     }
 
     /// `ai show <id>`.
-    pub fn show(&self, id: &str) -> Result<Value, String> {
+    pub fn show(&self, id: &str) -> Result<Value, RuleError> {
         let r = self.rule(id)?;
         Ok(
             json!({"id": r.id, "jail": r.jail, "status": r.status, "template": r.template,
@@ -714,16 +728,21 @@ impl Ai {
 
     /// `ai approve <id>`: a suggested filter moves into filter.d and gets
     /// its jail; an enforced one loses its bantime cap.
-    pub fn approve(&self, id: &str) -> Result<Value, String> {
+    pub fn approve(&self, id: &str) -> Result<Value, RuleError> {
         let mut r = self.rule(id)?;
         match r.status.as_str() {
             "pending" | "active" | "observed" => {}
-            s => return Err(format!("rule {id} is {s}")),
+            s => {
+                return Err(RuleError::Status {
+                    id: id.to_string(),
+                    status: s.to_string(),
+                })
+            }
         }
         r.status = "approved".into();
         let pending = writer::filter_path(&self.conf_dir, &r, true);
         let _ = std::fs::remove_file(pending);
-        self.install(&r).map_err(|e| e.to_string())?;
+        self.install(&r)?;
         self.audit(
             Some(&r.jail),
             "approve",
@@ -734,14 +753,14 @@ impl Ai {
     }
 
     /// `ai reject <id>`: the filter goes, the shape is recorded benign.
-    pub fn reject(&self, id: &str) -> Result<Value, String> {
+    pub fn reject(&self, id: &str) -> Result<Value, RuleError> {
         let mut r = self.rule(id)?;
         for pending in [true, false] {
             let _ = std::fs::remove_file(writer::filter_path(&self.conf_dir, &r, pending));
         }
         r.status = "rejected".into();
-        self.db().put_rule(&r).map_err(|e| e.to_string())?;
-        self.write_jails().map_err(|e| e.to_string())?;
+        self.db().put_rule(&r)?;
+        self.write_jails()?;
         self.put_verdict(&r.template, "benign", 0, FOREVER);
         self.audit(
             Some(&r.jail),
@@ -754,11 +773,11 @@ impl Ai {
 
     /// `ai test <line>`: the whole pipeline on one line, nothing written
     /// and nothing cached. `addr` is the prescreen's answer.
-    pub async fn test(&self, jail: &str, line: &str, addr: Result<String, String>) -> Value {
+    pub async fn test(&self, jail: &str, line: &str, addr: Result<String, Dropped>) -> Value {
         let line = super::cut(line, super::MAX_LINE);
         let key = template::key(line);
         if let Err(why) = addr {
-            return json!({"template": key, "prescreen": why});
+            return json!({"template": key, "prescreen": format!("{why:?}")});
         }
         let samples = [line.to_string()];
         let Some((client, addr)) = shape::decide(&samples).and_then(|c| {

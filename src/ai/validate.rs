@@ -58,9 +58,9 @@ impl Report {
             .map(|c| format!("{}: {}", c.name, c.detail))
     }
 
-    fn add(&mut self, name: &'static str, r: Result<String, String>) -> bool {
+    fn add(&mut self, name: &'static str, r: Result<String, Rejected>) -> bool {
         let ok = r.is_ok();
-        let detail = r.unwrap_or_else(|e| e);
+        let detail = r.unwrap_or_else(|e| e.to_string());
         self.checks.push(Check { name, ok, detail });
         ok
     }
@@ -78,18 +78,71 @@ pub struct Evidence<'a> {
     pub recent: &'a [String],
 }
 
+/// Why a check rejected a generated regex.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejected {
+    #[error("not anchored with ^")]
+    NotAnchored,
+    #[error("uses {0:?}")]
+    Uses(&'static str),
+    #[error("uses tags other than <HOST>: {0:?}")]
+    OtherTags(Vec<String>),
+    #[error("has {0} host captures, wants exactly one")]
+    HostCaptures(usize),
+    #[error("starts with a wildcard")]
+    LeadingWildcard,
+    #[error("has a bare {0:?}")]
+    BareWildcard(&'static str),
+    #[error("only {0} literal letters or digits, wants {MIN_LITERAL}")]
+    FewLiterals(usize),
+    #[error(transparent)]
+    Compile(#[from] crate::filter::FilterError),
+    #[error("extracts {got}, not {want}")]
+    WrongAddress { got: String, want: String },
+    #[error("does not match the line")]
+    NoMatch,
+    #[error("another address there gives {got}, not {want}")]
+    NotFollowing { got: String, want: &'static str },
+    #[error("no longer matches when the address changes")]
+    LostMatch,
+    #[error(
+        "captures {got}, not the client {want}, when the fields the client writes hold \
+         other text: {line:?}"
+    )]
+    Mutation {
+        got: String,
+        want: String,
+        line: String,
+    },
+    #[error("no sample")]
+    NoSample,
+    #[error("extracts {got}, not the client {want}, from {line:?}")]
+    NotTheClient {
+        got: String,
+        want: String,
+        line: String,
+    },
+    #[error("does not match the sample {0:?}")]
+    MissesSample(String),
+    #[error("matches benign line {0:?}")]
+    Benign(String),
+    #[error("matches {hits} of {total} recent lines of other shapes")]
+    Recent { hits: usize, total: usize },
+}
+
 /// Tags and groups a generated regex may not use: only `<HOST>` is
 /// allowed, once, so that the model cannot choose the failure id.
-fn structure(re: &str) -> Result<String, String> {
+fn structure(re: &str) -> Result<String, Rejected> {
     if !re.starts_with('^') {
-        return Err("not anchored with ^".into());
+        return Err(Rejected::NotAnchored);
     }
     for bad in ["(?P<", "(?<", "(?'", "%(", "\\K", "(?C", "(*"] {
         let found = re
             .match_indices(bad)
             .any(|(i, _)| !(bad == "(?<" && matches!(re.as_bytes().get(i + 3), Some(b'=' | b'!'))));
         if found {
-            return Err(format!("uses {bad:?}"));
+            return Err(Rejected::Uses(bad));
         }
     }
     let mut tags = Vec::new();
@@ -111,19 +164,16 @@ fn structure(re: &str) -> Result<String, String> {
         }
     }
     if tags.iter().any(|t| t != "HOST") {
-        return Err(format!("uses tags other than <HOST>: {tags:?}"));
+        return Err(Rejected::OtherTags(tags));
     }
     if tags.len() != 1 {
-        return Err(format!(
-            "has {} host captures, wants exactly one",
-            tags.len()
-        ));
+        return Err(Rejected::HostCaptures(tags.len()));
     }
     let canon = canonical(re);
     let after_anchor = skip_blanks(&canon[1..]);
     for wild in [".", "(.", "(?:.", "(?s"] {
         if after_anchor.starts_with(wild) {
-            return Err("starts with a wildcard".into());
+            return Err(Rejected::LeadingWildcard);
         }
     }
     let squeeze: String = canon
@@ -139,14 +189,12 @@ fn structure(re: &str) -> Result<String, String> {
         "<HOST>.+",
     ] {
         if squeeze.contains(around) {
-            return Err(format!("has a bare {around:?}"));
+            return Err(Rejected::BareWildcard(around));
         }
     }
     let literal = literal_chars(re);
     if literal < MIN_LITERAL {
-        return Err(format!(
-            "only {literal} literal letters or digits, wants {MIN_LITERAL}"
-        ));
+        return Err(Rejected::FewLiterals(literal));
     }
     Ok(format!(
         "anchored, one <HOST>, {literal} literal characters"
@@ -215,14 +263,14 @@ fn literal_chars(re: &str) -> usize {
     n
 }
 
-fn filter(re: &str) -> Result<Filter, String> {
+fn filter(re: &str) -> Result<Filter, Rejected> {
     Filter::new(FilterOptions {
         failregex: vec![re.to_string()],
         usedns: UseDns::No,
         check_find_time: false,
         ..FilterOptions::default()
     })
-    .map_err(|e| e.to_string())
+    .map_err(Rejected::from)
 }
 
 /// The address a filter extracts from one line, if it matches.
@@ -311,7 +359,7 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
         Ok("compiled by fail3ban's filter engine".into()),
     );
     let mut first = None;
-    let mut trigger = Err("no sample".to_string());
+    let mut trigger = Err(Rejected::NoSample);
     for line in ev.samples {
         let Some((at, addr)) = shape::address_of(line, ev.client) else {
             continue;
@@ -321,10 +369,12 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
                 "extracts the client from {} samples",
                 ev.samples.len()
             )),
-            Some(h) => Err(format!(
-                "extracts {h}, not the client {addr}, from {line:?}"
-            )),
-            None => Err(format!("does not match the sample {line:?}")),
+            Some(h) => Err(Rejected::NotTheClient {
+                got: h,
+                want: addr.to_string(),
+                line: line.clone(),
+            }),
+            None => Err(Rejected::MissesSample(line.clone())),
         };
         if trigger.is_err() {
             break;
@@ -345,8 +395,8 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
     };
     let moved = match extract(&mut f, &splice(line, &at, swap)) {
         Some(h) if same(&h, swap) => Ok(format!("follows the address ({swap})")),
-        Some(h) => Err(format!("another address there gives {h}, not {swap}")),
-        None => Err("no longer matches when the address changes".into()),
+        Some(h) => Err(Rejected::NotFollowing { got: h, want: swap }),
+        None => Err(Rejected::LostMatch),
     };
     if !r.add("address", moved) {
         return r;
@@ -358,10 +408,11 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
             Some(h) if !same(&h, &addr) => {
                 r.add(
                     "mutations",
-                    Err(format!(
-                        "captures {h}, not the client {addr}, when the fields the client \
-                         writes hold other text: {m:?}"
-                    )),
+                    Err(Rejected::Mutation {
+                        got: h,
+                        want: addr.to_string(),
+                        line: m.clone(),
+                    }),
                 );
                 return r;
             }
@@ -385,7 +436,7 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
     for l in corpus {
         n += 1;
         if extract(&mut f, &l).is_some() {
-            r.add("benign", Err(format!("matches benign line {l:?}")));
+            r.add("benign", Err(Rejected::Benign(l)));
             return r;
         }
     }
@@ -408,10 +459,10 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
                 ev.recent.len()
             ))
         } else {
-            Err(format!(
-                "matches {hits} of {} recent lines of other shapes",
-                ev.recent.len()
-            ))
+            Err(Rejected::Recent {
+                hits,
+                total: ev.recent.len(),
+            })
         },
     );
     r

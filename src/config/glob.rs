@@ -15,7 +15,7 @@ pub fn is_dir(p: &str) -> bool {
     fs::metadata(p).map(|m| m.is_dir()).unwrap_or(false)
 }
 
-fn has_magic(s: &str) -> bool {
+pub(crate) fn has_magic(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 

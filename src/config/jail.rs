@@ -70,6 +70,7 @@ const JAIL_OPTS: &[OptSpec] = &[
     // fail3ban's own: fail2ban has none; printed only when set.
     ("ai", OptType::Str, None),
     ("ai_max_bantime", OptType::Str, None),
+    ("maxfailedids", OptType::Int, None),
 ];
 
 /// Reads options of one section, typed, as fail2ban's `getOptions` does:
@@ -237,6 +238,14 @@ fn jail_def_message(e: &ConfigError) -> String {
             format!("Invalid action definition {}: {reason}", py_repr(value))
         }
         _ => e.to_string(),
+    }
+}
+
+/// One line of a `logpath` value: the path and `head` or `tail`.
+fn logpath_line(line: &str) -> (&str, &str) {
+    match line.rsplit_once(' ') {
+        Some((p, t)) => (p, t),
+        None => (line, "head"),
     }
 }
 
@@ -432,6 +441,22 @@ impl Jail {
             })
     }
 
+    /// The glob patterns among the jail's logpaths, with `head` or
+    /// `tail`: its stream names the files they match now, the file source
+    /// follows the files that match them later too.
+    pub fn log_globs(&self) -> Vec<(String, String)> {
+        let Some(value) = self.opts.get("logpath") else {
+            return Vec::new();
+        };
+        value
+            .to_text()
+            .split('\n')
+            .map(logpath_line)
+            .filter(|(path, _)| super::glob::has_magic(path))
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+            .collect()
+    }
+
     /// The jail's commands. Missing log files are reported through
     /// `missing_log`; fail2ban's dump goes on without them.
     pub fn stream(
@@ -474,10 +499,7 @@ impl Jail {
                     }
                     let mut found = 0;
                     for line in value.to_text().split('\n') {
-                        let (path, tail) = match line.rsplit_once(' ') {
-                            Some((p, t)) => (p, t),
-                            None => (line, "head"),
-                        };
+                        let (path, tail) = logpath_line(line);
                         for p in glob(path) {
                             if !std::path::Path::new(&p).exists() {
                                 tracing::warn!(

@@ -14,6 +14,7 @@
 //! }
 //! ```
 
+pub mod ai;
 pub mod definition;
 pub mod error;
 pub mod glob;
@@ -54,6 +55,11 @@ pub struct Tree {
     /// filter or an action cannot be read, or one of its options has a
     /// value the server cannot take. A reload keeps such a jail as it runs.
     pub jail_errors: IndexMap<String, Vec<ConfigError>>,
+    /// The glob patterns among each enabled jail's logpaths, with `head`
+    /// or `tail`, by jail. The stream names the files they match when it
+    /// is read (fail2ban's `-d` does); the server also follows files that
+    /// match them later.
+    pub log_globs: IndexMap<String, Vec<(String, String)>>,
 }
 
 /// Where an option was set: for problems found once the values are used
@@ -138,7 +144,12 @@ pub fn read_tree(basedir: &str, strict_logs: bool) -> Result<Tree, ConfigError> 
     }
     let mut starts = Vec::new();
     let mut origins = HashMap::new();
+    let mut log_globs = IndexMap::new();
     for (jail, logpath_file) in &mut jails {
+        let globs = jail.log_globs();
+        if !globs.is_empty() {
+            log_globs.insert(jail.name.clone(), globs);
+        }
         for (option, o) in std::mem::take(&mut jail.origins) {
             origins.insert((jail.name.clone(), option), o);
         }
@@ -178,6 +189,7 @@ pub fn read_tree(basedir: &str, strict_logs: bool) -> Result<Tree, ConfigError> 
         problems,
         origins,
         jail_errors,
+        log_globs,
     })
 }
 

@@ -124,7 +124,7 @@ pub fn read(loader: &Loader) -> Result<Vec<Command>, ConfigError> {
 fn ai_section(loader: &Loader, cfg: &Merged, file: &str) -> Option<Command> {
     let names: Vec<String> = cfg.ini.sections.get("AI")?.keys().cloned().collect();
     let mut items = Vec::new();
-    let mut check = crate::ai::Settings::default();
+    let mut check = super::ai::Settings::default();
     for name in names.into_iter().filter(|n| n != "__name__") {
         let value = match cfg.ini.get("AI", &name, None) {
             Ok(v) => v,
@@ -135,7 +135,7 @@ fn ai_section(loader: &Loader, cfg: &Merged, file: &str) -> Option<Command> {
         };
         if let Err(e) = check.set(&name, &value) {
             let kind = match e {
-                crate::ai::SettingsError::BadValue {
+                super::ai::SettingsError::BadValue {
                     expected, value, ..
                 } => super::ErrorKind::BadValue { expected, value },
                 _ => super::ErrorKind::Syntax("unknown option of the [AI] section".into()),

@@ -19,6 +19,28 @@ fn unit_seconds(word: &str) -> Option<f64> {
     })
 }
 
+/// Why a text is not a fail2ban time string.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimeError {
+    #[error("bad number {0:?}")]
+    BadNumber(String),
+    #[error("unknown unit {0:?}")]
+    UnknownUnit(String),
+    #[error("unexpected {0:?}")]
+    Unexpected(char),
+    #[error("missing ')'")]
+    MissingClose,
+    #[error("expected a number")]
+    ExpectedNumber,
+    #[error("empty time")]
+    Empty,
+    #[error("trailing text")]
+    TrailingText,
+    #[error("not a finite time")]
+    NotFinite,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Num(f64),
@@ -27,7 +49,7 @@ enum Tok {
     Close,
 }
 
-fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
+fn tokenize(s: &str) -> Result<Vec<Tok>, TimeError> {
     let mut out = Vec::new();
     let b: Vec<char> = s.chars().collect();
     let mut i = 0;
@@ -41,7 +63,9 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
                 i += 1;
             }
             let text: String = b[start..i].iter().collect();
-            let mut n: f64 = text.parse().map_err(|_| format!("bad number {text:?}"))?;
+            let mut n: f64 = text
+                .parse()
+                .map_err(|_| TimeError::BadNumber(text.clone()))?;
             let mut j = i;
             while j < b.len() && b[j].is_whitespace() {
                 j += 1;
@@ -52,7 +76,7 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             }
             if j > wstart {
                 let word: String = b[wstart..j].iter().collect();
-                n *= unit_seconds(&word).ok_or_else(|| format!("unknown unit {word:?}"))?;
+                n *= unit_seconds(&word).ok_or_else(|| TimeError::UnknownUnit(word.clone()))?;
                 i = j;
             }
             // Adjacent terms add up: `1h 30m` is `1h + 30m`.
@@ -70,7 +94,7 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             out.push(Tok::Close);
             i += 1;
         } else {
-            return Err(format!("unexpected {c:?}"));
+            return Err(TimeError::Unexpected(c));
         }
     }
     Ok(out)
@@ -86,7 +110,7 @@ impl Parser {
         self.toks.get(self.pos)
     }
 
-    fn expr(&mut self) -> Result<f64, String> {
+    fn expr(&mut self) -> Result<f64, TimeError> {
         let mut v = self.term()?;
         while let Some(Tok::Op(op @ ('+' | '-'))) = self.peek().cloned() {
             self.pos += 1;
@@ -96,7 +120,7 @@ impl Parser {
         Ok(v)
     }
 
-    fn term(&mut self) -> Result<f64, String> {
+    fn term(&mut self) -> Result<f64, TimeError> {
         let mut v = self.factor()?;
         while let Some(Tok::Op(op @ ('*' | '/'))) = self.peek().cloned() {
             self.pos += 1;
@@ -106,7 +130,7 @@ impl Parser {
         Ok(v)
     }
 
-    fn factor(&mut self) -> Result<f64, String> {
+    fn factor(&mut self) -> Result<f64, TimeError> {
         match self.peek().cloned() {
             Some(Tok::Num(n)) => {
                 self.pos += 1;
@@ -124,29 +148,29 @@ impl Parser {
                 self.pos += 1;
                 let v = self.expr()?;
                 if self.peek() != Some(&Tok::Close) {
-                    return Err("missing ')'".into());
+                    return Err(TimeError::MissingClose);
                 }
                 self.pos += 1;
                 Ok(v)
             }
-            _ => Err("expected a number".into()),
+            _ => Err(TimeError::ExpectedNumber),
         }
     }
 }
 
 /// Seconds that a fail2ban time string stands for.
-pub fn str2seconds(s: &str) -> Result<f64, String> {
+pub fn str2seconds(s: &str) -> Result<f64, TimeError> {
     let toks = tokenize(s)?;
     if toks.is_empty() {
-        return Err("empty time".into());
+        return Err(TimeError::Empty);
     }
     let mut p = Parser { toks, pos: 0 };
     let v = p.expr()?;
     if p.pos != p.toks.len() {
-        return Err("trailing text".into());
+        return Err(TimeError::TrailingText);
     }
     if !v.is_finite() {
-        return Err("not a finite time".into());
+        return Err(TimeError::NotFinite);
     }
     Ok(v)
 }

@@ -34,7 +34,7 @@ pub fn check_options(opts: &IndexMap<String, PyValue>) -> Vec<(String, ErrorKind
             n if TIME_OPTS.contains(&n) && str2seconds(text).is_err() => {
                 out.push(bad("a time such as 600, 10m, 1h30m or -1"));
             }
-            "ai" if crate::ai::Mode::parse(text).is_none() => {
+            "ai" if super::ai::Mode::parse(text).is_none() => {
                 out.push(bad("off, observe, suggest or enforce"));
             }
             "usedns" if !matches!(text.to_lowercase().as_str(), "yes" | "warn" | "no" | "raw") => {

@@ -139,6 +139,16 @@ impl UseDns {
             }
         }
     }
+
+    /// fail2ban's name of the value, as `get <jail> usedns` answers it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UseDns::Yes => "yes",
+            UseDns::Warn => "warn",
+            UseDns::No => "no",
+            UseDns::Raw => "raw",
+        }
+    }
 }
 
 fn is_word(c: char) -> bool {
@@ -323,12 +333,11 @@ impl Regex {
         let tr = pyre::translate(&expanded);
         let mut flags = tr.flags;
         flags.multiline |= multiline;
-        let re = pcre::Regex::new(&tr.pattern, flags, limits).map_err(|message| {
-            FilterError::Compile {
+        let re =
+            pcre::Regex::new(&tr.pattern, flags, limits).map_err(|e| FilterError::Compile {
                 regex: expanded.clone(),
-                message,
-            }
-        })?;
+                message: e.to_string(),
+            })?;
         let mut names: Vec<(GroupName, usize)> =
             re.names().iter().map(|(k, v)| (intern(k), *v)).collect();
         names.sort();

@@ -146,10 +146,21 @@ pub struct CompileFlags {
     pub ascii: bool,
 }
 
+/// Why a pattern could not be compiled.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompileError {
+    /// PCRE2 refused the pattern: its message and the offset of the problem.
+    #[error("{message} at offset {offset}")]
+    Syntax { message: String, offset: usize },
+    /// PCRE2 could not allocate a context.
+    #[error("out of memory")]
+    OutOfMemory,
+}
+
 impl Regex {
-    /// Compiles `pattern` (already in PCRE2 syntax). The error is PCRE2's
-    /// message with the offset of the problem.
-    pub fn new(pattern: &str, flags: CompileFlags, limits: Limits) -> Result<Regex, String> {
+    /// Compiles `pattern` (already in PCRE2 syntax).
+    pub fn new(pattern: &str, flags: CompileFlags, limits: Limits) -> Result<Regex, CompileError> {
         let mut opts = ffi::PCRE2_UTF;
         if !flags.ascii {
             opts |= ffi::PCRE2_UCP;
@@ -194,7 +205,7 @@ impl Regex {
             };
             re.mctx = ffi::pcre2_match_context_create_8(ptr::null_mut());
             if re.mctx.is_null() {
-                return Err("out of memory".into());
+                return Err(CompileError::OutOfMemory);
             }
             ffi::pcre2_set_match_limit_8(re.mctx, limits.match_limit);
             // The interpreter also honours these; JIT ignores the depth limit.
@@ -437,11 +448,11 @@ impl Regex {
 ///
 /// # Safety
 /// The caller owns the returned code and must free it.
-unsafe fn compile_lf(pattern: &str, opts: u32) -> Result<*mut ffi::pcre2_code_8, String> {
+unsafe fn compile_lf(pattern: &str, opts: u32) -> Result<*mut ffi::pcre2_code_8, CompileError> {
     let (mut errcode, mut erroff) = (0, 0usize);
     let cctx = ffi::pcre2_compile_context_create_8(ptr::null_mut());
     if cctx.is_null() {
-        return Err("out of memory".into());
+        return Err(CompileError::OutOfMemory);
     }
     ffi::pcre2_set_newline_8(cctx, ffi::PCRE2_NEWLINE_LF);
     let code = ffi::pcre2_compile_8(
@@ -454,7 +465,10 @@ unsafe fn compile_lf(pattern: &str, opts: u32) -> Result<*mut ffi::pcre2_code_8,
     );
     ffi::pcre2_compile_context_free_8(cctx);
     if code.is_null() {
-        return Err(format!("{} at offset {}", error_message(errcode), erroff));
+        return Err(CompileError::Syntax {
+            message: error_message(errcode),
+            offset: erroff,
+        });
     }
     Ok(code)
 }
@@ -610,7 +624,7 @@ impl std::fmt::Debug for SharedCode {
 impl SharedCode {
     /// Compiles `pattern` (PCRE2 syntax, newlines LF), in UTF mode with
     /// Unicode properties when `utf`, else byte by byte with ASCII classes.
-    pub fn new(pattern: &str, utf: bool) -> Result<SharedCode, String> {
+    pub fn new(pattern: &str, utf: bool) -> Result<SharedCode, CompileError> {
         let opts = if utf {
             ffi::PCRE2_UTF | ffi::PCRE2_UCP
         } else {
@@ -843,7 +857,7 @@ mod tests {
     #[test]
     fn bad_pattern_is_an_error() {
         let e = Regex::new("(a", CompileFlags::default(), Limits::default()).unwrap_err();
-        assert!(e.contains("offset"), "{e}");
+        assert!(matches!(e, CompileError::Syntax { offset: 2, .. }), "{e}");
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub struct Engine {
     pub increment: Option<Increment>,
     queue: VecDeque<Ticket>,
     next_svc_time: f64,
+    next_evicted_report: f64,
 }
 
 impl Engine {
@@ -64,6 +65,7 @@ impl Engine {
             increment: None,
             queue: VecDeque::new(),
             next_svc_time: f64::NEG_INFINITY,
+            next_evicted_report: f64::NEG_INFINITY,
         }
     }
 
@@ -124,11 +126,31 @@ impl Engine {
     }
 
     /// Forgets failures past findtime, at most every 5 seconds unless
-    /// `force` (fail2ban's `performSvc`).
+    /// `force` (fail2ban's `performSvc`); and says, at most once a minute,
+    /// how many ids maxfailedids dropped.
     pub fn perform_svc(&mut self, now: f64, force: bool) {
+        self.report_evicted(now);
         if force || now >= self.next_svc_time {
             self.next_svc_time = now + 5.0;
             self.fail_manager.cleanup(now);
+        }
+    }
+
+    /// A spray drops ids on every line: one warning a minute says how many,
+    /// so that the log neither floods nor stays silent.
+    fn report_evicted(&mut self, now: f64) {
+        if now < self.next_evicted_report {
+            return;
+        }
+        let dropped = self.fail_manager.take_evicted();
+        if dropped > 0 {
+            self.next_evicted_report = now + 60.0;
+            tracing::warn!(
+                "[{}] {} failing ids dropped, oldest first: more than maxfailedids = {} were pending",
+                self.name,
+                dropped,
+                self.fail_manager.max_ids()
+            );
         }
     }
 

@@ -34,7 +34,7 @@ pub enum Error {
         /// Its value.
         value: String,
         /// Why.
-        msg: String,
+        msg: crate::config::time::TimeError,
     },
     /// `ignorecache` could not be read.
     #[error("ignorecache = {value:?}: {msg}")]

@@ -34,7 +34,10 @@ pub struct Ticket {
     matches: Vec<String>,
     ban_count: u32,
     ban_time: Option<f64>,
-    data: BTreeMap<String, String>,
+    /// Sorted by name. A boxed slice rather than a map: a pending ticket
+    /// usually holds one pair (`ip4`/`ip6`), and a B-tree node for it
+    /// would cost half a kilobyte per tracked id.
+    data: Box<[(String, String)]>,
     /// Read back from the store at start-up rather than found anew.
     pub restored: bool,
     /// Every action has run its ban for it.
@@ -56,7 +59,7 @@ impl Ticket {
             matches,
             ban_count: 0,
             ban_time: None,
-            data: BTreeMap::new(),
+            data: Box::default(),
             restored: false,
             banned: false,
         }
@@ -88,7 +91,7 @@ impl Ticket {
 
     /// A ticket carrying the filter's captured groups (`F-USER`, ...).
     pub fn with_data(mut self, data: BTreeMap<String, String>) -> Ticket {
-        self.data = data;
+        self.data = data.into_iter().collect();
         self
     }
 
@@ -98,6 +101,11 @@ impl Ticket {
         self.attempts = failures;
         self.retry = failures;
         self
+    }
+
+    /// What tells this ticket (and its clones) from any other.
+    pub fn serial(&self) -> u64 {
+        self.serial
     }
 
     /// Whether `other` is this very ticket (or a clone of it).
@@ -222,14 +230,9 @@ impl Ticket {
         bt != PERMANENT && now > self.time + bt
     }
 
-    /// The filter's captured groups and any other data.
-    pub fn data(&self) -> &BTreeMap<String, String> {
+    /// The filter's captured groups and any other data, by name.
+    pub fn data(&self) -> &[(String, String)] {
         &self.data
-    }
-
-    /// Mutable access to the data map.
-    pub fn data_mut(&mut self) -> &mut BTreeMap<String, String> {
-        &mut self.data
     }
 
     /// Moves the ticket to a later failure time. When the failures now span

@@ -76,10 +76,7 @@ impl Server {
 
     /// Connects a jail to the AI part when its `ai` option is on.
     pub(super) fn attach_ai(&self, jail: &Jail) {
-        let (mode, cap) = {
-            let st = jail.state.lock().expect("jail lock");
-            (st.spec.ai, st.spec.ai_max_bantime)
-        };
+        let (mode, cap) = jail.ai_settings();
         let running = if mode == Mode::Off {
             self.ai.running.lock().expect("ai lock").clone()
         } else {
@@ -89,7 +86,7 @@ impl Server {
             return;
         };
         ai.set_jail(&jail.name, mode, cap);
-        jail.state.lock().expect("jail lock").ai = (mode != Mode::Off).then_some(handle);
+        jail.set_ai((mode != Mode::Off).then_some(handle));
     }
 
     /// `ai status|list|show <id>|approve <id>|reject <id>|test <line> [jail]`.
@@ -115,16 +112,12 @@ impl Server {
                         let jails = self.jails.read().await;
                         let found = jails
                             .values()
-                            .find(|j| j.state.lock().expect("jail lock").spec.ai != Mode::Off)
+                            .find(|j| j.ai_settings().0 != Mode::Off)
                             .cloned();
                         found.ok_or_else(|| failed("no jail has ai on"))?
                     }
                 };
-                let addr = {
-                    let mut st = jail.state.lock().expect("jail lock");
-                    crate::ai::prescreen::remote_address(&line, &mut st.ignore, super::jail::now())
-                        .map_err(|d| format!("{d:?}"))
-                };
+                let addr = jail.ai_test_address(&line);
                 Ok(ai.test(&jail.name, &line, addr).await)
             }
             _ => Err(CommandError::invalid()),

@@ -27,7 +27,7 @@ use crate::client::protocol::{CommandError, ErrorKind};
 use crate::config::time::str2seconds;
 use crate::store::{Settings, SqliteStore, Store};
 
-use self::jail::Jail;
+use self::jail::{Jail, JailError};
 use self::log::{Log, LogLevel, Target};
 use self::spec::{command_to_json, text, JailSpec};
 
@@ -134,14 +134,19 @@ impl Server {
 
     /// Reads the configuration tree and applies its stream: server options,
     /// then every jail added and started.
-    pub async fn load_config(&self) -> Result<(), String> {
-        let tree = crate::config::read_tree(&self.conf_dir, false).map_err(|e| e.to_string())?;
+    pub async fn load_config(&self) -> Result<(), crate::config::ConfigError> {
+        let tree = crate::config::read_tree(&self.conf_dir, false)?;
         for p in &tree.problems {
             tracing::error!("{p}");
         }
         let mut errors = jail_errors(&tree);
         for cmd in &tree.stream {
             let cmd = command_to_json(cmd);
+            if let [verb, jail] = &cmd[..] {
+                if text(verb) == "start" {
+                    self.set_log_globs(&tree, &text(jail));
+                }
+            }
             if let Err(e) = self.command(&cmd).await {
                 let words: Vec<String> = cmd.iter().map(text).collect();
                 tracing::error!("Command {words:?} has failed. Received {e}");
@@ -204,7 +209,7 @@ impl Server {
 
     async fn jail_status(&self, name: &str) -> Result<Value, CommandError> {
         let j = self.jail(name).await?;
-        let mut status = j.state.lock().expect("jail lock").status();
+        let mut status = j.status();
         let errors = self.config_error_rows(Some(name));
         if let (false, Value::Array(sections)) = (errors.is_empty(), &mut status) {
             sections.push(json!(["Configuration", errors]));
@@ -218,8 +223,7 @@ impl Server {
             return Ok(s.clone());
         }
         let j = self.jail(name).await?;
-        let spec = j.state.lock().expect("jail lock").spec.clone();
-        Ok(spec)
+        Ok(j.spec())
     }
 
     /// Changes a jail's settings: a pending jail directly, a running one
@@ -236,11 +240,11 @@ impl Server {
             }
         }
         let j = self.jail(name).await?;
-        let mut spec = j.state.lock().expect("jail lock").spec.clone();
+        let mut spec = j.spec();
         let v = f(&mut spec)?;
         j.reload(spec)
             .await
-            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))?;
+            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e.to_string()))?;
         Ok(v)
     }
 
@@ -252,6 +256,8 @@ impl Server {
         if pending.contains_key(name) {
             return Err(CommandError::new(ErrorKind::DuplicateJail, name));
         }
+        let backend = spec::JailBackend::parse(backend)
+            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e.to_string()))?;
         pending.insert(name.to_string(), JailSpec::new(name, backend));
         Ok(())
     }
@@ -268,7 +274,7 @@ impl Server {
         };
         self.run_jail(name, spec)
             .await
-            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))
+            .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e.to_string()))
     }
 
     async fn stop_jail(&self, name: &str) -> Result<(), CommandError> {
@@ -329,17 +335,7 @@ impl Server {
         if ids.is_empty() {
             let all: Vec<Value> = jails
                 .iter()
-                .map(|(name, j)| {
-                    let st = j.state.lock().expect("jail lock");
-                    let list: Vec<String> = st
-                        .engine
-                        .ban_manager
-                        .ban_list()
-                        .iter()
-                        .map(|f| f.to_string())
-                        .collect();
-                    json!({ name: list })
-                })
+                .map(|(name, j)| json!({ name: j.banned() }))
                 .collect();
             return json!(all);
         }
@@ -349,14 +345,7 @@ impl Server {
                 let fid = crate::filter::ipaddr::parse_unspec(ip);
                 let names: Vec<&String> = jails
                     .iter()
-                    .filter(|(_, j)| {
-                        j.state
-                            .lock()
-                            .expect("jail lock")
-                            .engine
-                            .ban_manager
-                            .contains(&fid)
-                    })
+                    .filter(|(_, j)| j.is_banned(&fid))
                     .map(|(n, _)| n)
                     .collect();
                 json!(names)
@@ -420,7 +409,7 @@ impl Server {
         }
         for (name, spec) in specs {
             if let Err(e) = self.apply_spec(&name, spec, restart, unban).await {
-                broken.insert(name, e);
+                broken.insert(name, e.to_string());
             }
         }
         let _ = all;
@@ -452,6 +441,16 @@ impl Server {
         }
     }
 
+    /// Gives the pending jail `name` the glob patterns of its logpaths.
+    fn set_log_globs(&self, tree: &crate::config::Tree, name: &str) {
+        let Some(globs) = tree.log_globs.get(name) else {
+            return;
+        };
+        if let Some(s) = self.pending.lock().expect("pending lock").get_mut(name) {
+            s.logglobs = globs.clone();
+        }
+    }
+
     /// The settings of every jail of `tree`, built without starting
     /// anything (server options are applied on the way), and the errors
     /// of the jails that cannot have theirs, by jail.
@@ -480,6 +479,11 @@ impl Server {
             }
         }
         specs.retain(|name, _| !broken.contains_key(name));
+        for (name, spec) in specs.iter_mut() {
+            if let Some(globs) = tree.log_globs.get(name) {
+                spec.logglobs = globs.clone();
+            }
+        }
         (specs, broken)
     }
 
@@ -492,7 +496,7 @@ impl Server {
         spec: JailSpec,
         restart: bool,
         unban: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), JailError> {
         let existing = self.jails.read().await.get(name).cloned();
         match existing {
             Some(j) if !restart => {
@@ -515,7 +519,7 @@ impl Server {
     }
 
     /// Starts the jail `name` and adds it to the running ones.
-    async fn run_jail(&self, name: &str, spec: JailSpec) -> Result<(), String> {
+    async fn run_jail(&self, name: &str, spec: JailSpec) -> Result<(), JailError> {
         let ai = self.ai_for(&spec);
         let jail = Jail::start_with_ai(spec, self.store(), ai).await?;
         self.attach_ai(&jail);
@@ -564,7 +568,7 @@ impl Server {
                 let secs = match value {
                     Some(Value::Number(n)) => n.as_f64().unwrap_or(86400.0),
                     _ => str2seconds(&v)
-                        .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e))?,
+                        .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e.to_string()))?,
                 };
                 self.settings.lock().expect("settings lock").dbpurgeage = secs;
                 self.apply_store_settings();
@@ -646,16 +650,14 @@ impl Server {
 
     /// Jails that follow files but had none when configured: fail2ban's
     /// configuration drops a logpath that matches no file, so only reading
-    /// the configuration again can find it once it exists.
+    /// the configuration again can find it once it exists (a glob pattern
+    /// the source looks at itself).
     async fn jails_without_logs(&self) -> Vec<String> {
         self.jails
             .read()
             .await
             .iter()
-            .filter(|(_, j)| {
-                let st = j.state.lock().expect("jail lock");
-                st.spec.logpaths.is_empty() && !st.spec.backend.starts_with("systemd")
-            })
+            .filter(|(_, j)| j.has_no_logs())
             .map(|(n, _)| n.clone())
             .collect()
     }

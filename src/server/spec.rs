@@ -76,8 +76,12 @@ pub fn apply(specs: &mut IndexMap<String, JailSpec>, cmd: &[Value]) -> Result<bo
     let (verb, jail) = (word(0), word(1));
     match verb.as_str() {
         "add" => {
-            let backend = cmd.get(2).map(text).unwrap_or_else(|| "auto".into());
-            specs.insert(jail.clone(), JailSpec::new(&jail, &backend));
+            let backend = match cmd.get(2).map(text) {
+                Some(b) => JailBackend::parse(&b)
+                    .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e.to_string()))?,
+                None => JailBackend::default(),
+            };
+            specs.insert(jail.clone(), JailSpec::new(&jail, backend));
         }
         "set" | "multi-set" => {
             let Some(spec) = specs.get_mut(&jail) else {
@@ -96,10 +100,127 @@ pub fn apply(specs: &mut IndexMap<String, JailSpec>, cmd: &[Value]) -> Result<bo
     Ok(true)
 }
 
+/// fail2ban's backends, in its words (`Jail._BACKENDS`), for the error
+/// an unknown one gets.
+const BACKENDS: &str = "['pyinotify', 'gamin', 'polling', 'systemd']";
+
+/// Why a jail's `backend` was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// fail2ban's own words (`Jail._setBackend`).
+    #[error("Unknown backend {0}. Must be among {BACKENDS} or 'auto'")]
+    Unknown(String),
+    /// `name[options]` does not parse.
+    #[error("backend {text:?}: {message}")]
+    Syntax { text: String, message: String },
+    /// `systemd[journalflags=...]` is no number.
+    #[error("journalflags: not a number: {0}")]
+    JournalFlags(String),
+}
+
+/// A jail's `backend`, parsed once when the jail is added: files, with how
+/// their changes are noticed, or the journal, with its options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JailBackend {
+    /// As configured: `get <jail> backend` answers with it, as fail2ban does.
+    text: String,
+    kind: BackendKind,
+}
+
+/// What a jail reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendKind {
+    Files(crate::source::Backend),
+    Journal(JournalBackend),
+}
+
+/// `backend = systemd[journalflags=1, journalfiles=..., journalpath=...,
+/// namespace=...]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JournalBackend {
+    pub flags: Option<i32>,
+    pub files: Vec<String>,
+    pub path: Option<String>,
+    pub namespace: Option<String>,
+}
+
+impl JailBackend {
+    /// Parses `name[options]`; the name is matched ignoring case, as
+    /// fail2ban does.
+    pub fn parse(text: &str) -> Result<JailBackend, BackendError> {
+        let (name, params) =
+            crate::config::options::extract_options(text).map_err(|e| BackendError::Syntax {
+                text: text.to_string(),
+                message: e.to_string(),
+            })?;
+        let name = name.trim().to_ascii_lowercase();
+        let kind = match name.as_str() {
+            "systemd" => {
+                let mut j = JournalBackend::default();
+                for (k, v) in params {
+                    match k.as_str() {
+                        "journalflags" => {
+                            j.flags = Some(
+                                v.trim()
+                                    .parse()
+                                    .map_err(|_| BackendError::JournalFlags(v.clone()))?,
+                            )
+                        }
+                        "journalfiles" => {
+                            j.files = v.split_whitespace().map(String::from).collect()
+                        }
+                        "journalpath" => j.path = Some(v),
+                        "namespace" => j.namespace = Some(v),
+                        other => tracing::warn!("unknown journal option {other} in {text:?}"),
+                    }
+                }
+                BackendKind::Journal(j)
+            }
+            other => BackendKind::Files(
+                other
+                    .parse()
+                    .map_err(|_| BackendError::Unknown(other.to_string()))?,
+            ),
+        };
+        Ok(JailBackend {
+            text: text.to_string(),
+            kind,
+        })
+    }
+
+    /// The backend as configured.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn kind(&self) -> &BackendKind {
+        &self.kind
+    }
+
+    /// Whether the jail reads the journal rather than files.
+    pub fn is_journal(&self) -> bool {
+        matches!(self.kind, BackendKind::Journal(_))
+    }
+}
+
+impl Default for JailBackend {
+    fn default() -> JailBackend {
+        JailBackend {
+            text: "auto".into(),
+            kind: BackendKind::Files(crate::source::Backend::Auto),
+        }
+    }
+}
+
 /// Matches a failure ticket keeps when `maxmatches` is not configured:
 /// fail2ban's FailManager default (the stock jail.conf sets it to
 /// maxretry, but a tree without that line gets 5, not maxretry).
 pub const DEFAULT_MAXMATCHES: usize = 5;
+
+/// Failure ids a jail tracks at once when `maxfailedids` is not
+/// configured; fail3ban-jail.conf(5) gives the reasoning behind the figure.
+pub const DEFAULT_MAXFAILEDIDS: usize = 50_000;
 
 /// One action of a jail: its name and its options (`actionban`, ...,
 /// and [Init] parameters).
@@ -113,8 +234,8 @@ pub struct ActionSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JailSpec {
     pub name: String,
-    pub backend: String,
-    pub usedns: String,
+    pub backend: JailBackend,
+    pub usedns: UseDns,
     pub prefregex: Option<String>,
     pub maxlines: usize,
     pub failregex: Vec<String>,
@@ -123,6 +244,9 @@ pub struct JailSpec {
     pub journalmatch: Vec<Vec<String>>,
     pub maxretry: u32,
     pub maxmatches: Option<usize>,
+    /// fail3ban's `maxfailedids`: the most failure ids pending at once
+    /// (0: no cap); `None` until configured.
+    pub maxfailedids: Option<usize>,
     pub findtime: f64,
     pub bantime: f64,
     /// `None` until configured: fail2ban answers `get` with None then.
@@ -137,6 +261,11 @@ pub struct JailSpec {
     pub logencoding: String,
     /// Log files with `head` or `tail`.
     pub logpaths: Vec<(String, String)>,
+    /// The glob patterns among the configured logpaths, with `head` or
+    /// `tail` (the configuration's [`crate::config::Tree::log_globs`]): the
+    /// source follows files that match them later too. No command sets
+    /// them: fail2ban's `addlogpath` takes a file.
+    pub logglobs: Vec<(String, String)>,
     pub actions: Vec<ActionSpec>,
     /// fail3ban's `ai` option.
     pub ai: crate::ai::Mode,
@@ -147,11 +276,11 @@ pub struct JailSpec {
 
 impl JailSpec {
     /// A jail as fail2ban's server creates it before any `set`.
-    pub fn new(name: &str, backend: &str) -> JailSpec {
+    pub fn new(name: &str, backend: JailBackend) -> JailSpec {
         JailSpec {
             name: name.to_string(),
-            backend: backend.to_string(),
-            usedns: "warn".into(),
+            backend,
+            usedns: UseDns::Warn,
             prefregex: None,
             maxlines: 1,
             failregex: Vec::new(),
@@ -160,6 +289,7 @@ impl JailSpec {
             journalmatch: Vec::new(),
             maxretry: 3,
             maxmatches: None,
+            maxfailedids: None,
             findtime: 600.0,
             bantime: 600.0,
             increment: None,
@@ -171,6 +301,7 @@ impl JailSpec {
             logtimezone: None,
             logencoding: "auto".into(),
             logpaths: Vec::new(),
+            logglobs: Vec::new(),
             actions: Vec::new(),
             ai: crate::ai::Mode::Off,
             ai_max_bantime: None,
@@ -185,7 +316,7 @@ impl JailSpec {
             prefregex: self.prefregex.clone().filter(|p| !p.is_empty()),
             datepattern: self.datepattern.clone().filter(|p| !p.is_empty()),
             maxlines: self.maxlines.max(1),
-            usedns: UseDns::parse(&self.usedns),
+            usedns: self.usedns,
             logtimezone: self.logtimezone.clone().filter(|p| !p.is_empty()),
             findtime: self.findtime,
             ..FilterOptions::default()
@@ -211,7 +342,7 @@ impl JailSpec {
         let t = text(&first);
         let words = || args.iter().map(text).collect::<Vec<_>>();
         match what {
-            "usedns" => self.usedns = t,
+            "usedns" => self.usedns = UseDns::parse(&t),
             "prefregex" => self.prefregex = Some(t),
             "maxlines" => {
                 let n = int_of(what, &first)?;
@@ -246,6 +377,10 @@ impl JailSpec {
             "ai_max_bantime" => self.ai_max_bantime = Some(seconds_of(what, &first)?),
             "maxretry" => self.maxretry = int_of(what, &first)?.max(0) as u32,
             "maxmatches" => self.maxmatches = Some(int_of(what, &first)?.max(0) as usize),
+            "maxfailedids" => {
+                let n = int_of(what, &first)?;
+                self.maxfailedids = Some(usize::try_from(n).map_err(|_| invalid(what, &first))?);
+            }
             "findtime" => self.findtime = seconds_of(what, &first)?,
             "bantime" => self.bantime = seconds_of(what, &first)?,
             "bantime.increment" => self.increment = Some(bool_of(&first)),
@@ -342,7 +477,7 @@ mod tests {
 
     #[test]
     fn commands_build_a_spec() {
-        let mut s = JailSpec::new("sshd", "auto");
+        let mut s = JailSpec::new("sshd", JailBackend::default());
         s.set("maxretry", &[json!(5)]).unwrap();
         s.set("findtime", &[json!("10m")]).unwrap();
         s.set("bantime", &[json!("-1")]).unwrap();
@@ -373,5 +508,36 @@ mod tests {
         assert_eq!(s.actions[0].options["actionban"], "echo <ip>");
         assert!(s.set("findtime", &[json!("soon")]).is_err());
         assert!(s.set("nonsense", &[json!(1)]).is_err());
+    }
+
+    #[test]
+    fn unknown_backend_is_refused() {
+        let mut specs = IndexMap::new();
+        let e = apply(&mut specs, &[json!("add"), json!("sshd"), json!("sytemd")]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Unknown backend sytemd. Must be among ['pyinotify', 'gamin', 'polling', 'systemd'] or 'auto'"
+        );
+        assert!(specs.is_empty());
+        apply(&mut specs, &[json!("add"), json!("a"), json!("Polling")]).unwrap();
+        let b = &specs["a"].backend;
+        assert_eq!(
+            b.kind(),
+            &BackendKind::Files(crate::source::Backend::Polling)
+        );
+        assert_eq!(b.as_str(), "Polling");
+        let j = JailBackend::parse("systemd[journalflags=4, journalpath=/run/log/x]").unwrap();
+        assert_eq!(
+            j.kind(),
+            &BackendKind::Journal(JournalBackend {
+                flags: Some(4),
+                path: Some("/run/log/x".into()),
+                ..JournalBackend::default()
+            })
+        );
+        assert!(matches!(
+            JailBackend::parse("systemd[journalflags=x]"),
+            Err(BackendError::JournalFlags(_))
+        ));
     }
 }

@@ -7,7 +7,6 @@ use serde_json::{json, Value};
 
 use crate::client::protocol::{CommandError, ErrorKind};
 
-use super::jail::JailState;
 use super::spec::{text, JailSpec};
 use super::Server;
 
@@ -48,9 +47,12 @@ fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
         "prefregex" => json!(spec.prefregex.as_deref().unwrap_or("")),
         "failregex" => json!(spec.failregex),
         "ignoreregex" => json!(spec.ignoreregex),
-        "usedns" => json!(spec.usedns),
+        "usedns" => json!(spec.usedns.as_str()),
         "maxretry" => json!(spec.maxretry),
         "maxmatches" => json!(spec.maxmatches.unwrap_or(super::spec::DEFAULT_MAXMATCHES)),
+        "maxfailedids" => json!(spec
+            .maxfailedids
+            .unwrap_or(super::spec::DEFAULT_MAXFAILEDIDS)),
         "maxlines" => json!(spec.maxlines),
         "findtime" => json!(spec.findtime as i64),
         "bantime" => json!(spec.bantime as i64),
@@ -59,7 +61,7 @@ fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
             Some(p) => json!([p, p]),
         },
         "logtimezone" => json!(spec.logtimezone),
-        "backend" => json!(spec.backend),
+        "backend" => json!(spec.backend.as_str()),
         "bantime.increment" => json!(spec.increment),
         "bantime.factor" => json!(spec.increment_opts.factor),
         "bantime.formula" => json!(spec.increment_opts.formula),
@@ -72,44 +74,6 @@ fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
             .iter()
             .map(|a| a.name.clone())
             .collect::<Vec<_>>()),
-        _ => return None,
-    })
-}
-
-/// Options fail2ban answers from its running filter rather than as they
-/// were configured: regexes with their tags expanded, ignoreip items
-/// parsed (networks normalised, single addresses last), the date template
-/// actually in use.
-fn live_jail_option(st: &JailState, what: &str) -> Option<Value> {
-    let expanded = |r: &crate::filter::failregex::Regex| r.expanded().to_string();
-    Some(match what {
-        "failregex" => json!(st
-            .filter
-            .failregexes()
-            .iter()
-            .map(|f| expanded(f.regex()))
-            .collect::<Vec<_>>()),
-        "ignoreregex" => json!(st
-            .filter
-            .ignoreregexes()
-            .iter()
-            .map(expanded)
-            .collect::<Vec<_>>()),
-        "prefregex" => json!(st.filter.prefregex().map(expanded).unwrap_or_default()),
-        "ignoreip" => json!(st.ignore.ignore_ip()),
-        "datepattern" => {
-            let default = json!([null, "Default Detectors"]);
-            if st.spec.datepattern.is_none() {
-                return Some(default);
-            }
-            // fail2ban names the template only when the pattern made one or
-            // two of them (not a set of defaults).
-            let templates: Vec<_> = st.filter.dates().templates().collect();
-            match templates.first() {
-                Some(t) if templates.len() <= 2 => json!([t.pattern, t.name]),
-                _ => default,
-            }
-        }
         _ => return None,
     })
 }
@@ -293,13 +257,10 @@ impl Server {
         if what == "banned" || what == "banip" {
             let jail = self.jail(&target).await?;
             let with_time = cmd.get(3).map(text).as_deref() == Some("--with-time");
-            let st = jail.state.lock().expect("jail lock");
-            let list: Vec<String> = st
-                .engine
-                .ban_manager
-                .ban_list_by_end()
+            let list: Vec<String> = jail
+                .bans_by_end()
                 .iter()
-                .map(|(t, end)| {
+                .map(|b| {
                     if with_time {
                         let fmt = |x: f64| {
                             jiff::Timestamp::from_second(x as i64)
@@ -310,23 +271,21 @@ impl Server {
                                 })
                                 .unwrap_or_default()
                         };
-                        let bt = t.ban_time(st.spec.bantime);
-                        let end = if bt < 0.0 {
+                        let end = if b.ban_time < 0.0 {
                             "+ -1 = 9999-12-31 23:59:59".to_string()
                         } else {
-                            format!("+ {} = {}", bt as i64, fmt(*end))
+                            format!("+ {} = {}", b.ban_time as i64, fmt(b.end))
                         };
-                        format!("{} \t{} {end}", t.fid(), fmt(t.time()))
+                        format!("{} \t{} {end}", b.fid, fmt(b.time))
                     } else {
-                        t.fid().to_string()
+                        b.fid.clone()
                     }
                 })
                 .collect();
             return Ok(json!(list));
         }
         if let Ok(jail) = self.jail(&target).await {
-            let st = jail.state.lock().expect("jail lock");
-            if let Some(v) = live_jail_option(&st, &what) {
+            if let Some(v) = jail.live_option(&what) {
                 return Ok(v);
             }
         }

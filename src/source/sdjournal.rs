@@ -67,8 +67,17 @@ struct Api {
     wait: WaitFn,
 }
 
+/// Why libsystemd's journal functions could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+enum LoadError {
+    #[error("cannot load libsystemd.so.0 (package libsystemd0): {0}")]
+    Open(String),
+    #[error("libsystemd.so.0 lacks {0}")]
+    Missing(String),
+}
+
 fn load() -> Result<&'static Api, SourceError> {
-    static API: OnceLock<Result<Api, String>> = OnceLock::new();
+    static API: OnceLock<Result<Api, LoadError>> = OnceLock::new();
     API.get_or_init(|| {
         // SAFETY: dlopen/dlsym with NUL-terminated names; the handle is
         // never closed, so the function pointers stay valid for the
@@ -85,14 +94,12 @@ fn load() -> Result<&'static Api, SourceError> {
                 } else {
                     CStr::from_ptr(err).to_string_lossy().into_owned()
                 };
-                return Err(format!(
-                    "cannot load libsystemd.so.0 (package libsystemd0): {msg}"
-                ));
+                return Err(LoadError::Open(msg));
             }
-            let sym = |name: &CStr| -> Result<*mut c_void, String> {
+            let sym = |name: &CStr| -> Result<*mut c_void, LoadError> {
                 let p = libc::dlsym(h, name.as_ptr());
                 if p.is_null() {
-                    Err(format!("libsystemd.so.0 lacks {}", name.to_string_lossy()))
+                    Err(LoadError::Missing(name.to_string_lossy().into_owned()))
                 } else {
                     Ok(p)
                 }
@@ -130,7 +137,7 @@ fn load() -> Result<&'static Api, SourceError> {
         }
     })
     .as_ref()
-    .map_err(|e| SourceError::JournalUnavailable(e.clone()))
+    .map_err(|e| SourceError::JournalUnavailable(e.to_string()))
 }
 
 fn check(call: &'static str, rc: c_int) -> Result<c_int, SourceError> {

@@ -32,6 +32,13 @@ const CHUNK: usize = 16 * 1024;
 const MD5_RECHECK: Duration = Duration::from_secs(30);
 const CHEAP_FIRST_LINE: usize = 64 * 1024;
 
+/// How long a file renamed or deleted away from the followed path is
+/// still read after it last grew. A daemon goes on writing into the file
+/// it has open until it reopens the path (rsyslog after logrotate's HUP,
+/// a web server's workers finishing their requests); what it writes
+/// there meanwhile is read too, as long as it writes at least this often.
+pub const ROTATED_GRACE: Duration = Duration::from_secs(5);
+
 /// Where reading a file stands, as the store keeps it (fail2ban's `logs`
 /// table: path, firstlinemd5, lastfilepos).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -118,7 +125,15 @@ pub struct FileTail {
     long: Option<(Vec<u8>, u64)>,
     line_pos: u64,
     read_pos: u64,
-    draining: bool,
+    // Earlier files of this path (renamed or deleted away), still read
+    // until quiet for ROTATED_GRACE; oldest first.
+    retiring: Vec<FileTail>,
+    // When this file, retiring, last grew.
+    grew_at: Instant,
+    grace: Duration,
+    // (device, inode) and offset of retiring files closed since the last
+    // take_finished.
+    finished: Vec<((u64, u64), u64)>,
     in_operation: bool,
     problem: Option<Problem>,
     decode_warned: bool,
@@ -144,7 +159,10 @@ impl FileTail {
             long: None,
             line_pos: 0,
             read_pos: 0,
-            draining: false,
+            retiring: Vec::new(),
+            grew_at: Instant::now(),
+            grace: ROTATED_GRACE,
+            finished: Vec::new(),
             in_operation,
             problem: None,
             decode_warned: false,
@@ -156,6 +174,13 @@ impl FileTail {
     /// their own, so a long line cannot smuggle in a forged one).
     pub fn with_max_line(mut self, max_line: usize) -> FileTail {
         self.max_line = max_line.max(64);
+        self
+    }
+
+    /// Sets how long a rotated file is still read after it last grew
+    /// (default [`ROTATED_GRACE`]).
+    pub fn with_rotated_grace(mut self, grace: Duration) -> FileTail {
+        self.grace = grace;
         self
     }
 
@@ -194,24 +219,35 @@ impl FileTail {
         self.file.as_ref().map(|_| self.id)
     }
 
+    /// Whether the file with this (device, inode) is open, at the path or
+    /// as a rotated file still read.
+    pub fn holds(&self, id: (u64, u64)) -> bool {
+        self.identity() == Some(id) || self.retiring.iter().any(|r| r.holds(id))
+    }
+
+    /// The rotated files closed since the last call: (device, inode) and
+    /// the offset reading ended at.
+    pub fn take_finished(&mut self) -> Vec<((u64, u64), u64)> {
+        std::mem::take(&mut self.finished)
+    }
+
     /// Reads up to `max_lines` complete lines into `out`. Never fails: a
     /// problem with the file is logged once and retried on the next call.
+    ///
+    /// Lines of a rotated file still read come first; they carry the
+    /// position in the file at the path (where a restart resumes).
     pub fn read(&mut self, out: &mut Vec<TailLine>, max_lines: usize) -> ReadStatus {
+        if self.read_retiring(out, max_lines) {
+            return ReadStatus::More;
+        }
         if self.file.is_none() && !self.open() {
             return ReadStatus::Idle;
         }
-        if !self.draining {
-            self.check();
+        if self.check() {
+            return ReadStatus::More;
         }
         match self.read_lines(out, max_lines) {
             Ok(true) => ReadStatus::More,
-            Ok(false) if self.draining => {
-                self.flush_partial(out);
-                tracing::debug!(path = %self.path.display(), offset = self.line_pos, "finished reading the rotated file");
-                self.file = None;
-                self.draining = false;
-                ReadStatus::More
-            }
             Ok(false) => {
                 self.in_operation = true;
                 ReadStatus::Idle
@@ -325,25 +361,26 @@ impl FileTail {
         self.read_pos = pos;
     }
 
-    /// Compares the open file with what the path names now.
-    fn check(&mut self) {
+    /// Compares the open file with what the path names now; true when
+    /// the open file was renamed or deleted away (it is then retiring).
+    fn check(&mut self) -> bool {
         let Some(file) = self.file.as_ref() else {
-            return;
+            return false;
         };
         let meta = match fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) => {
                 tracing::info!(path = %self.path.display(), error = %e,
                     "Log absence detected (possibly rotation) for {}", self.path.display());
-                self.draining = true;
-                return;
+                self.retire();
+                return true;
             }
         };
         if (meta.dev(), meta.ino()) != self.id {
             tracing::info!(path = %self.path.display(), old_inode = self.id.1, new_inode = meta.ino(),
                 "Log rotation detected for {} (new file)", self.path.display());
-            self.draining = true;
-            return;
+            self.retire();
+            return true;
         }
         let size = meta.len();
         let mut replaced = size < self.read_pos;
@@ -371,13 +408,72 @@ impl FileTail {
             if let Err(e) = file.seek(SeekFrom::Start(0)) {
                 self.report(Problem::Io(e.to_string()));
                 self.file = None;
-                return;
+                return false;
             }
             (self.md5, self.first_line_len) =
                 first_line_md5_len(file, self.max_line).unwrap_or_default();
             self.md5_at = Instant::now();
             self.reset_to(0);
         }
+        false
+    }
+
+    /// Moves the open file to the retiring ones: it is read on while its
+    /// writer still writes into it, and the path is opened anew. Until the
+    /// new file is open, the position stays the old file's.
+    fn retire(&mut self) {
+        let mut fresh = FileTail::new(self.path.clone(), TailStart::Head, self.encoding)
+            .with_max_line(self.max_line)
+            .with_rotated_grace(self.grace);
+        fresh.start = None;
+        let mut old = std::mem::replace(self, fresh);
+        self.retiring = std::mem::take(&mut old.retiring);
+        self.finished = std::mem::take(&mut old.finished);
+        self.in_operation = old.in_operation;
+        self.decode_warned = old.decode_warned;
+        self.md5 = old.md5.clone();
+        self.line_pos = old.line_pos;
+        self.read_pos = old.line_pos;
+        old.grew_at = Instant::now();
+        self.retiring.push(old);
+    }
+
+    /// Reads the retiring files, oldest first, and closes those quiet for
+    /// [`ROTATED_GRACE`]; true when it handed out lines (so that a batch
+    /// holds lines of one file only).
+    fn read_retiring(&mut self, out: &mut Vec<TailLine>, max_lines: usize) -> bool {
+        let before = out.len();
+        let mut i = 0;
+        while i < self.retiring.len() && out.len() == before {
+            let old = &mut self.retiring[i];
+            let was = old.read_pos;
+            let done = match old.read_lines(out, max_lines) {
+                Ok(_) => {
+                    if old.read_pos != was {
+                        old.grew_at = Instant::now();
+                    }
+                    old.grew_at.elapsed() >= old.grace
+                }
+                Err(e) => {
+                    tracing::error!(path = %self.path.display(), error = %e,
+                        "Unable to read the rotated file of {}: {e}", self.path.display());
+                    true
+                }
+            };
+            if !done || out.len() > before {
+                i += 1;
+                continue;
+            }
+            let mut old = self.retiring.remove(i);
+            old.flush_partial(out);
+            tracing::debug!(path = %self.path.display(), offset = old.line_pos,
+                "finished reading the rotated file");
+            self.finished.push((old.id, old.line_pos));
+        }
+        for l in &mut out[before..] {
+            l.end = self.line_pos;
+        }
+        out.len() > before
     }
 
     /// Hands out complete lines until `max_lines` (returns true) or the end
@@ -739,13 +835,48 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a.log");
         fs::write(&p, b"a1\n").unwrap();
-        let mut t = FileTail::new(&p, TailStart::Head, LogEncoding::UTF8);
+        // No grace: the last line, which will never get its newline, is
+        // handed out at once.
+        let mut t = FileTail::new(&p, TailStart::Head, LogEncoding::UTF8)
+            .with_rotated_grace(Duration::ZERO);
         assert_eq!(texts(&read_all(&mut t)), ["a1"]);
         append(&p, b"a2\na3");
         fs::rename(&p, d.path().join("a.log.1")).unwrap();
         fs::write(&p, b"b1\n").unwrap();
         assert_eq!(texts(&read_all(&mut t)), ["a2", "a3", "b1"]);
         assert_eq!(t.offset(), 3);
+    }
+
+    /// A writer that goes on writing into the renamed file (until it
+    /// reopens the path) is read too, until the file is quiet for the
+    /// grace period; positions stay those of the file at the path.
+    #[test]
+    fn rotated_file_read_until_quiet() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.log");
+        let old = d.path().join("a.log.1");
+        fs::write(&p, b"a1\n").unwrap();
+        let grace = Duration::from_millis(300);
+        let mut t = FileTail::new(&p, TailStart::Head, LogEncoding::UTF8).with_rotated_grace(grace);
+        assert_eq!(texts(&read_all(&mut t)), ["a1"]);
+        fs::rename(&p, &old).unwrap();
+        fs::write(&p, b"b1\n").unwrap();
+        assert_eq!(texts(&read_all(&mut t)), ["b1"]);
+        append(&old, b"a2\n");
+        let out = read_all(&mut t);
+        assert_eq!(texts(&out), ["a2"]);
+        assert_eq!(out[0].end, 3, "the position in the file at the path");
+        assert_eq!(t.offset(), 3);
+        let id = fs::metadata(&old).unwrap();
+        assert!(t.holds((id.dev(), id.ino())));
+        assert!(t.take_finished().is_empty());
+        std::thread::sleep(grace + Duration::from_millis(50));
+        append(&p, b"b2\n");
+        assert_eq!(texts(&read_all(&mut t)), ["b2"]);
+        assert_eq!(t.take_finished(), [((id.dev(), id.ino()), 6)]);
+        assert!(!t.holds((id.dev(), id.ino())));
+        append(&old, b"a3\n");
+        assert!(read_all(&mut t).is_empty(), "closed once quiet");
     }
 
     #[test]

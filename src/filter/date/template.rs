@@ -471,9 +471,9 @@ fn compile_matchers(
         ),
         true,
     )
-    .map_err(|reason| DateError::Pattern {
+    .map_err(|e| DateError::Pattern {
         pattern: pattern.to_owned(),
-        reason,
+        reason: e.to_string(),
     })?;
     let ascii = if pcre.is_ascii() && !pcre.contains("(*") {
         SharedCode::new(
