@@ -28,14 +28,30 @@ enum Reply {
     Hang,
 }
 
-type Script = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
+/// What one request asked, as the scripted model reads it.
+#[derive(Clone, Debug, Default)]
+struct Asked {
+    /// The sample lines inside the fence, in order.
+    samples: Vec<String>,
+    /// The address the prompt names as the client.
+    client: String,
+    /// The whole user message.
+    user: String,
+    /// The whole request.
+    body: Value,
+}
+
+type Script = Arc<dyn Fn(&Asked) -> Reply + Send + Sync>;
 
 /// The scripted server.
 struct Llm {
     port: u16,
     requests: Arc<AtomicUsize>,
-    /// The log lines asked about, in order.
+    /// The log lines asked about (the first sample of each request), in
+    /// order.
     asked: Arc<Mutex<Vec<String>>>,
+    /// Every request, read.
+    questions: Arc<Mutex<Vec<Asked>>>,
     /// The largest request body seen.
     max_body: Arc<AtomicUsize>,
     /// The `response_format` type of each request, in order.
@@ -65,15 +81,39 @@ fn read_request(s: &mut TcpStream) -> Option<String> {
     String::from_utf8(body).ok()
 }
 
-/// The log line inside the fence of the user message.
-fn log_line(body: &Value) -> String {
-    let user = body["messages"][1]["content"].as_str().unwrap_or("");
-    let Some(start) = user.find("<<<LOG\n") else {
-        return String::new();
+/// The sample lines (one JSON string a line) inside the fence of the user
+/// message, and the address it names as the client.
+fn read_asked(body: &str) -> Asked {
+    let v: Value = serde_json::from_str(body).unwrap_or_default();
+    let user = v["messages"][1]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let client = user
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Client address: ")
+                .or_else(|| l.strip_prefix("Remote address found by fail3ban: "))
+        })
+        .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
+        .unwrap_or_default();
+    let samples = match user.find("<<<LOG\n") {
+        Some(start) => {
+            let rest = &user[start + 7..];
+            let end = rest.find("\nLOG>>>").unwrap_or(rest.len());
+            rest[..end]
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        }
+        None => Vec::new(),
     };
-    let rest = &user[start + 7..];
-    let end = rest.find("\nLOG>>>").unwrap_or(rest.len());
-    serde_json::from_str(&rest[..end]).unwrap_or_default()
+    Asked {
+        samples,
+        client,
+        user,
+        body: v,
+    }
 }
 
 fn respond(s: &mut TcpStream, reply: Reply) {
@@ -107,36 +147,39 @@ fn error_body(message: &str) -> String {
 }
 
 impl Llm {
-    /// A server that answers from the log line asked about.
+    /// A model that reads only the first sample line.
     fn start(script: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Llm {
-        Llm::start_raw(move |body| script(&log_line(body)))
+        Llm::start_asked(move |a| script(a.samples.first().map_or("", String::as_str)))
     }
 
-    /// A server that answers from the whole request.
-    fn start_raw(script: impl Fn(&Value) -> Reply + Send + Sync + 'static) -> Llm {
+    /// A model that reads the whole question.
+    fn start_asked(script: impl Fn(&Asked) -> Reply + Send + Sync + 'static) -> Llm {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let llm = Llm {
             port,
             requests: Arc::default(),
             asked: Arc::default(),
+            questions: Arc::default(),
             max_body: Arc::default(),
             formats: Arc::default(),
         };
         let script: Script = Arc::new(script);
-        let (requests, asked, max_body, formats) = (
+        let (requests, asked, questions, max_body, formats) = (
             llm.requests.clone(),
             llm.asked.clone(),
+            llm.questions.clone(),
             llm.max_body.clone(),
             llm.formats.clone(),
         );
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut s) = conn else { continue };
-                let (script, requests, asked, max_body, formats) = (
+                let (script, requests, asked, questions, max_body, formats) = (
                     script.clone(),
                     requests.clone(),
                     asked.clone(),
+                    questions.clone(),
                     max_body.clone(),
                     formats.clone(),
                 );
@@ -146,11 +189,15 @@ impl Llm {
                     };
                     requests.fetch_add(1, Ordering::SeqCst);
                     max_body.fetch_max(body.len(), Ordering::SeqCst);
-                    let body: Value = serde_json::from_str(&body).unwrap_or_default();
-                    asked.lock().unwrap().push(log_line(&body));
-                    let format = body["response_format"]["type"].as_str().unwrap_or("none");
+                    let a = read_asked(&body);
+                    asked
+                        .lock()
+                        .unwrap()
+                        .push(a.samples.first().cloned().unwrap_or_default());
+                    let format = a.body["response_format"]["type"].as_str().unwrap_or("none");
                     formats.lock().unwrap().push(format.to_string());
-                    respond(&mut s, script(&body));
+                    questions.lock().unwrap().push(a.clone());
+                    respond(&mut s, script(&a));
                 });
             }
         });
@@ -267,7 +314,7 @@ fn wordpress_probes_become_a_loaded_rule_and_a_ban() {
             benign()
         }
     });
-    let t = tree(&llm, "queue_size = 20000\n", "");
+    let t = tree(&llm, "queue_size = 20000\nmin_sources = 1\n", "");
     let mut s = Server::start(&t);
     let log = t.path("access.log");
     for i in 0..20 {
@@ -416,7 +463,8 @@ fn hostile_answers_are_rejected_and_recorded() {
             _ => benign(),
         }
     });
-    let t = tree(&llm, "", "");
+    // Twelve requests: each shape is asked again once.
+    let t = tree(&llm, "min_sources = 1\nrequests_per_minute = 20\n", "");
     let mut s = Server::start(&t);
     let log = t.path("access.log");
     let shapes = [
@@ -436,8 +484,9 @@ fn hostile_answers_are_rejected_and_recorded() {
             ),
         );
     }
-    s.wait("six answers were judged", |_| {
-        audit(&t, "rejected").len() == 6
+    // Each shape is asked again once, with the reason.
+    s.wait("six answers were judged twice", |_| {
+        audit(&t, "rejected").len() == 12
     });
     let reasons: Vec<String> = audit(&t, "rejected")
         .iter()
@@ -445,7 +494,7 @@ fn hostile_answers_are_rejected_and_recorded() {
         .collect();
     let want = [
         "structure",
-        "trigger: extracts 198.51.100.99",
+        "trigger: extracts 198.51.100.99, not the client 203.0.113.2",
         "compiles",
         "benign",
         "not the expected JSON",
@@ -459,9 +508,22 @@ fn hostile_answers_are_rejected_and_recorded() {
     }
     assert!(ai_files(&t).is_empty(), "{:?}", ai_files(&t));
     assert!(!t.conf().join("jail.d/ai.local").exists());
-    assert_eq!(llm.requests(), 6);
+    assert_eq!(llm.requests(), 12);
+    // Listed, with their reasons, and never loaded.
     let list: Value = serde_json::from_str(&s.ok(&["ai", "list"])).unwrap();
-    assert_eq!(list, json!([]));
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 6, "{list:#?}");
+    for r in list {
+        assert_eq!(r["status"], "invalid", "{r}");
+        assert!(reasons.contains(&r["reason"].as_str().unwrap().to_string()));
+    }
+    let id = list[0]["id"].as_str().unwrap();
+    let shown: Value = serde_json::from_str(&s.ok(&["ai", "show", id])).unwrap();
+    assert_eq!(shown["detail"]["reason"], list[0]["reason"], "{shown:#}");
+    assert!(
+        !s.client(&["ai", "approve", id]).0,
+        "an invalid answer is approved"
+    );
     s.stop();
 }
 
@@ -476,7 +538,7 @@ fn hostile_lines_never_lead_to_an_ignored_address() {
             attack(r#"^<HOST> \S+ \S+ \[\] "GET /(ctl|huge|planted)"#)
         }
     });
-    let t = tree(&llm, "", "");
+    let t = tree(&llm, "min_sources = 1\n", "");
     let mut s = Server::start(&t);
     let log = t.path("access.log");
     let date = jiff::Zoned::now().strftime("%d/%b/%Y:%H:%M:%S %z");
@@ -547,7 +609,7 @@ fn budgets_hold_and_the_queue_survives_a_restart() {
         ("tokens_per_day = 100\n", 1),
     ] {
         let llm = Llm::start(|_| benign());
-        let t = tree(&llm, budget, "");
+        let t = tree(&llm, &format!("{budget}min_sources = 1\n"), "");
         let mut s = Server::start(&t);
         let log = t.path("access.log");
         for (i, p) in ["a", "b", "c", "d"].iter().enumerate() {
@@ -599,7 +661,7 @@ fn failing_servers_never_stall_a_jail() {
         let llm = Llm::start(move |_| reply.clone().unwrap_or(Reply::Status(500)));
         let t = tree(
             &llm,
-            "breaker_failures = 1\nbreaker_cooldown = 1h\n",
+            "breaker_failures = 1\nbreaker_cooldown = 1h\nmin_sources = 1\n",
             "[sshd-test]\nenabled = true\nfilter = test\nlogpath = @T@/test.log\n",
         );
         if what == "dead server" {
@@ -689,7 +751,7 @@ fn suggested_rules_wait_for_approval_and_observed_ones_write_nothing() {
     });
     let t = tree(
         &llm,
-        "",
+        "min_sources = 1\n",
         "[nginx-observe]\nenabled = true\nfilter = empty\nlogpath = @T@/observe.log\nai = observe\n",
     );
     // The nginx jail suggests instead of enforcing.
@@ -823,6 +885,275 @@ fn bad_ai_key_is_refused_at_start_naming_its_source() {
     }
 }
 
+/// An attack answer with the model's own counting.
+fn attack_with(re: &str, maxretry: u32, bantime: u64) -> Reply {
+    Reply::Content(
+        json!({"verdict": "attack", "confidence": 0.95, "category": "brute-force",
+               "reason": "password guessing", "failregex": re,
+               "maxretry": maxretry, "findtime": 600, "bantime": bantime})
+        .to_string(),
+    )
+}
+
+/// One failed login of a service whose user field the client writes.
+fn auth_line(user: &str, from: &str) -> String {
+    format!(
+        "{} web1 auth[4242]: login failed for user '{user}' from {from} (bad password)\n",
+        crate::util::stamp()
+    )
+}
+
+/// A tree whose log holds [`auth_line`]s.
+fn auth_tree(llm: &Llm, ai: &str) -> Tree {
+    let t = tree(llm, ai, "");
+    fs::write(
+        t.path("access.log"),
+        format!(
+            "{} web1 auth[4242]: service started\n",
+            crate::util::stamp()
+        ),
+    )
+    .unwrap();
+    t
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if r"\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What an honest model writes for an [`auth_line`], following the prompt:
+/// `<HOST>` where the address the prompt names as the client stands, any
+/// text in quoted fields and other addresses, the rest literal, anchored at
+/// both ends.
+fn honest_rule(a: &Asked) -> Reply {
+    let sample = a.samples.first().map_or("", String::as_str);
+    let msg = sample.split_once("]: ").map_or("", |x| x.1);
+    let mut re = String::from(r"^\s*\S+ auth\[\d+\]: ");
+    for (i, part) in msg.split('\'').enumerate() {
+        if i > 0 {
+            re.push('\'');
+        }
+        if i % 2 == 1 {
+            re.push_str(if part == a.client { "<HOST>" } else { "[^']*" });
+            continue;
+        }
+        let words: Vec<String> = part
+            .split(' ')
+            .map(|w| {
+                if w == a.client {
+                    "<HOST>".to_string()
+                } else if w.parse::<std::net::IpAddr>().is_ok() {
+                    r"\S+".to_string()
+                } else {
+                    escape(w)
+                }
+            })
+            .collect();
+        re.push_str(&words.join(" "));
+    }
+    re.push('$');
+    attack_with(&re, 3, 3600)
+}
+
+/// The name of the one AI jail, once it is loaded.
+fn loaded_ai_jail(s: &mut Server, t: &Tree) -> String {
+    s.wait("the AI jail is loaded", |s| {
+        let f = ai_files(t);
+        f.len() == 1 && s.client(&["status", f[0].trim_end_matches(".conf")]).0
+    });
+    ai_files(t)[0].trim_end_matches(".conf").to_string()
+}
+
+/// Bans the AI jails made, as `ban <jail> <ip> <bantime>` lines.
+fn ai_bans(t: &Tree) -> Vec<String> {
+    t.actions()
+        .into_iter()
+        .filter(|l| l.starts_with("ban ai-"))
+        .collect()
+}
+
+/// Issue 16, finding 1: the user field holds an innocent address, written
+/// there by the client. The shape is seen from two clients that both plant
+/// 198.51.100.99; the model, honest, puts `<HOST>` where the prompt says
+/// the client is. The clients may be banned, 198.51.100.99 never.
+#[test]
+fn planted_address_is_never_the_ban_target() {
+    let llm = Llm::start_asked(honest_rule);
+    let t = auth_tree(&llm, "");
+    let mut s = Server::start(&t);
+    let log = t.path("access.log");
+    append(&log, &auth_line("198.51.100.99", "203.0.113.61"));
+    append(&log, &auth_line("198.51.100.99", "203.0.113.62"));
+    let name = loaded_ai_jail(&mut s, &t);
+    for _ in 0..4 {
+        append(&log, &auth_line("198.51.100.99", "203.0.113.61"));
+        append(&log, &auth_line("198.51.100.99", "203.0.113.62"));
+    }
+    s.wait("the AI jail bans", |_| !ai_bans(&t).is_empty());
+    std::thread::sleep(Duration::from_secs(1));
+    let bans = ai_bans(&t);
+    assert!(
+        !bans.iter().any(|l| l.contains("198.51.100.99")),
+        "the planted 198.51.100.99 was banned: {bans:?}"
+    );
+    assert_eq!(t.count("ban", &name, "203.0.113.61"), 1, "{bans:?}");
+    let q = llm.questions.lock().unwrap()[0].clone();
+    assert!(q.client.starts_with("203.0.113.6"), "{q:#?}");
+    assert!(q.samples.len() >= 2, "several samples: {q:#?}");
+    s.stop();
+}
+
+/// Issue 16, finding 2: a rule with no end anchor lets a user name that
+/// closes the quote and repeats the text around `<HOST>` choose the
+/// address. The mutation check must reject it, naming the mutation, and
+/// the user name's address is never banned.
+#[test]
+fn unclosed_quote_rule_is_rejected() {
+    const UNCLOSED: &str = r"^\s*\S+ auth\[\d+\]: login failed for user '[^']*' from <HOST>";
+    let llm = Llm::start(|line| {
+        if line.contains("login failed") {
+            attack_with(UNCLOSED, 3, 3600)
+        } else {
+            benign()
+        }
+    });
+    let t = auth_tree(&llm, "");
+    let mut s = Server::start(&t);
+    let log = t.path("access.log");
+    append(&log, &auth_line("alice", "203.0.113.61"));
+    append(&log, &auth_line("bob", "203.0.113.62"));
+    s.wait("the answer is judged", |_| {
+        audit(&t, "rule").len() + audit(&t, "rejected").len() >= 1
+    });
+    if !audit(&t, "rule").is_empty() {
+        loaded_ai_jail(&mut s, &t);
+    }
+    for _ in 0..4 {
+        append(
+            &log,
+            &auth_line("x' from 198.51.100.9 (bad password)", "203.0.113.61"),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ai_bans(&t).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bans = ai_bans(&t);
+    assert!(
+        !bans.iter().any(|l| l.contains("198.51.100.9 ")),
+        "the user name's 198.51.100.9 was banned: {bans:?}"
+    );
+    let reasons: Vec<String> = audit(&t, "rejected")
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("mutations")),
+        "{reasons:#?}"
+    );
+    assert!(audit(&t, "rule").is_empty(), "{:?}", audit(&t, "rule"));
+    s.stop();
+}
+
+/// Issue 16, finding 4: the model asks for maxretry 1 and a 30-day ban,
+/// and the jail sets no `ai_max_bantime`. Until approved, one line bans
+/// nobody, and three ban for an hour at most.
+#[test]
+fn ai_rule_is_no_hair_trigger() {
+    let llm = Llm::start(|line| {
+        if line.contains("POST /xmlrpc.php") {
+            attack_with(XMLRPC, 1, 30 * 86_400)
+        } else {
+            benign()
+        }
+    });
+    let t = tree(&llm, "", "");
+    let jail = fs::read_to_string(t.conf().join("jail.conf")).unwrap();
+    t.write_conf("jail.conf", &jail.replace("ai_max_bantime = 600\n", ""));
+    let mut s = Server::start(&t);
+    let log = t.path("access.log");
+    append(&log, &access("203.0.113.7", "POST /xmlrpc.php HTTP/1.1"));
+    append(&log, &access("203.0.113.8", "POST /xmlrpc.php HTTP/1.1"));
+    let name = loaded_ai_jail(&mut s, &t);
+    append(&log, &access("203.0.113.20", "POST /xmlrpc.php HTTP/1.1"));
+    std::thread::sleep(Duration::from_secs(2));
+    let bans = ai_bans(&t);
+    assert!(
+        bans.is_empty(),
+        "one line banned (maxretry below 3): {bans:?}"
+    );
+    append(&log, &access("203.0.113.20", "POST /xmlrpc.php HTTP/1.1"));
+    append(&log, &access("203.0.113.20", "POST /xmlrpc.php HTTP/1.1"));
+    s.wait("three lines ban", |_| !ai_bans(&t).is_empty());
+    assert_eq!(ai_bans(&t), [format!("ban {name} 203.0.113.20 3600")]);
+    s.stop();
+}
+
+/// Issue 16, finding 9: an answer rejected for a shape is asked about again
+/// once, with the reason; the second answer is taken if good. A shape
+/// answered badly twice waits, and its answer is listed with its reason.
+#[test]
+fn rejected_answer_is_asked_again_once_with_its_reason() {
+    let llm = Llm::start_asked(|a| {
+        let line = a.samples.first().map_or("", String::as_str);
+        if line.contains("/xmlrpc.php") && a.user.contains("rejected") {
+            attack(XMLRPC)
+        } else if line.contains("/xmlrpc.php") {
+            attack(r#"^\s*.*?\b<HOST> \S+ \S+ \[\] "POST /xmlrpc\.php"#)
+        } else {
+            attack(r"^<HOST>.*")
+        }
+    });
+    let t = tree(&llm, "", "");
+    let mut s = Server::start(&t);
+    let log = t.path("access.log");
+    for ip in ["203.0.113.7", "203.0.113.8"] {
+        append(&log, &access(ip, "POST /xmlrpc.php HTTP/1.1"));
+        append(&log, &access(ip, "GET /wp-admin/install.php HTTP/1.1"));
+    }
+    s.wait("a rule and a shape answered badly twice", |_| {
+        audit(&t, "rule").len() == 1 && audit(&t, "rejected").len() == 3
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(llm.requests(), 4, "two questions per shape, no more");
+    let qs = llm.questions.lock().unwrap().clone();
+    let again: Vec<_> = qs.iter().filter(|q| q.user.contains("rejected")).collect();
+    assert_eq!(again.len(), 2, "{qs:#?}");
+    assert!(
+        again
+            .iter()
+            .any(|q| q.user.contains("structure: starts with a wildcard")),
+        "{again:#?}"
+    );
+    let list: Value = serde_json::from_str(&s.ok(&["ai", "list"])).unwrap();
+    let statuses: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 2, "{list:#}");
+    assert!(statuses.contains(&"active") && statuses.contains(&"invalid"));
+    let bad = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "invalid")
+        .unwrap();
+    assert!(
+        bad["reason"].as_str().unwrap().contains("structure"),
+        "{bad}"
+    );
+    s.stop();
+}
+
 /// How llama.cpp's OpenAI-compatible server (llama-cpp-python 0.3.36)
 /// answers a structured-output request: 500, with a complaint about it.
 const LLAMA_SCHEMA_500: &str = "1 validation error:\n  {'type': 'literal_error', \
@@ -866,11 +1197,11 @@ fn xmlrpc_or_benign(line: &str) -> Reply {
 /// learned and bans.
 #[test]
 fn structured_output_500_falls_back_to_json_mode() {
-    let llm = Llm::start_raw(|body| {
-        if body["response_format"]["type"] == "json_schema" {
+    let llm = Llm::start_asked(|a| {
+        if a.body["response_format"]["type"] == "json_schema" {
             return Reply::Error(500, LLAMA_SCHEMA_500.into());
         }
-        xmlrpc_or_benign(&log_line(body))
+        xmlrpc_or_benign(a.samples.first().map_or("", String::as_str))
     });
     let t = tree(&llm, "", "");
     let mut s = Server::start(&t);
@@ -987,7 +1318,7 @@ fn real_llama_cpp_server_bans_no_one_on_garbage() {
         list.as_array()
             .unwrap()
             .iter()
-            .all(|r| r["status"] == "rejected"),
+            .all(|r| r["status"] == "rejected" || r["status"] == "invalid"),
         "{list:#}"
     );
     assert!(ai_files(&t).is_empty(), "{:?}", ai_files(&t));

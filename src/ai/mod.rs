@@ -3,8 +3,10 @@
 //!
 //! The flow: [`prescreen`] keeps lines that name a remote address nobody
 //! told us to ignore, [`template`] keys them by shape, the verdict cache in
-//! the store answers shapes already judged, [`client`] asks the model about
-//! new ones within the [`budget`], [`answer`] reads its reply strictly,
+//! the store answers shapes already judged, [`shape`] gathers samples of a
+//! new shape until it has seen it from enough sources to tell which
+//! address is the client, [`client`] asks the model ([`prompt`]) about it
+//! within the [`budget`], [`answer`] reads its reply strictly,
 //! [`validate`] tries the proposed regex in our own filter engine, and
 //! [`writer`] writes the filter and its jail for the config watcher to load.
 //! [`pipeline`] runs all of it on one task, fed by the jails through a
@@ -16,6 +18,8 @@ pub mod budget;
 pub mod client;
 pub mod pipeline;
 pub mod prescreen;
+pub mod prompt;
+pub mod shape;
 pub mod template;
 pub mod validate;
 pub mod writer;

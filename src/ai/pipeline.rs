@@ -18,6 +18,8 @@ use super::answer::{self, Judgement};
 use super::budget::Budget;
 use super::client::{CallError, KeyError, LlmClient};
 use super::prescreen::Dropped;
+use super::prompt::{self, Question};
+use super::shape::{self, Client};
 use super::validate::{self, Evidence};
 use super::{template, writer, Mode, Settings};
 use crate::store::{AiStore, AuditEntry, QueuedLine, Rule, Store, Verdict};
@@ -52,6 +54,13 @@ const RETRY_ERROR: f64 = 86_400.0;
 const RECENT: usize = 500;
 /// Benign lines of each log kept for the corpus.
 const BENIGN: usize = 200;
+/// New shapes gathering samples (not yet seen from enough sources), at
+/// most; a new one beyond pushes out the one that waited longest, counted
+/// as dropped, so that shapes from one source cannot block the others.
+const GATHERING: usize = 10_000;
+/// The status of the record an invalid answer leaves: shown by `ai list`
+/// and `ai show`, never loaded.
+const INVALID: &str = "invalid";
 
 /// One line a jail's filter did not match.
 #[derive(Debug, Clone)]
@@ -90,6 +99,19 @@ struct JailAi {
     max_bantime: Option<f64>,
 }
 
+/// Samples of new shapes by (jail, template), with when each was first
+/// seen.
+type Gathering = HashMap<(String, String), (f64, VecDeque<String>)>;
+
+/// One question as it was asked.
+struct Asked<'a> {
+    q: &'a QueuedLine,
+    samples: &'a [String],
+    client: &'a Client,
+    /// Whether it was asked again after a rejected answer.
+    retried: bool,
+}
+
 #[derive(Default)]
 struct Logs {
     /// (template, line) of recent lines.
@@ -105,6 +127,9 @@ pub struct Ai {
     conf_dir: PathBuf,
     jails: Mutex<HashMap<String, JailAi>>,
     logs: Mutex<HashMap<String, Logs>>,
+    /// Samples of new shapes, by (jail, template), until one is seen from
+    /// `min_sources` clients.
+    gathering: Mutex<Gathering>,
     budget: Mutex<Budget>,
     dropped: Arc<AtomicU64>,
     dropped_backlog: AtomicU64,
@@ -192,6 +217,7 @@ impl Ai {
             conf_dir: PathBuf::from(conf_dir),
             jails: Mutex::new(HashMap::new()),
             logs: Mutex::new(HashMap::new()),
+            gathering: Mutex::new(HashMap::new()),
             budget: Mutex::new(budget),
             dropped: dropped.clone(),
             dropped_backlog: AtomicU64::new(0),
@@ -273,7 +299,9 @@ impl Ai {
             }
             l.recent.push_back((key.clone(), u.line.clone()));
         }
-        let Some(addr) = u.addr else { return };
+        if u.addr.is_none() {
+            return;
+        }
         match self.store.lookup_verdict(&key, now()) {
             Ok(Some(_)) => {
                 self.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -285,6 +313,9 @@ impl Ai {
                 return;
             }
         }
+        let Some((samples, addr)) = self.gather(&u.jail, &key, u.line) else {
+            return;
+        };
         if self.queued.load(Ordering::Relaxed) >= self.settings.backlog {
             self.dropped_backlog.fetch_add(1, Ordering::Relaxed);
             return;
@@ -292,14 +323,52 @@ impl Ai {
         // Pending until answered: the shape is asked once, however many
         // lines of it arrive meanwhile.
         self.put_verdict(&key, "pending", 0, FOREVER);
-        let q = QueuedLine {
+        self.push(QueuedLine {
             id: 0,
             time: now(),
             jail: u.jail.clone(),
             template: key,
             addr,
-            line: u.line,
-        };
+            line: samples.join("\n"),
+        });
+    }
+
+    /// Adds a line to its shape's samples; once the shape is seen from
+    /// `min_sources` clients, takes the samples (one a line, as the queue
+    /// keeps them) and the client's address in the first.
+    fn gather(&self, jail: &str, key: &str, line: String) -> Option<(Vec<String>, String)> {
+        let mut g = self.gathering.lock().expect("ai lock");
+        let k = (jail.to_string(), key.to_string());
+        if !g.contains_key(&k) && g.len() >= GATHERING {
+            let oldest = g
+                .iter()
+                .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
+                .map(|(k, _)| k.clone());
+            if let Some(o) = oldest {
+                g.remove(&o);
+            }
+            self.dropped_backlog.fetch_add(1, Ordering::Relaxed);
+        }
+        let (_, samples) = g
+            .entry(k.clone())
+            .or_insert_with(|| (now(), VecDeque::new()));
+        let addrs = |l: &str| -> Vec<String> { shape::slots(l).into_iter().map(|s| s.1).collect() };
+        let these = addrs(&line);
+        if samples.iter().any(|l| addrs(l) == these) {
+            return None;
+        }
+        if samples.len() >= shape::MAX_SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back(line);
+        let samples: Vec<String> = samples.iter().cloned().collect();
+        let client = shape::decide(&samples).filter(|c| c.sources >= self.settings.min_sources)?;
+        g.remove(&k);
+        let (_, addr) = shape::address_of(&samples[0], &client)?;
+        Some((samples, addr))
+    }
+
+    fn push(&self, q: QueuedLine) {
         match self.db().queue_push(&q) {
             Ok(_) => {
                 self.queued.fetch_add(1, Ordering::Relaxed);
@@ -341,13 +410,31 @@ impl Ai {
                 }
                 b.sent(t);
             }
+            let samples: Vec<String> = q.line.split('\n').map(String::from).collect();
+            let Some((client, addr)) = shape::decide(&samples).and_then(|c| {
+                let a = shape::address_of(&samples[0], &c)?.1;
+                Some((c, a))
+            }) else {
+                // Queued by another version, or ambiguous: never guess.
+                self.dequeue(q.id);
+                self.put_verdict(&q.template, "error", 0, RETRY_ERROR);
+                continue;
+            };
+            let rejected = self.pending_retry(&q.template);
             self.audit(
                 Some(&q.jail),
                 "request",
                 Some(&q.template),
-                json!({"addr": q.addr}),
+                json!({"addr": addr, "samples": samples.len(), "retry": rejected.is_some()}),
             );
-            match self.client.ask(&q.jail, &q.addr, &q.line).await {
+            let user = prompt::message(&Question {
+                service: &q.jail,
+                samples: &samples,
+                client: &addr,
+                position: client.slot + 1,
+                rejected: rejected.as_deref(),
+            });
+            match self.client.ask(user).await {
                 Err(CallError::Temporary(e)) => {
                     tracing::warn!("AI: request failed, line stays queued: {e}");
                     self.budget.lock().expect("ai lock").failed(now());
@@ -385,7 +472,13 @@ impl Ai {
                     self.dequeue(q.id);
                     let mode = self.jails.lock().expect("ai lock").get(&q.jail).copied();
                     if let Some(j) = mode {
-                        self.judge(&q, &reply.content, reply.tokens, j);
+                        let asked = Asked {
+                            q: &q,
+                            samples: &samples,
+                            client: &client,
+                            retried: rejected.is_some(),
+                        };
+                        self.judge(&asked, &reply.content, reply.tokens, j);
                     }
                 }
             }
@@ -411,23 +504,63 @@ impl Ai {
         (benign, recent)
     }
 
-    fn reject_answer(&self, q: &QueuedLine, tokens: u64, reason: &str, detail: Value) {
+    /// The reason the last answer about `template` was rejected, when the
+    /// shape is being asked again because of it.
+    fn pending_retry(&self, template: &str) -> Option<String> {
+        let r = self.db().rule(&rule_id(template)).ok().flatten()?;
+        (r.status == INVALID && r.detail["retry"] == true)
+            .then(|| r.detail["reason"].as_str().unwrap_or("").to_string())
+    }
+
+    /// Records a rejected answer where `ai list` shows it; the first
+    /// rejection of a shape asks again at once with the reason, the second
+    /// waits [`RETRY_ERROR`].
+    fn reject_answer(&self, a: &Asked<'_>, tokens: u64, reason: &str, detail: Value) {
+        let q = a.q;
         tracing::warn!("[{}] AI answer rejected: {reason}", q.jail);
-        self.put_verdict(&q.template, "error", tokens, RETRY_ERROR);
+        let again = !a.retried;
+        let id = rule_id(&q.template);
+        let kept = self.db().rule(&id).ok().flatten();
+        if kept.is_none_or(|r| r.status == INVALID) {
+            let rule = Rule {
+                id,
+                jail: q.jail.clone(),
+                template: q.template.clone(),
+                status: INVALID.into(),
+                created: now(),
+                detail: json!({
+                    "reason": reason,
+                    "failregex": detail.get("failregex"),
+                    "model": self.settings.model,
+                    "sample": super::cut(&q.line, 1000),
+                    "addr": q.addr,
+                    "retry": again,
+                }),
+            };
+            if let Err(e) = self.db().put_rule(&rule) {
+                tracing::error!("AI rules: {e}");
+            }
+        }
+        if again {
+            self.push(QueuedLine { id: 0, ..q.clone() });
+        } else {
+            self.put_verdict(&q.template, "error", tokens, RETRY_ERROR);
+        }
         self.audit(
             Some(&q.jail),
             "rejected",
             Some(&q.template),
-            json!({"reason": reason, "detail": detail}),
+            json!({"reason": reason, "detail": detail, "asked again": again}),
         );
     }
 
     /// Reads an answer, validates a proposed rule, and writes it as the
     /// jail's mode says.
-    fn judge(&self, q: &QueuedLine, content: &str, tokens: u64, j: JailAi) {
+    fn judge(&self, asked: &Asked<'_>, content: &str, tokens: u64, j: JailAi) {
+        let q = asked.q;
         let a = match answer::parse(content) {
             Ok(a) => a,
-            Err(e) => return self.reject_answer(q, tokens, &e.to_string(), Value::Null),
+            Err(e) => return self.reject_answer(asked, tokens, &e.to_string(), Value::Null),
         };
         if a.verdict == Judgement::Benign {
             self.put_verdict(&q.template, "benign", tokens, self.settings.benign_ttl);
@@ -439,10 +572,12 @@ impl Ai {
             );
             let mut logs = self.logs.lock().expect("ai lock");
             let l = logs.entry(q.jail.clone()).or_default();
-            if l.benign.len() >= BENIGN {
-                l.benign.pop_front();
+            for line in asked.samples {
+                if l.benign.len() >= BENIGN {
+                    l.benign.pop_front();
+                }
+                l.benign.push_back(line.clone());
             }
-            l.benign.push_back(q.line.clone());
             return;
         }
         let re = a.failregex.clone().unwrap_or_default();
@@ -450,20 +585,23 @@ impl Ai {
         let report = validate::validate(
             &re,
             &Evidence {
-                line: &q.line,
-                addr: &q.addr,
+                samples: asked.samples,
+                client: asked.client,
                 benign: &benign,
                 recent: &recent,
             },
         );
         if let Some(why) = report.failure() {
-            return self.reject_answer(q, tokens, &why, json!({"failregex": re}));
+            return self.reject_answer(asked, tokens, &why, json!({"failregex": re}));
         }
         let status = match j.mode {
             Mode::Observe | Mode::Off => "observed",
             Mode::Suggest => "pending",
             Mode::Enforce => "active",
         };
+        let max_bantime = j
+            .max_bantime
+            .map_or(self.settings.max_bantime, |b| b as u64);
         let rule = Rule {
             id: rule_id(&q.template),
             jail: q.jail.clone(),
@@ -476,18 +614,20 @@ impl Ai {
                 "category": a.category,
                 "reason": a.reason,
                 "confidence": a.confidence,
-                "sample": super::cut(&q.line, 1000),
+                "sample": super::cut(&asked.samples[0], 1000),
+                "samples": asked.samples.len(),
                 "addr": q.addr,
                 "maxretry": a.maxretry,
                 "findtime": a.findtime,
                 "bantime": a.bantime,
-                "max_bantime": j.max_bantime.map(|b| b as u64),
+                "min_maxretry": self.settings.min_maxretry,
+                "max_bantime": max_bantime,
                 "filter": writer::filter_name(&q.jail, &rule_id(&q.template)),
                 "checks": report.checks,
             }),
         };
         if let Err(e) = self.install(&rule) {
-            return self.reject_answer(q, tokens, &format!("cannot write: {e}"), Value::Null);
+            return self.reject_answer(asked, tokens, &format!("cannot write: {e}"), Value::Null);
         }
         self.put_verdict(&q.template, "attack", tokens, FOREVER);
         self.audit(
@@ -559,8 +699,12 @@ impl Ai {
             rules
                 .iter()
                 .map(|r| {
-                    json!({"id": r.id, "jail": r.jail, "status": r.status,
-                           "filter": r.detail["filter"], "failregex": r.detail["failregex"]})
+                    let mut v = json!({"id": r.id, "jail": r.jail, "status": r.status,
+                           "filter": r.detail["filter"], "failregex": r.detail["failregex"]});
+                    if r.status == INVALID {
+                        v["reason"] = r.detail["reason"].clone();
+                    }
+                    v
                 })
                 .collect(),
         ))
@@ -632,9 +776,15 @@ impl Ai {
     pub async fn test(&self, jail: &str, line: &str, addr: Result<String, Dropped>) -> Value {
         let line = super::cut(line, super::MAX_LINE);
         let key = template::key(line);
-        let addr = match addr {
-            Ok(a) => a,
-            Err(why) => return json!({"template": key, "prescreen": format!("{why:?}")}),
+        if let Err(why) = addr {
+            return json!({"template": key, "prescreen": format!("{why:?}")});
+        }
+        let samples = [line.to_string()];
+        let Some((client, addr)) = shape::decide(&samples).and_then(|c| {
+            let a = shape::address_of(line, &c)?.1;
+            Some((c, a))
+        }) else {
+            return json!({"template": key, "prescreen": "no address that can be the client"});
         };
         let cached = self
             .store
@@ -650,7 +800,14 @@ impl Ai {
             return json!({"template": key, "addr": addr, "cached": cached,
                           "error": format!("budget: {why:?}")});
         }
-        let reply = match self.client.ask(jail, &addr, line).await {
+        let user = prompt::message(&Question {
+            service: jail,
+            samples: &samples,
+            client: &addr,
+            position: client.slot + 1,
+            rejected: None,
+        });
+        let reply = match self.client.ask(user).await {
             Ok(r) => r,
             Err(e) => {
                 return json!({"template": key, "addr": addr, "cached": cached, "error": e.to_string()})
@@ -673,8 +830,8 @@ impl Ai {
             let report = validate::validate(
                 re,
                 &Evidence {
-                    line,
-                    addr: &addr,
+                    samples: &samples,
+                    client: &client,
                     benign: &benign,
                     recent: &recent,
                 },

@@ -50,6 +50,18 @@ fn mask_word(w: &str, prev: &str) -> String {
     out
 }
 
+/// Whether the word `prev` is one after which comes a name the client
+/// picks (a user name).
+pub fn names_user(prev: &str) -> bool {
+    USER_WORDS.contains(&prev.to_ascii_lowercase().as_str())
+}
+
+/// Whether the key masks `w` (after the word `prev`) as a value that
+/// varies between attempts: a user name, an id, a number.
+pub fn varies(w: &str, prev: &str) -> bool {
+    mask_word(w, &prev.to_ascii_lowercase()) != w
+}
+
 /// The template key of `line`.
 pub fn key(line: &str) -> String {
     let line = super::cut(line, super::MAX_LINE);

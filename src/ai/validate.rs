@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use crate::filter::ipaddr::parse_unspec;
 use crate::filter::{Filter, FilterOptions, UseDns};
 
-use super::prescreen;
+use super::shape::{self, Client};
 
 /// The corpus shipped with fail3ban: ordinary traffic of common services.
 pub const SHIPPED_BENIGN: &str = include_str!("../../ai/benign-corpus.txt");
@@ -22,6 +22,9 @@ const MIN_LITERAL: usize = 6;
 const PLANT_V4: &str = "192.0.2.254";
 const SWAP_V4: &str = "198.51.100.254";
 const SWAP_V6: &str = "2001:db8::fe";
+
+/// What a client may write to close the field it fills.
+const CLOSERS: &[&str] = &["", "'", "\"", "]", ")"];
 
 /// One check and how it went.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -65,10 +68,10 @@ impl Report {
 
 /// What the regex is checked against.
 pub struct Evidence<'a> {
-    /// The line that triggered the question.
-    pub line: &'a str,
-    /// The address the prescreen found in it.
-    pub addr: &'a str,
+    /// The samples of the shape the model was shown.
+    pub samples: &'a [String],
+    /// Where the client is in them.
+    pub client: &'a Client,
     /// Lines judged benign in this log, and successful logins.
     pub benign: &'a [String],
     /// Recent lines of this log with another template than the trigger.
@@ -103,8 +106,25 @@ pub enum Rejected {
     NotFollowing { got: String, want: &'static str },
     #[error("no longer matches when the address changes")]
     LostMatch,
-    #[error("extracts {got} from {line:?}")]
-    Mutation { got: String, line: String },
+    #[error(
+        "captures {got}, not the client {want}, when the fields the client writes hold \
+         other text: {line:?}"
+    )]
+    Mutation {
+        got: String,
+        want: String,
+        line: String,
+    },
+    #[error("no sample")]
+    NoSample,
+    #[error("extracts {got}, not the client {want}, from {line:?}")]
+    NotTheClient {
+        got: String,
+        want: String,
+        line: String,
+    },
+    #[error("does not match the sample {0:?}")]
+    MissesSample(String),
     #[error("matches benign line {0:?}")]
     Benign(String),
     #[error("matches {hits} of {total} recent lines of other shapes")]
@@ -149,13 +169,17 @@ fn structure(re: &str) -> Result<String, Rejected> {
     if tags.len() != 1 {
         return Err(Rejected::HostCaptures(tags.len()));
     }
-    let after_anchor = &re[1..];
-    for wild in [".", "(.", "(?:."] {
+    let canon = canonical(re);
+    let after_anchor = skip_blanks(&canon[1..]);
+    for wild in [".", "(.", "(?:.", "(?s"] {
         if after_anchor.starts_with(wild) {
             return Err(Rejected::LeadingWildcard);
         }
     }
-    let squeeze: String = re.replace("\\s*", "").replace("\\s+", "").replace(' ', "");
+    let squeeze: String = canon
+        .replace("\\s*", "")
+        .replace("\\s+", "")
+        .replace(' ', "");
     for around in [
         ".*<HOST>",
         ".+<HOST>",
@@ -175,6 +199,45 @@ fn structure(re: &str) -> Result<String, Rejected> {
     Ok(format!(
         "anchored, one <HOST>, {literal} literal characters"
     ))
+}
+
+/// `re` with the spellings of "any character" that mean what `.` means
+/// written as `.`, so that equivalent regexes are judged alike.
+fn canonical(re: &str) -> String {
+    let mut out = re.to_string();
+    for any in [
+        "[\\s\\S]", "[\\S\\s]", "[\\w\\W]", "[\\W\\w]", "[\\d\\D]", "[\\D\\d]", "[^\\n]", "\\N",
+    ] {
+        out = out.replace(any, ".");
+    }
+    for q in ["*?", "+?", "*", "+"] {
+        out = out.replace(&format!("(?:.{q})"), &format!(".{q}"));
+        out = out.replace(&format!("(.{q})"), &format!(".{q}"));
+    }
+    out
+}
+
+/// `re` past the atoms at its start that match only white space, or
+/// nothing: `^\s*.*?` starts with a wildcard as `^.*?` does.
+fn skip_blanks(mut re: &str) -> &str {
+    const BLANKS: &[&str] = &["\\s", " ", "[ ]", "[ \\t]", "\\t", "[\\t ]"];
+    loop {
+        let before = re.len();
+        for b in BLANKS {
+            if let Some(rest) = re.strip_prefix(b) {
+                if let Some(rest) = rest
+                    .strip_prefix('*')
+                    .or_else(|| rest.strip_prefix('+'))
+                    .or_else(|| rest.strip_prefix('?'))
+                {
+                    re = rest.strip_prefix('?').unwrap_or(rest);
+                }
+            }
+        }
+        if re.len() == before {
+            return re;
+        }
+    }
 }
 
 /// Letters and digits outside character classes, escapes and the tag.
@@ -223,34 +286,58 @@ fn same(a: &str, b: &str) -> bool {
     parse_unspec(a) == parse_unspec(b)
 }
 
-/// Lines where fields the attacker writes carry other addresses and text.
-fn mutations(line: &str, addr: &str) -> Vec<String> {
+/// `line` with `range` replaced by `with`.
+fn splice(line: &str, range: &std::ops::Range<usize>, with: &str) -> String {
+    format!("{}{with}{}", &line[..range.start], &line[range.end..])
+}
+
+/// Lines where the fields the client writes hold hostile text: another
+/// address, a closing quote or bracket followed by the literal text around
+/// the client's address with another address in it, the rest of the line
+/// or the whole line again.
+fn mutations(line: &str, client: &std::ops::Range<usize>) -> Vec<String> {
+    let fields = shape::fields(line, client);
+    let before = fields
+        .iter()
+        .filter(|f| f.end <= client.start)
+        .map(|f| f.end)
+        .max()
+        .unwrap_or(0);
+    let after = fields
+        .iter()
+        .filter(|f| f.start >= client.end)
+        .map(|f| f.start)
+        .min()
+        .unwrap_or(line.len());
+    let around = format!(
+        "{}{PLANT_V4}{}",
+        &line[before..client.start],
+        &line[client.end..after]
+    );
+    let planted = splice(line, client, PLANT_V4);
     let mut out = Vec::new();
-    let others: Vec<_> = prescreen::addresses(line)
-        .into_iter()
-        .filter(|(_, t, _)| !same(t, addr))
-        .collect();
-    let mut base = line.to_string();
-    for (_, t, _) in others.iter().rev() {
-        base = base.replace(t.as_str(), "192.0.2.253");
+    for f in &fields {
+        let orig = &line[f.clone()];
+        // The rest of the line, the client's address in it replaced.
+        let rest = if f.end <= client.start {
+            format!(
+                "{}{PLANT_V4}{}",
+                &line[f.end..client.start],
+                &line[client.end..]
+            )
+        } else {
+            line[f.end..].to_string()
+        };
+        let mut payloads = vec![
+            PLANT_V4.to_string(),
+            format!("{orig}{rest}"),
+            format!("{orig} {planted}"),
+        ];
+        payloads.extend(CLOSERS.iter().map(|c| format!("{orig}{c}{around}")));
+        out.extend(payloads.iter().map(|p| splice(line, f, p)));
     }
-    if base != line {
-        out.push(base.clone());
-    }
-    // Planted inside every quoted field, and at the end.
-    for q in ['"', '\''] {
-        let idx: Vec<usize> = base.match_indices(q).map(|(i, _)| i).collect();
-        for pair in idx.chunks(2).filter(|p| p.len() == 2) {
-            let mut l = base.clone();
-            l.insert_str(pair[1], &format!(" from {PLANT_V4} user {PLANT_V4}"));
-            out.push(l);
-            let mut l = base.clone();
-            l.insert_str(pair[0] + 1, &format!("{PLANT_V4} "));
-            out.push(l);
-        }
-    }
-    out.push(format!("{base} from {PLANT_V4} port 22"));
-    out.push(format!("{base} {PLANT_V4}"));
+    out.extend(CLOSERS.iter().map(|c| format!("{line}{c} {around}")));
+    out.push(format!("{line} {PLANT_V4}"));
     out
 }
 
@@ -271,25 +358,42 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
         "compiles",
         Ok("compiled by fail3ban's filter engine".into()),
     );
-    let trigger = match extract(&mut f, ev.line) {
-        Some(h) if same(&h, ev.addr) => Ok(format!("extracts {h}")),
-        Some(h) => Err(Rejected::WrongAddress {
-            got: h,
-            want: ev.addr.to_string(),
-        }),
-        None => Err(Rejected::NoMatch),
-    };
+    let mut first = None;
+    let mut trigger = Err(Rejected::NoSample);
+    for line in ev.samples {
+        let Some((at, addr)) = shape::address_of(line, ev.client) else {
+            continue;
+        };
+        trigger = match extract(&mut f, line) {
+            Some(h) if same(&h, &addr) => Ok(format!(
+                "extracts the client from {} samples",
+                ev.samples.len()
+            )),
+            Some(h) => Err(Rejected::NotTheClient {
+                got: h,
+                want: addr.to_string(),
+                line: line.clone(),
+            }),
+            None => Err(Rejected::MissesSample(line.clone())),
+        };
+        if trigger.is_err() {
+            break;
+        }
+        first.get_or_insert((line.as_str(), at, addr));
+    }
     if !r.add("trigger", trigger) {
         return r;
     }
-    // The host must come from the address's position, not from a literal.
-    let swap = if ev.addr.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6()) {
+    let Some((line, at, addr)) = first else {
+        return r;
+    };
+    // The host must come from the client's position, not from a literal.
+    let swap = if addr.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6()) {
         SWAP_V6
     } else {
         SWAP_V4
     };
-    let swapped = ev.line.replacen(ev.addr, swap, 1);
-    let moved = match extract(&mut f, &swapped) {
+    let moved = match extract(&mut f, &splice(line, &at, swap)) {
         Some(h) if same(&h, swap) => Ok(format!("follows the address ({swap})")),
         Some(h) => Err(Rejected::NotFollowing { got: h, want: swap }),
         None => Err(Rejected::LostMatch),
@@ -298,10 +402,18 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
         return r;
     }
     let mut variants = 0;
-    for m in mutations(ev.line, ev.addr) {
-        match extract(&mut f, &m) {
-            Some(h) if !same(&h, ev.addr) => {
-                r.add("mutations", Err(Rejected::Mutation { got: h, line: m }));
+    let all = mutations(line, &at);
+    for m in &all {
+        match extract(&mut f, m) {
+            Some(h) if !same(&h, &addr) => {
+                r.add(
+                    "mutations",
+                    Err(Rejected::Mutation {
+                        got: h,
+                        want: addr.to_string(),
+                        line: m.clone(),
+                    }),
+                );
                 return r;
             }
             Some(_) => variants += 1,
@@ -310,7 +422,10 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
     }
     r.add(
         "mutations",
-        Ok(format!("{variants} mutated lines still give {}", ev.addr)),
+        Ok(format!(
+            "{} mutated lines: {variants} still give {addr}, the others do not match",
+            all.len()
+        )),
     );
     let corpus = SHIPPED_BENIGN
         .lines()
@@ -360,10 +475,15 @@ mod tests {
     const LINE: &str = r#"203.0.113.7 - - [24/Nov/2026:23:44:58 +0000] "POST /xmlrpc.php HTTP/1.1" 200 412 "-" "Mozilla/5.0""#;
     const GOOD: &str = r#"^<HOST> \S+ \S+ \[\] "POST /xmlrpc\.php HTTP/[\d.]+" \d+"#;
 
-    fn ev<'a>(benign: &'a [String]) -> Evidence<'a> {
+    const CLIENT: Client = Client {
+        slot: 0,
+        sources: 1,
+    };
+
+    fn ev<'a>(samples: &'a [String], benign: &'a [String]) -> Evidence<'a> {
         Evidence {
-            line: LINE,
-            addr: "203.0.113.7",
+            samples,
+            client: &CLIENT,
             benign,
             recent: &[],
         }
@@ -371,7 +491,7 @@ mod tests {
 
     #[test]
     fn a_good_rule_passes() {
-        let r = validate(GOOD, &ev(&[]));
+        let r = validate(GOOD, &ev(&[LINE.to_string()], &[]));
         assert!(r.ok(), "{r:?}");
     }
 
@@ -393,9 +513,79 @@ mod tests {
             (r#"^<F-ID>\S+</F-ID> <HOST> xmlrpc"#, "structure"),
             (r#"^<HOST> \S+ \S+ <HOST> xmlrpc"#, "structure"),
         ] {
-            let r = validate(re, &ev(&[]));
+            let r = validate(re, &ev(&[LINE.to_string()], &[]));
             assert!(!r.ok(), "{re} passed");
             assert_eq!(r.checks.last().unwrap().name, why, "{re}: {r:?}");
         }
+    }
+
+    /// Issue 16, finding 9: regexes that match the same lines get the same
+    /// verdict and the same reason.
+    #[test]
+    fn equivalent_regexes_are_judged_alike() {
+        let samples = [LINE.to_string()];
+        for (a, b) in [
+            (
+                r#"^.*?\b<HOST> \S+ \S+ \[\] "POST /xmlrpc\.php HTTP/[\d.]+" \d+"#,
+                r#"^\s*.*?\b<HOST> \S+ \S+ \[\] "POST /xmlrpc\.php HTTP/[\d.]+" \d+"#,
+            ),
+            (
+                r#"^.*?\b<HOST> \S+ \S+ \[\] "POST /xmlrpc\.php HTTP/[\d.]+" \d+"#,
+                r#"^ *(?:.*?)\b<HOST> \S+ \S+ \[\] "POST /xmlrpc\.php HTTP/[\d.]+" \d+"#,
+            ),
+            (
+                r#"^.*<HOST> \S+ \S+ \[\] "POST /xmlrpc\.php"#,
+                r#"^[\s\S]*<HOST> \S+ \S+ \[\] "POST /xmlrpc\.php"#,
+            ),
+            (
+                r#"^<HOST>.*"POST /xmlrpc\.php"#,
+                r#"^<HOST>[^\n]*"POST /xmlrpc\.php"#,
+            ),
+            (GOOD, &GOOD.replacen("^", r"^\s*", 1)),
+        ] {
+            let (ra, rb) = (
+                validate(a, &ev(&samples, &[])),
+                validate(b, &ev(&samples, &[])),
+            );
+            assert_eq!(
+                ra.failure(),
+                rb.failure(),
+                "{a} / {b} are judged differently"
+            );
+            assert_eq!(ra.ok(), rb.ok(), "{a} / {b}");
+        }
+    }
+
+    /// Issue 16, finding 2: a rule with no end anchor lets a user name
+    /// that closes the quote and repeats the text around `<HOST>` choose
+    /// the address; anchored, it does not.
+    #[test]
+    fn unclosed_quote_rule_fails_the_mutations() {
+        let samples = [
+            "web1 auth[42]: login failed for user 'alice' from 203.0.113.61 (bad password)"
+                .to_string(),
+        ];
+        let ev = ev(&samples, &[]);
+        let open = r"^\s*\S+ auth\[\d+\]: login failed for user '[^']*' from <HOST>";
+        let r = validate(open, &ev);
+        assert_eq!(r.checks.last().unwrap().name, "mutations", "{r:?}");
+        assert!(r.failure().unwrap().contains(PLANT_V4), "{r:?}");
+        let closed = format!(r"{open} \(bad password\)$");
+        let r = validate(&closed, &ev);
+        assert!(r.ok(), "{r:?}");
+    }
+
+    #[test]
+    fn mutations_of_wide_characters_never_split_one() {
+        let samples = [
+            "login failed for user '\u{e9}\u{3000}x' from 203.0.113.61 id=\u{e9}42\u{fc} ok"
+                .to_string(),
+        ];
+        let ev = ev(&samples, &[]);
+        let r = validate(
+            r"^login failed for user '[^']*' from <HOST> id=\S+ ok$",
+            &ev,
+        );
+        assert!(r.ok(), "{r:?}");
     }
 }

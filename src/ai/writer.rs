@@ -26,8 +26,13 @@ const NOT_COPIED: &[&str] = &[
     "bantime",
     "ai",
     "ai_max_bantime",
+    "bantime.maxtime",
     "__name__",
 ];
+
+/// The floors of rules stored before they were recorded with the rule.
+const DEFAULT_MIN_MAXRETRY: u64 = 3;
+const DEFAULT_MAX_BANTIME: u64 = 3600;
 
 /// The filter's name for a rule.
 pub fn filter_name(jail: &str, id: &str) -> String {
@@ -155,20 +160,29 @@ fn jail_section(conf_dir: &Path, rule: &Rule) -> String {
     for (k, v) in origin_options(conf_dir, &rule.jail) {
         s.push_str(&format!("{k} = {}\n", v.replace('\n', "\n    ")));
     }
-    if let Some(m) = num(rule, "maxretry") {
-        s.push_str(&format!("maxretry = {m}\n"));
-    }
-    if let Some(f) = num(rule, "findtime") {
-        s.push_str(&format!("findtime = {f}\n"));
-    }
+    // Until approved, the model's counting holds only within the floors:
+    // never fewer than min_maxretry failures, never longer than the cap,
+    // also for bans bantime.increment makes longer.
+    let approved = rule.status == "approved";
+    let mut maxretry = num(rule, "maxretry");
     let mut bantime = num(rule, "bantime");
-    if rule.status != "approved" {
-        if let Some(cap) = num(rule, "max_bantime") {
-            bantime = Some(bantime.map_or(cap, |b| b.min(cap)));
-        }
+    let mut maxtime = None;
+    if !approved {
+        let floor = num(rule, "min_maxretry").unwrap_or(DEFAULT_MIN_MAXRETRY);
+        maxretry = Some(maxretry.map_or(floor, |m| m.max(floor)));
+        let cap = num(rule, "max_bantime").unwrap_or(DEFAULT_MAX_BANTIME);
+        bantime = Some(bantime.map_or(cap, |b| b.min(cap)));
+        maxtime = Some(cap);
     }
-    if let Some(b) = bantime {
-        s.push_str(&format!("bantime = {b}\n"));
+    for (k, v) in [
+        ("maxretry", maxretry),
+        ("findtime", num(rule, "findtime")),
+        ("bantime", bantime),
+        ("bantime.maxtime", maxtime),
+    ] {
+        if let Some(v) = v {
+            s.push_str(&format!("{k} = {v}\n"));
+        }
     }
     s.push('\n');
     s
@@ -223,5 +237,27 @@ mod tests {
             filter_name("nginx_access", "abc123"),
             "ai-nginx-access-abc123"
         );
+    }
+
+    #[test]
+    fn floors_hold_until_approved() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rule = Rule {
+            id: "abc123".into(),
+            jail: "nginx".into(),
+            template: "t".into(),
+            status: "active".into(),
+            created: 0.0,
+            detail: serde_json::json!({"maxretry": 1, "bantime": 2_592_000}),
+        };
+        let s = jail_section(dir.path(), &rule);
+        assert!(s.contains("maxretry = 3\n"), "{s}");
+        assert!(s.contains("bantime = 3600\n"), "{s}");
+        assert!(s.contains("bantime.maxtime = 3600\n"), "{s}");
+        rule.status = "approved".into();
+        let s = jail_section(dir.path(), &rule);
+        assert!(s.contains("maxretry = 1\n"), "{s}");
+        assert!(s.contains("bantime = 2592000\n"), "{s}");
+        assert!(!s.contains("maxtime"), "{s}");
     }
 }

@@ -71,6 +71,14 @@ pub struct Settings {
     pub breaker_failures: u32,
     /// How long the open breaker lets no request through.
     pub breaker_cooldown: Duration,
+    /// Distinct client addresses a shape must come from before the model
+    /// is asked about it.
+    pub min_sources: usize,
+    /// The fewest failures an AI rule bans on until it is approved.
+    pub min_maxretry: u32,
+    /// The longest ban of an AI rule until it is approved, for jails that
+    /// set no `ai_max_bantime`, in seconds.
+    pub max_bantime: u64,
 }
 
 impl Default for Settings {
@@ -88,6 +96,9 @@ impl Default for Settings {
             benign_ttl: 7.0 * 86_400.0,
             breaker_failures: 3,
             breaker_cooldown: Duration::from_secs(60),
+            min_sources: 2,
+            min_maxretry: 3,
+            max_bantime: 3600,
         }
     }
 }
@@ -139,6 +150,9 @@ impl Settings {
             "benign_ttl" => self.benign_ttl = secs()?,
             "breaker_failures" => self.breaker_failures = (num()? as u32).max(1),
             "breaker_cooldown" => self.breaker_cooldown = Duration::from_secs_f64(secs()?),
+            "min_sources" => self.min_sources = (num()? as usize).max(1),
+            "min_maxretry" => self.min_maxretry = (num()? as u32).max(1),
+            "max_bantime" => self.max_bantime = secs()? as u64,
             _ => return Err(SettingsError::Unknown(option.to_string())),
         }
         Ok(())
