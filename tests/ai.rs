@@ -1466,10 +1466,6 @@ fn thin_evidence_rule_on_disk_is_checked_at_start() {
     assert!(!s.client(&["status", &name]).0, "the AI jail {name} runs");
     assert!(ai_files(&t).is_empty(), "{:?}", ai_files(&t));
     assert!(!t.conf().join("jail.d/ai.local").exists());
-    assert!(
-        t.server_log().contains("not loaded"),
-        "{}",
-        t.server_log()
-    );
+    assert!(t.server_log().contains("not loaded"), "{}", t.server_log());
     s.stop();
 }
