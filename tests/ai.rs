@@ -1409,6 +1409,23 @@ fn thin_evidence_benign_users_are_never_banned() {
     s.stop();
 }
 
+/// Waits until the configuration watcher reloads on a change. It is set
+/// up on its own thread after the control socket answers: a rule written
+/// before would not be loaded until the next change.
+fn watcher_is_live(s: &mut Server) {
+    let mut last = Instant::now() - Duration::from_secs(1);
+    s.wait("the configuration watcher reloads", |s| {
+        if last.elapsed() >= Duration::from_millis(500) {
+            s.tree
+                .write_conf("filter.d/empty.conf", "[Definition]\nfailregex =\n");
+            last = Instant::now();
+        }
+        s.tree
+            .server_log()
+            .contains("configuration changed: reloading")
+    });
+}
+
 /// Both xmlrpc probes and this site's shop pages: too broad, but the shop
 /// pages are not in the shipped corpus, so only this log's own benign
 /// lines can tell.
@@ -1432,6 +1449,7 @@ fn thin_evidence_rule_on_disk_is_checked_at_start() {
     let t = tree(&llm, "", "");
     let log = t.path("access.log");
     let mut s = Server::start(&t);
+    watcher_is_live(&mut s);
     for ip in ["203.0.113.7", "203.0.113.8"] {
         append(&log, &access(ip, "POST /xmlrpc.php HTTP/1.1"));
     }

@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 
 use super::{validate, writer};
-use crate::store::{AiStore, AuditEntry, EvidenceBound, EvidenceKind, EvidenceLine, Rule, Store};
+use crate::store::{
+    AiStore, AuditEntry, EvidenceBound, EvidenceKind, EvidenceLine, Rule, Store, Verdict,
+};
 
 /// Recent lines kept per jail, and per shape of a jail.
 pub const RECENT_BOUND: EvidenceBound = EvidenceBound {
@@ -245,11 +247,23 @@ fn invalidate(
     }
     let was = std::mem::replace(&mut rule.status, INVALID.into());
     rule.detail["reason"] = json!(why);
-    rule.detail["retry"] = json!(false);
+    // Its shape is asked about again, with the reason, once the verdict
+    // that stood for the rule expires.
+    rule.detail["retry"] = json!(true);
     rule.detail["was"] = json!(was);
     db.put_rule(&rule)?;
+    let now = super::pipeline::now();
+    store.put_verdict(&Verdict {
+        template: rule.template.clone(),
+        verdict: "error".into(),
+        hits: 0,
+        model: rule.detail["model"].as_str().unwrap_or("").to_string(),
+        tokens: 0,
+        created: now,
+        expiry: now + super::pipeline::RETRY_ERROR,
+    })?;
     store.add_audit(&AuditEntry {
-        time: super::pipeline::now(),
+        time: now,
         jail: Some(rule.jail.clone()),
         kind: "invalid".into(),
         template: Some(rule.template.clone()),
@@ -324,7 +338,7 @@ mod tests {
         let filter = writer::filter_path(dir.path(), &r, false);
         writer::write_atomic(&filter, &writer::filter_text(&r)).unwrap();
         let name = writer::filter_name("web", "0123abcd");
-        assert_eq!(recheck(s.as_ref(), dir.path()), [name.clone()]);
+        assert_eq!(recheck(s.as_ref(), dir.path()), std::slice::from_ref(&name));
         let got = db.rule("0123abcd").unwrap().unwrap();
         assert_eq!(got.status, INVALID);
         assert!(got.detail["reason"]
@@ -332,6 +346,8 @@ mod tests {
             .unwrap()
             .starts_with("benign: matches benign line"));
         assert!(!filter.exists());
+        let v = s.lookup_verdict("t", 2.0).unwrap().unwrap();
+        assert_eq!(v.verdict, "error", "asked again after a while");
         assert!(refusal(s.as_ref(), &name).unwrap().contains("is invalid"));
         assert_eq!(refusal(s.as_ref(), "ai-web-ffffffff"), None);
         // An approved rule is the administrator's.

@@ -50,7 +50,7 @@ pub fn now() -> f64 {
 /// Verdicts that hold "for ever" (attack, rejected rules): ten years.
 const FOREVER: f64 = 10.0 * 365.0 * 86_400.0;
 /// A rejected answer or refused request is asked again after a day.
-const RETRY_ERROR: f64 = 86_400.0;
+pub(super) const RETRY_ERROR: f64 = 86_400.0;
 /// New shapes gathering samples (not yet seen from enough sources), at
 /// most; a new one beyond pushes out the one that waited longest, counted
 /// as dropped, so that shapes from one source cannot block the others.
