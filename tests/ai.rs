@@ -1327,3 +1327,163 @@ fn real_llama_cpp_server_bans_no_one_on_garbage() {
     s.ok(&["ping"]);
     s.stop();
 }
+
+/// A rule that matches `login failed` lines and, being broad, `login ok`
+/// lines too. It passes every check but the benign one.
+const LOGIN_ANY: &str =
+    r"^\s*\S+ auth\[\d+\]: login \w+ for user '[^']*' from <HOST>(?: \(bad password\))?$";
+
+/// One successful login.
+fn login_ok(user: &str, from: &str) -> String {
+    format!(
+        "{} web1 auth[4242]: login ok for user '{user}' from {from}\n",
+        crate::util::stamp()
+    )
+}
+
+/// Addresses of benign traffic the AI jails banned.
+fn benign_bans(t: &Tree) -> Vec<String> {
+    ai_bans(t)
+        .into_iter()
+        .filter(|l| l.contains(" 198.51.100."))
+        .collect()
+}
+
+/// `ai list`, read.
+fn ai_list(s: &mut Server) -> Vec<Value> {
+    let list: Value = serde_json::from_str(&s.ok(&["ai", "list"])).unwrap();
+    list.as_array().unwrap().clone()
+}
+
+/// Issue 16, finding 3: `login ok` lines are judged benign, then the
+/// server restarts; the model answers the `login failed` shape with a
+/// rule that also matches `login ok`. The benign lines outlived the
+/// restart: the rule is rejected with the reason, listed `invalid`, and
+/// the users who log in are never banned.
+#[test]
+fn thin_evidence_benign_users_are_never_banned() {
+    let llm = Llm::start(|line| {
+        if line.contains("login failed") {
+            attack_with(LOGIN_ANY, 3, 3600)
+        } else {
+            benign()
+        }
+    });
+    let t = auth_tree(&llm, "");
+    let log = t.path("access.log");
+    let mut s = Server::start(&t);
+    append(&log, &login_ok("alice", "198.51.100.21"));
+    append(&log, &login_ok("bob", "198.51.100.22"));
+    s.wait("login ok is judged benign", |_| {
+        audit(&t, "benign").len() == 1
+    });
+    s.stop();
+
+    let mut s = Server::start(&t);
+    append(&log, &auth_line("mallory", "203.0.113.61"));
+    append(&log, &auth_line("mallory", "203.0.113.62"));
+    s.wait("the broad answer is judged", |_| {
+        !audit(&t, "rule").is_empty() || audit(&t, "rejected").len() >= 2
+    });
+    if !audit(&t, "rule").is_empty() {
+        loaded_ai_jail(&mut s, &t);
+    }
+    for _ in 0..4 {
+        append(&log, &login_ok("alice", "198.51.100.21"));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let bans = benign_bans(&t);
+    assert!(bans.is_empty(), "users who logged in were banned: {bans:?}");
+    let list = ai_list(&mut s);
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert_eq!(list[0]["status"], "invalid", "{list:#?}");
+    let reason = list[0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("benign: matches benign line") && reason.contains("login ok"),
+        "{reason}"
+    );
+    let shown: Value =
+        serde_json::from_str(&s.ok(&["ai", "show", list[0]["id"].as_str().unwrap()])).unwrap();
+    assert_eq!(shown["status"], "invalid", "{shown:#}");
+    assert!(ai_files(&t).is_empty(), "{:?}", ai_files(&t));
+    s.stop();
+}
+
+/// Waits until the configuration watcher reloads on a change. It is set
+/// up on its own thread after the control socket answers: a rule written
+/// before would not be loaded until the next change.
+fn watcher_is_live(s: &mut Server) {
+    let mut last = Instant::now() - Duration::from_secs(1);
+    s.wait("the configuration watcher reloads", |s| {
+        if last.elapsed() >= Duration::from_millis(500) {
+            s.tree
+                .write_conf("filter.d/empty.conf", "[Definition]\nfailregex =\n");
+            last = Instant::now();
+        }
+        s.tree
+            .server_log()
+            .contains("configuration changed: reloading")
+    });
+}
+
+/// Both xmlrpc probes and this site's shop pages: too broad, but the shop
+/// pages are not in the shipped corpus, so only this log's own benign
+/// lines can tell.
+const XMLRPC_OR_SHOP: &str =
+    r#"^<HOST> \S+ \S+ \[\] "(?:POST /xmlrpc\.php|GET /shop/\S+) HTTP/[\d.]+" \d+"#;
+
+/// Issue 16, finding 3, at start: a rule accepted while the evidence was
+/// thin (no page view seen yet), whose log then shows page views judged
+/// benign. At the next start the rule on disk is checked against them: it
+/// is not loaded, listed `invalid` with the reason, its files are gone,
+/// and the visitors are never banned.
+#[test]
+fn thin_evidence_rule_on_disk_is_checked_at_start() {
+    let llm = Llm::start(|line| {
+        if line.contains("POST /xmlrpc.php") {
+            attack(XMLRPC_OR_SHOP)
+        } else {
+            benign()
+        }
+    });
+    let t = tree(&llm, "", "");
+    let log = t.path("access.log");
+    let mut s = Server::start(&t);
+    watcher_is_live(&mut s);
+    for ip in ["203.0.113.7", "203.0.113.8"] {
+        append(&log, &access(ip, "POST /xmlrpc.php HTTP/1.1"));
+    }
+    let name = loaded_ai_jail(&mut s, &t);
+    // One view each: below maxretry, the broad rule bans no one yet.
+    append(&log, &access("198.51.100.31", "GET /shop/tea/1 HTTP/1.1"));
+    append(&log, &access("198.51.100.32", "GET /shop/tea/2 HTTP/1.1"));
+    s.wait("the page views are judged benign", |_| {
+        audit(&t, "benign").len() == 1
+    });
+    s.stop();
+
+    let mut s = Server::start(&t);
+    s.wait("the AI is up again", |s| s.client(&["ai", "status"]).0);
+    for i in 0..4 {
+        append(
+            &log,
+            &access("198.51.100.31", &format!("GET /shop/tea/{i} HTTP/1.1")),
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let bans = benign_bans(&t);
+    assert!(bans.is_empty(), "visitors were banned: {bans:?}");
+    let list = ai_list(&mut s);
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert_eq!(list[0]["status"], "invalid", "{list:#?}");
+    let reason = list[0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("benign: matches benign line") && reason.contains("/shop/tea/"),
+        "{reason}"
+    );
+    assert!(!s.client(&["status", &name]).0, "the AI jail {name} runs");
+    assert!(ai_files(&t).is_empty(), "{:?}", ai_files(&t));
+    assert!(!t.conf().join("jail.d/ai.local").exists());
+    assert!(t.server_log().contains("not loaded"), "{}", t.server_log());
+    s.stop();
+}

@@ -7,7 +7,8 @@
 //! new shape until it has seen it from enough sources to tell which
 //! address is the client, [`client`] asks the model ([`prompt`]) about it
 //! within the [`budget`], [`answer`] reads its reply strictly,
-//! [`validate`] tries the proposed regex in our own filter engine, and
+//! [`validate`] tries the proposed regex in our own filter engine against
+//! its samples and the [`evidence`] kept of the log, and
 //! [`writer`] writes the filter and its jail for the config watcher to load.
 //! [`pipeline`] runs all of it on one task, fed by the jails through a
 //! bounded channel. The model never names the address to ban and never
@@ -16,6 +17,7 @@
 pub mod answer;
 pub mod budget;
 pub mod client;
+pub mod evidence;
 pub mod pipeline;
 pub mod prescreen;
 pub mod prompt;

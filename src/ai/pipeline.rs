@@ -17,12 +17,13 @@ use tokio::sync::{mpsc, Notify};
 use super::answer::{self, Judgement};
 use super::budget::Budget;
 use super::client::{CallError, KeyError, LlmClient};
+use super::evidence::{self, INVALID};
 use super::prescreen::Dropped;
 use super::prompt::{self, Question};
 use super::shape::{self, Client};
 use super::validate::{self, Evidence};
 use super::{template, writer, Mode, Settings};
-use crate::store::{AiStore, AuditEntry, QueuedLine, Rule, Store, Verdict};
+use crate::store::{AiStore, AuditEntry, EvidenceKind, QueuedLine, Rule, Store, Verdict};
 
 /// Why an `ai list/show/approve/reject` command failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,18 +50,11 @@ pub fn now() -> f64 {
 /// Verdicts that hold "for ever" (attack, rejected rules): ten years.
 const FOREVER: f64 = 10.0 * 365.0 * 86_400.0;
 /// A rejected answer or refused request is asked again after a day.
-const RETRY_ERROR: f64 = 86_400.0;
-/// Lines of each log kept to judge how broad a regex is.
-const RECENT: usize = 500;
-/// Benign lines of each log kept for the corpus.
-const BENIGN: usize = 200;
+pub(super) const RETRY_ERROR: f64 = 86_400.0;
 /// New shapes gathering samples (not yet seen from enough sources), at
 /// most; a new one beyond pushes out the one that waited longest, counted
 /// as dropped, so that shapes from one source cannot block the others.
 const GATHERING: usize = 10_000;
-/// The status of the record an invalid answer leaves: shown by `ai list`
-/// and `ai show`, never loaded.
-const INVALID: &str = "invalid";
 
 /// One line a jail's filter did not match.
 #[derive(Debug, Clone)]
@@ -112,13 +106,6 @@ struct Asked<'a> {
     retried: bool,
 }
 
-#[derive(Default)]
-struct Logs {
-    /// (template, line) of recent lines.
-    recent: VecDeque<(String, String)>,
-    benign: VecDeque<String>,
-}
-
 /// The running AI part.
 pub struct Ai {
     settings: Settings,
@@ -126,7 +113,8 @@ pub struct Ai {
     store: Arc<dyn Store>,
     conf_dir: PathBuf,
     jails: Mutex<HashMap<String, JailAi>>,
-    logs: Mutex<HashMap<String, Logs>>,
+    /// What rules are tested against, kept in the store.
+    evidence: evidence::Sample,
     /// Samples of new shapes, by (jail, template), until one is seen from
     /// `min_sources` clients.
     gathering: Mutex<Gathering>,
@@ -213,10 +201,10 @@ impl Ai {
         let ai = Arc::new(Ai {
             client: LlmClient::new(&settings, &creds),
             settings,
+            evidence: evidence::Sample::new(store.clone()),
             store,
             conf_dir: PathBuf::from(conf_dir),
             jails: Mutex::new(HashMap::new()),
-            logs: Mutex::new(HashMap::new()),
             gathering: Mutex::new(HashMap::new()),
             budget: Mutex::new(budget),
             dropped: dropped.clone(),
@@ -291,19 +279,17 @@ impl Ai {
             },
         );
         let key = template::key(&u.line);
-        {
-            let mut logs = self.logs.lock().expect("ai lock");
-            let l = logs.entry(u.jail.clone()).or_default();
-            if l.recent.len() >= RECENT {
-                l.recent.pop_front();
-            }
-            l.recent.push_back((key.clone(), u.line.clone()));
-        }
+        let kind = EvidenceKind::Recent;
+        self.evidence.note(&u.jail, kind, &key, &u.line, now());
         if u.addr.is_none() {
             return;
         }
         match self.store.lookup_verdict(&key, now()) {
-            Ok(Some(_)) => {
+            Ok(Some(v)) => {
+                if v.verdict == "benign" {
+                    let kind = EvidenceKind::Benign;
+                    self.evidence.note(&u.jail, kind, &key, &u.line, now());
+                }
                 self.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -489,21 +475,6 @@ impl Ai {
         self.queued.load(Ordering::Relaxed)
     }
 
-    fn evidence_lines(&self, jail: &str, template: &str) -> (Vec<String>, Vec<String>) {
-        let logs = self.logs.lock().expect("ai lock");
-        let Some(l) = logs.get(jail) else {
-            return (Vec::new(), Vec::new());
-        };
-        let benign = l.benign.iter().cloned().collect();
-        let recent = l
-            .recent
-            .iter()
-            .filter(|(t, _)| t != template)
-            .map(|(_, line)| line.clone())
-            .collect();
-        (benign, recent)
-    }
-
     /// The reason the last answer about `template` was rejected, when the
     /// shape is being asked again because of it.
     fn pending_retry(&self, template: &str) -> Option<String> {
@@ -570,18 +541,12 @@ impl Ai {
                 Some(&q.template),
                 json!({"line": q.line, "reason": a.reason}),
             );
-            let mut logs = self.logs.lock().expect("ai lock");
-            let l = logs.entry(q.jail.clone()).or_default();
-            for line in asked.samples {
-                if l.benign.len() >= BENIGN {
-                    l.benign.pop_front();
-                }
-                l.benign.push_back(line.clone());
-            }
+            self.evidence
+                .benign(&q.jail, &q.template, asked.samples, now());
             return;
         }
         let re = a.failregex.clone().unwrap_or_default();
-        let (benign, recent) = self.evidence_lines(&q.jail, &q.template);
+        let (benign, recent) = self.evidence.lines(&q.jail, &q.template);
         let report = validate::validate(
             &re,
             &Evidence {
@@ -826,7 +791,7 @@ impl Ai {
         let mut out = json!({"template": key, "addr": addr, "cached": cached,
                              "verdict": a.verdict, "reason": a.reason, "failregex": a.failregex});
         if let Some(re) = &a.failregex {
-            let (benign, recent) = self.evidence_lines(jail, &key);
+            let (benign, recent) = self.evidence.lines(jail, &key);
             let report = validate::validate(
                 re,
                 &Evidence {
@@ -876,6 +841,11 @@ async fn asker(ai: Arc<Ai>) {
         tokio::select! {
             _ = ai.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if ai.evidence.due(now()) {
+            let ai = ai.clone();
+            // A batch of evidence no further line came to write.
+            let _ = tokio::task::spawn_blocking(move || ai.evidence.flush()).await;
         }
         if ai.queued_len() > 0 {
             ai.drain().await;

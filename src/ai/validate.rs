@@ -341,6 +341,34 @@ fn mutations(line: &str, client: &std::ops::Range<usize>) -> Vec<String> {
     out
 }
 
+/// The benign check: `f` matches no line of the shipped corpus nor of
+/// `benign`.
+fn benign_check(f: &mut Filter, benign: &[String]) -> Result<String, Rejected> {
+    let corpus = SHIPPED_BENIGN
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .chain(benign.iter().map(String::as_str));
+    let mut n = 0;
+    for l in corpus {
+        n += 1;
+        if extract(f, l).is_some() {
+            return Err(Rejected::Benign(l.to_string()));
+        }
+    }
+    Ok(format!("matches none of {n} benign lines"))
+}
+
+/// The benign check alone, for a rule already made: why `re` may not be
+/// loaded, worded as [`Report::failure`] words it, or `None`.
+pub fn benign_failure(re: &str, benign: &[String]) -> Option<String> {
+    let mut r = Report::default();
+    match filter(re) {
+        Ok(mut f) => r.add("benign", benign_check(&mut f, benign)),
+        Err(e) => r.add("compiles", Err(e)),
+    };
+    r.failure()
+}
+
 /// Runs every check on `re`; stops at the first failure.
 pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
     let mut r = Report::default();
@@ -427,20 +455,9 @@ pub fn validate(re: &str, ev: &Evidence<'_>) -> Report {
             all.len()
         )),
     );
-    let corpus = SHIPPED_BENIGN
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .chain(ev.benign.iter().cloned());
-    let mut n = 0;
-    for l in corpus {
-        n += 1;
-        if extract(&mut f, &l).is_some() {
-            r.add("benign", Err(Rejected::Benign(l)));
-            return r;
-        }
+    if !r.add("benign", benign_check(&mut f, ev.benign)) {
+        return r;
     }
-    r.add("benign", Ok(format!("matches none of {n} benign lines")));
     let hits = ev
         .recent
         .iter()

@@ -16,7 +16,7 @@ pub mod spec;
 pub mod transmitter;
 pub mod watch;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
@@ -520,6 +520,9 @@ impl Server {
 
     /// Starts the jail `name` and adds it to the running ones.
     async fn run_jail(&self, name: &str, spec: JailSpec) -> Result<(), JailError> {
+        if let Some(why) = self.ai_rule_refusal(name).await? {
+            return Err(JailError::AiRule(why));
+        }
         let ai = self.ai_for(&spec);
         let jail = Jail::start_with_ai(spec, self.store(), ai).await?;
         self.attach_ai(&jail);
@@ -528,6 +531,20 @@ impl Server {
             .await
             .insert(name.to_string(), Arc::new(jail));
         Ok(())
+    }
+
+    /// Why `name`, if it is the jail of an AI rule, may not start: a
+    /// configuration read before its rule was found invalid or rejected
+    /// still names it.
+    async fn ai_rule_refusal(&self, name: &str) -> Result<Option<String>, JailError> {
+        let Some(store) = self.store().filter(|_| name.starts_with("ai-")) else {
+            return Ok(None);
+        };
+        let name = name.to_string();
+        let why = tokio::task::spawn_blocking(move || {
+            crate::ai::evidence::refusal(store.as_ref(), &name)
+        });
+        Ok(why.await?)
     }
 
     /// `set <option> <value>` for the server's own options; `None` when
@@ -637,6 +654,9 @@ impl Server {
                 if let Err(e) = store.purge(jail::now()) {
                     tracing::error!("purging the database {path}: {e}");
                 }
+                // Before any jail of the configuration starts: an AI rule
+                // that matches a line since judged benign is not loaded.
+                crate::ai::evidence::recheck(store.as_ref(), Path::new(&self.conf_dir));
                 *self.store.lock().expect("store lock") = Some(store);
                 self.settings.lock().expect("settings lock").dbfile = Some(path.to_string());
             }

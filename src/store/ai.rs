@@ -1,6 +1,7 @@
 //! What the AI part keeps besides verdicts and the audit trail: lines
-//! waiting for the model (so that work past a budget outlives a restart)
-//! and the rules it wrote, with their approval state.
+//! waiting for the model (so that work past a budget outlives a restart),
+//! the rules it wrote, with their approval state, and the evidence rules
+//! are tested against (a bounded sample of each jail's lines).
 
 use rusqlite::{params, OptionalExtension};
 
@@ -40,6 +41,49 @@ pub struct Rule {
     pub detail: serde_json::Value,
 }
 
+/// Which part of the evidence a line belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EvidenceKind {
+    /// A line the jail handed over, whatever its shape.
+    Recent,
+    /// A line of a shape judged benign.
+    Benign,
+}
+
+impl EvidenceKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EvidenceKind::Recent => "recent",
+            EvidenceKind::Benign => "benign",
+        }
+    }
+}
+
+/// One line of evidence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvidenceLine {
+    /// The jail whose log it came from.
+    pub jail: String,
+    /// Recent or benign.
+    pub kind: EvidenceKind,
+    /// Its template key.
+    pub template: String,
+    /// The line (already bounded in length).
+    pub line: String,
+    /// When it was kept.
+    pub time: f64,
+}
+
+/// How many lines of evidence are kept, per jail and kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvidenceBound {
+    /// Lines of one jail, newest kept.
+    pub per_jail: usize,
+    /// Lines of one shape of one jail, newest kept: a flood of one shape
+    /// cannot push the others out.
+    pub per_shape: usize,
+}
+
 /// The AI part's queue and rules. Kept apart from [`super::Store`] so that
 /// the core trait stays small.
 pub trait AiStore: Send + Sync {
@@ -59,6 +103,15 @@ pub trait AiStore: Send + Sync {
     fn rules(&self) -> Result<Vec<Rule>>;
     /// How many verdicts the cache holds.
     fn verdict_count(&self) -> Result<u64>;
+    /// Keeps `lines` in one transaction, then drops the oldest lines of
+    /// each jail, kind and shape they touched beyond `bound(kind)`.
+    fn add_evidence(
+        &self,
+        lines: &[EvidenceLine],
+        bound: fn(EvidenceKind) -> EvidenceBound,
+    ) -> Result<()>;
+    /// The evidence of one jail of one kind, oldest first.
+    fn evidence(&self, jail: &str, kind: EvidenceKind) -> Result<Vec<EvidenceLine>>;
 }
 
 fn rule_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Rule> {
@@ -157,6 +210,66 @@ impl AiStore for SqliteStore {
     fn verdict_count(&self) -> Result<u64> {
         self.read(|conn, _| conn.query_row("SELECT count(*) FROM ai_verdicts", [], |r| r.get(0)))
     }
+
+    fn add_evidence(
+        &self,
+        lines: &[EvidenceLine],
+        bound: fn(EvidenceKind) -> EvidenceBound,
+    ) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx, _| {
+            let mut add = tx.prepare_cached(
+                "INSERT INTO ai_evidence(jail, kind, template, line, time) \
+                 VALUES(?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut shapes = std::collections::BTreeSet::new();
+            for l in lines {
+                add.execute(params![l.jail, l.kind.as_str(), l.template, l.line, l.time])?;
+                shapes.insert((l.jail.as_str(), l.kind, l.template.as_str()));
+            }
+            let mut trim_shape = tx.prepare_cached(
+                "DELETE FROM ai_evidence WHERE jail = ?1 AND kind = ?2 AND template = ?3 \
+                 AND id NOT IN (SELECT id FROM ai_evidence \
+                   WHERE jail = ?1 AND kind = ?2 AND template = ?3 ORDER BY id DESC LIMIT ?4)",
+            )?;
+            let mut jails = std::collections::BTreeSet::new();
+            for (jail, kind, template) in shapes {
+                let b = bound(kind);
+                trim_shape.execute(params![jail, kind.as_str(), template, b.per_shape])?;
+                jails.insert((jail, kind));
+            }
+            let mut trim_jail = tx.prepare_cached(
+                "DELETE FROM ai_evidence WHERE jail = ?1 AND kind = ?2 \
+                 AND id NOT IN (SELECT id FROM ai_evidence \
+                   WHERE jail = ?1 AND kind = ?2 ORDER BY id DESC LIMIT ?3)",
+            )?;
+            for (jail, kind) in jails {
+                trim_jail.execute(params![jail, kind.as_str(), bound(kind).per_jail])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn evidence(&self, jail: &str, kind: EvidenceKind) -> Result<Vec<EvidenceLine>> {
+        self.read(|conn, _| {
+            conn.prepare_cached(
+                "SELECT template, line, time FROM ai_evidence \
+                 WHERE jail = ?1 AND kind = ?2 ORDER BY id",
+            )?
+            .query_map(params![jail, kind.as_str()], |r| {
+                Ok(EvidenceLine {
+                    jail: jail.to_string(),
+                    kind,
+                    template: r.get(0)?,
+                    line: r.get(1)?,
+                    time: r.get(2)?,
+                })
+            })?
+            .collect()
+        })
+    }
 }
 
 #[cfg(test)]
@@ -192,5 +305,57 @@ mod tests {
         ai.put_rule(&r).unwrap();
         assert_eq!(ai.rule("a1").unwrap(), Some(r.clone()));
         assert_eq!(ai.rules().unwrap(), vec![r]);
+    }
+
+    #[test]
+    fn evidence_is_bounded_per_shape_and_per_jail() {
+        let s = SqliteStore::open(":memory:", Settings::default()).unwrap();
+        let ai = s.ai().unwrap();
+        let line = |jail: &str, kind, template: &str, n: usize| EvidenceLine {
+            jail: jail.into(),
+            kind,
+            template: template.into(),
+            line: format!("{template} {n}"),
+            time: n as f64,
+        };
+        fn bound(kind: EvidenceKind) -> EvidenceBound {
+            match kind {
+                EvidenceKind::Recent => EvidenceBound {
+                    per_jail: 4,
+                    per_shape: 2,
+                },
+                EvidenceKind::Benign => EvidenceBound {
+                    per_jail: 10,
+                    per_shape: 10,
+                },
+            }
+        }
+        // A flood of one shape keeps only its newest two lines.
+        let flood: Vec<_> = (0..50)
+            .map(|n| line("web", EvidenceKind::Recent, "a", n))
+            .collect();
+        ai.add_evidence(&flood, bound).unwrap();
+        ai.add_evidence(&[line("web", EvidenceKind::Benign, "ok", 1)], bound)
+            .unwrap();
+        ai.add_evidence(&[line("mail", EvidenceKind::Recent, "m", 1)], bound)
+            .unwrap();
+        let recent = |jail| -> Vec<String> {
+            ai.evidence(jail, EvidenceKind::Recent)
+                .unwrap()
+                .into_iter()
+                .map(|l| l.line)
+                .collect()
+        };
+        assert_eq!(recent("web"), ["a 48", "a 49"]);
+        // Other shapes push the oldest out of the jail's bound.
+        let more: Vec<_> = ["b", "c", "d"]
+            .iter()
+            .map(|t| line("web", EvidenceKind::Recent, t, 1))
+            .collect();
+        ai.add_evidence(&more, bound).unwrap();
+        assert_eq!(recent("web"), ["a 49", "b 1", "c 1", "d 1"]);
+        assert_eq!(recent("mail"), ["m 1"], "other jails keep theirs");
+        let benign = ai.evidence("web", EvidenceKind::Benign).unwrap();
+        assert_eq!(benign, [line("web", EvidenceKind::Benign, "ok", 1)]);
     }
 }

@@ -108,6 +108,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     "#,
+    // 4: the AI part's evidence: a bounded sample of each jail's lines
+    // (recent ones, and those of benign verdicts) that every candidate
+    // rule is tested against, at creation and at every start.
+    r#"
+    CREATE TABLE ai_evidence(
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        jail TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        template TEXT NOT NULL,
+        line TEXT NOT NULL,
+        time REAL NOT NULL
+    );
+    CREATE INDEX ai_evidence_shape ON ai_evidence(jail, kind, template, id);
+    CREATE INDEX ai_evidence_kind ON ai_evidence(jail, kind, id);
+    "#,
 ];
 
 /// The version a database has once every migration ran.

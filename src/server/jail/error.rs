@@ -20,6 +20,9 @@ pub enum JailError {
     /// A task building it off the runtime ended abnormally.
     #[error("building the jail: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// It is the jail of an AI rule that may not be loaded.
+    #[error("not started: {0}")]
+    AiRule(String),
 }
 
 /// Why a jail's source could not be opened, with the jail's name.
