@@ -108,6 +108,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     "#,
+    // 4: how many distinct addresses each queued shape came from, so that
+    // a full backlog keeps the shapes many clients show.
+    r#"
+    ALTER TABLE ai_queue ADD COLUMN sources INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX ai_queue_sources ON ai_queue(sources, id);
+    "#,
 ];
 
 /// The version a database has once every migration ran.
