@@ -1335,10 +1335,7 @@ const LOGIN_ANY: &str =
 
 /// One successful login.
 fn login_ok(user: &str, from: &str) -> String {
-    format!(
-        "{} web1 auth[4242]: login ok for user '{user}' from {from}\n",
-        crate::util::stamp()
-    )
+    login_line("ok", user, from)
 }
 
 /// Addresses of benign traffic the AI jails banned.
@@ -1485,5 +1482,107 @@ fn thin_evidence_rule_on_disk_is_checked_at_start() {
     assert!(ai_files(&t).is_empty(), "{:?}", ai_files(&t));
     assert!(!t.conf().join("jail.d/ai.local").exists());
     assert!(t.server_log().contains("not loaded"), "{}", t.server_log());
+    s.stop();
+}
+
+/// One line of a service that writes its logins' outcome after `login`.
+fn login_line(outcome: &str, user: &str, from: &str) -> String {
+    format!(
+        "{} web1 auth[4242]: login {outcome} for user '{user}' from {from}\n",
+        crate::util::stamp()
+    )
+}
+
+/// Issue 16, finding 6 (shapes that collide): "login" masked the next
+/// word, so one benign `login ok` line made the `login failed` lines of a
+/// brute force cache hits, never asked about. The outcome decides the
+/// meaning: the failures must reach the model, be learned, and ban.
+#[test]
+fn login_ok_does_not_hide_login_failed() {
+    let llm = Llm::start_asked(|a| {
+        if a.samples.first().is_some_and(|l| l.contains("login ok")) {
+            benign()
+        } else {
+            honest_rule(a)
+        }
+    });
+    let t = auth_tree(&llm, "min_sources = 1\n");
+    let mut s = Server::start(&t);
+    let log = t.path("access.log");
+    append(&log, &login_line("ok", "alice", "203.0.113.10"));
+    s.wait("the login ok line is judged benign", |_| {
+        audit(&t, "benign").len() == 1
+    });
+    for (i, user) in ["root", "admin", "oracle", "test", "pi"]
+        .iter()
+        .cycle()
+        .take(10)
+        .enumerate()
+    {
+        let from = format!("203.0.113.{}", 61 + i % 3);
+        append(&log, &login_line("failed", user, &from));
+    }
+    s.wait("the login failed lines are asked about", |_| {
+        let qs = llm.questions.lock().unwrap();
+        qs.iter()
+            .any(|q| q.samples.iter().any(|l| l.contains("login failed")))
+    });
+    let name = loaded_ai_jail(&mut s, &t);
+    for _ in 0..3 {
+        append(&log, &login_line("failed", "root", "203.0.113.61"));
+    }
+    s.wait("the brute force is banned", |_| {
+        t.count("ban", &name, "203.0.113.61") == 1
+    });
+    assert!(
+        !ai_bans(&t).iter().any(|l| l.contains("203.0.113.10 ")),
+        "the good login was banned: {:?}",
+        ai_bans(&t)
+    );
+    assert_eq!(llm.requests(), 2, "one question per shape");
+    s.stop();
+}
+
+/// A path word of its own for each `i`, with no digit in it (digits are
+/// masked anyway).
+fn junk_word(i: usize) -> String {
+    let a = |n: usize| char::from(b'a' + (n % 26) as u8);
+    format!("junk-{}{}", a(i / 26), a(i))
+}
+
+/// Issue 16, finding 6 (shapes without end): one address requested 25 and
+/// more paths of its own, each a shape, and filled `backlog = 20`; the
+/// real xmlrpc attack from several addresses was then dropped. New shapes
+/// are capped per address, so the attack is still asked about and learned.
+#[test]
+fn junk_shapes_cannot_crowd_out_an_attack() {
+    let llm = Llm::start(xmlrpc_or_benign);
+    let t = tree(&llm, "backlog = 20\nmin_sources = 1\n", "");
+    let mut s = Server::start(&t);
+    let log = t.path("access.log");
+    let junk: String = (0..30)
+        .map(|i| access("203.0.113.66", &format!("GET /{} HTTP/1.1", junk_word(i))))
+        .collect();
+    append(&log, &junk);
+    let taken = |s: &mut Server| {
+        let st = ai_status(s);
+        let n = |k: &str| st[k].as_u64().unwrap_or(0);
+        llm.requests() as u64 + n("queue") + n("dropped backlog") + n("dropped shapes")
+    };
+    s.wait("the junk lines are taken", |s| taken(s) >= 30);
+    xmlrpc_is_learned_and_banned(&mut s, &t);
+    let st = ai_status(&mut s);
+    assert!(
+        st["dropped shapes"].as_u64().unwrap_or(0) >= 15,
+        "junk shapes over the cap are counted: {st}"
+    );
+    let junk_asked = llm
+        .asked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("junk-"))
+        .count();
+    assert!(junk_asked <= 10, "{junk_asked} junk shapes asked about");
     s.stop();
 }

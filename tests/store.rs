@@ -100,7 +100,7 @@ fn restart_keeps_everything() {
         s.add_audit(&audit).unwrap();
     }
     let s = open(&path);
-    assert_eq!(s.schema_version().unwrap(), 4);
+    assert_eq!(s.schema_version().unwrap(), 5);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "matched log lines stay private");
@@ -417,7 +417,7 @@ fn newer_schema_is_left_alone() {
             err,
             Error::FutureVersion {
                 found: 99,
-                supported: 4,
+                supported: 5,
                 ..
             }
         ),

@@ -3,9 +3,10 @@
 //!
 //! The flow: [`prescreen`] keeps lines that name a remote address nobody
 //! told us to ignore, [`template`] keys them by shape, the verdict cache in
-//! the store answers shapes already judged, [`shape`] gathers samples of a
-//! new shape until it has seen it from enough sources to tell which
-//! address is the client, [`client`] asks the model ([`prompt`]) about it
+//! the store answers shapes already judged, [`intake`] gathers samples of
+//! a new shape (within caps of new shapes per address and per jail) until
+//! [`shape`] has seen it from enough sources to tell which address is the
+//! client, and keeps the backlog in order, [`client`] asks the model ([`prompt`]) about it
 //! within the [`budget`], [`answer`] reads its reply strictly,
 //! [`validate`] tries the proposed regex in our own filter engine against
 //! its samples and the [`evidence`] kept of the log, and
@@ -18,6 +19,7 @@ pub mod answer;
 pub mod budget;
 pub mod client;
 pub mod evidence;
+pub mod intake;
 pub mod pipeline;
 pub mod prescreen;
 pub mod prompt;

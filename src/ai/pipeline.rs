@@ -4,7 +4,7 @@
 //! The jails only ever `try_send` into a bounded channel: a slow model, a
 //! dead server or a flood of lines costs them nothing but a drop counter.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,7 @@ use super::answer::{self, Judgement};
 use super::budget::Budget;
 use super::client::{CallError, KeyError, LlmClient};
 use super::evidence::{self, INVALID};
+use super::intake::Intake;
 use super::prescreen::Dropped;
 use super::prompt::{self, Question};
 use super::shape::{self, Client};
@@ -51,10 +52,8 @@ pub fn now() -> f64 {
 const FOREVER: f64 = 10.0 * 365.0 * 86_400.0;
 /// A rejected answer or refused request is asked again after a day.
 pub(super) const RETRY_ERROR: f64 = 86_400.0;
-/// New shapes gathering samples (not yet seen from enough sources), at
-/// most; a new one beyond pushes out the one that waited longest, counted
-/// as dropped, so that shapes from one source cannot block the others.
-const GATHERING: usize = 10_000;
+/// The verdict of a shape queued or being asked about.
+const PENDING: &str = "pending";
 
 /// One line a jail's filter did not match.
 #[derive(Debug, Clone)]
@@ -93,10 +92,6 @@ struct JailAi {
     max_bantime: Option<f64>,
 }
 
-/// Samples of new shapes by (jail, template), with when each was first
-/// seen.
-type Gathering = HashMap<(String, String), (f64, VecDeque<String>)>;
-
 /// One question as it was asked.
 struct Asked<'a> {
     q: &'a QueuedLine,
@@ -115,14 +110,11 @@ pub struct Ai {
     jails: Mutex<HashMap<String, JailAi>>,
     /// What rules are tested against, kept in the store.
     evidence: evidence::Sample,
-    /// Samples of new shapes, by (jail, template), until one is seen from
-    /// `min_sources` clients.
-    gathering: Mutex<Gathering>,
+    /// New shapes until they are queued, and the queue's order.
+    intake: Intake,
     budget: Mutex<Budget>,
     dropped: Arc<AtomicU64>,
-    dropped_backlog: AtomicU64,
     cache_hits: AtomicU64,
-    queued: AtomicU64,
     last_error: Mutex<Option<String>>,
     wake: Notify,
 }
@@ -194,10 +186,8 @@ impl Ai {
         let dropped = Arc::new(AtomicU64::new(0));
         let mut budget = Budget::new(&settings);
         restore_today(store.as_ref(), &mut budget);
-        let queued = store
-            .ai()
-            .and_then(|a| a.queue_len().ok())
-            .unwrap_or_default();
+        let shapes = Intake::new(&settings, store.ai().expect("checked above"));
+        let queued = shapes.queued_len();
         let ai = Arc::new(Ai {
             client: LlmClient::new(&settings, &creds),
             settings,
@@ -205,12 +195,10 @@ impl Ai {
             store,
             conf_dir: PathBuf::from(conf_dir),
             jails: Mutex::new(HashMap::new()),
-            gathering: Mutex::new(HashMap::new()),
+            intake: shapes,
             budget: Mutex::new(budget),
             dropped: dropped.clone(),
-            dropped_backlog: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
-            queued: AtomicU64::new(queued),
             last_error: Mutex::new(None),
             wake: Notify::new(),
         });
@@ -281,9 +269,9 @@ impl Ai {
         let key = template::key(&u.line);
         let kind = EvidenceKind::Recent;
         self.evidence.note(&u.jail, kind, &key, &u.line, now());
-        if u.addr.is_none() {
+        let Some(addr) = u.addr else {
             return;
-        }
+        };
         match self.store.lookup_verdict(&key, now()) {
             Ok(Some(v)) => {
                 if v.verdict == "benign" {
@@ -291,6 +279,10 @@ impl Ai {
                     self.evidence.note(&u.jail, kind, &key, &u.line, now());
                 }
                 self.cache_hits.fetch_add(1, Ordering::Relaxed);
+                if v.verdict == PENDING {
+                    self.intake
+                        .seen_again(self.db(), &u.jail, &key, &u.line, &addr);
+                }
                 return;
             }
             Ok(None) => {}
@@ -299,68 +291,25 @@ impl Ai {
                 return;
             }
         }
-        let Some((samples, addr)) = self.gather(&u.jail, &key, u.line) else {
+        let Some(a) = self
+            .intake
+            .admit(self.db(), &u.jail, &key, u.line, &addr, now())
+        else {
             return;
         };
-        if self.queued.load(Ordering::Relaxed) >= self.settings.backlog {
-            self.dropped_backlog.fetch_add(1, Ordering::Relaxed);
-            return;
+        if let Some(gone) = &a.displaced {
+            // Its lines may queue it again.
+            self.put_verdict(gone, PENDING, 0, 0.0);
         }
         // Pending until answered: the shape is asked once, however many
         // lines of it arrive meanwhile.
-        self.put_verdict(&key, "pending", 0, FOREVER);
-        self.push(QueuedLine {
-            id: 0,
-            time: now(),
-            jail: u.jail.clone(),
-            template: key,
-            addr,
-            line: samples.join("\n"),
-        });
-    }
-
-    /// Adds a line to its shape's samples; once the shape is seen from
-    /// `min_sources` clients, takes the samples (one a line, as the queue
-    /// keeps them) and the client's address in the first.
-    fn gather(&self, jail: &str, key: &str, line: String) -> Option<(Vec<String>, String)> {
-        let mut g = self.gathering.lock().expect("ai lock");
-        let k = (jail.to_string(), key.to_string());
-        if !g.contains_key(&k) && g.len() >= GATHERING {
-            let oldest = g
-                .iter()
-                .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
-                .map(|(k, _)| k.clone());
-            if let Some(o) = oldest {
-                g.remove(&o);
-            }
-            self.dropped_backlog.fetch_add(1, Ordering::Relaxed);
-        }
-        let (_, samples) = g
-            .entry(k.clone())
-            .or_insert_with(|| (now(), VecDeque::new()));
-        let addrs = |l: &str| -> Vec<String> { shape::slots(l).into_iter().map(|s| s.1).collect() };
-        let these = addrs(&line);
-        if samples.iter().any(|l| addrs(l) == these) {
-            return None;
-        }
-        if samples.len() >= shape::MAX_SAMPLES {
-            samples.pop_front();
-        }
-        samples.push_back(line);
-        let samples: Vec<String> = samples.iter().cloned().collect();
-        let client = shape::decide(&samples).filter(|c| c.sources >= self.settings.min_sources)?;
-        g.remove(&k);
-        let (_, addr) = shape::address_of(&samples[0], &client)?;
-        Some((samples, addr))
+        self.put_verdict(&key, PENDING, 0, FOREVER);
+        self.push(a.line);
     }
 
     fn push(&self, q: QueuedLine) {
-        match self.db().queue_push(&q) {
-            Ok(_) => {
-                self.queued.fetch_add(1, Ordering::Relaxed);
-                self.wake.notify_one();
-            }
-            Err(e) => tracing::error!("AI queue: {e}"),
+        if self.intake.push(self.db(), &q) {
+            self.wake.notify_one();
         }
     }
 
@@ -373,15 +322,8 @@ impl Ai {
             .find(|q| jails.contains_key(&q.jail))
     }
 
-    fn dequeue(&self, id: i64) {
-        if let Err(e) = self.db().queue_remove(id) {
-            tracing::error!("AI queue: {e}");
-        }
-        let _ = self
-            .queued
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
-            });
+    fn dequeue(&self, q: &QueuedLine) {
+        self.intake.dequeue(self.db(), q);
     }
 
     /// Takes queued lines to the model while the budget allows.
@@ -402,7 +344,7 @@ impl Ai {
                 Some((c, a))
             }) else {
                 // Queued by another version, or ambiguous: never guess.
-                self.dequeue(q.id);
+                self.dequeue(&q);
                 self.put_verdict(&q.template, "error", 0, RETRY_ERROR);
                 continue;
             };
@@ -435,7 +377,7 @@ impl Ai {
                 }
                 Err(CallError::Refused(e)) => {
                     tracing::error!("AI: request refused: {e}");
-                    self.dequeue(q.id);
+                    self.dequeue(&q);
                     self.put_verdict(&q.template, "error", 0, RETRY_ERROR);
                     self.audit(
                         Some(&q.jail),
@@ -455,7 +397,7 @@ impl Ai {
                         Some(&q.template),
                         json!({"tokens": reply.tokens, "content": super::cut(&reply.content, 4000)}),
                     );
-                    self.dequeue(q.id);
+                    self.dequeue(&q);
                     let mode = self.jails.lock().expect("ai lock").get(&q.jail).copied();
                     if let Some(j) = mode {
                         let asked = Asked {
@@ -472,7 +414,7 @@ impl Ai {
     }
 
     fn queued_len(&self) -> u64 {
-        self.queued.load(Ordering::Relaxed)
+        self.intake.queued_len()
     }
 
     /// The reason the last answer about `template` was rejected, when the
@@ -632,6 +574,7 @@ impl Ai {
     pub fn status(&self) -> Value {
         let t = now();
         let b = self.budget.lock().expect("ai lock").clone();
+        let (dropped_backlog, dropped_shapes) = self.intake.dropped();
         let jails: serde_json::Map<String, Value> = self
             .jails
             .lock()
@@ -652,7 +595,8 @@ impl Ai {
             "cache hits": self.cache_hits.load(Ordering::Relaxed),
             "queue": self.db().queue_len().unwrap_or_default(),
             "dropped": self.dropped.load(Ordering::Relaxed),
-            "dropped backlog": self.dropped_backlog.load(Ordering::Relaxed),
+            "dropped backlog": dropped_backlog,
+            "dropped shapes": dropped_shapes,
             "last error": *self.last_error.lock().expect("ai lock"),
         })
     }

@@ -1,6 +1,15 @@
 //! The template key of a line: what stays when everything that varies
 //! between two attempts of the same attack is masked. One shape, one
 //! question to the model, however many addresses and users it comes from.
+//!
+//! What decides the meaning stays: the words the service writes (`login
+//! ok` is not `login failed`, `Accepted` is not `Failed`), an HTTP
+//! status's class (`2xx`, `4xx`), a URL's first path segment and its file
+//! extension. What varies per request is masked: addresses and ports,
+//! user names, numbers, ids, dates, the inner path segments of a URL and
+//! its query string. The client still writes words the key keeps (a
+//! one-segment path, a user agent): how many new shapes one address and
+//! one jail may start a minute is capped in [`super::intake`].
 
 use super::prescreen;
 
@@ -12,12 +21,77 @@ const USER_WORDS: &[&str] = &[
     "user", "for", "login", "username", "account", "user=", "login=",
 ];
 
+/// Words never masked as a user name, even right after a user word: they
+/// say what happened (`login failed`, `for invalid user`), or they are the
+/// glue of the sentence (`login for user x`). A client who picks one of
+/// them as its name makes one more shape, never someone else's.
+const MEANING_WORDS: &[&str] = &[
+    "ok",
+    "okay",
+    "success",
+    "successful",
+    "succeeded",
+    "failed",
+    "failure",
+    "fail",
+    "denied",
+    "accepted",
+    "rejected",
+    "refused",
+    "invalid",
+    "incorrect",
+    "wrong",
+    "bad",
+    "unknown",
+    "illegal",
+    "error",
+    "blocked",
+    "allowed",
+    "granted",
+    "expired",
+    "locked",
+    "disabled",
+    "attempt",
+    "from",
+    "to",
+    "by",
+    "as",
+    "with",
+    "via",
+    "on",
+    "at",
+    "in",
+    "of",
+];
+
+/// Words after which a three-digit number is an HTTP status.
+const STATUS_WORDS: &[&str] = &["status", "status=", "status:", "code=", "status_code="];
+
+/// Markers of masked text while the key is built; none is a word
+/// character, and control characters in the line are white space by then.
+const ADDR: char = '\u{1}';
+const PATH: char = '\u{2}';
+const QUERY: char = '\u{3}';
+
 fn is_word(c: char) -> bool {
     c.is_alphanumeric() || "_-.:".contains(c)
 }
 
-fn mask_word(w: &str, prev: &str) -> String {
-    if USER_WORDS.contains(&prev) && !w.is_empty() {
+/// Whether the word `w` (lower case) is kept after a user word.
+fn means(w: &str) -> bool {
+    MEANING_WORDS.contains(&w) || USER_WORDS.contains(&w)
+}
+
+/// The class of an HTTP status (`404` is `4xx`), if `w` is one.
+fn status_class(w: &str) -> Option<String> {
+    let n: u16 = w.parse().ok().filter(|_| w.len() == 3)?;
+    (100..600).contains(&n).then(|| format!("{}xx", n / 100))
+}
+
+/// `w` masked, after the word `prev` (lower case); `status` when the
+/// place says a three-digit number there is an HTTP status.
+fn mask_word(w: &str, prev: &str, status: bool) -> String {
+    if USER_WORDS.contains(&prev) && !w.is_empty() && !means(&w.to_ascii_lowercase()) {
         return "<USER>".into();
     }
     if crate::filter::date::is_date_name(w) {
@@ -26,6 +100,9 @@ fn mask_word(w: &str, prev: &str) -> String {
     let digits = w.chars().filter(char::is_ascii_digit).count();
     if digits == 0 {
         return w.to_string();
+    }
+    if let Some(class) = status.then(|| status_class(w)).flatten() {
+        return class;
     }
     if w.chars().all(|c| c.is_ascii_digit() || ".:-+".contains(c)) {
         return "<N>".into();
@@ -57,9 +134,96 @@ pub fn names_user(prev: &str) -> bool {
 }
 
 /// Whether the key masks `w` (after the word `prev`) as a value that
-/// varies between attempts: a user name, an id, a number.
+/// varies between attempts: a user name, an id, a number, a URL's inner
+/// path segments or query.
 pub fn varies(w: &str, prev: &str) -> bool {
-    mask_word(w, &prev.to_ascii_lowercase()) != w
+    if is_url(w, 0) {
+        return mask_urls(w) != w || w.chars().any(|c| c.is_ascii_digit());
+    }
+    mask_word(w, &prev.to_ascii_lowercase(), false) != w
+}
+
+/// Whether a URL or an absolute path starts at `at` of `s`: a `/` at the
+/// start of a token, or a `scheme://`.
+fn is_url(s: &str, at: usize) -> bool {
+    let rest = &s[at..];
+    let starts = || {
+        s[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || "\"'([=<".contains(c))
+    };
+    (rest.starts_with('/') || rest.starts_with(|c: char| c.is_ascii_alphabetic()))
+        && starts()
+        && (rest.starts_with('/') || scheme_len(rest).is_some())
+}
+
+/// The length of `scheme://` at the start of `s`.
+fn scheme_len(s: &str) -> Option<usize> {
+    let n = s
+        .bytes()
+        .take(11)
+        .take_while(u8::is_ascii_alphabetic)
+        .count();
+    (n > 0 && n <= 10 && s[n..].starts_with("://")).then_some(n + 3)
+}
+
+/// One URL (up to white space or a quote) masked: the host of a
+/// `scheme://host` and every path segment but the first become [`PATH`]
+/// (the last keeping a short alphabetic file extension), the query and
+/// fragment [`QUERY`].
+fn mask_url(url: &str) -> String {
+    let mut out = String::new();
+    let mut rest = url;
+    if let Some(n) = scheme_len(url) {
+        out.push_str(&url[..n]);
+        out.push(PATH);
+        rest = &url[n..];
+        rest = &rest[rest.find('/').unwrap_or(rest.len())..];
+    }
+    let (path, query) = match rest.find(['?', '#']) {
+        Some(q) => (&rest[..q], true),
+        None => (rest, false),
+    };
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    if let Some(first) = segs.first() {
+        out.push('/');
+        out.push_str(first);
+    }
+    if segs.len() > 1 {
+        let last = segs[segs.len() - 1];
+        out.push('/');
+        out.push(PATH);
+        if let Some((_, ext)) = last.rsplit_once('.') {
+            if (1..=5).contains(&ext.len()) && ext.chars().all(|c| c.is_ascii_alphabetic()) {
+                out.push('.');
+                out.push_str(ext);
+            }
+        }
+    }
+    if query {
+        out.push(QUERY);
+    }
+    out
+}
+
+/// `s` with every URL in it masked by [`mask_url`].
+fn mask_urls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut pos = 0;
+    for (at, _) in s.char_indices() {
+        if at < pos || !is_url(s, at) {
+            continue;
+        }
+        let len = s[at..]
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(s.len() - at);
+        out.push_str(&s[pos..at]);
+        out.push_str(&mask_url(&s[at..at + len]));
+        pos = at + len;
+    }
+    out.push_str(&s[pos..]);
+    out
 }
 
 /// The template key of `line`.
@@ -73,7 +237,7 @@ pub fn key(line: &str) -> String {
             continue;
         }
         masked.push_str(&line[pos..at]);
-        masked.push('\u{1}');
+        masked.push(ADDR);
         pos = at + text.len();
         // A port after the address is part of it.
         if let Some(rest) = line[pos..].strip_prefix(':') {
@@ -84,21 +248,30 @@ pub fn key(line: &str) -> String {
         }
     }
     masked.push_str(&line[pos..]);
+    let masked = mask_urls(&masked);
     let mut out = String::with_capacity(masked.len());
     let mut prev = String::new();
     let mut word = String::new();
     let mut last_space = true;
     let flush = |word: &mut String, prev: &mut String, out: &mut String| {
         if !word.is_empty() {
-            out.push_str(&mask_word(word, prev));
+            // A status follows the quoted request line, or a status word.
+            let status = out.trim_end().ends_with('"') || STATUS_WORDS.contains(&prev.as_str());
+            out.push_str(&mask_word(word, prev, status));
             *prev = word.to_ascii_lowercase();
             word.clear();
         }
     };
     for c in masked.chars() {
-        if c == '\u{1}' {
+        let marker = match c {
+            ADDR => Some("<ADDR>"),
+            PATH => Some("<P>"),
+            QUERY => Some("?<Q>"),
+            _ => None,
+        };
+        if let Some(m) = marker {
             flush(&mut word, &mut prev, &mut out);
-            out.push_str("<ADDR>");
+            out.push_str(m);
             prev.clear();
             last_space = false;
         } else if is_word(c) || (c == '=' && !word.is_empty()) {
@@ -158,9 +331,123 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    fn auth(outcome: &str, user: &str, from: &str) -> String {
+        format!("web1 auth[42]: login {outcome} for user '{user}' from {from}")
+    }
+
+    fn web(ip: &str, request: &str, status: u16) -> String {
+        format!(
+            r#"{ip} - - [24/Nov/2026:23:44:58 +0000] "{request}" {status} 412 "-" "curl/8.5.0""#
+        )
+    }
+
+    #[test]
+    fn words_that_decide_the_meaning_are_kept() {
+        let ok = key(&auth("ok", "alice", "203.0.113.10"));
+        let failed = key(&auth("failed", "root", "203.0.113.61"));
+        assert_ne!(ok, failed);
+        assert!(
+            failed.contains("login failed for user '<USER>'"),
+            "{failed}"
+        );
+        // A client that calls itself "ok" makes a shape of its own, never
+        // the good login's.
+        assert_ne!(key(&auth("failed", "ok", "203.0.113.61")), ok);
+        let sshd = |w: &str| key(&format!("sshd[7]: {w} password for root from 203.0.113.5"));
+        assert_ne!(sshd("Accepted"), sshd("Failed"));
+        let page = |status| key(&web("203.0.113.5", "GET /wp-login.php HTTP/1.1", status));
+        assert_ne!(page(200), page(401));
+        assert_ne!(page(200), page(404));
+        assert_ne!(page(302), page(404));
+        assert_eq!(page(401), page(404), "{}", page(401));
+        assert!(page(404).contains(r#"HTTP/<N>" 4xx <N>"#), "{}", page(404));
+        // The first path segment and the file extension say what is asked.
+        let req = |r| key(&web("203.0.113.5", r, 200));
+        assert_ne!(
+            req("POST /xmlrpc.php HTTP/1.1"),
+            req("POST /contact HTTP/1.1")
+        );
+        assert_ne!(
+            req("GET /wp-admin/a.php HTTP/1.1"),
+            req("GET /shop/a.php HTTP/1.1")
+        );
+        assert_ne!(
+            req("GET /wp-admin/a.php HTTP/1.1"),
+            req("GET /wp-admin/a.css HTTP/1.1")
+        );
+        assert_ne!(req("GET /about HTTP/1.1"), req("POST /about HTTP/1.1"));
+    }
+
+    #[test]
+    fn what_varies_per_request_is_masked() {
+        let same = |a: &str, b: &str| {
+            assert_eq!(key(a), key(b), "{a}\n{b}");
+        };
+        // Inner path segments, query strings, ids and numbers.
+        same(
+            &web(
+                "203.0.113.5",
+                "GET /wp-content/plugins/akismet/readme.txt?ver=1 HTTP/1.1",
+                404,
+            ),
+            &web(
+                "198.51.100.7",
+                "GET /wp-content/themes/x/y/readme.txt?q=1+or+1=1 HTTP/1.0",
+                404,
+            ),
+        );
+        same(
+            &web("203.0.113.5", "GET /user/1234/edit HTTP/1.1", 403),
+            &web("203.0.113.6", "GET /user/abcdef/delete HTTP/1.1", 401),
+        );
+        same(
+            &web("203.0.113.5", "GET /page7 HTTP/1.1", 200),
+            &web("203.0.113.6", "GET /page12 HTTP/1.1", 204),
+        );
+        same(
+            &web(
+                "203.0.113.5",
+                "GET http://evil.example/a/b.php?y HTTP/1.1",
+                400,
+            ),
+            &web(
+                "203.0.113.6",
+                "GET http://198.51.100.1:8080/a/d.php?x HTTP/1.1",
+                400,
+            ),
+        );
+        assert!(key(&web("203.0.113.5", "GET /a/b/c.php?x=1 HTTP/1.1", 404))
+            .contains(r#""GET /a/<P>.php?<Q> HTTP/<N>" 4xx"#));
+        // User names, ports, pids, session ids.
+        same(
+            &auth("failed", "root", "203.0.113.61:4242"),
+            &auth("failed", "x-admin.1", "2001:db8::1"),
+        );
+        same(
+            "Failed login for admin from 203.0.113.5 sid=0badc0ffee12",
+            "Failed login for bob from 203.0.113.9 sid=1234abcdef99",
+        );
+        // A status is only one after the request line or a status word:
+        // other three-digit numbers (pids, sizes) vary.
+        same("sshd[123]: status=404 x", "sshd[987]: status=401 x");
+        assert_ne!(key("status=200 x"), key("status=404 x"));
+    }
+
+    #[test]
+    fn varying_words_are_fields_the_client_writes() {
+        assert!(varies("/wp-admin/install.php", "GET"));
+        assert!(varies("/page7", "GET"));
+        assert!(varies("/x?a=b", "GET"));
+        assert!(!varies("/xmlrpc.php", "POST"));
+        assert!(varies("alice", "user"));
+        assert!(!varies("failed", "login"));
+    }
+
     #[test]
     fn huge_lines_make_short_keys() {
         let l = "x".repeat(1 << 20);
+        assert!(key(&l).len() <= MAX_KEY);
+        let l = " /a?".repeat(1 << 18);
         assert!(key(&l).len() <= MAX_KEY);
     }
 }

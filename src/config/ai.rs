@@ -74,6 +74,11 @@ pub struct Settings {
     /// Distinct client addresses a shape must come from before the model
     /// is asked about it.
     pub min_sources: usize,
+    /// New shapes one client address may start a minute; more are dropped
+    /// (counted), so that one client cannot fill the backlog.
+    pub shapes_per_address: u32,
+    /// New shapes one jail may start a minute.
+    pub shapes_per_jail: u32,
     /// The fewest failures an AI rule bans on until it is approved.
     pub min_maxretry: u32,
     /// The longest ban of an AI rule until it is approved, for jails that
@@ -97,6 +102,8 @@ impl Default for Settings {
             breaker_failures: 3,
             breaker_cooldown: Duration::from_secs(60),
             min_sources: 2,
+            shapes_per_address: 5,
+            shapes_per_jail: 60,
             min_maxretry: 3,
             max_bantime: 3600,
         }
@@ -151,6 +158,8 @@ impl Settings {
             "breaker_failures" => self.breaker_failures = (num()? as u32).max(1),
             "breaker_cooldown" => self.breaker_cooldown = Duration::from_secs_f64(secs()?),
             "min_sources" => self.min_sources = (num()? as usize).max(1),
+            "shapes_per_address" => self.shapes_per_address = (num()? as u32).max(1),
+            "shapes_per_jail" => self.shapes_per_jail = (num()? as u32).max(1),
             "min_maxretry" => self.min_maxretry = (num()? as u32).max(1),
             "max_bantime" => self.max_bantime = secs()? as u64,
             _ => return Err(SettingsError::Unknown(option.to_string())),

@@ -20,8 +20,13 @@ pub struct QueuedLine {
     pub template: String,
     /// The remote address the prescreen found in it.
     pub addr: String,
-    /// The line itself (already bounded in length).
+    /// The line itself (already bounded in length): the shape's samples,
+    /// one a line.
     pub line: String,
+    /// Distinct client addresses the shape was seen from: the backlog
+    /// asks the shapes seen from the most first, and a full one drops the
+    /// shape seen from the fewest.
+    pub sources: u64,
 }
 
 /// A rule the AI part produced.
@@ -89,8 +94,14 @@ pub struct EvidenceBound {
 pub trait AiStore: Send + Sync {
     /// Appends a line to the queue; returns its id.
     fn queue_push(&self, line: &QueuedLine) -> Result<i64>;
-    /// The oldest queued lines, at most `limit`.
+    /// The queued lines seen from the most sources, oldest first among
+    /// equals, at most `limit`.
     fn queue_peek(&self, limit: usize) -> Result<Vec<QueuedLine>>;
+    /// The queued line seen from the fewest sources, the newest among
+    /// equals: the one a full backlog gives up first.
+    fn queue_fewest(&self) -> Result<Option<QueuedLine>>;
+    /// Records that a queued line's shape was seen from `sources`.
+    fn queue_set_sources(&self, id: i64, sources: u64) -> Result<()>;
     /// Removes a line from the queue.
     fn queue_remove(&self, id: i64) -> Result<()>;
     /// How many lines wait.
@@ -126,35 +137,61 @@ fn rule_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Rule> {
     })
 }
 
+const QUEUE_COLUMNS: &str = "id, time, jail, template, addr, line, sources";
+
+fn queued_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedLine> {
+    Ok(QueuedLine {
+        id: r.get(0)?,
+        time: r.get(1)?,
+        jail: r.get(2)?,
+        template: r.get(3)?,
+        addr: r.get(4)?,
+        line: r.get(5)?,
+        sources: r.get(6)?,
+    })
+}
+
 const RULE_COLUMNS: &str = "id, jail, template, status, created, detail";
 
 impl AiStore for SqliteStore {
     fn queue_push(&self, l: &QueuedLine) -> Result<i64> {
         self.write(|tx, _| {
             tx.prepare_cached(
-                "INSERT INTO ai_queue(time, jail, template, addr, line) VALUES(?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO ai_queue(time, jail, template, addr, line, sources) \
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![l.time, l.jail, l.template, l.addr, l.line])?;
+            .execute(params![
+                l.time, l.jail, l.template, l.addr, l.line, l.sources
+            ])?;
             Ok(tx.last_insert_rowid())
         })
     }
 
     fn queue_peek(&self, limit: usize) -> Result<Vec<QueuedLine>> {
         self.read(|conn, _| {
-            conn.prepare_cached(
-                "SELECT id, time, jail, template, addr, line FROM ai_queue ORDER BY id LIMIT ?1",
-            )?
-            .query_map(params![limit], |r| {
-                Ok(QueuedLine {
-                    id: r.get(0)?,
-                    time: r.get(1)?,
-                    jail: r.get(2)?,
-                    template: r.get(3)?,
-                    addr: r.get(4)?,
-                    line: r.get(5)?,
-                })
-            })?
+            conn.prepare_cached(&format!(
+                "SELECT {QUEUE_COLUMNS} FROM ai_queue ORDER BY sources DESC, id LIMIT ?1"
+            ))?
+            .query_map(params![limit], queued_from)?
             .collect()
+        })
+    }
+
+    fn queue_fewest(&self) -> Result<Option<QueuedLine>> {
+        self.read(|conn, _| {
+            conn.prepare_cached(&format!(
+                "SELECT {QUEUE_COLUMNS} FROM ai_queue ORDER BY sources, id DESC LIMIT 1"
+            ))?
+            .query_row([], queued_from)
+            .optional()
+        })
+    }
+
+    fn queue_set_sources(&self, id: i64, sources: u64) -> Result<()> {
+        self.write(|tx, _| {
+            tx.prepare_cached("UPDATE ai_queue SET sources = ?2 WHERE id = ?1")?
+                .execute(params![id, sources])?;
+            Ok(())
         })
     }
 
@@ -288,6 +325,7 @@ mod tests {
             template: "t".into(),
             addr: "192.0.2.1".into(),
             line: "x".into(),
+            sources: 1,
         };
         let id = ai.queue_push(&l).unwrap();
         assert_eq!(ai.queue_len().unwrap(), 1);
@@ -357,5 +395,31 @@ mod tests {
         assert_eq!(recent("mail"), ["m 1"], "other jails keep theirs");
         let benign = ai.evidence("web", EvidenceKind::Benign).unwrap();
         assert_eq!(benign, [line("web", EvidenceKind::Benign, "ok", 1)]);
+    }
+
+    #[test]
+    fn the_queue_asks_shapes_from_most_sources_first() {
+        let s = SqliteStore::open(":memory:", Settings::default()).unwrap();
+        let ai = s.ai().unwrap();
+        let line = |template: &str, sources| QueuedLine {
+            id: 0,
+            time: 1.0,
+            jail: "nginx".into(),
+            template: template.into(),
+            addr: "192.0.2.1".into(),
+            line: "x".into(),
+            sources,
+        };
+        let a = ai.queue_push(&line("a", 1)).unwrap();
+        let b = ai.queue_push(&line("b", 3)).unwrap();
+        let c = ai.queue_push(&line("c", 1)).unwrap();
+        let order = |ai: &dyn AiStore| -> Vec<i64> {
+            ai.queue_peek(10).unwrap().iter().map(|q| q.id).collect()
+        };
+        assert_eq!(order(ai), [b, a, c]);
+        assert_eq!(ai.queue_fewest().unwrap().unwrap().id, c);
+        ai.queue_set_sources(c, 5).unwrap();
+        assert_eq!(order(ai), [c, b, a]);
+        assert_eq!(ai.queue_fewest().unwrap().unwrap().id, a);
     }
 }

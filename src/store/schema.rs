@@ -123,6 +123,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX ai_evidence_shape ON ai_evidence(jail, kind, template, id);
     CREATE INDEX ai_evidence_kind ON ai_evidence(jail, kind, id);
     "#,
+    // 5: how many distinct addresses each queued shape came from, so that
+    // a full backlog keeps the shapes many clients show.
+    r#"
+    ALTER TABLE ai_queue ADD COLUMN sources INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX ai_queue_sources ON ai_queue(sources, id);
+    "#,
 ];
 
 /// The version a database has once every migration ran.
@@ -205,8 +211,22 @@ mod tests {
         assert!(!tables(&conn).contains(&"ai_verdicts".to_string()));
         conn.execute("INSERT INTO jails(name) VALUES('sshd')", [])
             .unwrap();
-        migrate(&mut conn, 1, LATEST).unwrap();
+        migrate(&mut conn, 1, 3).unwrap();
+        conn.execute(
+            "INSERT INTO ai_queue(time, jail, template, addr, line) \
+             VALUES(1, 'sshd', 't', '192.0.2.1', 'x')",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn, 3, LATEST).unwrap();
         assert_eq!(inspect(&conn).unwrap(), Found::Ours(LATEST));
+        let sources: i64 = conn
+            .query_row("SELECT sources FROM ai_queue", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            sources, 1,
+            "a queued line of version 3 was seen from one address"
+        );
         assert!(tables(&conn).contains(&"ai_audit".to_string()));
         let n: i64 = conn
             .query_row("SELECT count(*) FROM jails", [], |r| r.get(0))
