@@ -1420,12 +1420,15 @@ fn ai_jail_follows_origin_ignoreip_after_reload() {
     append(&other, &xmlrpc_probes("203.0.113.22"));
     let want = format!("ban {name} 203.0.113.22 600");
     let new_actions = t.path("actions-new.log");
-    s.wait("the AI jail bans from other.log with the new action", |_| {
-        fs::read_to_string(&new_actions)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l == want)
-    });
+    s.wait(
+        "the AI jail bans from other.log with the new action",
+        |_| {
+            fs::read_to_string(&new_actions)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == want)
+        },
+    );
     let dump = dump_of(&mut s, &name);
     let other_text = other.display().to_string();
     assert!(

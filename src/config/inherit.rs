@@ -175,7 +175,8 @@ mod tests {
     const JAIL: &str = "[DEFAULT]\nport = 0\naction = rec[name=%(__name__)s, port=\"%(port)s\"]\n\
                         [web]\nenabled = true\nfilter = f\nlogpath = /dev/null\n\
                         ignoreip = 192.0.2.1\nport = http\nmaxretry = 9\nai = enforce\n";
-    const AI: &str = "[ai-web-1]\nenabled = true\nai_origin = web\nfilter = ai-web-1\nmaxretry = 3\n";
+    const AI: &str =
+        "[ai-web-1]\nenabled = true\nai_origin = web\nfilter = ai-web-1\nmaxretry = 3\n";
 
     #[test]
     fn ai_jail_takes_the_origin_options_but_not_its_counting() {
@@ -220,8 +221,14 @@ mod tests {
                    logpath = /dev/null\nignoreip = 192.0.2.1\nport = http\nmaxretry = 3\nbantime = 600\n";
         let dir = tree("", old);
         let d = dump(dir.path());
-        assert!(has(&d, "['set', 'ai-web-1', 'addignoreip', '192.0.2.1']"), "{d:#?}");
-        assert!(has(&d, "['set', 'ai-web-1', 'addlogpath', '/dev/null', 'head']"), "{d:#?}");
+        assert!(
+            has(&d, "['set', 'ai-web-1', 'addignoreip', '192.0.2.1']"),
+            "{d:#?}"
+        );
+        assert!(
+            has(&d, "['set', 'ai-web-1', 'addlogpath', '/dev/null', 'head']"),
+            "{d:#?}"
+        );
         assert!(has(&d, "['start', 'ai-web-1']"), "{d:#?}");
     }
 }
