@@ -1586,3 +1586,153 @@ fn junk_shapes_cannot_crowd_out_an_attack() {
     assert!(junk_asked <= 10, "{junk_asked} junk shapes asked about");
     s.stop();
 }
+
+/// Three xmlrpc probes from `ip`, dated now: what the AI jail bans on.
+fn xmlrpc_probes(ip: &str) -> String {
+    access(ip, "POST /xmlrpc.php HTTP/1.1").repeat(3)
+}
+
+/// A server on a tree whose nginx-access jail (the origin) has learned
+/// the xmlrpc rule: its AI jail is loaded and has banned 203.0.113.20.
+fn learned_xmlrpc_jail(t: &Tree) -> (Server<'_>, String) {
+    let mut s = Server::start(t);
+    let log = t.path("access.log");
+    append(&log, &access("203.0.113.7", "POST /xmlrpc.php HTTP/1.1"));
+    append(&log, &access("203.0.113.8", "POST /xmlrpc.php HTTP/1.1"));
+    let name = loaded_ai_jail(&mut s, t);
+    append(&log, &xmlrpc_probes("203.0.113.20"));
+    s.wait("the AI jail bans 203.0.113.20", |_| {
+        t.count("ban", &name, "203.0.113.20") == 1
+    });
+    (s, name)
+}
+
+fn xmlrpc_model() -> Llm {
+    Llm::start(|line| {
+        if line.contains("POST /xmlrpc.php") {
+            attack(XMLRPC)
+        } else {
+            benign()
+        }
+    })
+}
+
+/// The lines of `fail3ban-client -d` about jail `name`.
+fn dump_of(s: &mut Server, name: &str) -> Vec<String> {
+    let quoted = format!("'{name}'");
+    s.ok(&["-d"])
+        .lines()
+        .filter(|l| l.contains(&quoted))
+        .map(String::from)
+        .collect()
+}
+
+/// Issue 16, finding 5: the administrator adds 198.51.100.0/24 to the
+/// origin jail's ignoreip and reloads; the AI jail must not ban
+/// 198.51.100.50 for the shape it learned. A changed logpath and action
+/// of the origin reach the AI jail at the same reload, and `-d` shows the
+/// AI jail with them.
+#[test]
+fn ai_jail_follows_origin_ignoreip_after_reload() {
+    let llm = xmlrpc_model();
+    let t = tree(&llm, "", "");
+    let (mut s, name) = learned_xmlrpc_jail(&t);
+    let log = t.path("access.log");
+
+    t.write_conf(
+        "jail.local",
+        "[nginx-access]\nignoreip = 192.0.2.0/24 198.51.100.0/24\n",
+    );
+    s.ok(&["reload"]);
+    append(&log, &xmlrpc_probes("198.51.100.50"));
+    append(&log, &xmlrpc_probes("203.0.113.21"));
+    s.wait("the AI jail bans 203.0.113.21", |_| {
+        t.count("ban", &name, "203.0.113.21") == 1
+    });
+    assert_eq!(
+        t.count("ban", &name, "198.51.100.50"),
+        0,
+        "the AI jail banned 198.51.100.50, which its origin jail now ignores: {:?}",
+        ai_bans(&t)
+    );
+    let dump = dump_of(&mut s, &name);
+    assert!(
+        dump.iter()
+            .any(|l| l.contains("'addignoreip'") && l.contains("'198.51.100.0/24'")),
+        "-d does not show the origin's ignoreip for {name}: {dump:#?}"
+    );
+
+    // The origin moves to another log and another action.
+    let other = t.path("other.log");
+    fs::write(&other, access("-", "GET /start HTTP/1.1")).unwrap();
+    t.write_conf(
+        "jail.local",
+        "[nginx-access]\nignoreip = 192.0.2.0/24 198.51.100.0/24\n\
+         logpath = @T@/other.log\n\
+         action = record[name=%(__name__)s, file=@T@/actions-new.log]\n",
+    );
+    s.ok(&["reload"]);
+    let added = format!("Added logfile: {:?}", other.display().to_string());
+    s.wait("both jails follow other.log", |s| {
+        s.tree.server_log().matches(&added).count() >= 2
+    });
+    append(&other, &xmlrpc_probes("203.0.113.22"));
+    let want = format!("ban {name} 203.0.113.22 600");
+    let new_actions = t.path("actions-new.log");
+    s.wait(
+        "the AI jail bans from other.log with the new action",
+        |_| {
+            fs::read_to_string(&new_actions)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == want)
+        },
+    );
+    let dump = dump_of(&mut s, &name);
+    let other_text = other.display().to_string();
+    assert!(
+        dump.iter()
+            .any(|l| l.contains("'addlogpath'") && l.contains(&other_text)),
+        "-d does not show the origin's logpath for {name}: {dump:#?}"
+    );
+    s.stop();
+}
+
+/// Issue 16, finding 5, continued: an AI jail whose origin jail is
+/// disabled, then gone from the configuration, stops at the reload with a
+/// line saying why; the reload succeeds and the other jails run on.
+#[test]
+fn ai_jail_whose_origin_is_gone_is_not_started() {
+    let llm = xmlrpc_model();
+    let t = tree(
+        &llm,
+        "",
+        "[web2]\nenabled = true\nfilter = test\nlogpath = @T@/web2.log\n",
+    );
+    crate::util::new_log(t.path("web2.log"));
+    let (mut s, name) = learned_xmlrpc_jail(&t);
+
+    t.write_conf("jail.local", "[nginx-access]\nenabled = false\n");
+    s.ok(&["reload"]);
+    assert!(
+        !s.client(&["status", &name]).0,
+        "the AI jail of a disabled origin runs\n{}",
+        s.report()
+    );
+    assert!(s.client(&["status", "web2"]).0, "{}", s.report());
+    let why = "origin jail 'nginx-access' is not enabled";
+    assert!(t.server_log().contains(why), "{}", s.report());
+
+    let jail_conf = fs::read_to_string(t.conf().join("jail.conf")).unwrap();
+    let (head, rest) = jail_conf.split_once("[nginx-access]").unwrap();
+    let web2 = &rest[rest.find("[web2]").unwrap()..];
+    t.write_conf("jail.conf", &format!("{head}{web2}"));
+    t.write_conf("jail.local", "");
+    s.ok(&["reload"]);
+    assert!(!s.client(&["status", &name]).0, "{}", s.report());
+    assert!(s.client(&["status", "web2"]).0, "{}", s.report());
+    let why = "origin jail 'nginx-access' does not exist";
+    assert!(t.server_log().contains(why), "{}", s.report());
+    assert!(dump_of(&mut s, &name).is_empty());
+    s.stop();
+}

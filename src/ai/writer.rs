@@ -13,23 +13,6 @@ pub const JAIL_FILE: &str = "jail.d/ai.local";
 /// Where suggested filters wait for approval.
 pub const PENDING_DIR: &str = "filter.d/ai-pending";
 
-/// Origin options an AI jail does not copy: its filter and counting are
-/// its own, and the AI options would make it feed the AI again.
-const NOT_COPIED: &[&str] = &[
-    "enabled",
-    "filter",
-    "failregex",
-    "ignoreregex",
-    "prefregex",
-    "maxretry",
-    "findtime",
-    "bantime",
-    "ai",
-    "ai_max_bantime",
-    "bantime.maxtime",
-    "__name__",
-];
-
 /// The floors of rules stored before they were recorded with the rule.
 const DEFAULT_MIN_MAXRETRY: u64 = 3;
 const DEFAULT_MAX_BANTIME: u64 = 3600;
@@ -126,40 +109,24 @@ pub fn filter_path(conf_dir: &Path, rule: &Rule, pending: bool) -> PathBuf {
     }
 }
 
-/// The origin jail's own options, raw (uninterpolated), so that the AI
-/// jail bans as the origin does: same logpath, backend, actions and the
-/// values they refer to.
-fn origin_options(conf_dir: &Path, jail: &str) -> Vec<(String, String)> {
-    let loader = crate::config::parser::Loader::new(&conf_dir.to_string_lossy());
-    let Ok(Some(cfg)) = loader.read_base("jail") else {
-        return Vec::new();
-    };
-    cfg.ini
-        .sections
-        .get(jail)
-        .map(|opts| {
-            opts.iter()
-                .filter(|(k, _)| !NOT_COPIED.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.text.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn num(rule: &Rule, key: &str) -> Option<u64> {
     rule.detail.get(key).and_then(|v| v.as_u64())
 }
 
-/// The jail section of one loaded rule.
-fn jail_section(conf_dir: &Path, rule: &Rule) -> String {
+/// The jail section of one loaded rule: only the rule's own values and
+/// its origin jail, whose other options (ignoreip, action, logpath,
+/// backend, ...) the configuration reader takes from the origin each time
+/// it reads them (`config::inherit`), so that they are never stale.
+fn jail_section(rule: &Rule) -> String {
     let name = filter_name(&rule.jail, &rule.id);
     let mut s = format!(
-        "# rule {} from jail {} ({})\n[{name}]\nenabled = true\nfilter = {name}\n",
-        rule.id, rule.jail, rule.status
+        "# rule {} from jail {} ({})\n[{name}]\nenabled = true\n{} = {}\nfilter = {name}\n",
+        rule.id,
+        rule.jail,
+        rule.status,
+        crate::config::inherit::ORIGIN,
+        rule.jail
     );
-    for (k, v) in origin_options(conf_dir, &rule.jail) {
-        s.push_str(&format!("{k} = {}\n", v.replace('\n', "\n    ")));
-    }
     // Until approved, the model's counting holds only within the floors:
     // never fewer than min_maxretry failures, never longer than the cap,
     // also for bans bantime.increment makes longer.
@@ -207,7 +174,7 @@ pub fn write_jails(conf_dir: &Path, rules: &[Rule]) -> std::io::Result<()> {
          # fail3ban; manage them with fail3ban-client ai list|approve|reject.\n\n",
     );
     for r in loaded {
-        s.push_str(&jail_section(conf_dir, r));
+        s.push_str(&jail_section(r));
     }
     write_atomic(&path, &s)
 }
@@ -241,7 +208,6 @@ mod tests {
 
     #[test]
     fn floors_hold_until_approved() {
-        let dir = tempfile::tempdir().unwrap();
         let mut rule = Rule {
             id: "abc123".into(),
             jail: "nginx".into(),
@@ -250,12 +216,13 @@ mod tests {
             created: 0.0,
             detail: serde_json::json!({"maxretry": 1, "bantime": 2_592_000}),
         };
-        let s = jail_section(dir.path(), &rule);
+        let s = jail_section(&rule);
+        assert!(s.contains("\nai_origin = nginx\n"), "{s}");
         assert!(s.contains("maxretry = 3\n"), "{s}");
         assert!(s.contains("bantime = 3600\n"), "{s}");
         assert!(s.contains("bantime.maxtime = 3600\n"), "{s}");
         rule.status = "approved".into();
-        let s = jail_section(dir.path(), &rule);
+        let s = jail_section(&rule);
         assert!(s.contains("maxretry = 1\n"), "{s}");
         assert!(s.contains("bantime = 2592000\n"), "{s}");
         assert!(!s.contains("maxtime"), "{s}");

@@ -18,6 +18,7 @@ pub mod ai;
 pub mod definition;
 pub mod error;
 pub mod glob;
+pub mod inherit;
 pub mod ini;
 pub mod interp;
 pub mod jail;
@@ -119,6 +120,7 @@ pub fn read_tree(basedir: &str, strict_logs: bool) -> Result<Tree, ConfigError> 
                 },
             );
         }
+        inherit::resolve(&loader, &mut cfg);
         let names: Vec<String> = cfg
             .sections()
             .filter(|s| *s != "INCLUDES")
