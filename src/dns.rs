@@ -30,7 +30,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 pub const KEEP_FOR: Duration = Duration::from_secs(300);
 /// How many names are kept.
 pub const KEEP_NAMES: usize = 1000;
-/// Lookups that run at once.
+/// Lookups that run at once. The threads start when names wait for
+/// them, not before: most daemons never look a name up, and each idle
+/// thread costs resident memory (its stack, its allocator state).
 const THREADS: usize = 4;
 /// Names waiting for a lookup thread; more are answered "no address"
 /// at once (and not kept), so that a flood of names stays bounded.
@@ -62,6 +64,9 @@ struct Inner {
     /// Wakes async askers when an answer comes.
     notify: Notify,
     queue: SyncSender<String>,
+    /// The other end of `queue`, for the lookup threads still to start.
+    names: Arc<Mutex<mpsc::Receiver<String>>>,
+    lookup: Arc<Lookup>,
     timeout: Duration,
     /// Set while the queue is full, so that it is logged once per flood.
     full: AtomicBool,
@@ -74,6 +79,8 @@ struct State {
     inflight: HashSet<String>,
     /// Ever-growing use counter: the least recently used name goes first.
     clock: u64,
+    /// Lookup threads started.
+    threads: usize,
 }
 
 struct Cached {
@@ -136,20 +143,29 @@ impl Resolver {
             answered: Condvar::new(),
             notify: Notify::new(),
             queue: tx,
+            names: Arc::new(Mutex::new(rx)),
+            lookup,
             timeout,
             full: AtomicBool::new(false),
         });
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..THREADS {
-            let (inner, rx, lookup) = (Arc::downgrade(&inner), rx.clone(), lookup.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("f3b-dns-{i}"))
-                .spawn(move || lookup_thread(&inner, &rx, &*lookup));
-            if let Err(e) = spawned {
-                tracing::error!("cannot start a DNS lookup thread: {e}");
-            }
-        }
         Resolver { inner }
+    }
+
+    /// Starts one more lookup thread when more names wait or are being
+    /// looked up than there are threads, up to [`THREADS`].
+    fn grow(&self, state: &mut State) {
+        if state.inflight.len() <= state.threads || state.threads >= THREADS {
+            return;
+        }
+        let inner = Arc::downgrade(&self.inner);
+        let (rx, lookup) = (self.inner.names.clone(), self.inner.lookup.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("f3b-dns-{}", state.threads))
+            .spawn(move || lookup_thread(&inner, &rx, &*lookup));
+        match spawned {
+            Ok(_) => state.threads += 1,
+            Err(e) => tracing::error!("cannot start a DNS lookup thread: {e}"),
+        }
     }
 
     /// A resolver that asks the system (getaddrinfo).
@@ -233,6 +249,7 @@ impl Resolver {
             Ok(()) => {
                 self.inner.full.store(false, Ordering::Relaxed);
                 state.inflight.insert(name.to_string());
+                self.grow(state);
                 Step::Wait
             }
             Err(TrySendError::Full(_)) => {
@@ -437,6 +454,26 @@ mod tests {
         // Another name is not held up by the silent one.
         assert_eq!(r.resolve("known.example").await.len(), 1);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// No lookup thread before a name waits for one; then one per name
+    /// waiting, up to THREADS, each kept for the next names.
+    #[test]
+    fn lookup_threads_start_when_names_wait() {
+        // The silent names hang longer than the test runs.
+        let (calls, lookup) = counting(Duration::from_secs(5));
+        let r = Resolver::new(lookup, Duration::from_millis(50));
+        let threads = || r.lock().threads;
+        assert_eq!(threads(), 0);
+        assert_eq!(r.resolve_blocking("known.example").len(), 1);
+        assert_eq!(threads(), 1);
+        assert_eq!(r.resolve_blocking("known.example").len(), 1);
+        assert_eq!(threads(), 1, "a kept answer needs no thread");
+        for i in 0..THREADS + 2 {
+            assert!(r.resolve_blocking(&format!("silent{i}.example")).is_empty());
+        }
+        assert_eq!(threads(), THREADS);
+        assert_eq!(calls.load(Ordering::SeqCst), 1 + THREADS);
     }
 
     #[test]

@@ -141,7 +141,12 @@ async fn hand_on(
     for j in done.jobs {
         let _ = jobs.send(j.held_by(hold)).await;
     }
-    settle(state, done.held, now, jobs, hold).await;
+    // Boxed, and only when there is something to judge: waiting for an
+    // ignorecommand takes KiBs of future state, which every jail's source
+    // loop would otherwise keep for its whole life.
+    if !done.held.is_empty() {
+        Box::pin(settle(state, done.held, now, jobs, hold)).await;
+    }
     any
 }
 
@@ -219,7 +224,7 @@ async fn follow_journal(
             }
             _ = restart.notified() => {
                 let _ = src.stop().await;
-                ledger.drain(ctx.store.as_ref(), &ctx.name, REOPEN_WAIT).await;
+                Box::pin(ledger.drain(ctx.store.as_ref(), &ctx.name, REOPEN_WAIT)).await;
                 return true;
             }
         }
@@ -278,7 +283,7 @@ async fn follow_files(
             }
             _ = restart.notified() => {
                 let _ = src.stop().await;
-                ledger.drain(ctx.store.as_ref(), &ctx.name, REOPEN_WAIT).await;
+                Box::pin(ledger.drain(ctx.store.as_ref(), &ctx.name, REOPEN_WAIT)).await;
                 return true;
             }
         }
