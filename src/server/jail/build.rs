@@ -17,7 +17,8 @@ use crate::store::Store;
 
 use super::super::spec::{JailSpec, JournalBackend};
 
-use super::{now, JailError};
+use super::super::clock::Clock;
+use super::JailError;
 
 /// The jail's action timeout, which the ignorecommand runs under as
 /// fail2ban runs it under its default one: the longest of its actions'
@@ -34,8 +35,8 @@ fn ipv6_allowed() -> bool {
     crate::action::ipv6_allowed_by_system()
 }
 
-/// Builds the actions of `spec`.
-pub fn build_actions(spec: &JailSpec) -> Vec<Action> {
+/// Builds the actions of `spec`, their `<time>` taken from `clock`.
+pub fn build_actions(spec: &JailSpec, clock: Clock) -> Vec<Action> {
     let mut out = Vec::with_capacity(spec.actions.len());
     for a in &spec.actions {
         let opts = a
@@ -45,7 +46,8 @@ pub fn build_actions(spec: &JailSpec) -> Vec<Action> {
         match Action::new(&spec.name, &a.name, opts) {
             Ok(act) => out.push(
                 act.with_ipv6(ipv6_allowed())
-                    .with_jail_bantime(spec.bantime as i64),
+                    .with_jail_bantime(spec.bantime as i64)
+                    .with_clock(clock.for_actions()),
             ),
             Err(e) => tracing::error!("[{}] action {}: {e}", spec.name, a.name),
         }
@@ -159,6 +161,7 @@ pub(super) fn journal_source(
     spec: &JailSpec,
     journal: &JournalBackend,
     store: Option<&dyn Store>,
+    now: f64,
 ) -> Result<JournalSource, JailError> {
     let mut opts = JournalOptions::new(spec.name.clone());
     opts.matches = spec.journalmatch.clone();
@@ -166,7 +169,7 @@ pub(super) fn journal_source(
     opts.files = journal.files.clone();
     opts.path = journal.path.clone();
     opts.namespace = journal.namespace.clone();
-    opts.start = JournalStart::Time(now() - spec.findtime);
+    opts.start = JournalStart::Time(now - spec.findtime);
     if let Some(s) = store {
         match s.journal_cursor(&spec.name) {
             Ok(Some(c)) => opts.start = JournalStart::Cursor(c),

@@ -10,12 +10,13 @@ use crate::dns::{self, Resolver};
 use crate::source::{FileSource, JournalSource};
 use crate::store::Store;
 
+use super::super::clock::Clock;
 use super::super::spec::BackendKind;
 use super::build::{file_source, journal_source};
 use super::ignorecommand::settle;
 use super::ledger::{Hold, Ledger, Mark};
 use super::state::{JailState, Processed};
-use super::{now, Job, OpenError};
+use super::{Job, OpenError};
 
 enum Opened {
     Files(FileSource),
@@ -28,11 +29,12 @@ enum Opened {
 fn open_source(
     state: &Mutex<JailState>,
     store: Option<&dyn Store>,
+    now: f64,
 ) -> (String, Result<Opened, OpenError>) {
     let spec = state.lock().expect("jail lock").spec.clone();
     let name = spec.name.clone();
     let opened = match spec.backend.kind() {
-        BackendKind::Journal(journal) => match journal_source(&spec, journal, store) {
+        BackendKind::Journal(journal) => match journal_source(&spec, journal, store, now) {
             Ok(src) => {
                 state.lock().expect("jail lock").watched =
                     spec.journalmatch.iter().map(|m| m.join(" ")).collect();
@@ -63,8 +65,8 @@ fn open_source(
     (name, opened)
 }
 
-// What a jail's source task shares with the loops that follow its source.
-struct SourceCtx {
+/// What a jail's source task shares with the loops that follow its source.
+pub(super) struct SourceCtx {
     name: String,
     state: Arc<Mutex<JailState>>,
     jobs: mpsc::Sender<Job>,
@@ -76,6 +78,31 @@ struct SourceCtx {
     /// The batches whose bans are not all recorded: a position is saved
     /// once they are.
     ledger: Arc<Ledger>,
+    clock: Clock,
+}
+
+impl SourceCtx {
+    pub(super) fn new(
+        state: Arc<Mutex<JailState>>,
+        jobs: mpsc::Sender<Job>,
+        store: Option<Arc<dyn Store>>,
+        wake: Arc<Notify>,
+        restart: Arc<Notify>,
+        ledger: Arc<Ledger>,
+        clock: Clock,
+    ) -> SourceCtx {
+        SourceCtx {
+            name: String::new(),
+            state,
+            jobs,
+            store,
+            wake,
+            restart,
+            dns_slots: Arc::new(tokio::sync::Semaphore::new(MAX_AWAITING_DNS)),
+            ledger,
+            clock,
+        }
+    }
 }
 
 /// The most failures of one jail that wait for names to be looked up; a
@@ -101,6 +128,7 @@ fn await_names(ctx: &SourceCtx, stop: &watch::Receiver<bool>, hold: &Hold) {
             continue;
         };
         let (state, jobs, wake) = (ctx.state.clone(), ctx.jobs.clone(), ctx.wake.clone());
+        let clock = ctx.clock;
         let mut stop = stop.clone();
         let hold = hold.another();
         tokio::spawn(async move {
@@ -110,7 +138,7 @@ fn await_names(ctx: &SourceCtx, stop: &watch::Receiver<bool>, hold: &Hold) {
                 a = Resolver::system().resolve(&name) => a,
                 _ = stop.changed() => return,
             };
-            let t = now();
+            let t = clock.now();
             let done = {
                 let mut st = state.lock().expect("jail lock");
                 let fids = dns::name_fids(&name, &addrs, st.filter.options().usedns);
@@ -145,27 +173,9 @@ async fn hand_on(
     any
 }
 
-pub(super) async fn source_task(
-    state: Arc<Mutex<JailState>>,
-    jobs: mpsc::Sender<Job>,
-    store: Option<Arc<dyn Store>>,
-    wake: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
-    restart: Arc<Notify>,
-    ledger: Arc<Ledger>,
-) {
-    let mut ctx = SourceCtx {
-        name: String::new(),
-        state,
-        jobs,
-        store,
-        wake,
-        restart,
-        dns_slots: Arc::new(tokio::sync::Semaphore::new(MAX_AWAITING_DNS)),
-        ledger,
-    };
+pub(super) async fn source_task(mut ctx: SourceCtx, mut stop: watch::Receiver<bool>) {
     loop {
-        let (name, opened) = open_source(&ctx.state, ctx.store.as_deref());
+        let (name, opened) = open_source(&ctx.state, ctx.store.as_deref(), ctx.clock.now());
         ctx.name = name;
         // Boxed: only the loop of the source in use takes room.
         let again = match opened {
@@ -205,7 +215,7 @@ async fn follow_journal(
             b = src.next() => {
                 let Some(batch) = b else { return true };
                 let hold = ledger.open(batch.position().map(|p| Mark::Cursor(p.cursor)));
-                let t = now();
+                let t = ctx.clock.now();
                 let done = state.lock().expect("jail lock").process_journal(&batch.lines, t);
                 await_names(ctx, stop, &hold);
                 hand_on(done, t, state, jobs, &hold).await;
@@ -255,7 +265,7 @@ async fn follow_files(
             b = src.next() => {
                 let Some(batch) = b else { return true };
                 let hold = ledger.open(Some(Mark::File(batch.position())));
-                let t = now();
+                let t = ctx.clock.now();
                 let done = {
                     let mut st = state.lock().expect("jail lock");
                     let path = batch.path.to_string_lossy().into_owned();
