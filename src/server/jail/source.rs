@@ -1,13 +1,14 @@
 //! The source task: follows a jail's files or journal and feeds their
 //! lines to the jail's state, its jobs to the worker.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::dns::{self, Resolver};
-use crate::source::{FileSource, JournalSource};
+use crate::source::{FileBatch, FileSource, JournalBatch, JournalSource};
 use crate::store::Store;
 
 use super::super::clock::Clock;
@@ -179,8 +180,8 @@ pub(super) async fn source_task(mut ctx: SourceCtx, mut stop: watch::Receiver<bo
         ctx.name = name;
         // Boxed: only the loop of the source in use takes room.
         let again = match opened {
-            Ok(Opened::Files(src)) => Box::pin(follow_files(src, &ctx, &mut stop)).await,
-            Ok(Opened::Journal(src)) => Box::pin(follow_journal(src, &ctx, &mut stop)).await,
+            Ok(Opened::Files(src)) => Box::pin(follow(src, &ctx, &mut stop)).await,
+            Ok(Opened::Journal(src)) => Box::pin(follow(src, &ctx, &mut stop)).await,
             Err(e) => {
                 tracing::error!("{e}");
                 tokio::select! {
@@ -196,43 +197,68 @@ pub(super) async fn source_task(mut ctx: SourceCtx, mut stop: watch::Receiver<bo
     }
 }
 
-// Returns whether to open the source again (false: the jail stops).
-async fn follow_journal(
-    mut src: JournalSource,
-    ctx: &SourceCtx,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
-    let SourceCtx {
-        state,
-        jobs,
-        wake,
-        restart,
-        ledger,
-        ..
-    } = ctx;
-    loop {
-        tokio::select! {
-            b = src.next() => {
-                let Some(batch) = b else { return true };
-                let hold = ledger.open(batch.position().map(|p| Mark::Cursor(p.cursor)));
-                let t = ctx.clock.now();
-                let done = state.lock().expect("jail lock").process_journal(&batch.lines, t);
-                await_names(ctx, stop, &hold);
-                hand_on(done, t, state, jobs, &hold).await;
-                hold.release();
-                wake.notify_one();
-            }
-            _ = ledger.ready() => save_positions(ctx).await,
-            _ = stop.changed() => {
-                let _ = src.stop().await;
-                return false;
-            }
-            _ = restart.notified() => {
-                let _ = src.stop().await;
-                ledger.drain(ctx.store.as_ref(), &ctx.name, REOPEN_WAIT).await;
-                return true;
-            }
+/// A jail's source as the one loop that follows it ([`follow`]) sees it:
+/// files and the journal differ only in what a batch is, where a batch
+/// leaves the source (its ledger mark) and how the jail counts it.
+trait Source: Send {
+    type Batch: Send;
+    /// The next batch of lines; none once the reader has ended.
+    fn next_batch(&mut self) -> impl Future<Output = Option<Self::Batch>> + Send;
+    /// Where the source stands once `batch` is counted: saved once the
+    /// bans of its lines are recorded.
+    fn mark(batch: &Self::Batch) -> Option<Mark>;
+    /// Counts `batch`, under the jail's lock.
+    fn count(batch: &Self::Batch, st: &mut JailState, now: f64) -> Processed;
+    /// Stops the reader. The position it reached is not saved: the ledger
+    /// saves those whose bans are recorded.
+    fn stop_reading(self) -> impl Future<Output = ()> + Send;
+}
+
+impl Source for FileSource {
+    type Batch = FileBatch;
+
+    fn next_batch(&mut self) -> impl Future<Output = Option<FileBatch>> + Send {
+        self.next()
+    }
+
+    fn mark(batch: &FileBatch) -> Option<Mark> {
+        Some(Mark::File(batch.position()))
+    }
+
+    fn count(batch: &FileBatch, st: &mut JailState, now: f64) -> Processed {
+        let path = batch.path.to_string_lossy().into_owned();
+        if !st.watched.contains(&path) {
+            st.watched.push(path);
         }
+        st.process(
+            batch.lines.iter().map(|l| l.text.as_str()),
+            batch.in_operation,
+            now,
+        )
+    }
+
+    async fn stop_reading(self) {
+        let _ = self.stop().await;
+    }
+}
+
+impl Source for JournalSource {
+    type Batch = JournalBatch;
+
+    fn next_batch(&mut self) -> impl Future<Output = Option<JournalBatch>> + Send {
+        self.next()
+    }
+
+    fn mark(batch: &JournalBatch) -> Option<Mark> {
+        batch.position().map(|p| Mark::Cursor(p.cursor))
+    }
+
+    fn count(batch: &JournalBatch, st: &mut JailState, now: f64) -> Processed {
+        st.process_journal(&batch.lines, now)
+    }
+
+    async fn stop_reading(self) {
+        let _ = self.stop().await;
     }
 }
 
@@ -241,17 +267,10 @@ async fn follow_journal(
 /// reads on after them rather than again.
 const REOPEN_WAIT: Duration = Duration::from_secs(5);
 
-/// Saves the positions whose lines' bans are all recorded.
-async fn save_positions(ctx: &SourceCtx) {
-    ctx.ledger.save(ctx.store.as_ref(), &ctx.name).await;
-}
-
-// Returns whether to open the source again (false: the jail stops).
-async fn follow_files(
-    mut src: FileSource,
-    ctx: &SourceCtx,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
+/// Follows `src` until the jail stops (false) or its source is to be
+/// opened again (true): each batch counted, its bans handed on holding
+/// its mark, the marks whose bans are recorded saved.
+async fn follow<S: Source>(mut src: S, ctx: &SourceCtx, stop: &mut watch::Receiver<bool>) -> bool {
     let SourceCtx {
         state,
         jobs,
@@ -262,32 +281,23 @@ async fn follow_files(
     } = ctx;
     loop {
         tokio::select! {
-            b = src.next() => {
+            b = src.next_batch() => {
                 let Some(batch) = b else { return true };
-                let hold = ledger.open(Some(Mark::File(batch.position())));
+                let hold = ledger.open(S::mark(&batch));
                 let t = ctx.clock.now();
-                let done = {
-                    let mut st = state.lock().expect("jail lock");
-                    let path = batch.path.to_string_lossy().into_owned();
-                    if !st.watched.contains(&path) {
-                        st.watched.push(path);
-                    }
-                    st.process(batch.lines.iter().map(|l| l.text.as_str()), batch.in_operation, t)
-                };
+                let done = S::count(&batch, &mut state.lock().expect("jail lock"), t);
                 await_names(ctx, stop, &hold);
                 let any = hand_on(done, t, state, jobs, &hold).await;
                 hold.release();
                 if any { wake.notify_one(); }
             }
-            _ = ledger.ready() => save_positions(ctx).await,
-            // The positions the reader reached are not saved: the jail's
-            // stop saves those whose bans are recorded by then.
+            _ = ledger.ready() => ledger.save(ctx.store.as_ref(), &ctx.name).await,
             _ = stop.changed() => {
-                let _ = src.stop().await;
+                src.stop_reading().await;
                 return false;
             }
             _ = restart.notified() => {
-                let _ = src.stop().await;
+                src.stop_reading().await;
                 ledger.drain(ctx.store.as_ref(), &ctx.name, REOPEN_WAIT).await;
                 return true;
             }
