@@ -1,12 +1,14 @@
 //! What a jail is built from its spec: actions, ignore list, engine options, sources.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::action::Action;
 use crate::config::PyValue;
 use crate::dns::Resolver;
 use crate::filter::Filter;
+use crate::jail::ignore::{loopback, self_addresses, SelfAddrs};
 use crate::jail::increment::Increment;
 use crate::jail::{Engine, IgnoreList};
 use crate::source::{
@@ -55,16 +57,35 @@ pub fn build_actions(spec: &JailSpec, clock: Clock) -> Vec<Action> {
     out
 }
 
+/// The host's own addresses, which every jail's ignoreself shares:
+/// loopback at once, then what `localhost` and the host's name resolve
+/// to, looked up once on a thread of its own with the resolver's timeout.
+/// A resolver that never answers thus delays no jail's start, nor the
+/// control socket, which answers once the jails are started.
+fn self_addrs() -> SelfAddrs {
+    static SELF: OnceLock<SelfAddrs> = OnceLock::new();
+    SELF.get_or_init(|| {
+        let addrs = SelfAddrs::new(loopback());
+        let found = addrs.clone();
+        let spawned = std::thread::Builder::new()
+            .name("f3b-self-addrs".into())
+            .spawn(move || {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                found.extend(self_addresses(&[host.trim()], Resolver::system()));
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot look the host's names up for ignoreself: {e}");
+        }
+        addrs
+    })
+    .clone()
+}
+
 /// The jail's ignore list. Names in it are looked up (blocking, through
 /// the daemon's cache): called off the runtime, outside the jail's lock.
 pub(super) fn ignore_list(spec: &JailSpec) -> IgnoreList {
     let resolver = Resolver::system();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let names = ["localhost", host.trim()];
-    let mut ig = IgnoreList::new(
-        &spec.name,
-        crate::jail::ignore::self_addresses(&names, resolver),
-    );
+    let mut ig = IgnoreList::new(&spec.name, self_addrs());
     ig.set_ignore_self(spec.ignoreself);
     for ip in &spec.ignoreip {
         ig.add_ignore_ip(ip, resolver);
