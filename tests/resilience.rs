@@ -233,6 +233,45 @@ fn slow_dns_stalls_nothing() {
     );
 }
 
+/// Nothing blocks the control socket: under a resolver that never
+/// answers, the server answers at once when it starts and its jails count
+/// and ban at once, although `ignoreself` asks for the host's name (the
+/// lookup runs in the background; loopback is ignored meanwhile).
+#[test]
+#[ignore = "needs root and ip (network namespaces)"]
+fn silent_resolver_delays_no_startup() {
+    let dns = need!(SilentDns::new(), "silent_resolver_delays_no_startup");
+    // The host's name must really go to the silent resolver, or the test
+    // tests nothing.
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let (took, found) = dns.lookup(host.trim());
+    assert!(
+        !found && took >= Duration::from_secs(3),
+        "the host's name answered ({found}) after {took:?}: the test proves nothing"
+    );
+    let tree = Tree::new(&format!("{}\n{}", jail("one", ""), jail("two", "")));
+    for j in ["one", "two"] {
+        new_log(tree.path(&format!("{j}.log")));
+    }
+    let t0 = Instant::now();
+    let mut s = Server::start_in(&tree, &dns.wrapper(), &[]);
+    let answered = t0.elapsed();
+    let status = within_a_second("status", || s.ok(&["status"]));
+    assert!(status.contains("one, two"), "{status}\n{}", s.report());
+    fail(&tree.path("two.log"), "192.0.2.1", 3);
+    fail(&tree.path("one.log"), "127.0.0.1", 3);
+    fail(&tree.path("one.log"), "192.0.2.5", 1);
+    s.wait_status("two", &st(0, 3, &["192.0.2.1"], 1));
+    let banned = t0.elapsed();
+    within_a_second("status one", || s.status("one"));
+    s.wait_status("one", &st(1, 1, &[], 0));
+    s.terminate(Duration::from_secs(5));
+    assert!(
+        answered < Duration::from_secs(1) && banned < Duration::from_secs(2),
+        "the server answered after {answered:?} and banned after {banned:?}"
+    );
+}
+
 /// Creates a FIFO at `path`.
 fn mkfifo(path: &Path) {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();

@@ -168,67 +168,6 @@ fn ban_at_maxretry() {
     assert_eq!(tree.count("unban", "one", "192.0.2.2"), 1);
 }
 
-/// A ban ends after bantime: the unban action runs, status shows 0.
-#[test]
-fn bans_expire() {
-    let tree = Tree::new(&jail("one", "maxretry = 1\nbantime = 2"));
-    let log = tree.path("one.log");
-    new_log(&log);
-    let mut s = Server::start(&tree);
-    let unix = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64()
-    };
-    // The ban counts from the log line's time stamp, a whole second.
-    let line_time = unix().floor();
-    fail(&log, "192.0.2.1", 1);
-    s.wait_status("one", &st(0, 1, &["192.0.2.1"], 1));
-    s.wait_status("one", &st(0, 1, &[], 1));
-    let unbanned_at = unix();
-    s.wait("the unban action ran", |_| {
-        tree.count("unban", "one", "192.0.2.1") == 1
-    });
-    assert!(
-        unbanned_at >= line_time + 2.0,
-        "unbanned {:.3} s after the failure of a 2 s ban",
-        unbanned_at - line_time
-    );
-    assert_eq!(tree.count("ban", "one", "192.0.2.1"), 1);
-}
-
-/// bantime.increment: the second ban of an address lasts longer.
-#[test]
-fn bantime_increment() {
-    let tree = Tree::new(&jail(
-        "one",
-        "maxretry = 1\nbantime = 2\nbantime.increment = true\nbantime.factor = 1",
-    ));
-    let log = tree.path("one.log");
-    new_log(&log);
-    let mut s = Server::start(&tree);
-    fail(&log, "192.0.2.1", 1);
-    s.wait_status("one", &st(0, 1, &["192.0.2.1"], 1));
-    let with_time = s.ok(&["get", "one", "banip", "--with-time"]);
-    assert!(
-        with_time.contains("192.0.2.1") && with_time.contains("+ 2 ="),
-        "{with_time}"
-    );
-    s.wait("the first ban ended", |_| {
-        tree.count("unban", "one", "192.0.2.1") == 1
-    });
-    fail(&log, "192.0.2.1", 1);
-    s.wait("the second ban ran", |_| {
-        tree.count("ban", "one", "192.0.2.1") == 2
-    });
-    let times = tree.bantimes("one", "192.0.2.1");
-    // fail2ban's default formula: bantime * 2^bancount * factor.
-    assert_eq!(times, vec![2, 4], "{:?}", tree.actions());
-    let with_time = s.ok(&["get", "one", "banip", "--with-time"]);
-    assert!(with_time.contains("+ 4 ="), "{with_time}");
-}
-
 /// ignoreip: never banned, neither from the log nor by `banip`.
 #[test]
 fn ignoreip_holds() {

@@ -28,6 +28,8 @@ mod samples;
 mod regex;
 // A real fail3ban-server driven through fail3ban-client.
 mod server;
+// A real jail on tokio's paused time: findtime, bantime, unbans.
+mod paused_time;
 // The server's files and control socket against local users and hostile clients.
 mod server_abuse;
 // Log text an attacker wrote, through every command built from a template.

@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, RwLock};
 
 use indexmap::IndexMap;
 
@@ -24,24 +25,66 @@ pub trait Resolver {
     fn resolve(&self, name: &str) -> Vec<Addr>;
 }
 
-/// The host's own addresses for `ignoreself`: loopback, and what
-/// `localhost` and the host's names resolve to.
-pub fn self_addresses(hostnames: &[&str], resolver: &dyn Resolver) -> Vec<Addr> {
-    let mut v = vec![
+/// The loopback networks, which are the host's own without asking anyone.
+pub fn loopback() -> Vec<Addr> {
+    vec![
         Addr {
             ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
             plen: 8,
         },
         Addr::single(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-    ];
+    ]
+}
+
+/// The host's own addresses for `ignoreself`: loopback, and what
+/// `localhost` and the host's names resolve to.
+pub fn self_addresses(hostnames: &[&str], resolver: &dyn Resolver) -> Vec<Addr> {
+    let v = SelfAddrs::new(loopback());
     for name in std::iter::once(&"localhost").chain(hostnames) {
-        for a in resolver.resolve(name) {
+        v.extend(resolver.resolve(name));
+    }
+    v.to_vec()
+}
+
+/// The host's own addresses as the jails' ignore lists share them: what
+/// is known at once, completed when a lookup answers later, so that no
+/// jail waits for the host's names to be looked up.
+#[derive(Debug, Clone, Default)]
+pub struct SelfAddrs(Arc<RwLock<Vec<Addr>>>);
+
+impl SelfAddrs {
+    pub fn new(addrs: Vec<Addr>) -> SelfAddrs {
+        SelfAddrs(Arc::new(RwLock::new(addrs)))
+    }
+
+    /// Adds those of `more` not known yet.
+    pub fn extend(&self, more: impl IntoIterator<Item = Addr>) {
+        let mut v = self.0.write().expect("self addresses lock");
+        for a in more {
             if !v.contains(&a) {
                 v.push(a);
             }
         }
     }
-    v
+
+    pub fn to_vec(&self) -> Vec<Addr> {
+        self.0.read().expect("self addresses lock").clone()
+    }
+
+    /// Whether `a` is one of them or in one of their networks.
+    fn covers(&self, a: &Addr) -> bool {
+        self.0
+            .read()
+            .expect("self addresses lock")
+            .iter()
+            .any(|s| *s == *a || (!s.is_single() && in_net(a, s)))
+    }
+}
+
+impl From<Vec<Addr>> for SelfAddrs {
+    fn from(addrs: Vec<Addr>) -> SelfAddrs {
+        SelfAddrs::new(addrs)
+    }
 }
 
 /// Whether `a` lies in `net` (fail2ban's `isInNet`: same family, and `a`
@@ -154,7 +197,7 @@ pub struct IgnoreList {
     singles: HashSet<Addr>,
     nets: Vec<Net>,
     ignore_self: bool,
-    self_addrs: Vec<Addr>,
+    self_addrs: SelfAddrs,
     command: Option<String>,
     cache: Option<Cache>,
 }
@@ -162,13 +205,13 @@ pub struct IgnoreList {
 impl IgnoreList {
     /// No rules but ignoreself (on by default, as in fail2ban) over
     /// `self_addrs` (see [`self_addresses`]).
-    pub fn new(jail: &str, self_addrs: Vec<Addr>) -> IgnoreList {
+    pub fn new(jail: &str, self_addrs: impl Into<SelfAddrs>) -> IgnoreList {
         IgnoreList {
             jail: jail.to_string(),
             singles: HashSet::new(),
             nets: Vec::new(),
             ignore_self: true,
-            self_addrs,
+            self_addrs: self_addrs.into(),
             command: None,
             cache: None,
         }
@@ -360,12 +403,7 @@ impl IgnoreList {
             }
         };
         if let Some(a) = fid.addr() {
-            if self.ignore_self
-                && self
-                    .self_addrs
-                    .iter()
-                    .any(|s| *s == *a || (!s.is_single() && in_net(a, s)))
-            {
+            if self.ignore_self && self.self_addrs.covers(a) {
                 self.log(fid, Source::SelfRule, log);
                 remember(self, true);
                 return Check::Ignored(Source::SelfRule);
@@ -450,6 +488,29 @@ mod tests {
             &Fake,
         );
         l
+    }
+
+    /// Addresses found after a jail's list was built are ignored by it
+    /// too: the lists share them.
+    #[test]
+    fn self_addresses_found_later_are_ignored() {
+        let shared = SelfAddrs::new(loopback());
+        let mut l = IgnoreList::new("j", shared.clone());
+        assert_eq!(
+            l.check(&f("127.0.1.1"), None, 0.0, false),
+            Check::Ignored(Source::SelfRule)
+        );
+        assert_eq!(
+            l.check(&f("192.0.2.10"), None, 0.0, false),
+            Check::NotIgnored
+        );
+        shared.extend(Fake.resolve("myhost"));
+        shared.extend(Fake.resolve("myhost"));
+        assert_eq!(shared.to_vec().len(), loopback().len() + 1);
+        assert_eq!(
+            l.check(&f("192.0.2.10"), None, 0.0, false),
+            Check::Ignored(Source::SelfRule)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod ai;
 pub mod check;
+pub mod clock;
 pub mod control;
 pub mod files;
 pub mod jail;
@@ -27,6 +28,7 @@ use crate::client::protocol::{CommandError, ErrorKind};
 use crate::config::time::str2seconds;
 use crate::store::{Settings, SqliteStore, Store};
 
+use self::clock::Clock;
 use self::jail::{Jail, JailError};
 use self::log::{Log, LogLevel, Target};
 use self::spec::{command_to_json, text, JailSpec};
@@ -76,6 +78,8 @@ pub struct Server {
     /// Why jails of the configuration could not take it (at start or at
     /// the last reload), by jail, for `status`.
     config_errors: Mutex<IndexMap<String, String>>,
+    /// The time the jails and the database purge go by.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Server {
@@ -104,6 +108,7 @@ impl Server {
             keep_log: std::sync::atomic::AtomicBool::new(false),
             ai: ai::AiSlot::default(),
             config_errors: Mutex::new(IndexMap::new()),
+            clock: Clock::wall(),
         }
     }
 
@@ -524,7 +529,7 @@ impl Server {
             return Err(JailError::AiRule(why));
         }
         let ai = self.ai_for(&spec);
-        let jail = Jail::start_with_ai(spec, self.store(), ai).await?;
+        let jail = Jail::start(spec, self.store(), ai, self.clock).await?;
         self.attach_ai(&jail);
         self.jails
             .write()
@@ -651,7 +656,7 @@ impl Server {
         ) {
             Ok(store) => {
                 let store: Arc<dyn Store> = Arc::new(store);
-                if let Err(e) = store.purge(jail::now()) {
+                if let Err(e) = store.purge(self.clock.now()) {
                     tracing::error!("purging the database {path}: {e}");
                 }
                 // Before any jail of the configuration starts: an AI rule
@@ -714,7 +719,7 @@ impl Server {
     /// Purges the database from time to time (dbpurgeage).
     pub fn purge_store(&self) {
         if let Some(s) = self.store() {
-            if let Err(e) = s.purge(jail::now()) {
+            if let Err(e) = s.purge(self.clock.now()) {
                 tracing::error!("purging the database: {e}");
             }
         }

@@ -1,12 +1,14 @@
 //! What a jail is built from its spec: actions, ignore list, engine options, sources.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::action::Action;
 use crate::config::PyValue;
 use crate::dns::Resolver;
 use crate::filter::Filter;
+use crate::jail::ignore::{loopback, self_addresses, SelfAddrs};
 use crate::jail::increment::Increment;
 use crate::jail::{Engine, IgnoreList};
 use crate::source::{
@@ -17,7 +19,8 @@ use crate::store::Store;
 
 use super::super::spec::{JailSpec, JournalBackend};
 
-use super::{now, JailError};
+use super::super::clock::Clock;
+use super::JailError;
 
 /// The jail's action timeout, which the ignorecommand runs under as
 /// fail2ban runs it under its default one: the longest of its actions'
@@ -34,8 +37,8 @@ fn ipv6_allowed() -> bool {
     crate::action::ipv6_allowed_by_system()
 }
 
-/// Builds the actions of `spec`.
-pub fn build_actions(spec: &JailSpec) -> Vec<Action> {
+/// Builds the actions of `spec`, their `<time>` taken from `clock`.
+pub fn build_actions(spec: &JailSpec, clock: Clock) -> Vec<Action> {
     let mut out = Vec::with_capacity(spec.actions.len());
     for a in &spec.actions {
         let opts = a
@@ -45,7 +48,8 @@ pub fn build_actions(spec: &JailSpec) -> Vec<Action> {
         match Action::new(&spec.name, &a.name, opts) {
             Ok(act) => out.push(
                 act.with_ipv6(ipv6_allowed())
-                    .with_jail_bantime(spec.bantime as i64),
+                    .with_jail_bantime(spec.bantime as i64)
+                    .with_clock(clock.for_actions()),
             ),
             Err(e) => tracing::error!("[{}] action {}: {e}", spec.name, a.name),
         }
@@ -53,16 +57,35 @@ pub fn build_actions(spec: &JailSpec) -> Vec<Action> {
     out
 }
 
+/// The host's own addresses, which every jail's ignoreself shares:
+/// loopback at once, then what `localhost` and the host's name resolve
+/// to, looked up once on a thread of its own with the resolver's timeout.
+/// A resolver that never answers thus delays no jail's start, nor the
+/// control socket, which answers once the jails are started.
+fn self_addrs() -> SelfAddrs {
+    static SELF: OnceLock<SelfAddrs> = OnceLock::new();
+    SELF.get_or_init(|| {
+        let addrs = SelfAddrs::new(loopback());
+        let found = addrs.clone();
+        let spawned = std::thread::Builder::new()
+            .name("f3b-self-addrs".into())
+            .spawn(move || {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                found.extend(self_addresses(&[host.trim()], Resolver::system()));
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot look the host's names up for ignoreself: {e}");
+        }
+        addrs
+    })
+    .clone()
+}
+
 /// The jail's ignore list. Names in it are looked up (blocking, through
 /// the daemon's cache): called off the runtime, outside the jail's lock.
 pub(super) fn ignore_list(spec: &JailSpec) -> IgnoreList {
     let resolver = Resolver::system();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let names = ["localhost", host.trim()];
-    let mut ig = IgnoreList::new(
-        &spec.name,
-        crate::jail::ignore::self_addresses(&names, resolver),
-    );
+    let mut ig = IgnoreList::new(&spec.name, self_addrs());
     ig.set_ignore_self(spec.ignoreself);
     for ip in &spec.ignoreip {
         ig.add_ignore_ip(ip, resolver);
@@ -159,6 +182,7 @@ pub(super) fn journal_source(
     spec: &JailSpec,
     journal: &JournalBackend,
     store: Option<&dyn Store>,
+    now: f64,
 ) -> Result<JournalSource, JailError> {
     let mut opts = JournalOptions::new(spec.name.clone());
     opts.matches = spec.journalmatch.clone();
@@ -166,7 +190,7 @@ pub(super) fn journal_source(
     opts.files = journal.files.clone();
     opts.path = journal.path.clone();
     opts.namespace = journal.namespace.clone();
-    opts.start = JournalStart::Time(now() - spec.findtime);
+    opts.start = JournalStart::Time(now - spec.findtime);
     if let Some(s) = store {
         match s.journal_cursor(&spec.name) {
             Ok(Some(c)) => opts.start = JournalStart::Cursor(c),

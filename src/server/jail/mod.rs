@@ -30,6 +30,7 @@ use crate::jail::increment::BanFound;
 use crate::jail::Ticket;
 use crate::store::Store;
 
+use super::clock::Clock;
 use super::spec::JailSpec;
 
 mod build;
@@ -52,19 +53,11 @@ pub use view::BanEnd;
 use build::{action_timeout, ignore_list};
 use ignorecommand::ignored;
 use ledger::{Hold, Ledger};
-use source::source_task;
+use source::{source_task, SourceCtx};
 use state::refuse;
 use store_write::store_write;
 use unban::unban_timer;
 use worker::action_worker;
-
-/// Unix time now.
-pub fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
 
 /// What the action worker is asked to do.
 #[derive(Debug)]
@@ -105,23 +98,23 @@ pub struct Jail {
     source_restart: Arc<Notify>,
     /// The source's batches whose bans are not all recorded yet.
     ledger: Arc<Ledger>,
+    /// The time failures are counted and bans end by.
+    clock: Clock,
 }
 
 impl Jail {
     /// Starts a jail: actions started (unless on demand), active bans
-    /// restored from the store, the log followed.
-    pub async fn start(spec: JailSpec, store: Option<Arc<dyn Store>>) -> Result<Jail, JailError> {
-        Jail::start_with_ai(spec, store, None).await
-    }
-
-    /// [`Jail::start`], with the AI connected before the first line is read.
-    pub async fn start_with_ai(
+    /// restored from the store, the log followed; the AI, if any,
+    /// connected before the first line is read. Every time of the jail
+    /// (failures, findtime, bans, unbans) is taken from `clock`.
+    pub async fn start(
         spec: JailSpec,
         store: Option<Arc<dyn Store>>,
         ai: Option<crate::ai::AiHandle>,
+        clock: Clock,
     ) -> Result<Jail, JailError> {
         let name = spec.name.clone();
-        let built = build_actions(&spec);
+        let built = build_actions(&spec, clock);
         let ignore_timeout = action_timeout(&built);
         let mut actions = Actions::new(&name, built);
         let st = store.clone();
@@ -150,7 +143,7 @@ impl Jail {
         // Bans still in force are applied again, once.
         if let Some(s) = &store {
             let (s2, n) = (s.clone(), name.clone());
-            let t = now();
+            let t = clock.now();
             let bans = tokio::task::spawn_blocking(move || s2.current_bans(Some(&n), t)).await;
             match bans {
                 Ok(Ok(bans)) => {
@@ -190,15 +183,19 @@ impl Jail {
                 tx.clone(),
                 unban_wake.clone(),
                 stop_rx.clone(),
+                clock,
             )),
             tokio::spawn(source_task(
-                state.clone(),
-                tx.clone(),
-                store.clone(),
-                unban_wake.clone(),
+                SourceCtx::new(
+                    state.clone(),
+                    tx.clone(),
+                    store.clone(),
+                    unban_wake.clone(),
+                    source_restart.clone(),
+                    ledger.clone(),
+                    clock,
+                ),
                 stop_rx.clone(),
-                source_restart.clone(),
-                ledger.clone(),
             )),
         ];
         tracing::info!("Jail '{name}' started");
@@ -212,6 +209,7 @@ impl Jail {
             worker: Mutex::new(Some(worker)),
             source_restart,
             ledger,
+            clock,
         })
     }
 
@@ -219,7 +217,7 @@ impl Jail {
     /// banned, an error when it is no canonical address.
     pub async fn ban_ip(&self, ip: &str) -> Result<bool, NotCanonical> {
         let fid = parse_id(ip).inspect_err(|e| refuse(&self.name, e))?;
-        let t = now();
+        let t = self.clock.now();
         if ignored(&self.state, &fid, None, t).await {
             return Ok(false);
         }
@@ -287,7 +285,8 @@ impl Jail {
                 || st.spec.backend != spec.backend
                 || st.spec.journalmatch != spec.journalmatch
                 || st.spec.logencoding != spec.logencoding;
-            let new_actions = (st.spec.actions != spec.actions).then(|| build_actions(&spec));
+            let new_actions =
+                (st.spec.actions != spec.actions).then(|| build_actions(&spec, self.clock));
             if let Some(a) = &new_actions {
                 st.ignore_timeout = action_timeout(a);
             }

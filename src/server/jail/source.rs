@@ -1,21 +1,23 @@
 //! The source task: follows a jail's files or journal and feeds their
 //! lines to the jail's state, its jobs to the worker.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::dns::{self, Resolver};
-use crate::source::{FileSource, JournalSource};
+use crate::source::{FileBatch, FileSource, JournalBatch, JournalSource};
 use crate::store::Store;
 
+use super::super::clock::Clock;
 use super::super::spec::BackendKind;
 use super::build::{file_source, journal_source};
 use super::ignorecommand::settle;
 use super::ledger::{Hold, Ledger, Mark};
 use super::state::{JailState, Processed};
-use super::{now, Job, OpenError};
+use super::{Job, OpenError};
 
 enum Opened {
     Files(FileSource),
@@ -28,11 +30,12 @@ enum Opened {
 fn open_source(
     state: &Mutex<JailState>,
     store: Option<&dyn Store>,
+    now: f64,
 ) -> (String, Result<Opened, OpenError>) {
     let spec = state.lock().expect("jail lock").spec.clone();
     let name = spec.name.clone();
     let opened = match spec.backend.kind() {
-        BackendKind::Journal(journal) => match journal_source(&spec, journal, store) {
+        BackendKind::Journal(journal) => match journal_source(&spec, journal, store, now) {
             Ok(src) => {
                 state.lock().expect("jail lock").watched =
                     spec.journalmatch.iter().map(|m| m.join(" ")).collect();
@@ -63,8 +66,8 @@ fn open_source(
     (name, opened)
 }
 
-// What a jail's source task shares with the loops that follow its source.
-struct SourceCtx {
+/// What a jail's source task shares with the loops that follow its source.
+pub(super) struct SourceCtx {
     name: String,
     state: Arc<Mutex<JailState>>,
     jobs: mpsc::Sender<Job>,
@@ -76,6 +79,31 @@ struct SourceCtx {
     /// The batches whose bans are not all recorded: a position is saved
     /// once they are.
     ledger: Arc<Ledger>,
+    clock: Clock,
+}
+
+impl SourceCtx {
+    pub(super) fn new(
+        state: Arc<Mutex<JailState>>,
+        jobs: mpsc::Sender<Job>,
+        store: Option<Arc<dyn Store>>,
+        wake: Arc<Notify>,
+        restart: Arc<Notify>,
+        ledger: Arc<Ledger>,
+        clock: Clock,
+    ) -> SourceCtx {
+        SourceCtx {
+            name: String::new(),
+            state,
+            jobs,
+            store,
+            wake,
+            restart,
+            dns_slots: Arc::new(tokio::sync::Semaphore::new(MAX_AWAITING_DNS)),
+            ledger,
+            clock,
+        }
+    }
 }
 
 /// The most failures of one jail that wait for names to be looked up; a
@@ -101,6 +129,7 @@ fn await_names(ctx: &SourceCtx, stop: &watch::Receiver<bool>, hold: &Hold) {
             continue;
         };
         let (state, jobs, wake) = (ctx.state.clone(), ctx.jobs.clone(), ctx.wake.clone());
+        let clock = ctx.clock;
         let mut stop = stop.clone();
         let hold = hold.another();
         tokio::spawn(async move {
@@ -110,7 +139,7 @@ fn await_names(ctx: &SourceCtx, stop: &watch::Receiver<bool>, hold: &Hold) {
                 a = Resolver::system().resolve(&name) => a,
                 _ = stop.changed() => return,
             };
-            let t = now();
+            let t = clock.now();
             let done = {
                 let mut st = state.lock().expect("jail lock");
                 let fids = dns::name_fids(&name, &addrs, st.filter.options().usedns);
@@ -150,32 +179,14 @@ async fn hand_on(
     any
 }
 
-pub(super) async fn source_task(
-    state: Arc<Mutex<JailState>>,
-    jobs: mpsc::Sender<Job>,
-    store: Option<Arc<dyn Store>>,
-    wake: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
-    restart: Arc<Notify>,
-    ledger: Arc<Ledger>,
-) {
-    let mut ctx = SourceCtx {
-        name: String::new(),
-        state,
-        jobs,
-        store,
-        wake,
-        restart,
-        dns_slots: Arc::new(tokio::sync::Semaphore::new(MAX_AWAITING_DNS)),
-        ledger,
-    };
+pub(super) async fn source_task(mut ctx: SourceCtx, mut stop: watch::Receiver<bool>) {
     loop {
-        let (name, opened) = open_source(&ctx.state, ctx.store.as_deref());
+        let (name, opened) = open_source(&ctx.state, ctx.store.as_deref(), ctx.clock.now());
         ctx.name = name;
         // Boxed: only the loop of the source in use takes room.
         let again = match opened {
-            Ok(Opened::Files(src)) => Box::pin(follow_files(src, &ctx, &mut stop)).await,
-            Ok(Opened::Journal(src)) => Box::pin(follow_journal(src, &ctx, &mut stop)).await,
+            Ok(Opened::Files(src)) => Box::pin(follow(src, &ctx, &mut stop)).await,
+            Ok(Opened::Journal(src)) => Box::pin(follow(src, &ctx, &mut stop)).await,
             Err(e) => {
                 tracing::error!("{e}");
                 tokio::select! {
@@ -191,43 +202,68 @@ pub(super) async fn source_task(
     }
 }
 
-// Returns whether to open the source again (false: the jail stops).
-async fn follow_journal(
-    mut src: JournalSource,
-    ctx: &SourceCtx,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
-    let SourceCtx {
-        state,
-        jobs,
-        wake,
-        restart,
-        ledger,
-        ..
-    } = ctx;
-    loop {
-        tokio::select! {
-            b = src.next() => {
-                let Some(batch) = b else { return true };
-                let hold = ledger.open(batch.position().map(|p| Mark::Cursor(p.cursor)));
-                let t = now();
-                let done = state.lock().expect("jail lock").process_journal(&batch.lines, t);
-                await_names(ctx, stop, &hold);
-                hand_on(done, t, state, jobs, &hold).await;
-                hold.release();
-                wake.notify_one();
-            }
-            _ = ledger.ready() => save_positions(ctx).await,
-            _ = stop.changed() => {
-                let _ = src.stop().await;
-                return false;
-            }
-            _ = restart.notified() => {
-                let _ = src.stop().await;
-                Box::pin(ledger.drain(ctx.store.as_ref(), &ctx.name, REOPEN_WAIT)).await;
-                return true;
-            }
+/// A jail's source as the one loop that follows it ([`follow`]) sees it:
+/// files and the journal differ only in what a batch is, where a batch
+/// leaves the source (its ledger mark) and how the jail counts it.
+trait Source: Send {
+    type Batch: Send;
+    /// The next batch of lines; none once the reader has ended.
+    fn next_batch(&mut self) -> impl Future<Output = Option<Self::Batch>> + Send;
+    /// Where the source stands once `batch` is counted: saved once the
+    /// bans of its lines are recorded.
+    fn mark(batch: &Self::Batch) -> Option<Mark>;
+    /// Counts `batch`, under the jail's lock.
+    fn count(batch: &Self::Batch, st: &mut JailState, now: f64) -> Processed;
+    /// Stops the reader. The position it reached is not saved: the ledger
+    /// saves those whose bans are recorded.
+    fn stop_reading(self) -> impl Future<Output = ()> + Send;
+}
+
+impl Source for FileSource {
+    type Batch = FileBatch;
+
+    fn next_batch(&mut self) -> impl Future<Output = Option<FileBatch>> + Send {
+        self.next()
+    }
+
+    fn mark(batch: &FileBatch) -> Option<Mark> {
+        Some(Mark::File(batch.position()))
+    }
+
+    fn count(batch: &FileBatch, st: &mut JailState, now: f64) -> Processed {
+        let path = batch.path.to_string_lossy().into_owned();
+        if !st.watched.contains(&path) {
+            st.watched.push(path);
         }
+        st.process(
+            batch.lines.iter().map(|l| l.text.as_str()),
+            batch.in_operation,
+            now,
+        )
+    }
+
+    async fn stop_reading(self) {
+        let _ = self.stop().await;
+    }
+}
+
+impl Source for JournalSource {
+    type Batch = JournalBatch;
+
+    fn next_batch(&mut self) -> impl Future<Output = Option<JournalBatch>> + Send {
+        self.next()
+    }
+
+    fn mark(batch: &JournalBatch) -> Option<Mark> {
+        batch.position().map(|p| Mark::Cursor(p.cursor))
+    }
+
+    fn count(batch: &JournalBatch, st: &mut JailState, now: f64) -> Processed {
+        st.process_journal(&batch.lines, now)
+    }
+
+    async fn stop_reading(self) {
+        let _ = self.stop().await;
     }
 }
 
@@ -236,17 +272,10 @@ async fn follow_journal(
 /// reads on after them rather than again.
 const REOPEN_WAIT: Duration = Duration::from_secs(5);
 
-/// Saves the positions whose lines' bans are all recorded.
-async fn save_positions(ctx: &SourceCtx) {
-    ctx.ledger.save(ctx.store.as_ref(), &ctx.name).await;
-}
-
-// Returns whether to open the source again (false: the jail stops).
-async fn follow_files(
-    mut src: FileSource,
-    ctx: &SourceCtx,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
+/// Follows `src` until the jail stops (false) or its source is to be
+/// opened again (true): each batch counted, its bans handed on holding
+/// its mark, the marks whose bans are recorded saved.
+async fn follow<S: Source>(mut src: S, ctx: &SourceCtx, stop: &mut watch::Receiver<bool>) -> bool {
     let SourceCtx {
         state,
         jobs,
@@ -257,32 +286,23 @@ async fn follow_files(
     } = ctx;
     loop {
         tokio::select! {
-            b = src.next() => {
+            b = src.next_batch() => {
                 let Some(batch) = b else { return true };
-                let hold = ledger.open(Some(Mark::File(batch.position())));
-                let t = now();
-                let done = {
-                    let mut st = state.lock().expect("jail lock");
-                    let path = batch.path.to_string_lossy().into_owned();
-                    if !st.watched.contains(&path) {
-                        st.watched.push(path);
-                    }
-                    st.process(batch.lines.iter().map(|l| l.text.as_str()), batch.in_operation, t)
-                };
+                let hold = ledger.open(S::mark(&batch));
+                let t = ctx.clock.now();
+                let done = S::count(&batch, &mut state.lock().expect("jail lock"), t);
                 await_names(ctx, stop, &hold);
                 let any = hand_on(done, t, state, jobs, &hold).await;
                 hold.release();
                 if any { wake.notify_one(); }
             }
-            _ = ledger.ready() => save_positions(ctx).await,
-            // The positions the reader reached are not saved: the jail's
-            // stop saves those whose bans are recorded by then.
+            _ = ledger.ready() => ledger.save(ctx.store.as_ref(), &ctx.name).await,
             _ = stop.changed() => {
-                let _ = src.stop().await;
+                src.stop_reading().await;
                 return false;
             }
             _ = restart.notified() => {
-                let _ = src.stop().await;
+                src.stop_reading().await;
                 Box::pin(ledger.drain(ctx.store.as_ref(), &ctx.name, REOPEN_WAIT)).await;
                 return true;
             }

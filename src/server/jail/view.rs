@@ -8,7 +8,7 @@ use crate::ai::{AiHandle, Mode};
 use crate::filter::ipaddr::Fid;
 
 use super::super::spec::JailSpec;
-use super::{now, Jail, JailState};
+use super::{Jail, JailState};
 
 /// One ban for `get <jail> banned --with-time`.
 pub struct BanEnd {
@@ -90,7 +90,7 @@ impl Jail {
     /// jail's ignoreip.
     pub fn ai_test_address(&self, line: &str) -> Result<String, Dropped> {
         let mut st = self.locked();
-        crate::ai::prescreen::remote_address(line, &mut st.ignore, now())
+        crate::ai::prescreen::remote_address(line, &mut st.ignore, self.clock.now())
     }
 
     /// An option fail2ban answers from its running filter rather than as
