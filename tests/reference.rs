@@ -187,10 +187,15 @@ pub fn against_each(test: &str, what: &str, compare: impl Fn(&'static str, &Path
 /// does not list, or on a listed one the test no longer finds.
 #[track_caller]
 pub fn settle(test: &str, what: &str, tallies: &[Tally]) {
+    settle_against(KNOWN, test, what, tallies);
+}
+
+#[track_caller]
+fn settle_against(known_list: &[Known], test: &str, what: &str, tallies: &[Tally]) {
     let mut unexpected = Vec::new();
     let mut summary = Vec::new();
     for t in tallies {
-        let listed: Vec<&Known> = KNOWN
+        let listed: Vec<&Known> = known_list
             .iter()
             .filter(|k| k.test == test && k.version == t.version)
             .collect();
@@ -239,3 +244,55 @@ const IGNORESELF: &str = "fail2ban 1.1's ignoreself also covers every address of
     fail3ban follows 1.0.2 for now: the test machines' own address is 192.0.2.2, which the \
     server tests use as an attacker's, so following 1.1 first needs those tests off the host's \
     own addresses (issue 17, 1.1's behaviour where it differs: to be added)";
+
+#[cfg(test)]
+mod settles {
+    use super::*;
+
+    const LISTED: &[Known] = &[Known {
+        test: "t",
+        version: "1.1.0",
+        key: "k",
+        why: "because",
+    }];
+
+    fn tally(version: &'static str, keys: &[&str]) -> Tally {
+        Tally {
+            version,
+            compared: 3,
+            diffs: keys.iter().map(|k| (k.to_string(), "how".into())).collect(),
+        }
+    }
+
+    #[test]
+    fn a_listed_difference_passes() {
+        settle_against(
+            LISTED,
+            "t",
+            "things",
+            &[tally("1.0.2", &[]), tally("1.1.0", &["k"])],
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "not in reference::KNOWN")]
+    fn an_unlisted_difference_fails() {
+        settle_against(
+            LISTED,
+            "t",
+            "things",
+            &[tally("1.0.2", &["k"]), tally("1.1.0", &["k"])],
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "no longer differs")]
+    fn a_listed_difference_that_no_longer_occurs_fails() {
+        settle_against(
+            LISTED,
+            "t",
+            "things",
+            &[tally("1.0.2", &[]), tally("1.1.0", &[])],
+        );
+    }
+}
