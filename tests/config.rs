@@ -72,9 +72,9 @@ fn ours(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// Dumps `tree` with both clients; panics with both outputs on a difference.
-/// Returns the number of lines compared.
-fn compare(root: &Path, tree: &Tree) -> usize {
+/// Dumps `tree` with both clients: the number of lines compared, or where
+/// they first differ.
+fn compare(root: &Path, tree: &Tree) -> Result<usize, String> {
     let out = reference::run(root, "fail2ban-client", &["-c", tree.path(), "-d"]);
     let theirs = String::from_utf8_lossy(&out.stdout).into_owned();
     let their_err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -93,18 +93,17 @@ fn compare(root: &Path, tree: &Tree) -> usize {
             .zip(&m)
             .position(|(a, b)| a != b)
             .unwrap_or(t.len().min(m.len()));
-        panic!(
-            "tree {}: dumps differ at line {} ({} vs {} lines)\nfail2ban: {}\nfail3ban: {}\nfail3ban stderr: {}",
-            tree.name,
+        return Err(format!(
+            "dumps differ at line {} ({} vs {} lines)\nfail2ban: {}\nfail3ban: {}\nfail3ban stderr: {}",
             first + 1,
             t.len(),
             m.len(),
             t.get(first).unwrap_or(&"<end>"),
             m.get(first).unwrap_or(&"<end>"),
             String::from_utf8_lossy(&mine.stderr)
-        );
+        ));
     }
-    t_count(&theirs)
+    Ok(t_count(&theirs))
 }
 
 fn t_count(s: &str) -> usize {
@@ -358,7 +357,13 @@ fn crafted(root: &Path) -> Vec<Tree> {
 #[test]
 #[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn dumps_match_fail2ban() {
-    let root = crate::prereq::reference();
+    crate::reference::against_each("config::dumps_match_fail2ban", "trees", dumps_match);
+}
+
+/// `-d` of both clients on the reference's stock tree (as it is, and with
+/// every jail enabled), on the crafted trees and on fail2ban's own test
+/// tree.
+fn dumps_match(version: &'static str, root: &Path) -> reference::Tally {
     let mut trees = vec![Tree::stock(root, "stock Debian tree", &[])];
 
     let every = Tree::stock(root, "every jail enabled", &[]);
@@ -384,18 +389,25 @@ fn dumps_match_fail2ban() {
     );
     trees.push(own);
 
+    let mut tally = reference::Tally::new(version);
     let mut lines = 0;
     for t in &trees {
-        let n = compare(root, t);
-        eprintln!("config: {:<45} {n:>5} lines identical", t.name);
-        lines += n;
+        tally.compared += 1;
+        match compare(root, t) {
+            Ok(n) => {
+                println!("config: {version}: {:<45} {n:>5} lines identical", t.name);
+                lines += n;
+            }
+            Err(e) => tally.diffs.push((t.name.to_string(), e)),
+        }
     }
-    eprintln!(
-        "config: {} trees, {lines} lines compared, 0 differences ({} stock jails enabled at once)",
+    println!(
+        "config: {version}: {} trees, {lines} lines identical ({} stock jails enabled at once)",
         trees.len(),
         jails.len()
     );
     assert!(trees.len() >= 15);
+    tally
 }
 
 /// `-t` output of fail3ban for a tree: (success, stdout + stderr).
@@ -591,7 +603,16 @@ fn hostile_option_lists_do_not_crash() {
 #[test]
 #[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn filters_read_like_fail2ban_regex() {
-    let root = crate::prereq::reference();
+    crate::reference::against_each(
+        "config::filters_read_like_fail2ban_regex",
+        "filters",
+        filters_read_like,
+    );
+}
+
+/// The commands fail2ban's FilterReader makes of a few stock filters and
+/// modes, against fail3ban's reader on the same tree.
+fn filters_read_like(version: &'static str, root: &Path) -> reference::Tally {
     let tree = reference::stock_tree(root);
     let script = r#"
 import sys, json
@@ -605,7 +626,7 @@ r.applyAutoOptions('auto')
 r.getOptions(None)
 for c in r.convert(): print(repr(c))
 "#;
-    let mut compared = 0;
+    let mut tally = reference::Tally::new(version);
     for spec in [
         "sshd",
         "sshd[mode=aggressive]",
@@ -636,8 +657,13 @@ for c in r.convert(): print(repr(c))
             .iter()
             .map(|c| format!("{}\n", fail3ban::config::format_command(c)))
             .collect();
-        assert_eq!(theirs, mine, "{spec}");
-        compared += 1;
+        tally.compared += 1;
+        if theirs != mine {
+            tally.diffs.push((
+                spec.to_string(),
+                format!("--- fail2ban\n{theirs}--- fail3ban\n{mine}"),
+            ));
+        }
     }
     let e = fail3ban::config::read_filter(
         fail3ban::config::FilterSource::Named {
@@ -650,5 +676,5 @@ for c in r.convert(): print(repr(c))
     )
     .unwrap_err();
     assert!(e.to_string().contains("unknown filter"), "{e}");
-    eprintln!("config: {compared} filters read identically to fail2ban's FilterReader");
+    tally
 }

@@ -20,9 +20,9 @@ use std::sync::OnceLock;
 pub enum Need {
     /// Root (network namespaces, firewalls, mounts, chroot).
     Root,
-    /// The reference fail2ban extracted by scripts/fetch-reference.sh
-    /// (`$FAIL3BAN_REFERENCE`, by default target/reference), and
-    /// /usr/bin/python3 to run it.
+    /// The reference fail2bans extracted by scripts/fetch-reference.sh
+    /// (`$FAIL3BAN_REFERENCE`, by default target/reference): 1.0.2 and
+    /// 1.1.0, both, and /usr/bin/python3 to run them.
     Reference,
     /// Network namespaces: root and `ip`.
     Netns,
@@ -150,23 +150,61 @@ pub fn missing(needs: &[Need]) -> Vec<String> {
         .collect()
 }
 
-/// The reference fail2ban's extracted root, after [`need`] of
-/// [`Need::Reference`].
+/// The reference fail2ban 1.0.2's extracted root, after [`need`] of
+/// [`Need::Reference`]: the one most tests compare with.
 #[track_caller]
 pub fn reference() -> &'static Path {
     need(&[Need::Reference]);
     reference_root()
 }
 
-/// Where scripts/fetch-reference.sh extracts the reference, present or not.
+/// Where scripts/fetch-reference.sh extracts fail2ban 1.0.2, present or not.
 pub fn reference_root() -> &'static Path {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        std::env::var_os("FAIL3BAN_REFERENCE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reference"))
-            .join("root")
-    })
+    REFERENCES[0].root()
+}
+
+/// One reference fail2ban: its version and where it is extracted.
+pub struct Reference {
+    /// fail2ban's version (`1.0.2`), as the tests print it.
+    pub version: &'static str,
+    /// The directory under `$FAIL3BAN_REFERENCE` it is extracted into.
+    dir: &'static str,
+    path: OnceLock<PathBuf>,
+}
+
+impl Reference {
+    /// Its extracted root (with `usr/bin/fail2ban-client`), present or not.
+    pub fn root(&self) -> &Path {
+        self.path.get_or_init(|| {
+            std::env::var_os("FAIL3BAN_REFERENCE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reference"))
+                .join(self.dir)
+        })
+    }
+}
+
+/// Every reference scripts/fetch-reference.sh extracts: Debian 12's 1.0.2
+/// and Debian 13's 1.1.0.
+static REFERENCES: [Reference; 2] = [
+    Reference {
+        version: "1.0.2",
+        dir: "root",
+        path: OnceLock::new(),
+    },
+    Reference {
+        version: "1.1.0",
+        dir: "root-1.1.0",
+        path: OnceLock::new(),
+    },
+];
+
+/// Both references, after [`need`] of [`Need::Reference`]: a differential
+/// test runs against each and prints its counts per version.
+#[track_caller]
+pub fn references() -> &'static [Reference] {
+    need(&[Need::Reference]);
+    &REFERENCES
 }
 
 impl Need {
@@ -182,12 +220,14 @@ impl Need {
         match self {
             Need::Root => root(),
             Need::Reference => {
-                let root = reference_root();
-                if !root.join("usr/bin/fail2ban-client").exists() {
-                    return Err(Missing(format!(
-                        "the reference fail2ban is not in {} (run ./scripts/fetch-reference.sh)",
-                        root.display()
-                    )));
+                for r in &REFERENCES {
+                    if !r.root().join("usr/bin/fail2ban-client").exists() {
+                        return Err(Missing(format!(
+                            "the reference fail2ban {} is not in {} (run ./scripts/fetch-reference.sh)",
+                            r.version,
+                            r.root().display()
+                        )));
+                    }
                 }
                 file("/usr/bin/python3", "python3")
             }
@@ -434,9 +474,15 @@ fn tests_that_need_a_prerequisite_are_ignored() {
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         let items = top_level_fns(&text);
-        let mut asks: Vec<String> = ["need", "need!", "prereq::reference"]
-            .map(String::from)
-            .to_vec();
+        let mut asks: Vec<String> = [
+            "need",
+            "need!",
+            "prereq::reference",
+            "prereq::references",
+            "reference::against_each",
+        ]
+        .map(String::from)
+        .to_vec();
         // Helpers that ask, and helpers that call those, to a fixed point.
         loop {
             let more: Vec<String> = items

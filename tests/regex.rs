@@ -59,8 +59,9 @@ fn diff(expected: &str, actual: &str) -> String {
 }
 
 /// Runs both tools on each argument list (two at a time: the reference
-/// is slow to start) and returns the descriptions of the differences.
-fn compare_all(root: &Path, runs: &[(String, Vec<String>)]) -> Vec<String> {
+/// is slow to start) and returns the differences: each run's label and
+/// how it differs.
+fn compare_all(root: &Path, runs: &[(String, Vec<String>)]) -> Vec<(String, String)> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let found = std::sync::Mutex::new(Vec::new());
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
@@ -89,14 +90,14 @@ fn compare_all(root: &Path, runs: &[(String, Vec<String>)]) -> Vec<String> {
                     found
                         .lock()
                         .unwrap()
-                        .push((i, format!("{label}:\n{}", problems.join("\n"))));
+                        .push((i, label.clone(), problems.join("\n")));
                 }
             });
         }
     });
     let mut found = found.into_inner().unwrap();
     found.sort();
-    found.into_iter().map(|(_, d)| d).collect()
+    found.into_iter().map(|(_, l, d)| (l, d)).collect()
 }
 
 /// Stock filters that have a sample log of the same name.
@@ -117,33 +118,46 @@ fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-fn report(what: &str, n: usize, diffs: &[String]) {
-    println!("regex: {n} {what} compared, {} differences", diffs.len());
-    for d in diffs {
-        println!("  {d}");
-    }
+/// Runs `test`'s comparisons against each reference: `runs` makes its
+/// argument lists from the reference's root and a scratch directory of
+/// its own; at least `min` of them.
+#[track_caller]
+fn differential(
+    test: &str,
+    what: &str,
+    min: usize,
+    runs: impl Fn(&Path, &Path) -> Vec<(String, Vec<String>)>,
+) {
+    crate::reference::against_each(test, what, |version, root| {
+        let scratch = tempfile::tempdir().unwrap();
+        let runs = runs(root, scratch.path());
+        assert!(runs.len() >= min, "{test}: too few {what}: {}", runs.len());
+        crate::reference::Tally {
+            version,
+            compared: runs.len(),
+            diffs: compare_all(root, &runs),
+        }
+    });
 }
 
 #[test]
 #[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn every_stock_filter_on_its_sample_log() {
-    let root = crate::prereq::reference();
-    let tree = s(&crate::reference::stock_tree(root));
-    let logs = crate::reference::package(root).join("tests/files/logs");
-    let names = stock_filters(root);
-    let runs: Vec<(String, Vec<String>)> = names
-        .iter()
-        .map(|n| {
-            let args = ["-o", "id", "-c", &tree, &s(&logs.join(n)), n];
-            (n.clone(), args.iter().map(|a| a.to_string()).collect())
-        })
-        .collect();
-    let diffs = compare_all(root, &runs);
-    report("filters", runs.len(), &diffs);
-    assert!(runs.len() >= 85, "too few stock filters: {}", runs.len());
-    assert!(
-        diffs.is_empty(),
-        "fail3ban-regex differs from fail2ban-regex"
+    differential(
+        "regex::every_stock_filter_on_its_sample_log",
+        "filters",
+        85,
+        |root, _| {
+            let tree = s(&crate::reference::stock_tree(root));
+            let logs = crate::reference::package(root).join("tests/files/logs");
+            stock_filters(root)
+                .iter()
+                .map(|n| {
+                    let args = ["-o", "id", "-c", &tree, &s(&logs.join(n)), n];
+                    (n.clone(), args.iter().map(|a| a.to_string()).collect())
+                })
+                .collect()
+        },
     );
 }
 
@@ -224,40 +238,39 @@ fn mixed_log(root: &Path) -> Vec<u8> {
 #[test]
 #[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn every_stock_filter_on_a_mixed_log() {
-    let root = crate::prereq::reference();
-    let tree = s(&crate::reference::stock_tree(root));
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mixed.log");
-    std::fs::write(&log, mixed_log(root)).unwrap();
-    let log = s(&log);
-    let runs: Vec<(String, Vec<String>)> = stock_filters(root)
-        .into_iter()
-        .map(|n| {
-            let args = ["-o", "id", "-c", &tree, &log, &n];
-            (
-                format!("{n} on the mixed log"),
-                args.iter().map(|a| a.to_string()).collect(),
-            )
-        })
-        .collect();
-    let diffs = compare_all(root, &runs);
-    report("filters on the mixed log", runs.len(), &diffs);
-    assert!(
-        diffs.is_empty(),
-        "fail3ban-regex differs from fail2ban-regex"
+    differential(
+        "regex::every_stock_filter_on_a_mixed_log",
+        "filters on the mixed log",
+        85,
+        |root, dir| {
+            let tree = s(&crate::reference::stock_tree(root));
+            let log = dir.join("mixed.log");
+            std::fs::write(&log, mixed_log(root)).unwrap();
+            let log = s(&log);
+            stock_filters(root)
+                .into_iter()
+                .map(|n| {
+                    let args = ["-o", "id", "-c", &tree, &log, &n].map(str::to_string);
+                    (n, args.to_vec())
+                })
+                .collect()
+        },
     );
 }
 
 #[test]
 #[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn full_reports() {
-    let root = crate::prereq::reference();
+    differential("regex::full_reports", "full reports", 10, full_report_runs);
+}
+
+/// fail2ban-regex's full report: stock filters, inline regexes, options.
+fn full_report_runs(root: &Path, dir: &Path) -> Vec<(String, Vec<String>)> {
     let tree = s(&crate::reference::stock_tree(root));
     let logs = crate::reference::package(root).join("tests/files/logs");
     let log = |n: &str| s(&logs.join(n));
-    let dir = tempfile::tempdir().unwrap();
     // Multi-line: a failure split over lines, joined by a regex with \n.
-    let ml = dir.path().join("multiline.log");
+    let ml = dir.join("multiline.log");
     std::fs::write(
         &ml,
         "2005-08-14 11:00:01 web1 app[12]: login attempt\n\
@@ -268,7 +281,7 @@ fn full_reports() {
     )
     .unwrap();
     // A date pattern of its own: day.month.year.
-    let dp = dir.path().join("datepattern.log");
+    let dp = dir.join("datepattern.log");
     std::fs::write(
         &dp,
         "14.08.2005 11:00:01 auth failed for 192.0.2.10\n\
@@ -363,14 +376,7 @@ fn full_reports() {
             ],
         ),
     ];
-    let runs: Vec<(String, Vec<String>)> =
-        cases.into_iter().map(|(l, a)| (l.to_string(), a)).collect();
-    let diffs = compare_all(root, &runs);
-    report("full reports", runs.len(), &diffs);
-    assert!(
-        diffs.is_empty(),
-        "fail3ban-regex differs from fail2ban-regex"
-    );
+    cases.into_iter().map(|(l, a)| (l.to_string(), a)).collect()
 }
 
 /// Hostile logs, one kind per file, with the warning each must raise

@@ -19,9 +19,6 @@ const TEST_NOW_STR: &str = "2005-08-14T10:00:00";
 /// The zone fail2ban's test suite sets in `TZ`.
 const TZ: &str = "CET-01CEST-02,M3.5.0,M10.5.0";
 
-/// Filters that are not checked, and why. Empty: every filter passes.
-const LEFT_OUT: &[(&str, &str)] = &[];
-
 /// Options of one filter variant: JSON object from `filterOptions`, key
 /// order kept as written (fail2ban builds the variant's name from it).
 type Opts = Vec<(String, Value)>;
@@ -495,22 +492,41 @@ fn object(v: &Value) -> Opts {
 }
 
 /// fail2ban's own test filters include common.conf by a path relative to
-/// its source tree (`../../../../../../../config/filter.d/common.conf`).
-/// Recreate that layout in a scratch directory so they load unmodified.
+/// its source tree (1.0.2: `../../../../../../../config/filter.d/common.conf`,
+/// 1.1.0: `../../../../config/filter.d/common.conf`). Recreate that layout
+/// in a scratch directory, common.conf where each filter's `before` points,
+/// so they load unmodified.
 fn test_filter_dir(pkg: &Path, stock: &Path, scratch: &Path) -> PathBuf {
     let base = scratch.join("1/2/3/4/5/6");
     std::fs::create_dir_all(base.join("filter.d")).unwrap();
-    std::fs::create_dir_all(scratch.join("config/filter.d")).unwrap();
-    std::fs::copy(
-        stock.join("filter.d/common.conf"),
-        scratch.join("config/filter.d/common.conf"),
-    )
-    .unwrap();
     for e in std::fs::read_dir(pkg.join("tests/config/filter.d")).unwrap() {
         let e = e.unwrap();
         let n = e.file_name().to_string_lossy().into_owned();
         if n.starts_with("zzz-") && n.ends_with(".conf") {
             std::fs::copy(e.path(), base.join("filter.d").join(&n)).unwrap();
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let before = text
+                .lines()
+                .find_map(|l| l.strip_prefix("before = "))
+                .filter(|b| b.ends_with("config/filter.d/common.conf"));
+            if let Some(before) = before {
+                // Lexically: the intermediate directories need not exist.
+                let mut at = base.join("filter.d");
+                for part in before.trim().split('/') {
+                    match part {
+                        ".." => {
+                            at.pop();
+                        }
+                        p => at.push(p),
+                    }
+                }
+                assert!(
+                    at.starts_with(scratch),
+                    "{n}: {before} leaves the scratch dir"
+                );
+                std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+                std::fs::copy(stock.join("filter.d/common.conf"), &at).unwrap();
+            }
         }
     }
     base
@@ -531,7 +547,16 @@ fn filter_names(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<String> {
 #[test]
 #[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn every_filter_on_its_sample_log() {
-    let root = crate::prereq::reference();
+    crate::reference::against_each(
+        "samples::every_filter_on_its_sample_log",
+        "filters",
+        every_filter,
+    );
+}
+
+/// Every stock filter and fail2ban's own test filters of one reference
+/// over that reference's sample logs.
+fn every_filter(version: &'static str, root: &Path) -> crate::reference::Tally {
     let stock = crate::reference::stock_tree(root);
     let pkg = crate::reference::package(root);
     let logs = pkg.join("tests/files/logs");
@@ -546,36 +571,31 @@ fn every_filter_on_its_sample_log() {
     for n in filter_names(&test_dir, |n| n.starts_with("zzz-") && n.ends_with(".conf")) {
         runs.push((n, test_dir.clone()));
     }
-    let (mut passed, mut failed) = (0, 0);
+    let mut tally = crate::reference::Tally::new(version);
     for (name, basedir) in &runs {
-        if let Some((_, why)) = LEFT_OUT.iter().find(|(n, _)| n == name) {
-            println!("samples: {name}  left out: {why}");
-            continue;
-        }
+        tally.compared += 1;
         let o = run_filter(&logs, basedir, name);
         if o.errors.is_empty() {
-            passed += 1;
             println!(
-                "samples: {name}  {} lines, {} failures, ok",
+                "samples: {version}: {name}  {} lines, {} failures, ok",
                 o.lines, o.failures
             );
         } else {
-            failed += 1;
-            println!(
-                "samples: {name}  {} lines, {} failures, FAILED ({} problems)",
-                o.lines,
-                o.failures,
-                o.errors.len()
-            );
-            for e in o.errors.iter().take(8) {
-                println!("    {e}");
-            }
+            let shown: Vec<&str> = o.errors.iter().take(8).map(String::as_str).collect();
+            tally.diffs.push((
+                name.clone(),
+                format!(
+                    "{} lines, {} failures, {} problems:\n    {}",
+                    o.lines,
+                    o.failures,
+                    o.errors.len(),
+                    shown.join("\n    ")
+                ),
+            ));
         }
     }
-    println!("{passed} passed, {failed} failed");
-    assert_eq!(passed + failed + LEFT_OUT.len(), runs.len());
     assert!(runs.len() >= 90, "too few filters found: {}", runs.len());
-    assert_eq!(failed, 0, "filters disagree with their sample logs");
+    tally
 }
 
 /// Filters the package must ship, each with a sample log of its own.

@@ -104,11 +104,23 @@ fn write_tree(dir: &Path, own: &Path) {
     std::fs::write(conf.join("jail.conf"), jails).unwrap();
 }
 
-fn start_reference(root: &Path, dir: &Path) -> Daemon {
+/// `program` as a command, run through `wrap` (`ip netns exec NS`) if any.
+fn wrapped(wrap: &[&str], program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match wrap.split_first() {
+        None => Command::new(program),
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+    }
+}
+
+fn start_reference(root: &Path, dir: &Path, wrap: &[&str]) -> Daemon {
     let own = dir.join("f2");
     write_tree(dir, &own);
     let py = root.join("usr/lib/python3/dist-packages");
-    let child = Command::new("/usr/bin/python3")
+    let child = wrapped(wrap, "/usr/bin/python3")
         .arg(root.join("usr/bin/fail2ban-server"))
         .args(["-f", "-x", "-c"])
         .arg(own.join("conf"))
@@ -146,10 +158,10 @@ fn start_reference(root: &Path, dir: &Path) -> Daemon {
     }
 }
 
-fn start_fail3ban(dir: &Path) -> Daemon {
+fn start_fail3ban(dir: &Path, wrap: &[&str]) -> Daemon {
     let own = dir.join("f3");
     write_tree(dir, &own);
-    let child = Command::new(env!("CARGO_BIN_EXE_fail3ban-server"))
+    let child = wrapped(wrap, env!("CARGO_BIN_EXE_fail3ban-server"))
         .args(["-f", "-x", "-c"])
         .arg(own.join("conf"))
         .stdin(Stdio::null())
@@ -208,14 +220,23 @@ fn append(path: &Path, lines: &[String]) {
 #[test]
 #[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn client_output_like_fail2ban_client() {
-    let root = crate::prereq::reference();
+    crate::reference::against_each(
+        "server_compat::client_output_like_fail2ban_client",
+        "client outputs",
+        client_outputs,
+    );
+}
+
+/// A running fail2ban-server of the reference and a fail3ban-server on the
+/// same jails and log lines; every client query to both.
+fn client_outputs(version: &'static str, root: &Path) -> crate::reference::Tally {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     for f in ["alpha.log", "beta.log", "beta2.log", "gamma.log"] {
         std::fs::write(dir.join(f), "").unwrap();
     }
-    let f2 = start_reference(root, dir);
-    let f3 = start_fail3ban(dir);
+    let f2 = start_reference(root, dir, &[]);
+    let f3 = start_fail3ban(dir, &[]);
     for d in [&f2, &f3] {
         wait_until("answering", d, &["ping"], |a| a.contains("pong"));
         // Both follow the files from their end: start them before writing.
@@ -229,7 +250,7 @@ fn client_output_like_fail2ban_client() {
         &[
             fail("192.0.2.1", ""),
             fail("192.0.2.1", ""),
-            fail("192.0.2.2", ""),
+            fail("192.0.2.3", ""),
             fail("10.9.8.7", ""),
             fail("10.9.8.7", ""),
             fail("10.9.8.7", ""),
@@ -256,15 +277,14 @@ fn client_output_like_fail2ban_client() {
         });
     }
 
-    let mut compared = 0;
-    let mut mismatches = Vec::new();
+    let mut tally = crate::reference::Tally::new(version);
     let mut compare = |args: &[&str]| {
         let (a2, a3) = (answer(&f2, args), answer(&f3, args));
-        compared += 1;
+        tally.compared += 1;
         if a2 != a3 {
-            mismatches.push(format!(
-                "`{}`:\n--- fail2ban-client\n{a2}\n--- fail3ban-client\n{a3}",
-                args.join(" ")
+            tally.diffs.push((
+                args.join(" "),
+                format!("--- fail2ban-client\n{a2}\n--- fail3ban-client\n{a3}"),
             ));
         }
     };
@@ -385,21 +405,83 @@ fn client_output_like_fail2ban_client() {
             std::fs::read_to_string(d.own.join(format!("bans-{jail}"))).unwrap_or_default()
         };
         let (b2, b3) = (read(&f2), read(&f3));
-        compared += 1;
+        tally.compared += 1;
         if b2 != b3 {
-            mismatches.push(format!(
-                "actions of {jail}:\n--- fail2ban\n{b2}--- fail3ban\n{b3}"
+            tally.diffs.push((
+                format!("actions of {jail}"),
+                format!("--- fail2ban\n{b2}--- fail3ban\n{b3}"),
             ));
         }
     }
+    tally
+}
 
-    eprintln!(
-        "server_compat: {compared} client outputs compared, {} differ",
-        mismatches.len()
+/// An address of one of the host's interfaces that its names do not
+/// resolve to: fail2ban 1.1 takes it for its own (`ignoreself` covers what
+/// getifaddrs lists), 1.0.2 and fail3ban do not. Both daemons run in a
+/// network namespace whose loopback also holds 192.0.2.77; their clients
+/// reach them through the socket files.
+#[test]
+#[ignore = "needs the reference fail2ban and network namespaces (root, ip)"]
+fn ignoreself_and_interface_addresses() {
+    crate::prereq::need(&[crate::prereq::Need::Reference, crate::prereq::Need::Netns]);
+    crate::reference::against_each(
+        "server_compat::ignoreself_and_interface_addresses",
+        "client outputs",
+        own_interface_address,
     );
-    assert!(
-        mismatches.is_empty(),
-        "fail3ban-client differs from fail2ban-client:\n\n{}",
-        mismatches.join("\n\n")
-    );
+}
+
+fn own_interface_address(version: &'static str, root: &Path) -> crate::reference::Tally {
+    let ns = crate::prereq::Netns::new("f3self").expect("ip netns add");
+    for args in [
+        // On loopback: the kernel may lack dummy interfaces.
+        &["ip", "link", "set", "lo", "up"][..],
+        &["ip", "addr", "add", "192.0.2.77/32", "dev", "lo"],
+    ] {
+        let o = ns.run(args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for f in ["alpha.log", "beta.log", "beta2.log", "gamma.log"] {
+        std::fs::write(dir.join(f), "").unwrap();
+    }
+    let wrap = ["ip", "netns", "exec", ns.0.as_str()];
+    let f2 = start_reference(root, dir, &wrap);
+    let f3 = start_fail3ban(dir, &wrap);
+    for d in [&f2, &f3] {
+        wait_until("answering", d, &["ping"], |a| a.contains("pong"));
+        wait_until("all jails up", d, &["status"], |a| a.contains("gamma"));
+    }
+    let now = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S").to_string();
+    let fail = |ip: &str| format!("{now} auth failure from {ip}\n");
+    let lines: Vec<String> = ["192.0.2.77", "192.0.2.1"]
+        .iter()
+        .flat_map(|ip| std::iter::repeat_n(fail(ip), 3))
+        .collect();
+    append(&dir.join("alpha.log"), &lines);
+    // 192.0.2.1's ban comes after every line of 192.0.2.77.
+    for d in [&f2, &f3] {
+        wait_until("192.0.2.1's ban", d, &["status", "alpha"], |a| {
+            a.contains("Banned IP list:\t") && a.contains("192.0.2.1\n")
+        });
+    }
+    let mut tally = crate::reference::Tally::new(version);
+    for q in [&["status", "alpha"][..], &["banned", "192.0.2.77"]] {
+        let (a2, a3) = (answer(&f2, q), answer(&f3, q));
+        tally.compared += 1;
+        if a2 != a3 {
+            tally.diffs.push((
+                q.join(" "),
+                format!("--- fail2ban-client\n{a2}\n--- fail3ban-client\n{a3}"),
+            ));
+        }
+    }
+    drop((f2, f3));
+    tally
 }
