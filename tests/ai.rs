@@ -1360,12 +1360,18 @@ fn evaluation_meets_its_floors() {
             "every attack shape learned and banned",
             n("learned") == n("attack_shapes") && n("attack_shapes") >= 10.0,
         ),
-        ("at least 90% of sensible regexes accepted", n("accepted_pct") >= 90.0),
+        (
+            "at least 90% of sensible regexes accepted",
+            n("accepted_pct") >= 90.0,
+        ),
         (
             "at most 1 request per shape for 1,000 further lines",
             n("requests_per_shape") <= 1.0,
         ),
-        ("0 injection attempts through", n("injections_through") == 0.0),
+        (
+            "0 injection attempts through",
+            n("injections_through") == 0.0,
+        ),
     ] {
         if !holds {
             unmet.push(floor);
