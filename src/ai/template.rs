@@ -64,6 +64,9 @@ const MEANING_WORDS: &[&str] = &[
     "of",
 ];
 
+/// A masked user name.
+const USER: &str = "<USER>";
+
 /// Words after which a three-digit number is an HTTP status.
 const STATUS_WORDS: &[&str] = &["status", "status=", "status:", "code=", "status_code="];
 
@@ -72,14 +75,21 @@ const STATUS_WORDS: &[&str] = &["status", "status=", "status:", "code=", "status
 const ADDR: char = '\u{1}';
 const PATH: char = '\u{2}';
 const QUERY: char = '\u{3}';
+const AGENT: char = '\u{4}';
 
 fn is_word(c: char) -> bool {
     c.is_alphanumeric() || "_-.:".contains(c)
 }
 
-/// Whether the word `w` (lower case) is kept after a user word.
-fn means(w: &str) -> bool {
-    MEANING_WORDS.contains(&w) || USER_WORDS.contains(&w)
+/// User words that come before another one as glue (`for user x`,
+/// `login account x`); after the others, a user word is the name itself.
+const GLUE_WORDS: &[&str] = &["for", "login"];
+
+/// Whether the word `w` (lower case) is kept after the user word `prev`.
+/// After an assignment (`user=`) comes the value, whatever it says.
+fn means(w: &str, prev: &str) -> bool {
+    !prev.ends_with('=')
+        && (MEANING_WORDS.contains(&w) || GLUE_WORDS.contains(&prev) && USER_WORDS.contains(&w))
 }
 
 /// The class of an HTTP status (`404` is `4xx`), if `w` is one.
@@ -91,8 +101,8 @@ fn status_class(w: &str) -> Option<String> {
 /// `w` masked, after the word `prev` (lower case); `status` when the
 /// place says a three-digit number there is an HTTP status.
 fn mask_word(w: &str, prev: &str, status: bool) -> String {
-    if USER_WORDS.contains(&prev) && !w.is_empty() && !means(&w.to_ascii_lowercase()) {
-        return "<USER>".into();
+    if USER_WORDS.contains(&prev) && !w.is_empty() && !means(&w.to_ascii_lowercase(), prev) {
+        return USER.into();
     }
     if crate::filter::date::is_date_name(w) {
         return "<D>".into();
@@ -104,11 +114,12 @@ fn mask_word(w: &str, prev: &str, status: bool) -> String {
     if let Some(class) = status.then(|| status_class(w)).flatten() {
         return class;
     }
-    if w.chars().all(|c| c.is_ascii_digit() || ".:-+".contains(c)) {
+    // A long hex id is sometimes all digits: both are one mask, or an id
+    // field would make two shapes.
+    if w.chars().all(|c| c.is_ascii_digit() || ".:-+".contains(c))
+        || w.len() >= 8 && w.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+    {
         return "<N>".into();
-    }
-    if w.len() >= 8 && w.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-        return "<HEX>".into();
     }
     // Digits inside words (session ids, versions): their runs collapse.
     let mut out = String::with_capacity(w.len());
@@ -226,6 +237,45 @@ fn mask_urls(s: &str) -> String {
     out
 }
 
+/// Whether `s` starts as a user agent does: a product token and its
+/// version (`Mozilla/5.0`, `curl/8.5.0`, `kube-probe/1.29`).
+fn is_agent(s: &str) -> bool {
+    let name = s
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
+        .count();
+    name > 0
+        && s.as_bytes()[0].is_ascii_alphabetic()
+        && s[name..].starts_with('/')
+        && s[name + 1..].starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// `s` with the text of every double-quoted user agent replaced by
+/// [`AGENT`]: each browser keeps its own, so one page would otherwise be
+/// as many shapes as its visitors have browsers.
+fn mask_agents(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(open) = rest.find('"') {
+        let (before, after) = rest.split_at(open + 1);
+        out.push_str(before);
+        let Some(close) = after.find('"') else {
+            rest = after;
+            break;
+        };
+        let text = &after[..close];
+        if is_agent(text) {
+            out.push(AGENT);
+        } else {
+            out.push_str(text);
+        }
+        out.push('"');
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The template key of `line`.
 pub fn key(line: &str) -> String {
     let line = super::cut(line, super::MAX_LINE);
@@ -248,7 +298,7 @@ pub fn key(line: &str) -> String {
         }
     }
     masked.push_str(&line[pos..]);
-    let masked = mask_urls(&masked);
+    let masked = mask_urls(&mask_agents(&masked));
     let mut out = String::with_capacity(masked.len());
     let mut prev = String::new();
     let mut word = String::new();
@@ -257,8 +307,14 @@ pub fn key(line: &str) -> String {
         if !word.is_empty() {
             // A status follows the quoted request line, or a status word.
             let status = out.trim_end().ends_with('"') || STATUS_WORDS.contains(&prev.as_str());
-            out.push_str(&mask_word(word, prev, status));
-            *prev = word.to_ascii_lowercase();
+            let masked = mask_word(word, prev, status);
+            // The word after a name is never a name: `user=user repo=x`.
+            *prev = if masked == USER {
+                masked.clone()
+            } else {
+                word.to_ascii_lowercase()
+            };
+            out.push_str(&masked);
             word.clear();
         }
     };
@@ -267,6 +323,7 @@ pub fn key(line: &str) -> String {
             ADDR => Some("<ADDR>"),
             PATH => Some("<P>"),
             QUERY => Some("?<Q>"),
+            AGENT => Some("<UA>"),
             _ => None,
         };
         if let Some(m) = marker {
@@ -449,5 +506,67 @@ mod tests {
         assert!(key(&l).len() <= MAX_KEY);
         let l = " /a?".repeat(1 << 18);
         assert!(key(&l).len() <= MAX_KEY);
+    }
+
+    #[test]
+    fn browsers_of_one_page_are_one_shape() {
+        let page = |ua: &str| {
+            key(&format!(
+                r#"198.51.100.7 - - [07/Dec/2026:21:18:43 +0000] "GET /blog/winter-coffee/ HTTP/2.0" 200 5120 "https://example.org/" "{ua}""#
+            ))
+        };
+        let firefox =
+            page("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0");
+        assert_eq!(firefox, page("curl/8.5.0"));
+        assert_eq!(firefox, page("WordPress/6.4.2; https://example.net"));
+        assert!(firefox.ends_with(r#""https://<P>/" "<UA>""#), "{firefox}");
+        // What is not an agent stays: the request line, an empty referer.
+        assert!(
+            firefox.contains(r#""GET /blog/<P> HTTP/<N>" 2xx"#),
+            "{firefox}"
+        );
+        assert_ne!(firefox, page("-"));
+    }
+
+    #[test]
+    fn a_name_that_is_a_keyword_is_still_a_name() {
+        let git = |u: &str| {
+            key(&format!(
+                "gitd[7]: auth failed user={u} repo=ops/infra.git remote=203.0.113.9"
+            ))
+        };
+        assert_eq!(git("user"), git("alice"));
+        assert!(
+            git("alice").contains("user=<USER> repo="),
+            "{}",
+            git("alice")
+        );
+        let mqtt = |u: &str| {
+            key(&format!(
+                "mqttd[7]: CONNECT refused: client id 3fa2b1 user {u} at 203.0.113.9:1883"
+            ))
+        };
+        assert_eq!(mqtt("user"), mqtt("bob"));
+        let app = |u: &str| {
+            key(&format!(
+                "authd[7]: login failed for user '{u}' from 203.0.113.9"
+            ))
+        };
+        assert_eq!(app("user"), app("carol"));
+        assert!(
+            app("carol").contains("login failed for user '<USER>' from"),
+            "{}",
+            app("carol")
+        );
+    }
+
+    #[test]
+    fn long_ids_are_one_mask_whether_hex_or_digits() {
+        let v = |id: &str| {
+            key(&format!(
+                "vaultd[7]: token rejected for client_id={id} from 203.0.113.9"
+            ))
+        };
+        assert_eq!(v("3fa2b1c4d5e6"), v("123456789012"));
     }
 }
