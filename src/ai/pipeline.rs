@@ -202,6 +202,16 @@ impl Ai {
             last_error: Mutex::new(None),
             wake: Notify::new(),
         });
+        match ai
+            .db()
+            .rules()
+            .map_err(std::io::Error::other)
+            .and_then(|rules| writer::refresh_jails(&ai.conf_dir, &rules))
+        {
+            Ok(true) => tracing::info!("AI: jail.d/ai.local written again from the rules"),
+            Ok(false) => {}
+            Err(e) => tracing::error!("AI: jail.d/ai.local: {e}"),
+        }
         tracing::info!(
             "AI rule generator on: model {} at {} ({queued} lines queued)",
             ai.settings.model,

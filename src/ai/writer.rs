@@ -159,15 +159,23 @@ fn jail_section(rule: &Rule) -> String {
 /// approved), or removes it when there is none.
 pub fn write_jails(conf_dir: &Path, rules: &[Rule]) -> std::io::Result<()> {
     let path = conf_dir.join(JAIL_FILE);
+    match jails_text(rules) {
+        Some(s) => write_atomic(&path, &s),
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// The text of `jail.d/ai.local` for `rules`; none when no rule is loaded.
+fn jails_text(rules: &[Rule]) -> Option<String> {
     let loaded: Vec<_> = rules
         .iter()
         .filter(|r| r.status == "active" || r.status == "approved")
         .collect();
     if loaded.is_empty() {
-        return match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        };
+        return None;
     }
     let mut s = String::from(
         "# Jails of the filters fail3ban's AI rule generator wrote. Rewritten by\n\
@@ -176,7 +184,25 @@ pub fn write_jails(conf_dir: &Path, rules: &[Rule]) -> std::io::Result<()> {
     for r in loaded {
         s.push_str(&jail_section(r));
     }
-    write_atomic(&path, &s)
+    Some(s)
+}
+
+/// At start: an `ai.local` that says something else than the rules (one
+/// written by an older fail3ban, with copies of its origin jails' options
+/// that no reload would refresh) is written again; one that agrees is left
+/// alone, so that a start causes no reload. Without a loaded rule the file
+/// is left as it is: the database may be new, the file the only record.
+/// Whether it was written.
+pub fn refresh_jails(conf_dir: &Path, rules: &[Rule]) -> std::io::Result<bool> {
+    let path = conf_dir.join(JAIL_FILE);
+    let Some(s) = jails_text(rules) else {
+        return Ok(false);
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(old) if old == s => Ok(false),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => write_atomic(&path, &s).map(|()| true),
+    }
 }
 
 #[cfg(test)]
@@ -226,5 +252,33 @@ mod tests {
         assert!(s.contains("maxretry = 1\n"), "{s}");
         assert!(s.contains("bantime = 2592000\n"), "{s}");
         assert!(!s.contains("maxtime"), "{s}");
+    }
+
+    /// Issue 16, finding 5, for files an older fail3ban wrote: their
+    /// copied options are replaced by the origin at the next start.
+    #[test]
+    fn stale_copies_are_rewritten_at_start_and_current_files_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("jail.d")).unwrap();
+        let path = dir.path().join(JAIL_FILE);
+        let rule = Rule {
+            id: "abc123".into(),
+            jail: "nginx".into(),
+            template: "t".into(),
+            status: "active".into(),
+            created: 0.0,
+            detail: serde_json::json!({"maxretry": 3, "bantime": 600}),
+        };
+        let old = "[ai-nginx-abc123]\nenabled = true\nfilter = ai-nginx-abc123\nignoreip = 127.0.0.1/8\nlogpath = /var/log/nginx/access.log\n";
+        std::fs::write(&path, old).unwrap();
+        assert!(refresh_jails(dir.path(), std::slice::from_ref(&rule)).unwrap());
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert!(new.contains("ai_origin = nginx\n"), "{new}");
+        assert!(!new.contains("ignoreip"), "{new}");
+        assert!(!refresh_jails(dir.path(), std::slice::from_ref(&rule)).unwrap());
+        // No loaded rule (a new database): the file stays.
+        std::fs::write(&path, old).unwrap();
+        assert!(!refresh_jails(dir.path(), &[]).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), old);
     }
 }
