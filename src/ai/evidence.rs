@@ -19,10 +19,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
+use super::records::{self, Judged};
 use super::{validate, writer};
-use crate::store::{
-    AiStore, AuditEntry, EvidenceBound, EvidenceKind, EvidenceLine, Rule, Store, Verdict,
-};
+use crate::store::{AiStore, EvidenceBound, EvidenceKind, EvidenceLine, Rule, RuleStatus, Store};
 
 /// Recent lines kept per jail, and per shape of a jail.
 pub const RECENT_BOUND: EvidenceBound = EvidenceBound {
@@ -38,11 +37,6 @@ pub const BENIGN_BOUND: EvidenceBound = EvidenceBound {
 const BATCH_LINES: usize = 64;
 /// ...or its oldest line waited this long (seconds).
 const BATCH_AGE: f64 = 2.0;
-/// The status of a rule that failed a check: listed with its reason,
-/// never loaded.
-pub const INVALID: &str = "invalid";
-/// The statuses whose rules are (or may become, by approval) loaded.
-const CHECKED: &[&str] = &["active", "pending", "observed"];
 
 fn bound(kind: EvidenceKind) -> EvidenceBound {
     match kind {
@@ -166,7 +160,7 @@ fn benign_lines(db: &dyn AiStore, jail: &str) -> crate::store::Result<Vec<String
 
 /// At start: every rule that is or may become loaded is tested against the
 /// benign lines of its jail and the shipped corpus again. One that matches
-/// any becomes [`INVALID`] with the reason, loses its filter files, and
+/// any becomes [`RuleStatus::Invalid`] with the reason, loses its filter files, and
 /// leaves jail.d/ai.local; the names of their jails are returned, so that
 /// a configuration read before cannot start them. Approved rules are the
 /// administrator's: a match is only logged. Blocks on SQLite and files.
@@ -184,8 +178,8 @@ pub fn recheck(store: &dyn Store, conf_dir: &Path) -> Vec<String> {
     let mut refused = Vec::new();
     let mut benign: HashMap<String, Vec<String>> = HashMap::new();
     for rule in rules {
-        let checked = CHECKED.contains(&rule.status.as_str());
-        if !checked && rule.status != "approved" {
+        let checked = rule.status.is_checked();
+        if !checked && rule.status != RuleStatus::Approved {
             continue;
         }
         let lines = match benign.get(&rule.jail) {
@@ -228,7 +222,7 @@ pub fn recheck(store: &dyn Store, conf_dir: &Path) -> Vec<String> {
     refused
 }
 
-/// Records `rule` as [`INVALID`] for `why` and removes its filter files.
+/// Records `rule` as [`RuleStatus::Invalid`] for `why` and removes its filter files.
 fn invalidate(
     store: &dyn Store,
     db: &dyn AiStore,
@@ -245,30 +239,29 @@ fn invalidate(
             _ => {}
         }
     }
-    let was = std::mem::replace(&mut rule.status, INVALID.into());
+    let was = std::mem::replace(&mut rule.status, RuleStatus::Invalid);
     rule.detail["reason"] = json!(why);
     // Its shape is asked about again, with the reason, once the verdict
     // that stood for the rule expires.
     rule.detail["retry"] = json!(true);
-    rule.detail["was"] = json!(was);
+    rule.detail["was"] = json!(was.as_str());
     db.put_rule(&rule)?;
     let now = super::pipeline::now();
-    store.put_verdict(&Verdict {
-        template: rule.template.clone(),
-        verdict: "error".into(),
-        hits: 0,
-        model: rule.detail["model"].as_str().unwrap_or("").to_string(),
+    let judged = Judged {
+        template: &rule.template,
+        verdict: "error",
+        model: rule.detail["model"].as_str().unwrap_or(""),
         tokens: 0,
-        created: now,
-        expiry: now + super::pipeline::RETRY_ERROR,
-    })?;
-    store.add_audit(&AuditEntry {
-        time: now,
-        jail: Some(rule.jail.clone()),
-        kind: "invalid".into(),
-        template: Some(rule.template.clone()),
-        detail: json!({"id": rule.id, "reason": why, "was": was}),
-    })?;
+    };
+    records::verdict(store, &judged, now, super::pipeline::RETRY_ERROR);
+    records::audit(
+        store,
+        now,
+        Some(&rule.jail),
+        "invalid",
+        Some(&rule.template),
+        json!({"id": rule.id, "reason": why, "was": was.as_str()}),
+    );
     Ok(())
 }
 
@@ -279,10 +272,7 @@ fn invalidate(
 pub fn refusal(store: &dyn Store, name: &str) -> Option<String> {
     let id = name.strip_prefix("ai-")?.rsplit('-').next()?;
     let rule = store.ai()?.rule(id).ok().flatten()?;
-    if writer::filter_name(&rule.jail, &rule.id) != name
-        || rule.status == "active"
-        || rule.status == "approved"
-    {
+    if writer::filter_name(&rule.jail, &rule.id) != name || rule.status.is_loaded() {
         return None;
     }
     let reason = rule.detail["reason"].as_str().unwrap_or("");
@@ -300,12 +290,12 @@ mod tests {
         Arc::new(SqliteStore::open(":memory:", Settings::default()).unwrap())
     }
 
-    fn rule(status: &str) -> Rule {
+    fn rule(status: RuleStatus) -> Rule {
         Rule {
             id: "0123abcd".into(),
             jail: "web".into(),
             template: "t".into(),
-            status: status.into(),
+            status,
             created: 1.0,
             detail: json!({"failregex": RE}),
         }
@@ -333,14 +323,14 @@ mod tests {
         let ok = "Dec  7 10:00:00 web1 auth[1]: login ok for user 'alice' from 198.51.100.21";
         ev.benign("web", "ok", &[ok.to_string()], 1.0);
         let db = s.ai().unwrap();
-        let mut r = rule("active");
+        let mut r = rule(RuleStatus::Active);
         db.put_rule(&r).unwrap();
         let filter = writer::filter_path(dir.path(), &r, false);
         writer::write_atomic(&filter, &writer::filter_text(&r)).unwrap();
         let name = writer::filter_name("web", "0123abcd");
         assert_eq!(recheck(s.as_ref(), dir.path()), std::slice::from_ref(&name));
         let got = db.rule("0123abcd").unwrap().unwrap();
-        assert_eq!(got.status, INVALID);
+        assert_eq!(got.status, RuleStatus::Invalid);
         assert!(got.detail["reason"]
             .as_str()
             .unwrap()
@@ -351,7 +341,7 @@ mod tests {
         assert!(refusal(s.as_ref(), &name).unwrap().contains("is invalid"));
         assert_eq!(refusal(s.as_ref(), "ai-web-ffffffff"), None);
         // An approved rule is the administrator's.
-        r.status = "approved".into();
+        r.status = RuleStatus::Approved;
         db.put_rule(&r).unwrap();
         assert!(recheck(s.as_ref(), dir.path()).is_empty());
         assert_eq!(refusal(s.as_ref(), &name), None);

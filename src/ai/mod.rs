@@ -12,17 +12,19 @@
 //! its samples and the [`evidence`] kept of the log, and
 //! [`writer`] writes the filter and its jail for the config watcher to load.
 //! [`pipeline`] runs all of it on one task, fed by the jails through a
-//! bounded channel. The model never names the address to ban and never
+//! bounded channel; [`commands`] answers the `ai` commands. The model never names the address to ban and never
 //! writes anything but a failregex.
 
 pub mod answer;
 pub mod budget;
 pub mod client;
+pub mod commands;
 pub mod evidence;
 pub mod intake;
 pub mod pipeline;
 pub mod prescreen;
 pub mod prompt;
+mod records;
 pub mod shape;
 pub mod template;
 pub mod validate;

@@ -16,29 +16,15 @@ use tokio::sync::{mpsc, Notify};
 
 use super::answer::{self, Judgement};
 use super::budget::Budget;
-use super::client::{CallError, KeyError, LlmClient};
-use super::evidence::{self, INVALID};
+use super::client::{CallError, KeyError, LlmClient, Reply};
+use super::evidence;
 use super::intake::Intake;
-use super::prescreen::Dropped;
 use super::prompt::{self, Question};
+use super::records::{self, Judged};
 use super::shape::{self, Client};
 use super::validate::{self, Evidence};
 use super::{template, writer, Mode, Settings};
-use crate::store::{AiStore, AuditEntry, EvidenceKind, QueuedLine, Rule, Store, Verdict};
-
-/// Why an `ai list/show/approve/reject` command failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RuleError {
-    #[error("no AI rule {0:?}")]
-    NoRule(String),
-    #[error("rule {id} is {status}")]
-    Status { id: String, status: String },
-    #[error(transparent)]
-    Store(#[from] crate::store::Error),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
+use crate::store::{AiStore, EvidenceKind, QueuedLine, Rule, RuleStatus, Store};
 
 /// Unix time now.
 pub fn now() -> f64 {
@@ -49,7 +35,7 @@ pub fn now() -> f64 {
 }
 
 /// Verdicts that hold "for ever" (attack, rejected rules): ten years.
-const FOREVER: f64 = 10.0 * 365.0 * 86_400.0;
+pub(super) const FOREVER: f64 = 10.0 * 365.0 * 86_400.0;
 /// A rejected answer or refused request is asked again after a day.
 pub(super) const RETRY_ERROR: f64 = 86_400.0;
 /// The verdict of a shape queued or being asked about.
@@ -87,8 +73,8 @@ impl AiHandle {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct JailAi {
-    mode: Mode,
+pub(super) struct JailAi {
+    pub(super) mode: Mode,
     max_bantime: Option<f64>,
 }
 
@@ -101,22 +87,42 @@ struct Asked<'a> {
     retried: bool,
 }
 
+/// A queued line on its way to the model.
+struct Pending {
+    q: QueuedLine,
+    samples: Vec<String>,
+    client: Client,
+    /// Whether it is asked again after a rejected answer.
+    retried: bool,
+    /// What is sent.
+    message: String,
+}
+
+/// What the asker does next.
+enum Next {
+    Ask(Box<Pending>),
+    /// A line dropped without asking: take the next.
+    Skip,
+    /// Nothing to ask now (queue empty, or the budget holds).
+    Hold,
+}
+
 /// The running AI part.
 pub struct Ai {
-    settings: Settings,
-    client: LlmClient,
-    store: Arc<dyn Store>,
-    conf_dir: PathBuf,
-    jails: Mutex<HashMap<String, JailAi>>,
+    pub(super) settings: Settings,
+    pub(super) client: LlmClient,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) conf_dir: PathBuf,
+    pub(super) jails: Mutex<HashMap<String, JailAi>>,
     /// What rules are tested against, kept in the store.
-    evidence: evidence::Sample,
+    pub(super) evidence: evidence::Sample,
     /// New shapes until they are queued, and the queue's order.
-    intake: Intake,
-    budget: Mutex<Budget>,
-    dropped: Arc<AtomicU64>,
-    cache_hits: AtomicU64,
-    last_error: Mutex<Option<String>>,
-    wake: Notify,
+    pub(super) intake: Intake,
+    pub(super) budget: Mutex<Budget>,
+    pub(super) dropped: Arc<AtomicU64>,
+    pub(super) cache_hits: AtomicU64,
+    pub(super) last_error: Mutex<Option<String>>,
+    pub(super) wake: Notify,
 }
 
 impl std::fmt::Debug for Ai {
@@ -222,7 +228,7 @@ impl Ai {
         Ok((ai, AiHandle { tx, dropped }))
     }
 
-    fn db(&self) -> &dyn AiStore {
+    pub(super) fn db(&self) -> &dyn AiStore {
         self.store.ai().expect("checked at start")
     }
 
@@ -238,33 +244,24 @@ impl Ai {
         self.wake.notify_one();
     }
 
-    fn audit(&self, jail: Option<&str>, kind: &str, template: Option<&str>, detail: Value) {
-        let e = AuditEntry {
-            time: now(),
-            jail: jail.map(String::from),
-            kind: kind.to_string(),
-            template: template.map(String::from),
-            detail,
-        };
-        if let Err(e) = self.store.add_audit(&e) {
-            tracing::error!("AI audit: {e}");
-        }
+    pub(super) fn audit(
+        &self,
+        jail: Option<&str>,
+        kind: &str,
+        template: Option<&str>,
+        detail: Value,
+    ) {
+        records::audit(self.store.as_ref(), now(), jail, kind, template, detail);
     }
 
-    fn put_verdict(&self, template: &str, verdict: &str, tokens: u64, ttl: f64) {
-        let t = now();
-        let v = Verdict {
-            template: template.to_string(),
-            verdict: verdict.to_string(),
-            hits: 0,
-            model: self.settings.model.clone(),
+    pub(super) fn put_verdict(&self, template: &str, verdict: &str, tokens: u64, ttl: f64) {
+        let j = Judged {
+            template,
+            verdict,
+            model: &self.settings.model,
             tokens,
-            created: t,
-            expiry: t + ttl,
         };
-        if let Err(e) = self.store.put_verdict(&v) {
-            tracing::error!("AI verdict cache: {e}");
-        }
+        records::verdict(self.store.as_ref(), &j, now(), ttl);
     }
 
     /// One line from a jail: cached shapes stop here, new ones are queued.
@@ -336,89 +333,131 @@ impl Ai {
         self.intake.dequeue(self.db(), q);
     }
 
-    /// Takes queued lines to the model while the budget allows.
-    async fn drain(&self) {
-        while let Some(q) = self.next_queued() {
-            let t = now();
-            {
-                let mut b = self.budget.lock().expect("ai lock");
-                if let Err(why) = b.check(t) {
-                    tracing::debug!("AI: holding {} queued lines: {why:?}", self.queued_len());
-                    return;
-                }
-                b.sent(t);
-            }
-            let samples: Vec<String> = q.line.split('\n').map(String::from).collect();
-            let Some((client, addr)) = shape::decide(&samples).and_then(|c| {
-                let a = shape::address_of(&samples[0], &c)?.1;
-                Some((c, a))
-            }) else {
-                // Queued by another version, or ambiguous: never guess.
-                self.dequeue(&q);
-                self.put_verdict(&q.template, "error", 0, RETRY_ERROR);
-                continue;
+    /// Takes queued lines to the model while the budget allows. Only the
+    /// request waits on the runtime; the store's reads and writes before
+    /// and after it run on the blocking pool.
+    async fn drain(self: &Arc<Self>) {
+        loop {
+            let ai = self.clone();
+            let next = match tokio::task::spawn_blocking(move || ai.next_question()).await {
+                Ok(next) => next,
+                Err(e) => return tracing::error!("AI: {e}"),
             };
-            let rejected = self.pending_retry(&q.template);
-            self.audit(
-                Some(&q.jail),
-                "request",
-                Some(&q.template),
-                json!({"addr": addr, "samples": samples.len(), "retry": rejected.is_some()}),
-            );
-            let user = prompt::message(&Question {
-                service: &q.jail,
-                samples: &samples,
-                client: &addr,
-                position: client.slot + 1,
-                rejected: rejected.as_deref(),
-            });
-            match self.client.ask(user).await {
-                Err(CallError::Temporary(e)) => {
-                    tracing::warn!("AI: request failed, line stays queued: {e}");
-                    self.budget.lock().expect("ai lock").failed(now());
-                    *self.last_error.lock().expect("ai lock") = Some(e.clone());
-                    self.audit(
-                        Some(&q.jail),
-                        "error",
-                        Some(&q.template),
-                        json!({"error": e}),
-                    );
-                    return;
+            let question = match next {
+                Next::Ask(question) => question,
+                Next::Skip => continue,
+                Next::Hold => return,
+            };
+            let reply = self.client.ask(question.message.clone()).await;
+            let ai = self.clone();
+            match tokio::task::spawn_blocking(move || ai.answered(&question, reply)).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => return tracing::error!("AI: {e}"),
+            }
+        }
+    }
+
+    /// The next queued line to ask about, within the budget. Blocks on
+    /// SQLite.
+    fn next_question(&self) -> Next {
+        let Some(q) = self.next_queued() else {
+            return Next::Hold;
+        };
+        let t = now();
+        {
+            let mut b = self.budget.lock().expect("ai lock");
+            if let Err(why) = b.check(t) {
+                tracing::debug!("AI: holding {} queued lines: {why:?}", self.queued_len());
+                return Next::Hold;
+            }
+            b.sent(t);
+        }
+        let samples: Vec<String> = q.line.split('\n').map(String::from).collect();
+        let Some((client, addr)) = shape::decide(&samples).and_then(|c| {
+            let a = shape::address_of(&samples[0], &c)?.1;
+            Some((c, a))
+        }) else {
+            // Queued by another version, or ambiguous: never guess.
+            self.dequeue(&q);
+            self.put_verdict(&q.template, "error", 0, RETRY_ERROR);
+            return Next::Skip;
+        };
+        let rejected = self.pending_retry(&q.template);
+        self.audit(
+            Some(&q.jail),
+            "request",
+            Some(&q.template),
+            json!({"addr": addr, "samples": samples.len(), "retry": rejected.is_some()}),
+        );
+        let message = prompt::message(&Question {
+            service: &q.jail,
+            samples: &samples,
+            client: &addr,
+            position: client.slot + 1,
+            rejected: rejected.as_deref(),
+        });
+        Next::Ask(Box::new(Pending {
+            q,
+            samples,
+            client,
+            retried: rejected.is_some(),
+            message,
+        }))
+    }
+
+    /// Records the model's reply to `question` and acts on it; false when
+    /// draining must stop for now. Blocks on SQLite and files.
+    fn answered(&self, question: &Pending, reply: Result<Reply, CallError>) -> bool {
+        let q = &question.q;
+        match reply {
+            Err(CallError::Temporary(e)) => {
+                tracing::warn!("AI: request failed, line stays queued: {e}");
+                self.budget.lock().expect("ai lock").failed(now());
+                *self.last_error.lock().expect("ai lock") = Some(e.clone());
+                self.audit(
+                    Some(&q.jail),
+                    "error",
+                    Some(&q.template),
+                    json!({"error": e}),
+                );
+                false
+            }
+            Err(CallError::Refused(e)) => {
+                tracing::error!("AI: request refused: {e}");
+                self.dequeue(q);
+                self.put_verdict(&q.template, "error", 0, RETRY_ERROR);
+                self.audit(
+                    Some(&q.jail),
+                    "error",
+                    Some(&q.template),
+                    json!({"error": e}),
+                );
+                true
+            }
+            Ok(reply) => {
+                self.budget
+                    .lock()
+                    .expect("ai lock")
+                    .answered(now(), reply.tokens);
+                self.audit(
+                    Some(&q.jail),
+                    "answer",
+                    Some(&q.template),
+                    json!({"tokens": reply.tokens, "content": super::cut(&reply.content, 4000)}),
+                );
+                self.dequeue(q);
+                let mode = self.jails.lock().expect("ai lock").get(&q.jail).copied();
+                if let Some(j) = mode {
+                    let asked = Asked {
+                        q,
+                        samples: &question.samples,
+                        client: &question.client,
+                        retried: question.retried,
+                    };
+                    self.judge(&asked, &reply.content, reply.tokens, j);
                 }
-                Err(CallError::Refused(e)) => {
-                    tracing::error!("AI: request refused: {e}");
-                    self.dequeue(&q);
-                    self.put_verdict(&q.template, "error", 0, RETRY_ERROR);
-                    self.audit(
-                        Some(&q.jail),
-                        "error",
-                        Some(&q.template),
-                        json!({"error": e}),
-                    );
-                }
-                Ok(reply) => {
-                    self.budget
-                        .lock()
-                        .expect("ai lock")
-                        .answered(now(), reply.tokens);
-                    self.audit(
-                        Some(&q.jail),
-                        "answer",
-                        Some(&q.template),
-                        json!({"tokens": reply.tokens, "content": super::cut(&reply.content, 4000)}),
-                    );
-                    self.dequeue(&q);
-                    let mode = self.jails.lock().expect("ai lock").get(&q.jail).copied();
-                    if let Some(j) = mode {
-                        let asked = Asked {
-                            q: &q,
-                            samples: &samples,
-                            client: &client,
-                            retried: rejected.is_some(),
-                        };
-                        self.judge(&asked, &reply.content, reply.tokens, j);
-                    }
-                }
+                true
             }
         }
     }
@@ -431,7 +470,7 @@ impl Ai {
     /// shape is being asked again because of it.
     fn pending_retry(&self, template: &str) -> Option<String> {
         let r = self.db().rule(&rule_id(template)).ok().flatten()?;
-        (r.status == INVALID && r.detail["retry"] == true)
+        (r.status == RuleStatus::Invalid && r.detail["retry"] == true)
             .then(|| r.detail["reason"].as_str().unwrap_or("").to_string())
     }
 
@@ -444,12 +483,12 @@ impl Ai {
         let again = !a.retried;
         let id = rule_id(&q.template);
         let kept = self.db().rule(&id).ok().flatten();
-        if kept.is_none_or(|r| r.status == INVALID) {
+        if kept.is_none_or(|r| r.status == RuleStatus::Invalid) {
             let rule = Rule {
                 id,
                 jail: q.jail.clone(),
                 template: q.template.clone(),
-                status: INVALID.into(),
+                status: RuleStatus::Invalid,
                 created: now(),
                 detail: json!({
                     "reason": reason,
@@ -512,9 +551,9 @@ impl Ai {
             return self.reject_answer(asked, tokens, &why, json!({"failregex": re}));
         }
         let status = match j.mode {
-            Mode::Observe | Mode::Off => "observed",
-            Mode::Suggest => "pending",
-            Mode::Enforce => "active",
+            Mode::Observe | Mode::Off => RuleStatus::Observed,
+            Mode::Suggest => RuleStatus::Pending,
+            Mode::Enforce => RuleStatus::Active,
         };
         let max_bantime = j
             .max_bantime
@@ -523,7 +562,7 @@ impl Ai {
             id: rule_id(&q.template),
             jail: q.jail.clone(),
             template: q.template.clone(),
-            status: status.into(),
+            status,
             created: now(),
             detail: json!({
                 "failregex": re,
@@ -551,7 +590,7 @@ impl Ai {
             Some(&q.jail),
             "rule",
             Some(&q.template),
-            json!({"id": rule.id, "status": status, "failregex": rule.detail["failregex"]}),
+            json!({"id": rule.id, "status": status.as_str(), "failregex": rule.detail["failregex"]}),
         );
         tracing::info!(
             "[{}] AI rule {} ({status}): {}",
@@ -562,203 +601,22 @@ impl Ai {
     }
 
     /// Writes a rule's files for its status and records it.
-    fn install(&self, rule: &Rule) -> std::io::Result<()> {
-        let pending = rule.status == "pending";
-        if rule.status != "observed" {
+    pub(super) fn install(&self, rule: &Rule) -> std::io::Result<()> {
+        let pending = rule.status == RuleStatus::Pending;
+        if rule.status != RuleStatus::Observed {
             let path = writer::filter_path(&self.conf_dir, rule, pending);
             writer::write_atomic(&path, &writer::filter_text(rule))?;
         }
         self.db().put_rule(rule).map_err(std::io::Error::other)?;
-        if !pending && rule.status != "observed" {
+        if rule.status.is_loaded() {
             self.write_jails()?;
         }
         Ok(())
     }
 
-    fn write_jails(&self) -> std::io::Result<()> {
+    pub(super) fn write_jails(&self) -> std::io::Result<()> {
         let rules = self.db().rules().map_err(std::io::Error::other)?;
         writer::write_jails(&self.conf_dir, &rules)
-    }
-
-    /// `ai status`.
-    pub fn status(&self) -> Value {
-        let t = now();
-        let b = self.budget.lock().expect("ai lock").clone();
-        let (dropped_backlog, dropped_shapes) = self.intake.dropped();
-        let jails: serde_json::Map<String, Value> = self
-            .jails
-            .lock()
-            .expect("ai lock")
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v.mode.as_str())))
-            .collect();
-        json!({
-            "jails": jails,
-            "provider": self.settings.base_url,
-            "model": self.settings.model,
-            "requests today": b.requests_today,
-            "tokens today": b.tokens_today,
-            "requests left": b.requests_left(),
-            "tokens left": b.tokens_left(),
-            "breaker open": b.breaker_open(t),
-            "cache size": self.db().verdict_count().unwrap_or_default(),
-            "cache hits": self.cache_hits.load(Ordering::Relaxed),
-            "queue": self.db().queue_len().unwrap_or_default(),
-            "dropped": self.dropped.load(Ordering::Relaxed),
-            "dropped backlog": dropped_backlog,
-            "dropped shapes": dropped_shapes,
-            "last error": *self.last_error.lock().expect("ai lock"),
-        })
-    }
-
-    /// `ai list`.
-    pub fn list(&self) -> Result<Value, RuleError> {
-        let rules = self.db().rules()?;
-        Ok(Value::Array(
-            rules
-                .iter()
-                .map(|r| {
-                    let mut v = json!({"id": r.id, "jail": r.jail, "status": r.status,
-                           "filter": r.detail["filter"], "failregex": r.detail["failregex"]});
-                    if r.status == INVALID {
-                        v["reason"] = r.detail["reason"].clone();
-                    }
-                    v
-                })
-                .collect(),
-        ))
-    }
-
-    fn rule(&self, id: &str) -> Result<Rule, RuleError> {
-        self.db()
-            .rule(id)?
-            .ok_or_else(|| RuleError::NoRule(id.to_string()))
-    }
-
-    /// `ai show <id>`.
-    pub fn show(&self, id: &str) -> Result<Value, RuleError> {
-        let r = self.rule(id)?;
-        Ok(
-            json!({"id": r.id, "jail": r.jail, "status": r.status, "template": r.template,
-                  "created": r.created, "detail": r.detail,
-                  "filter file": writer::filter_text(&r)}),
-        )
-    }
-
-    /// `ai approve <id>`: a suggested filter moves into filter.d and gets
-    /// its jail; an enforced one loses its bantime cap.
-    pub fn approve(&self, id: &str) -> Result<Value, RuleError> {
-        let mut r = self.rule(id)?;
-        match r.status.as_str() {
-            "pending" | "active" | "observed" => {}
-            s => {
-                return Err(RuleError::Status {
-                    id: id.to_string(),
-                    status: s.to_string(),
-                })
-            }
-        }
-        r.status = "approved".into();
-        let pending = writer::filter_path(&self.conf_dir, &r, true);
-        let _ = std::fs::remove_file(pending);
-        self.install(&r)?;
-        self.audit(
-            Some(&r.jail),
-            "approve",
-            Some(&r.template),
-            json!({"id": id}),
-        );
-        Ok(json!(format!("rule {id} approved")))
-    }
-
-    /// `ai reject <id>`: the filter goes, the shape is recorded benign.
-    pub fn reject(&self, id: &str) -> Result<Value, RuleError> {
-        let mut r = self.rule(id)?;
-        for pending in [true, false] {
-            let _ = std::fs::remove_file(writer::filter_path(&self.conf_dir, &r, pending));
-        }
-        r.status = "rejected".into();
-        self.db().put_rule(&r)?;
-        self.write_jails()?;
-        self.put_verdict(&r.template, "benign", 0, FOREVER);
-        self.audit(
-            Some(&r.jail),
-            "reject",
-            Some(&r.template),
-            json!({"id": id}),
-        );
-        Ok(json!(format!("rule {id} rejected")))
-    }
-
-    /// `ai test <line>`: the whole pipeline on one line, nothing written
-    /// and nothing cached. `addr` is the prescreen's answer.
-    pub async fn test(&self, jail: &str, line: &str, addr: Result<String, Dropped>) -> Value {
-        let line = super::cut(line, super::MAX_LINE);
-        let key = template::key(line);
-        if let Err(why) = addr {
-            return json!({"template": key, "prescreen": format!("{why:?}")});
-        }
-        let samples = [line.to_string()];
-        let Some((client, addr)) = shape::decide(&samples).and_then(|c| {
-            let a = shape::address_of(line, &c)?.1;
-            Some((c, a))
-        }) else {
-            return json!({"template": key, "prescreen": "no address that can be the client"});
-        };
-        let cached = self
-            .store
-            .lookup_verdict(&key, now())
-            .ok()
-            .flatten()
-            .map(|v| v.verdict);
-        let t = now();
-        if let Err(why) = {
-            let mut b = self.budget.lock().expect("ai lock");
-            b.check(t).map(|_| b.sent(t))
-        } {
-            return json!({"template": key, "addr": addr, "cached": cached,
-                          "error": format!("budget: {why:?}")});
-        }
-        let user = prompt::message(&Question {
-            service: jail,
-            samples: &samples,
-            client: &addr,
-            position: client.slot + 1,
-            rejected: None,
-        });
-        let reply = match self.client.ask(user).await {
-            Ok(r) => r,
-            Err(e) => {
-                return json!({"template": key, "addr": addr, "cached": cached, "error": e.to_string()})
-            }
-        };
-        self.budget
-            .lock()
-            .expect("ai lock")
-            .answered(now(), reply.tokens);
-        let a = match answer::parse(&reply.content) {
-            Ok(a) => a,
-            Err(e) => {
-                return json!({"template": key, "addr": addr, "cached": cached, "answer": e.to_string()})
-            }
-        };
-        let mut out = json!({"template": key, "addr": addr, "cached": cached,
-                             "verdict": a.verdict, "reason": a.reason, "failregex": a.failregex});
-        if let Some(re) = &a.failregex {
-            let (benign, recent) = self.evidence.lines(jail, &key);
-            let report = validate::validate(
-                re,
-                &Evidence {
-                    samples: &samples,
-                    client: &client,
-                    benign: &benign,
-                    recent: &recent,
-                },
-            );
-            out["valid"] = json!(report.ok());
-            out["checks"] = json!(report.checks);
-        }
-        out
     }
 }
 

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::store::Rule;
+use crate::store::{Rule, RuleStatus};
 
 /// The jail file that holds every AI jail.
 pub const JAIL_FILE: &str = "jail.d/ai.local";
@@ -130,7 +130,7 @@ fn jail_section(rule: &Rule) -> String {
     // Until approved, the model's counting holds only within the floors:
     // never fewer than min_maxretry failures, never longer than the cap,
     // also for bans bantime.increment makes longer.
-    let approved = rule.status == "approved";
+    let approved = rule.status == RuleStatus::Approved;
     let mut maxretry = num(rule, "maxretry");
     let mut bantime = num(rule, "bantime");
     let mut maxtime = None;
@@ -170,10 +170,7 @@ pub fn write_jails(conf_dir: &Path, rules: &[Rule]) -> std::io::Result<()> {
 
 /// The text of `jail.d/ai.local` for `rules`; none when no rule is loaded.
 fn jails_text(rules: &[Rule]) -> Option<String> {
-    let loaded: Vec<_> = rules
-        .iter()
-        .filter(|r| r.status == "active" || r.status == "approved")
-        .collect();
+    let loaded: Vec<_> = rules.iter().filter(|r| r.status.is_loaded()).collect();
     if loaded.is_empty() {
         return None;
     }
@@ -215,7 +212,7 @@ mod tests {
             id: "abc123".into(),
             jail: "nginx_access".into(),
             template: "t".into(),
-            status: "active".into(),
+            status: RuleStatus::Active,
             created: 0.0,
             detail: serde_json::json!({
                 "failregex": "^<HOST> x 100% \\S+",
@@ -238,7 +235,7 @@ mod tests {
             id: "abc123".into(),
             jail: "nginx".into(),
             template: "t".into(),
-            status: "active".into(),
+            status: RuleStatus::Active,
             created: 0.0,
             detail: serde_json::json!({"maxretry": 1, "bantime": 2_592_000}),
         };
@@ -247,7 +244,7 @@ mod tests {
         assert!(s.contains("maxretry = 3\n"), "{s}");
         assert!(s.contains("bantime = 3600\n"), "{s}");
         assert!(s.contains("bantime.maxtime = 3600\n"), "{s}");
-        rule.status = "approved".into();
+        rule.status = RuleStatus::Approved;
         let s = jail_section(&rule);
         assert!(s.contains("maxretry = 1\n"), "{s}");
         assert!(s.contains("bantime = 2592000\n"), "{s}");
@@ -265,7 +262,7 @@ mod tests {
             id: "abc123".into(),
             jail: "nginx".into(),
             template: "t".into(),
-            status: "active".into(),
+            status: RuleStatus::Active,
             created: 0.0,
             detail: serde_json::json!({"maxretry": 3, "bantime": 600}),
         };

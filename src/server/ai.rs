@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use crate::ai::commands::RuleError;
 use crate::ai::pipeline::Ai;
 use crate::ai::{AiHandle, Mode};
 use crate::client::protocol::{CommandError, ErrorKind};
@@ -27,6 +28,18 @@ pub struct AiSlot {
 
 fn failed(e: impl std::fmt::Display) -> CommandError {
     CommandError::new(ErrorKind::Failed, e.to_string())
+}
+
+/// Runs an `ai` command that reads and writes SQLite and files on the
+/// blocking pool, so the runtime threads serving the jails never wait on it.
+async fn off_runtime(
+    ai: Arc<Ai>,
+    command: impl FnOnce(&Ai) -> Result<Value, RuleError> + Send + 'static,
+) -> Result<Value, CommandError> {
+    tokio::task::spawn_blocking(move || command(&ai))
+        .await
+        .map_err(failed)?
+        .map_err(failed)
 }
 
 impl Server {
@@ -99,11 +112,20 @@ impl Server {
         };
         let arg = |i: usize| args.get(i).cloned().ok_or_else(CommandError::invalid);
         match args.first().map(String::as_str) {
-            Some("status") => Ok(ai.status()),
-            Some("list") => ai.list().map_err(failed),
-            Some("show") => ai.show(&arg(1)?).map_err(failed),
-            Some("approve") => ai.approve(&arg(1)?).map_err(failed),
-            Some("reject") => ai.reject(&arg(1)?).map_err(failed),
+            Some("status") => off_runtime(ai, |ai| Ok(ai.status())).await,
+            Some("list") => off_runtime(ai, |ai| ai.list()).await,
+            Some("show") => {
+                let id = arg(1)?;
+                off_runtime(ai, move |ai| ai.show(&id)).await
+            }
+            Some("approve") => {
+                let id = arg(1)?;
+                off_runtime(ai, move |ai| ai.approve(&id)).await
+            }
+            Some("reject") => {
+                let id = arg(1)?;
+                off_runtime(ai, move |ai| ai.reject(&id)).await
+            }
             Some("test") => {
                 let line = arg(1)?;
                 let jail = match args.get(2) {

@@ -38,12 +38,92 @@ pub struct Rule {
     pub jail: String,
     /// The template that triggered it.
     pub template: String,
-    /// observed, pending, active, approved or rejected.
-    pub status: String,
+    /// Where it stands.
+    pub status: RuleStatus,
     /// When it was made.
     pub created: f64,
     /// Everything else (regex, model, reason, sample, suggested times).
     pub detail: serde_json::Value,
+}
+
+/// Where an AI rule stands; kept in the store by [`RuleStatus::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleStatus {
+    /// Made in `ai = observe`: recorded, never loaded.
+    Observed,
+    /// Made in `ai = suggest`: waits for `ai approve`.
+    Pending,
+    /// Made in `ai = enforce`: loaded with its bantime capped.
+    Active,
+    /// Approved by the administrator: loaded uncapped, and theirs.
+    Approved,
+    /// Rejected by the administrator: its shape is benign.
+    Rejected,
+    /// Failed a check: listed with its reason, never loaded.
+    Invalid,
+}
+
+impl RuleStatus {
+    const ALL: [RuleStatus; 6] = [
+        RuleStatus::Observed,
+        RuleStatus::Pending,
+        RuleStatus::Active,
+        RuleStatus::Approved,
+        RuleStatus::Rejected,
+        RuleStatus::Invalid,
+    ];
+
+    /// Its name, as `ai list` shows it and the store keeps it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleStatus::Observed => "observed",
+            RuleStatus::Pending => "pending",
+            RuleStatus::Active => "active",
+            RuleStatus::Approved => "approved",
+            RuleStatus::Rejected => "rejected",
+            RuleStatus::Invalid => "invalid",
+        }
+    }
+
+    /// The status named `name`.
+    pub fn parse(name: &str) -> Option<RuleStatus> {
+        RuleStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether a jail loads the rule's filter (jail.d/ai.local names it).
+    pub fn is_loaded(self) -> bool {
+        matches!(self, RuleStatus::Active | RuleStatus::Approved)
+    }
+
+    /// Whether the rule is the model's and still checked against the
+    /// evidence: loaded now or loadable by an approval.
+    pub fn is_checked(self) -> bool {
+        matches!(
+            self,
+            RuleStatus::Active | RuleStatus::Pending | RuleStatus::Observed
+        )
+    }
+}
+
+impl std::fmt::Display for RuleStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl rusqlite::types::ToSql for RuleStatus {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for RuleStatus {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let name = v.as_str()?;
+        RuleStatus::parse(name).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown AI rule status {name:?}").into())
+        })
+    }
 }
 
 /// Which part of the evidence a line belongs to.
@@ -336,7 +416,7 @@ mod tests {
             id: "a1".into(),
             jail: "nginx".into(),
             template: "t".into(),
-            status: "active".into(),
+            status: RuleStatus::Active,
             created: 2.0,
             detail: serde_json::json!({"failregex": "x <HOST>"}),
         };

@@ -29,7 +29,7 @@ mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
-pub use ai::{AiStore, EvidenceBound, EvidenceKind, EvidenceLine, QueuedLine, Rule};
+pub use ai::{AiStore, EvidenceBound, EvidenceKind, EvidenceLine, QueuedLine, Rule, RuleStatus};
 pub use error::Error;
 pub use import::{import_fail2ban, ImportError, ImportStats, FAIL2BAN_SCHEMA};
 pub use sqlite::SqliteStore;
