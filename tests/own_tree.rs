@@ -26,6 +26,8 @@ const JAILS: &[&str] = &[
     "apache-badbots",
     "wordpress",
     "postfix",
+    "postfix-rbl",
+    "postfix-sasl",
     "dovecot",
     "vsftpd",
     "proftpd",
