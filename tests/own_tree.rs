@@ -22,6 +22,7 @@ const JAILS: &[&str] = &[
     "nginx-http-auth",
     "nginx-limit-req",
     "nginx-botsearch",
+    "nginx-bad-request",
     "apache-auth",
     "apache-badbots",
     "wordpress",

@@ -605,6 +605,7 @@ const OWN_FILTERS: &[&str] = &[
     "dovecot",
     "dropbear",
     "mysqld-auth",
+    "nginx-bad-request",
     "nginx-botsearch",
     "nginx-http-auth",
     "nginx-limit-req",
