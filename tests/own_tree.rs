@@ -25,6 +25,7 @@ const JAILS: &[&str] = &[
     "nginx-bad-request",
     "apache-auth",
     "apache-badbots",
+    "apache-noscript",
     "wordpress",
     "postfix",
     "postfix-rbl",

@@ -602,6 +602,7 @@ fn every_filter(version: &'static str, root: &Path) -> crate::reference::Tally {
 const OWN_FILTERS: &[&str] = &[
     "apache-auth",
     "apache-badbots",
+    "apache-noscript",
     "dovecot",
     "dropbear",
     "mysqld-auth",
