@@ -34,6 +34,7 @@ const JAILS: &[&str] = &[
     "vsftpd",
     "proftpd",
     "mysqld-auth",
+    "named-refused",
     "recidive",
 ];
 

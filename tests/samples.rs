@@ -606,6 +606,7 @@ const OWN_FILTERS: &[&str] = &[
     "dovecot",
     "dropbear",
     "mysqld-auth",
+    "named-refused",
     "nginx-bad-request",
     "nginx-botsearch",
     "nginx-http-auth",
