@@ -26,6 +26,8 @@ const JAILS: &[&str] = &[
     "apache-auth",
     "apache-badbots",
     "apache-noscript",
+    "apache-overflows",
+    "apache-shellshock",
     "wordpress",
     "postfix",
     "postfix-rbl",

@@ -603,6 +603,8 @@ const OWN_FILTERS: &[&str] = &[
     "apache-auth",
     "apache-badbots",
     "apache-noscript",
+    "apache-overflows",
+    "apache-shellshock",
     "dovecot",
     "dropbear",
     "mysqld-auth",
