@@ -141,7 +141,8 @@ fn systemd_unit_verifies() {
 fn bash_completion_completes() {
     need(&[Need::Bash]);
     let file = repo().join("debian/completions/fail3ban-client");
-    let conf = repo().join("config");
+    // The repository root holds filter.d, all the completion reads.
+    let conf = repo();
     let script = format!(
         "source '{}'
 COMP_WORDS=(fail3ban-client imp); COMP_CWORD=1; _fail3ban_client; echo \"client: ${{COMPREPLY[*]}}\"

@@ -1,4 +1,5 @@
-//! fail3ban's own configuration tree (config/, installed as /etc/fail3ban):
+//! fail3ban's own configuration tree (config/ with the repository root's
+//! filter.d, action.d and jail.d, installed together as /etc/fail3ban):
 //! checked by fail3ban-client, its actions rendered for real bans, and the
 //! firewall actions run in a network namespace of their own.
 
@@ -21,32 +22,49 @@ const JAILS: &[&str] = &[
     "nginx-http-auth",
     "nginx-limit-req",
     "nginx-botsearch",
+    "nginx-bad-request",
     "apache-auth",
     "apache-badbots",
+    "apache-noscript",
+    "apache-overflows",
+    "apache-shellshock",
     "wordpress",
     "postfix",
+    "postfix-rbl",
+    "postfix-sasl",
     "dovecot",
     "vsftpd",
     "proftpd",
     "mysqld-auth",
+    "named-refused",
     "recidive",
 ];
 
-fn own_tree() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+/// The parts of the tree in the repository: `config/` and the root's
+/// directories, each installed under /etc/fail3ban by the package.
+const PARTS: &[&str] = &["config/.", "filter.d", "action.d", "jail.d"];
+
+/// The tree as the package installs it, assembled in `tmp`.
+pub fn own_tree(tmp: &Path) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dst = tmp.join("fail3ban");
+    std::fs::create_dir_all(&dst).unwrap();
+    for part in PARTS {
+        let st = Command::new("cp")
+            .arg("-r")
+            .arg(repo.join(part))
+            .arg(&dst)
+            .status()
+            .unwrap();
+        assert!(st.success(), "cp {part}");
+    }
+    dst
 }
 
 /// A copy of the tree with `jail_local`, and an empty log every jail reads.
 pub fn tree_with(jail_local: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    let dst = tmp.path().join("fail3ban");
-    let st = Command::new("cp")
-        .arg("-r")
-        .arg(own_tree())
-        .arg(&dst)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let dst = own_tree(tmp.path());
     std::fs::write(tmp.path().join("empty.log"), "").unwrap();
     let text = jail_local.replace("@LOG@", tmp.path().join("empty.log").to_str().unwrap());
     std::fs::write(dst.join("jail.local"), text).unwrap();
@@ -69,7 +87,8 @@ fn client(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn shipped_tree_tests_ok() {
-    let tree = own_tree();
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = own_tree(tmp.path());
     let (ok, out) = client(&["-c", tree.to_str().unwrap(), "-t"]);
     assert!(ok, "{out}");
     assert!(

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 /// machine's zone is.
 const TZ: &str = "CET-01CEST-02,M3.5.0,M10.5.0";
 
-fn fail3ban(args: &[&str]) -> Output {
+pub(crate) fn fail3ban(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fail3ban-regex"))
         .args(args)
         .env("TZ", TZ)
@@ -18,7 +18,7 @@ fn fail3ban(args: &[&str]) -> Output {
         .expect("run fail3ban-regex")
 }
 
-fn fail2ban(root: &Path, args: &[&str]) -> Output {
+pub(crate) fn fail2ban(root: &Path, args: &[&str]) -> Output {
     Command::new("/usr/bin/python3")
         .arg(root.join("usr/bin/fail2ban-regex"))
         .args(args)

@@ -46,6 +46,8 @@ mod netns;
 mod e2e;
 // fail3ban's own configuration tree: checked, actions rendered and run in a netns.
 mod own_tree;
+// The own tree against fail2ban's: coverage, and own filters on fail2ban's sample logs.
+mod own_filters;
 // fail3ban-client import-fail2ban-db on a database written by fail2ban.
 mod import_db;
 // fail3ban-client migrate: from a fail2ban system to fail3ban and back.
