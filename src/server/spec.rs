@@ -68,6 +68,16 @@ fn seconds_of(what: &str, v: &Value) -> Result<f64, CommandError> {
     }
 }
 
+/// An ignoreip item as the jail keeps (and `get <jail> ignoreip` lists)
+/// it: a `file:` item in one spelling whichever way it was written;
+/// `None` for `file:` without a path.
+fn ignoreip_item(w: &str) -> Option<String> {
+    if !w.starts_with("file:") {
+        return Some(w.to_string());
+    }
+    crate::jail::ignore::file_item(w).map(|p| crate::jail::ignore::file_item_text(&p))
+}
+
 /// Applies one command of a configuration stream to the jails it builds:
 /// `add` makes one, `set`/`multi-set` change one already added.
 /// `Ok(false)`: the command is about no jail here (a server option).
@@ -394,13 +404,17 @@ impl JailSpec {
             "ignoreself" => self.ignoreself = bool_of(&first),
             "addignoreip" => {
                 for w in words() {
+                    let w = ignoreip_item(&w).ok_or_else(|| invalid(what, &Value::String(w)))?;
                     if !self.ignoreip.contains(&w) {
                         self.ignoreip.push(w);
                     }
                 }
             }
             "delignoreip" => {
-                let w = words();
+                let w: Vec<String> = words()
+                    .iter()
+                    .map(|w| ignoreip_item(w).unwrap_or_else(|| w.clone()))
+                    .collect();
                 self.ignoreip.retain(|i| !w.contains(i));
             }
             "ignorecache" => self.ignorecache = Some(t).filter(|s| !s.is_empty()),
