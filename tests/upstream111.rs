@@ -63,7 +63,7 @@ fn a_jail_without_logs_and_without_skip_still_starts() {
 /// `systemd_if_nologs = false` keeps it on files.
 #[test]
 fn auto_backend_without_logs_switches_to_the_journal() {
-    let tree = Tree::new(&format!(
+    let tree = Tree::new(
         "[sw]
 enabled = true
 filter = jtest
@@ -79,8 +79,8 @@ systemd_if_nologs = false
 enabled = true
 filter = jtest
 logpath = @T@/found.log
-"
-    ));
+",
+    );
     tree.write_conf("filter.d/jtest.conf", JOURNAL_FILTER);
     new_log(tree.path("found.log"));
     let mut s = Server::start(&tree);
