@@ -127,6 +127,9 @@ pub enum BackendError {
     /// `systemd[journalflags=...]` is no number.
     #[error("journalflags: not a number: {0}")]
     JournalFlags(String),
+    /// `systemd[rotated=...]` is neither on nor off.
+    #[error("rotated: expected on or off, got {0:?}")]
+    Rotated(String),
 }
 
 /// A jail's `backend`, parsed once when the jail is added: files, with how
@@ -153,6 +156,9 @@ pub struct JournalBackend {
     pub files: Vec<String>,
     pub path: Option<String>,
     pub namespace: Option<String>,
+    /// fail2ban 1.1.1's `rotated`: whether rotated journal files are read
+    /// too (default off).
+    pub rotated: bool,
 }
 
 impl JailBackend {
@@ -182,6 +188,13 @@ impl JailBackend {
                         }
                         "journalpath" => j.path = Some(v),
                         "namespace" => j.namespace = Some(v),
+                        "rotated" => {
+                            j.rotated = match v.trim().to_ascii_lowercase().as_str() {
+                                "1" | "on" | "true" | "yes" => true,
+                                "0" | "off" | "false" | "no" => false,
+                                _ => return Err(BackendError::Rotated(v.clone())),
+                            }
+                        }
                         other => tracing::warn!("unknown journal option {other} in {text:?}"),
                     }
                 }
@@ -552,6 +565,15 @@ mod tests {
         assert!(matches!(
             JailBackend::parse("systemd[journalflags=x]"),
             Err(BackendError::JournalFlags(_))
+        ));
+        let BackendKind::Journal(j) = JailBackend::parse("systemd[rotated=on]").unwrap().kind
+        else {
+            unreachable!()
+        };
+        assert!(j.rotated);
+        assert!(matches!(
+            JailBackend::parse("systemd[rotated=sometimes]"),
+            Err(BackendError::Rotated(_))
         ));
     }
 }

@@ -197,6 +197,7 @@ pub(super) fn journal_source(
     opts.files = journal.files.clone();
     opts.path = journal.path.clone();
     opts.namespace = journal.namespace.clone();
+    opts.rotated = journal.rotated;
     opts.start = JournalStart::Time(now - spec.findtime);
     if let Some(s) = store {
         match s.journal_cursor(&spec.name) {
