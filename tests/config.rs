@@ -521,6 +521,14 @@ fn bad_values_are_named() {
         ]),
         &["@TREE@/jail.local [j] usedns: expected yes, warn, no or raw"],
     );
+    // fail2ban 1.1.1's ignoreip files: `file:` needs a path.
+    assert_problem(
+        &with_ok(&[
+            ("jail.conf", "[DEFAULT]\nfilter = f\naction = a\nlogpath = @TREE@/logs/a.log\n[j]\nenabled = true\n"),
+            ("jail.local", "[j]\nignoreip = 192.0.2.1 file:\n"),
+        ]),
+        &["@TREE@/jail.local [j] ignoreip: expected addresses, networks, names or file:<path>"],
+    );
 }
 
 #[test]

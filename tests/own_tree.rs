@@ -216,13 +216,13 @@ const RENDERED: &[(&str, &[&str])] = &[
         &[
             "iptables -w -I f3b-sshd 1 -s 192.0.2.7 -j REJECT --reject-with icmp-port-unreachable",
             "ip6tables -w -I f3b-sshd 1 -s 2001:db8::7 -j REJECT --reject-with icmp6-port-unreachable",
-            "iptables -w -I INPUT -p tcp -m multiport --dports ssh,8080:8090 -j f3b-sshd",
+            "for chain in $(echo 'INPUT' | tr ',' ' '); do iptables -w -I \"$chain\" -p tcp -m multiport --dports ssh,8080:8090 -j f3b-sshd || exit 1; done",
             "iptables -w -D f3b-sshd -s 192.0.2.7 -j REJECT",
         ],
     ),
     (
         "iptables-allports",
-        &["iptables -w -I INPUT -p tcp -j f3b-sshd", "-s 192.0.2.7 -j REJECT"],
+        &["iptables -w -I \"$chain\" -p tcp -j f3b-sshd", "-s 192.0.2.7 -j REJECT"],
     ),
     (
         "iptables-ipset",
@@ -391,5 +391,50 @@ async fn firewall_actions_ban_in_a_netns() {
             assert_eq!(before, left, "{spec}: firewall not as before");
         }
         println!("own actions: {spec}: banned, unbanned and stopped for real in a netns");
+    }
+}
+
+/// `chain = INPUT,FORWARD` (fail2ban 1.1.1's several chains): the jail's
+/// traffic is sent to its rules from each chain, for real in a namespace,
+/// and stop leaves the firewall as it was.
+#[tokio::test]
+#[ignore = "needs root, ip, iptables, ip6tables, nft, ipset and their kernel parts"]
+async fn iptables_chain_list_jumps_from_each_chain_in_a_netns() {
+    need(&[Need::Firewalls, Need::KernelIptables, Need::KernelIpset]);
+    let ns = Netns::new("f3b-chains").expect("ip netns add");
+    let show_all = "iptables -w -S; ip6tables -w -S; ipset list -n";
+    for (name, jump) in [
+        ("iptables-multiport", "-j f3b-sshd"),
+        ("iptables-allports", "-j f3b-sshd"),
+        ("iptables-ipset", "--match-set f3b-sshd src"),
+    ] {
+        let before = ns.sh(show_all);
+        let rec = Arc::new(Recorder {
+            cmds: Mutex::new(Vec::new()),
+            netns: Some(ns.0.clone()),
+        });
+        let spec = format!("{name}[port=\"ssh\", protocol=\"tcp\", chain=\"INPUT,FORWARD\"]");
+        let (_tmp, mut a) = action(&spec, rec.clone());
+        a.start().await.unwrap();
+        a.ban(&ban("192.0.2.7")).await.unwrap();
+        let rules = ns.sh("iptables -w -S INPUT; iptables -w -S FORWARD");
+        for chain in ["INPUT", "FORWARD"] {
+            let from = format!("-A {chain} ");
+            assert!(
+                rules
+                    .lines()
+                    .any(|l| l.starts_with(&from) && l.contains(jump)),
+                "{name}: no jump from {chain}:\n{rules}"
+            );
+        }
+        let banned = ns.sh("iptables -w -S f3b-sshd 2>/dev/null; ipset list f3b-sshd 2>/dev/null");
+        assert!(
+            banned.contains("192.0.2.7"),
+            "{name}: not banned:\n{banned}"
+        );
+        a.unban(&ban("192.0.2.7")).await.unwrap();
+        a.stop().await.unwrap();
+        assert_eq!(before, ns.sh(show_all), "{name}: firewall not as before");
+        println!("own actions: {name} with chain = INPUT,FORWARD: for real in a netns");
     }
 }

@@ -154,6 +154,24 @@ pub const KNOWN: &[Known] = &[
         key: "set gamma delfailregex 0",
         why: IPV6_TEMPLATE,
     },
+    Known {
+        test: "config::dumps_match_fail2ban",
+        version: "1.0.2",
+        key: "stock Debian tree",
+        why: SYSTEMD_IF_NOLOGS,
+    },
+    Known {
+        test: "config::dumps_match_fail2ban",
+        version: "1.0.2",
+        key: "known references",
+        why: SYSTEMD_IF_NOLOGS,
+    },
+    Known {
+        test: "config::dumps_match_fail2ban",
+        version: "1.0.2",
+        key: "includes",
+        why: SYSTEMD_IF_NOLOGS,
+    },
 ];
 
 /// fail2ban-regex 1.1 on a NAME that is also a jail.
@@ -238,6 +256,14 @@ fn settle_against(known_list: &[Known], test: &str, what: &str, tallies: &[Tally
 }
 
 /// 1.1's `ignoreself` and the host's interface addresses.
+const SYSTEMD_IF_NOLOGS: &str = "fail2ban 1.1.1 (systemd_if_nologs, on by default) turns a jail \
+    on backend = auto whose logpath matches no file and that has a journalmatch to the journal, \
+    so fail3ban's dump says ['add', 'sshd', 'systemd'] where 1.0.2's says 'auto' (and its server \
+    would refuse to start) for 1.0.2's stock sshd jail on a machine without /var/log/auth.log, \
+    the test machines (Debian 12 without rsyslog too); 1.1.0's Debian tree sets backend = \
+    systemd for sshd. On a machine with /var/log/auth.log these entries no longer occur and \
+    the test says so (issue 17)";
+
 const IGNORESELF: &str = "fail2ban 1.1's ignoreself also covers every address of the host's \
     interfaces (DNSUtils.getNetIntrfIPs, getifaddrs); 1.0.2 and fail3ban cover loopback and what \
     the host's names resolve to, so 1.1 never bans 192.0.2.77 on the interface, fail3ban does. \

@@ -43,6 +43,13 @@ pub(crate) struct Status {
     list: Vec<String>,
 }
 
+impl Status {
+    /// Whether `ip` is in the banned list.
+    pub(crate) fn list_has(&self, ip: &str) -> bool {
+        self.list.iter().any(|i| i == ip)
+    }
+}
+
 pub(crate) fn parse_status(out: &str) -> Status {
     let mut s = Status::default();
     for line in out.lines() {

@@ -944,3 +944,80 @@ print(json.dumps(out))
         assert!((g.time - w.2).abs() < 1e-6, "{} vs {}", g.time, w.2);
     }
 }
+
+/// fail2ban 1.1.1's `rotated`: off (the default), the archived files of a
+/// journal directory (`name@...journal`) are not read, only its current
+/// ones; on, both are.
+#[test]
+#[ignore = "needs systemd-journal-remote"]
+fn journal_rotated_files_are_read_only_with_rotated() {
+    let d = tempfile::tempdir().unwrap();
+    let old: Vec<_> = (0..2)
+        .map(|i| entry(i, "a.service", "a", "archived"))
+        .collect();
+    make_journal(&d.path().join("system@0001-0002.journal"), &old);
+    let cur: Vec<_> = (5..7)
+        .map(|i| entry(i, "a.service", "a", "current"))
+        .collect();
+    make_journal(&d.path().join("system.journal"), &cur);
+    let rt = rt();
+    for rotated in [false, true] {
+        rt.block_on(async {
+            let mut o = JournalOptions::new("test");
+            o.path = Some(d.path().to_str().unwrap().to_string());
+            o.start = JournalStart::Head;
+            o.rotated = rotated;
+            let mut src = JournalSource::spawn(o).unwrap();
+            let got = take_journal(&mut src, if rotated { 4 } else { 2 }).await;
+            journal_quiet(&mut src).await;
+            let texts: Vec<&str> = got.iter().map(|l| l.text.as_str()).collect();
+            let archived = texts.iter().filter(|t| t.ends_with("archived")).count();
+            assert_eq!(
+                archived,
+                if rotated { 2 } else { 0 },
+                "rotated={rotated}: {texts:?}"
+            );
+            src.stop().await;
+        });
+    }
+}
+
+/// Without rotated files, journald's rotation (the current file renamed to
+/// an archive, a new one started) is still followed: the entries of the
+/// new file come, none of the old one again.
+#[test]
+#[ignore = "needs systemd-journal-remote"]
+fn journal_rotation_is_followed_without_rotated_files() {
+    let d = tempfile::tempdir().unwrap();
+    let before: Vec<_> = (0..2)
+        .map(|i| entry(i, "a.service", "a", "before"))
+        .collect();
+    make_journal(&d.path().join("system.journal"), &before);
+    let rt = rt();
+    rt.block_on(async {
+        let mut o = JournalOptions::new("test");
+        o.path = Some(d.path().to_str().unwrap().to_string());
+        o.start = JournalStart::Head;
+        let mut src = JournalSource::spawn(o).unwrap();
+        let got = take_journal(&mut src, 2).await;
+        assert!(got.iter().all(|l| l.text.ends_with("before")));
+        fs::rename(
+            d.path().join("system.journal"),
+            d.path().join("system@0001-0002.journal"),
+        )
+        .unwrap();
+        let after: Vec<_> = (5..7)
+            .map(|i| entry(i, "a.service", "a", "after"))
+            .collect();
+        let tmp = tempfile::tempdir().unwrap();
+        make_journal(&tmp.path().join("system.journal"), &after);
+        // Moved in whole, as journald's new file appears (with its header).
+        fs::copy(tmp.path().join("system.journal"), d.path().join("new.tmp")).unwrap();
+        fs::rename(d.path().join("new.tmp"), d.path().join("system.journal")).unwrap();
+        let got = take_journal(&mut src, 2).await;
+        let texts: Vec<&str> = got.iter().map(|l| l.text.as_str()).collect();
+        assert!(texts.iter().all(|t| t.ends_with("after")), "{texts:?}");
+        journal_quiet(&mut src).await;
+        src.stop().await;
+    });
+}

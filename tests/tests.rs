@@ -68,3 +68,5 @@ mod prefilter;
 mod validation;
 // Log rotation under a steady writer, side by side with fail2ban (issue 15).
 mod rotation;
+// What fail2ban 1.1.1 adds for jails, backends and actions (issue 17).
+mod upstream111;

@@ -71,7 +71,38 @@ const JAIL_OPTS: &[OptSpec] = &[
     ("ai", OptType::Str, None),
     ("ai_max_bantime", OptType::Str, None),
     ("maxfailedids", OptType::Int, None),
+    // fail2ban 1.1.1's: they decide what becomes of a jail whose logpath
+    // matches no file (see [`no_logs`]); the stream never carries them.
+    ("skip_if_nologs", OptType::Bool, None),
+    ("systemd_if_nologs", OptType::Bool, None),
 ];
+
+/// What becomes of a jail whose logpath matches no file, as fail2ban
+/// 1.1.1 decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoLogs {
+    /// The jail starts without files (fail2ban's `-d`; fail3ban follows
+    /// the logpath's globs, so a file created later is read).
+    Keep,
+    /// `backend = auto` with a `journalmatch`: the jail reads the journal
+    /// instead (`systemd_if_nologs`, on unless set false).
+    Journal,
+    /// `skip_if_nologs = true`: the jail is left out with a warning.
+    Skip,
+}
+
+/// The decision for a jail without log files on `backend` (as written:
+/// `auto[...]` switches, `AUTO` does not, as in fail2ban), whether it has a
+/// journalmatch and its two options.
+pub fn no_logs(backend: &str, journalmatch: bool, systemd_if_nologs: bool, skip: bool) -> NoLogs {
+    if backend.starts_with("auto") && journalmatch && systemd_if_nologs {
+        NoLogs::Journal
+    } else if skip {
+        NoLogs::Skip
+    } else {
+        NoLogs::Keep
+    }
+}
 
 /// Reads options of one section, typed, as fail2ban's `getOptions` does:
 /// unset options take their default when they have one; a value that does
@@ -151,6 +182,8 @@ pub struct Jail {
     actions: Vec<Action>,
     /// Why the jail is skipped, when its filter or an action is unusable.
     pub error: Option<ConfigError>,
+    /// Set by [`Jail::stream`] when the logpath matched no file.
+    pub nologs: NoLogs,
     /// Where its filter options were set, by option.
     pub origins: IndexMap<String, super::Origin>,
 }
@@ -268,6 +301,7 @@ impl Jail {
             filter: None,
             actions: Vec::new(),
             error: None,
+            nologs: NoLogs::Keep,
             origins: IndexMap::new(),
         };
         match jail.read_parts(readers, cfg, &first) {
@@ -441,6 +475,28 @@ impl Jail {
             })
     }
 
+    /// [`no_logs`] for this jail on `backend`: the journalmatch is the
+    /// jail's or its filter's, an empty one counting as set (fail2ban's
+    /// `is not None`).
+    fn no_logs_decision(&mut self, backend: &str) -> Result<NoLogs, ConfigError> {
+        let set = |v: Option<&PyValue>| v.is_some_and(|v| *v != PyValue::None);
+        let journalmatch = set(self.opts.get("journalmatch"))
+            || match &mut self.filter {
+                Some(f) => set(f.get_combined(&[])?.get("journalmatch")),
+                None => false,
+            };
+        let flag = |name: &str, default: bool| match self.opts.get(name) {
+            Some(PyValue::None) | None => default,
+            Some(v) => v.truthy(),
+        };
+        Ok(no_logs(
+            backend,
+            journalmatch,
+            flag("systemd_if_nologs", true),
+            flag("skip_if_nologs", false),
+        ))
+    }
+
     /// The glob patterns among the jail's logpaths, with `head` or
     /// `tail`: its stream names the files they match now, the file source
     /// follows the files that match them later too.
@@ -489,8 +545,18 @@ impl Jail {
             .unwrap_or_default()
             .starts_with("systemd");
         let ignored = |o: &str| {
-            matches!(o, "action" | "filter" | "enabled") || FILTER_OPTS.iter().any(|(n, _)| *n == o)
+            matches!(
+                o,
+                "action" | "filter" | "enabled" | "skip_if_nologs" | "systemd_if_nologs"
+            ) || FILTER_OPTS.iter().any(|(n, _)| *n == o)
         };
+        self.nologs = NoLogs::Keep;
+        let backend_text = self
+            .opts
+            .get("backend")
+            .map(PyValue::to_text)
+            .unwrap_or_else(|| "auto".into());
+        let if_missing = self.no_logs_decision(&backend_text)?;
         for (opt, value) in &self.opts {
             match opt.as_str() {
                 "logpath" => {
@@ -518,7 +584,20 @@ impl Jail {
                         }
                     }
                     if found == 0 {
-                        missing_log(&self.name);
+                        self.nologs = if_missing;
+                        match self.nologs {
+                            NoLogs::Keep => missing_log(&self.name),
+                            NoLogs::Journal => tracing::warn!(
+                                "Have not found any log file for {} jail, \
+                                 switching backend to systemd",
+                                self.name
+                            ),
+                            NoLogs::Skip => tracing::warn!(
+                                "Have not found any log file for {} jail, \
+                                 skipped (skip_if_nologs)",
+                                self.name
+                            ),
+                        }
                     }
                 }
                 "backend" => backend = value.clone(),
@@ -532,6 +611,20 @@ impl Jail {
                 }
                 _ => {}
             }
+        }
+        match self.nologs {
+            NoLogs::Skip => {
+                return Ok(vec![vec![
+                    "config-error".into(),
+                    format!(
+                        "Jail '{}' skipped, because of missing log files (skip_if_nologs)",
+                        self.name
+                    )
+                    .into(),
+                ]]);
+            }
+            NoLogs::Journal => backend = PyValue::str("systemd"),
+            NoLogs::Keep => {}
         }
         stream.extend(logpaths);
         for a in &mut self.actions {
@@ -568,5 +661,17 @@ mod tests {
         m.insert("a".to_string(), "x\"é".to_string());
         assert_eq!(json_dumps(&m), r#"{"a": "x\"\u00e9"}"#);
         assert_eq!(json_dumps(&IndexMap::new()), "{}");
+    }
+
+    /// fail2ban 1.1.1's order: the journal first (auto only, as written),
+    /// then skip_if_nologs.
+    #[test]
+    fn no_logs_turns_to_the_journal_before_skipping() {
+        assert_eq!(no_logs("auto", true, true, true), NoLogs::Journal);
+        assert_eq!(no_logs("auto[x=1]", true, true, false), NoLogs::Journal);
+        assert_eq!(no_logs("AUTO", true, true, false), NoLogs::Keep);
+        assert_eq!(no_logs("auto", false, true, true), NoLogs::Skip);
+        assert_eq!(no_logs("auto", true, false, true), NoLogs::Skip);
+        assert_eq!(no_logs("polling", true, true, false), NoLogs::Keep);
     }
 }

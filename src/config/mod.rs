@@ -168,7 +168,12 @@ pub fn read_tree(basedir: &str, strict_logs: bool) -> Result<Tree, ConfigError> 
             }
         };
         stream.extend(jail.stream(&mut missing)?);
-        if jail.error.is_none() {
+        // A skipped jail follows nothing; one switched to the journal
+        // follows no files.
+        if jail.nologs != jail::NoLogs::Keep {
+            log_globs.shift_remove(&jail.name);
+        }
+        if jail.error.is_none() && jail.nologs != jail::NoLogs::Skip {
             starts.push(vec![PyValue::str("start"), PyValue::str(&jail.name)]);
         }
     }

@@ -40,6 +40,15 @@ pub fn check_options(opts: &IndexMap<String, PyValue>) -> Vec<(String, ErrorKind
             "usedns" if !matches!(text.to_lowercase().as_str(), "yes" | "warn" | "no" | "raw") => {
                 out.push(bad("yes, warn, no or raw"));
             }
+            "ignoreip"
+                if text
+                    .split(|c: char| c.is_whitespace() || c == ',')
+                    .any(|w| {
+                        w.starts_with("file:") && crate::jail::ignore::file_item(w).is_none()
+                    }) =>
+            {
+                out.push(bad("addresses, networks, names or file:<path>"));
+            }
             "backend" => {
                 let base = text.split('[').next().unwrap_or_default().trim();
                 if !matches!(base, "auto" | "pyinotify" | "gamin" | "polling" | "systemd") {

@@ -151,10 +151,59 @@ pub enum Check {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// A set of addresses and networks kept current outside this module:
+/// `ignoreip = file:<path>` (fail2ban 1.1.1), whose reading and rereading
+/// the server does off the jail's lock.
+pub trait AddrSet: std::fmt::Debug + Send + Sync {
+    /// Whether `a` is one of them or in one of their networks at `now`.
+    fn covers(&self, a: &Addr, now: f64) -> bool;
+}
+
+/// The path of an ignoreip item `file:<path>` (also `file:///abs`,
+/// `file://abs`: leading slashes stand for one); `None` for any other
+/// item and for `file:` without a path.
+pub fn file_item(item: &str) -> Option<std::path::PathBuf> {
+    let rest = item.strip_prefix("file:")?;
+    let bare = rest.trim_start_matches('/');
+    if bare.is_empty() {
+        return None;
+    }
+    Some(if bare.len() < rest.len() {
+        std::path::Path::new("/").join(bare)
+    } else {
+        bare.into()
+    })
+}
+
+/// How an ignoreip file is listed (`get <jail> ignoreip`) and compared
+/// (`delignoreip`): `file:` and its path, whichever way it was written.
+pub fn file_item_text(path: &std::path::Path) -> String {
+    format!("file:{}", path.display())
+}
+
+#[derive(Debug, Clone)]
 enum Net {
     Addr(Addr),
-    Name { name: String, addrs: Vec<Addr> },
+    Name {
+        name: String,
+        addrs: Vec<Addr>,
+    },
+    /// `file:<path>`, as [`file_item_text`] writes it.
+    Set {
+        item: String,
+        set: Arc<dyn AddrSet>,
+    },
+}
+
+impl PartialEq for Net {
+    fn eq(&self, other: &Net) -> bool {
+        match (self, other) {
+            (Net::Addr(a), Net::Addr(b)) => a == b,
+            (Net::Name { name: a, addrs: x }, Net::Name { name: b, addrs: y }) => a == b && x == y,
+            (Net::Set { item: a, .. }, Net::Set { item: b, .. }) => a == b,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -234,9 +283,29 @@ impl IgnoreList {
         }
     }
 
-    /// Adds one ignoreip item (`addignoreip`).
+    /// Adds an ignoreip file (`file:<path>`) whose addresses `set` keeps.
+    pub fn add_ignore_set(&mut self, path: &std::path::Path, set: Arc<dyn AddrSet>) {
+        let item = file_item_text(path);
+        if self
+            .nets
+            .iter()
+            .any(|n| matches!(n, Net::Set { item: x, .. } if *x == item))
+        {
+            tracing::info!("  Ignore duplicate {item:?}, already in ignore list");
+            return;
+        }
+        tracing::debug!("  Add {item:?} to ignore list");
+        self.nets.push(Net::Set { item, set });
+    }
+
+    /// Adds one ignoreip item (`addignoreip`). A `file:` item needs its
+    /// reader: [`IgnoreList::add_ignore_set`].
     pub fn add_ignore_ip(&mut self, item: &str, resolver: &dyn Resolver) {
         if item.is_empty() {
+            return;
+        }
+        if item.starts_with("file:") {
+            tracing::warn!("  {item:?}: an ignoreip file is not read here");
             return;
         }
         let net = match parse_unspec(item) {
@@ -285,6 +354,12 @@ impl IgnoreList {
             return;
         };
         tracing::debug!("  Remove {:?} from ignore list", item);
+        if let Some(path) = file_item(item) {
+            let item = file_item_text(&path);
+            self.nets
+                .retain(|n| !matches!(n, Net::Set { item: x, .. } if *x == item));
+            return;
+        }
         match parse_unspec(item) {
             Fid::Addr(a) => {
                 if !self.singles.remove(&a) {
@@ -306,6 +381,7 @@ impl IgnoreList {
             .map(|n| match n {
                 Net::Addr(a) => a.to_string(),
                 Net::Name { name, .. } => name.clone(),
+                Net::Set { item, .. } => item.clone(),
             })
             .collect();
         let mut singles: Vec<&Addr> = self.singles.iter().collect();
@@ -415,6 +491,7 @@ impl IgnoreList {
             let hit = self.nets.iter().find_map(|n| match n {
                 Net::Addr(net) => in_net(a, net).then_some(Source::Ip),
                 Net::Name { addrs, .. } => addrs.contains(a).then_some(Source::Dns),
+                Net::Set { set, .. } => set.covers(a, now).then_some(Source::Ip),
             });
             if let Some(src) = hit {
                 self.log(fid, src, log);
@@ -459,6 +536,55 @@ impl IgnoreList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_items_in_every_spelling() {
+        for item in [
+            "file:/etc/x.list",
+            "file:///etc/x.list",
+            "file://etc/x.list",
+        ] {
+            let p = file_item(item).unwrap();
+            assert_eq!(file_item_text(&p), "file:/etc/x.list", "{item}");
+        }
+        assert_eq!(
+            file_item("file:rel.list").unwrap(),
+            std::path::Path::new("rel.list")
+        );
+        assert_eq!(file_item("file:"), None);
+        assert_eq!(file_item("file:///"), None);
+        assert_eq!(file_item("192.0.2.1"), None);
+    }
+
+    #[derive(Debug)]
+    struct Listed(Vec<Addr>);
+    impl AddrSet for Listed {
+        fn covers(&self, a: &Addr, _now: f64) -> bool {
+            self.0.contains(a)
+        }
+    }
+
+    #[test]
+    fn a_file_set_is_listed_checked_and_removed() {
+        let mut l = IgnoreList::new("t", vec![]);
+        let Fid::Addr(a) = f("192.0.2.7") else {
+            unreachable!()
+        };
+        let path = std::path::Path::new("/etc/x.list");
+        l.add_ignore_set(path, Arc::new(Listed(vec![a])));
+        l.add_ignore_set(path, Arc::new(Listed(vec![])));
+        assert_eq!(l.ignore_ip(), ["file:/etc/x.list"]);
+        assert_eq!(
+            l.check(&f("192.0.2.7"), None, 0.0, false),
+            Check::Ignored(Source::Ip)
+        );
+        assert_eq!(
+            l.check(&f("192.0.2.8"), None, 0.0, false),
+            Check::NotIgnored
+        );
+        l.del_ignore_ip(Some("file:///etc/x.list"));
+        assert!(l.ignore_ip().is_empty());
+    }
 
     struct Fake;
     impl Resolver for Fake {

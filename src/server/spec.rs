@@ -68,6 +68,16 @@ fn seconds_of(what: &str, v: &Value) -> Result<f64, CommandError> {
     }
 }
 
+/// An ignoreip item as the jail keeps (and `get <jail> ignoreip` lists)
+/// it: a `file:` item in one spelling whichever way it was written;
+/// `None` for `file:` without a path.
+fn ignoreip_item(w: &str) -> Option<String> {
+    if !w.starts_with("file:") {
+        return Some(w.to_string());
+    }
+    crate::jail::ignore::file_item(w).map(|p| crate::jail::ignore::file_item_text(&p))
+}
+
 /// Applies one command of a configuration stream to the jails it builds:
 /// `add` makes one, `set`/`multi-set` change one already added.
 /// `Ok(false)`: the command is about no jail here (a server option).
@@ -117,6 +127,9 @@ pub enum BackendError {
     /// `systemd[journalflags=...]` is no number.
     #[error("journalflags: not a number: {0}")]
     JournalFlags(String),
+    /// `systemd[rotated=...]` is neither on nor off.
+    #[error("rotated: expected on or off, got {0:?}")]
+    Rotated(String),
 }
 
 /// A jail's `backend`, parsed once when the jail is added: files, with how
@@ -143,6 +156,9 @@ pub struct JournalBackend {
     pub files: Vec<String>,
     pub path: Option<String>,
     pub namespace: Option<String>,
+    /// fail2ban 1.1.1's `rotated`: whether rotated journal files are read
+    /// too (default off).
+    pub rotated: bool,
 }
 
 impl JailBackend {
@@ -172,6 +188,13 @@ impl JailBackend {
                         }
                         "journalpath" => j.path = Some(v),
                         "namespace" => j.namespace = Some(v),
+                        "rotated" => {
+                            j.rotated = match v.trim().to_ascii_lowercase().as_str() {
+                                "1" | "on" | "true" | "yes" => true,
+                                "0" | "off" | "false" | "no" => false,
+                                _ => return Err(BackendError::Rotated(v.clone())),
+                            }
+                        }
                         other => tracing::warn!("unknown journal option {other} in {text:?}"),
                     }
                 }
@@ -394,13 +417,17 @@ impl JailSpec {
             "ignoreself" => self.ignoreself = bool_of(&first),
             "addignoreip" => {
                 for w in words() {
+                    let w = ignoreip_item(&w).ok_or_else(|| invalid(what, &Value::String(w)))?;
                     if !self.ignoreip.contains(&w) {
                         self.ignoreip.push(w);
                     }
                 }
             }
             "delignoreip" => {
-                let w = words();
+                let w: Vec<String> = words()
+                    .iter()
+                    .map(|w| ignoreip_item(w).unwrap_or_else(|| w.clone()))
+                    .collect();
                 self.ignoreip.retain(|i| !w.contains(i));
             }
             "ignorecache" => self.ignorecache = Some(t).filter(|s| !s.is_empty()),
@@ -538,6 +565,15 @@ mod tests {
         assert!(matches!(
             JailBackend::parse("systemd[journalflags=x]"),
             Err(BackendError::JournalFlags(_))
+        ));
+        let BackendKind::Journal(j) = JailBackend::parse("systemd[rotated=on]").unwrap().kind
+        else {
+            unreachable!()
+        };
+        assert!(j.rotated);
+        assert!(matches!(
+            JailBackend::parse("systemd[rotated=sometimes]"),
+            Err(BackendError::Rotated(_))
         ));
     }
 }

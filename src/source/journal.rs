@@ -56,6 +56,10 @@ pub struct JournalOptions {
     pub path: Option<String>,
     /// `namespace`: a journal namespace.
     pub namespace: Option<String>,
+    /// fail2ban 1.1.1's `rotated`: whether rotated (archived) journal files
+    /// are opened too; without journalfiles or a namespace, only the
+    /// current files are when it is off (the default).
+    pub rotated: bool,
     /// Where to start.
     pub start: JournalStart,
     /// `logencoding`, for fields that are not UTF-8.
@@ -78,6 +82,7 @@ impl JournalOptions {
             files: Vec::new(),
             path: None,
             namespace: None,
+            rotated: false,
             start: JournalStart::Tail,
             encoding: LogEncoding::UTF8,
             max_line_len: DEFAULT_MAX_LINE,
@@ -455,6 +460,11 @@ struct Reader {
     // The entry under the read position has not been handed out yet.
     current_pending: bool,
     in_operation: bool,
+    // The current files opened by name when rotated ones are left out
+    // (see journal_files): a change in them reopens the journal.
+    listed: Option<Vec<(std::path::PathBuf, u64)>>,
+    // The listing a reopen last failed on, so that it is logged once.
+    reopen_failed: Option<Vec<(std::path::PathBuf, u64)>>,
 }
 
 impl Reader {
@@ -479,7 +489,17 @@ impl Reader {
         let flags = opts
             .flags
             .unwrap_or(if given { 0 } else { SD_JOURNAL_SYSTEM });
-        let mut j = if let Some(p) = opts.path.as_deref().filter(|p| !p.is_empty()) {
+        let path = opts.path.as_deref().filter(|p| !p.is_empty());
+        let listed = (files.is_empty() && !opts.rotated && opts.namespace.is_none())
+            .then(|| listing(opts))
+            .filter(|l| !l.is_empty());
+        let mut j = if let Some(l) = &listed {
+            let names: Vec<String> = l
+                .iter()
+                .map(|(p, _)| p.to_string_lossy().into_owned())
+                .collect();
+            Journal::open_files(&names, 0)?
+        } else if let Some(p) = path {
             Journal::open_directory(p, flags)?
         } else if !files.is_empty() {
             Journal::open_files(&files, flags)?
@@ -498,6 +518,8 @@ impl Reader {
             skip_cursor: None,
             current_pending: false,
             in_operation: false,
+            listed,
+            reopen_failed: None,
         };
         r.seek(&opts.start)?;
         Ok(r)
@@ -538,6 +560,25 @@ impl Reader {
             },
         }
         Ok(())
+    }
+
+    /// Whether the current files opened by name came or went (journald
+    /// rotated one): sd-journal follows no new file among files so opened.
+    fn files_changed(&self, opts: &JournalOptions) -> bool {
+        self.listed.as_ref().is_some_and(|l| listing(opts) != *l)
+    }
+
+    /// The journal opened again on the current files, after the last entry
+    /// read (from the head of the new files if none was).
+    fn reopen(&mut self, opts: &JournalOptions) -> Result<Reader, SourceError> {
+        let mut o = opts.clone();
+        o.start = match self.j.cursor() {
+            Ok(c) => JournalStart::Cursor(c),
+            Err(_) => JournalStart::Head,
+        };
+        let mut r = Reader::open(&o)?;
+        r.in_operation = self.in_operation;
+        Ok(r)
     }
 
     fn entry(&mut self) -> Result<JournalEntry, SourceError> {
@@ -610,6 +651,21 @@ impl Reader {
                     return;
                 }
                 match self.j.wait(WAIT_USEC) {
+                    Ok(Wake::Nop) if self.files_changed(opts) => {
+                        match self.reopen(opts) {
+                            Ok(r) => self = r,
+                            Err(e) => {
+                                // Tried again at every wait (a new file may
+                                // be half written), said once per listing.
+                                let now = Some(listing(opts));
+                                if self.reopen_failed != now {
+                                    tracing::error!(error = %e, "reopening the systemd journal failed");
+                                    self.reopen_failed = now;
+                                }
+                            }
+                        }
+                        break;
+                    }
                     Ok(Wake::Nop) => continue,
                     Ok(Wake::Append) => break,
                     Ok(Wake::Invalidate) => {
@@ -628,6 +684,17 @@ impl Reader {
             }
         }
     }
+}
+
+/// The current journal files to open by name when rotated ones are left
+/// out: journalpath's, or the system's (its journal only, unless
+/// journalflags say otherwise).
+fn listing(opts: &JournalOptions) -> Vec<(std::path::PathBuf, u64)> {
+    let path = opts.path.as_deref().filter(|p| !p.is_empty());
+    let flags = opts
+        .flags
+        .unwrap_or(if path.is_some() { 0 } else { SD_JOURNAL_SYSTEM });
+    super::journal_files::current(path, flags & SD_JOURNAL_SYSTEM != 0)
 }
 
 fn truncate_line(s: &mut String, max: usize) {

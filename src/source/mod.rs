@@ -34,6 +34,7 @@ mod error;
 mod files;
 mod hub;
 mod journal;
+mod journal_files;
 mod sdjournal;
 mod tail;
 mod waker;

@@ -81,14 +81,21 @@ fn self_addrs() -> SelfAddrs {
     .clone()
 }
 
-/// The jail's ignore list. Names in it are looked up (blocking, through
-/// the daemon's cache): called off the runtime, outside the jail's lock.
+/// The jail's ignore list. Names in it are looked up and its files read
+/// (blocking, names through the daemon's cache): called off the runtime,
+/// outside the jail's lock.
 pub(super) fn ignore_list(spec: &JailSpec) -> IgnoreList {
     let resolver = Resolver::system();
     let mut ig = IgnoreList::new(&spec.name, self_addrs());
     ig.set_ignore_self(spec.ignoreself);
     for ip in &spec.ignoreip {
-        ig.add_ignore_ip(ip, resolver);
+        match crate::jail::ignore::file_item(ip) {
+            Some(path) => {
+                let file = super::ignore_file::IgnoreFile::open(&spec.name, &path);
+                ig.add_ignore_set(&path, std::sync::Arc::new(file));
+            }
+            None => ig.add_ignore_ip(ip, resolver),
+        }
     }
     if let Some(c) = spec.ignorecommand.as_deref().filter(|c| !c.is_empty()) {
         ig.set_ignore_command(c);
@@ -190,6 +197,7 @@ pub(super) fn journal_source(
     opts.files = journal.files.clone();
     opts.path = journal.path.clone();
     opts.namespace = journal.namespace.clone();
+    opts.rotated = journal.rotated;
     opts.start = JournalStart::Time(now - spec.findtime);
     if let Some(s) = store {
         match s.journal_cursor(&spec.name) {

@@ -35,6 +35,7 @@ use super::spec::JailSpec;
 
 mod build;
 mod error;
+mod ignore_file;
 mod ignorecommand;
 mod ledger;
 mod record;
