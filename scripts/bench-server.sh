@@ -186,6 +186,12 @@ journal_bench() {
     $py "$helper" journal-export "$jentries" "$fails" 1000 "$jsshd" >"$work/journal.export"
     /lib/systemd/systemd-journal-remote --output="$jdir/bench.journal" - <"$work/journal.export" 2>/dev/null
     rm -f "$work/journal.export"
+    # libsystemd's own share, the floor of any reader built on it.
+    if cc -O2 -o "$work/journal-floor" benches/journal-floor.c -l:libsystemd.so.0 2>/dev/null; then
+        "$work/journal-floor" "$jdir" | tee -a "$out"
+    else
+        echo "WARNING: no C compiler or libsystemd: the libsystemd floor is not measured" >&2
+    fi
     for w in f3 f2; do
         d=$work/$w
         stock_tree "$w"
@@ -211,6 +217,7 @@ journal_rows() {
     f3cpu=$(journal_field fail3ban cpu_s)
     echo "| journal, $jentries entries ($((jentries / 10)) sshd failures, $jsshd in 10 from sshd), stock sshd jail, backend = systemd: CPU s from start until every failure counted | $f2cpu | $f3cpu ($(awk -v a="$f2cpu" -v b="$f3cpu" 'BEGIN { if (b > 0) printf "%.0fx less", a / b; else print "-" }')) |"
     echo "| journal: seconds from start until every failure counted | $(journal_field fail2ban wall_s) | $(journal_field fail3ban wall_s) |"
+    echo "| journal: libsystemd alone (benches/journal-floor.c: the same matches, every field, the time), CPU s | | $(journal_field libsystemd cpu_s) |"
 }
 header() { # TITLE COMMAND
     echo "# $1, $stamp"
