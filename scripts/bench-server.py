@@ -6,6 +6,8 @@ the daemons, measures). Standard library only.
   bench-server.py latency NAME LOG STAMPS COUNT MAXRETRY NET
   bench-server.py floor COUNT STAMPS
   bench-server.py flood NAME LOG LINES RATE TIMEOUT -- CLIENT... status JAIL
+  bench-server.py journal-export ENTRIES FAILURES ADDRESSES [SSHD_TENTHS] > EXPORT
+  bench-server.py journal-cpu NAME PIDFILE T0 FAILURES TIMEOUT -- CLIENT... status JAIL
 """
 
 import os
@@ -13,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
 
 FAIL = "{now} sshd[4242]: auth failure from {ip} port 22\n"
 NOISE = "{now} sshd[4242]: session opened for user {n} by (uid=0)\n"
@@ -156,6 +159,130 @@ def flood(name, log, lines, rate, timeout, client):
     )
 
 
+def addresses(n):
+    """n distinct test addresses: IPv4 from the three documentation
+    networks, then IPv6 from 2001:db8::/32."""
+    out = []
+    for net in ("192.0.2", "198.51.100", "203.0.113"):
+        out.extend("%s.%d" % (net, h) for h in range(1, 251))
+    k = 0
+    while len(out) < n:
+        k += 1
+        out.append("2001:db8::%x" % k)
+    return out[:n]
+
+
+def journal_export(entries, failures, naddr, sshd_tenths=3):
+    """A journal in export format on stdout (for systemd-journal-remote):
+    `entries` entries in the hour before now, one in entries/failures an
+    sshd authentication failure from `naddr` addresses in turn; in all,
+    `sshd_tenths` in ten entries from sshd (the failures among them), the
+    others from cron, systemd and the kernel. Each entry has the fields a real one has (about 20)."""
+    entries, failures, sshd_tenths = int(entries), int(failures), int(sshd_tenths)
+    addrs = addresses(int(naddr))
+    every = entries // failures
+    boot = "0123456789abcdef0123456789abcdef"
+    machine = "fedcba9876543210fedcba9876543210"
+    t0 = int((time.time() - 3600) * 1e6)
+    step = int(3000 * 1e6 / entries)
+    out = sys.stdout.buffer
+    fails = 0
+    for i in range(entries):
+        t = t0 + i * step
+        pid = 1000 + i % 30000
+        if i % every == 0 and fails < failures:
+            ip = addrs[fails % len(addrs)]
+            fails += 1
+            unit, comm, exe, msg = (
+                "sshd.service",
+                "sshd",
+                "/usr/sbin/sshd",
+                "Failed password for invalid user u%d from %s port %d ssh2" % (i % 97, ip, 1024 + i % 60000),
+            )
+        elif i % 10 < sshd_tenths:
+            unit, comm, exe = "sshd.service", "sshd", "/usr/sbin/sshd"
+            msg = (
+                "pam_unix(sshd:session): session opened for user u%d(uid=1000) by (uid=0)" % (i % 97)
+                if i % 2
+                else "pam_unix(sshd:session): session closed for user u%d" % (i % 97)
+            )
+        elif i % 10 < sshd_tenths + (10 - sshd_tenths) * 3 // 7:
+            unit, comm, exe = "cron.service", "cron", "/usr/sbin/cron"
+            msg = "(root) CMD (command -v debian-sa1 > /dev/null && debian-sa1 1 1)"
+        elif i % 10 < 9 or sshd_tenths == 10:
+            unit, comm, exe = "session-%d.scope" % (i % 50), "systemd", "/lib/systemd/systemd"
+            msg = "Started session-%d.scope - Session %d of User u%d." % (i % 50, i % 50, i % 97)
+        else:
+            unit, comm, exe = None, None, None
+            msg = "audit: type=1400 audit(%d.%03d:%d): apparmor=\"ALLOWED\" operation=\"open\"" % (
+                t // 1000000,
+                t // 1000 % 1000,
+                i,
+            )
+        f = [
+            ("__REALTIME_TIMESTAMP", t),
+            ("__MONOTONIC_TIMESTAMP", 1000000 + i * step),
+            ("_BOOT_ID", boot),
+            ("_MACHINE_ID", machine),
+            ("_HOSTNAME", "web1"),
+            ("PRIORITY", 6),
+        ]
+        if unit is None:
+            f += [("_TRANSPORT", "kernel"), ("SYSLOG_FACILITY", 0), ("SYSLOG_IDENTIFIER", "kernel")]
+        else:
+            f += [
+                ("_TRANSPORT", "syslog"),
+                ("SYSLOG_FACILITY", 4 if comm == "sshd" else 3),
+                ("SYSLOG_IDENTIFIER", comm),
+                ("SYSLOG_PID", pid),
+                ("SYSLOG_TIMESTAMP", time.strftime("%b %d %H:%M:%S ", time.localtime(t / 1e6))),
+                ("_PID", pid),
+                ("_UID", 0),
+                ("_GID", 0),
+                ("_COMM", comm),
+                ("_EXE", exe),
+                ("_CMDLINE", "%s: [priv]" % comm),
+                ("_CAP_EFFECTIVE", "1ffffffffff"),
+                ("_SELINUX_CONTEXT", "unconfined"),
+                ("_SYSTEMD_CGROUP", "/system.slice/%s" % unit),
+                ("_SYSTEMD_UNIT", unit),
+                ("_SYSTEMD_SLICE", "system.slice"),
+                ("_SYSTEMD_INVOCATION_ID", "%032x" % zlib.crc32(unit.encode())),
+                ("_SOURCE_REALTIME_TIMESTAMP", t - 7),
+            ]
+        f.append(("MESSAGE", msg))
+        out.write("".join("%s=%s\n" % kv for kv in f).encode() + b"\n")
+
+
+def proc_cpu_s(pid):
+    """utime + stime of a process (all its threads), seconds."""
+    with open("/proc/%d/stat" % pid) as fh:
+        rest = fh.read().rsplit(")", 1)[1].split()
+    # rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def journal_cpu(name, pidfile, t0, failures, timeout, client):
+    """Waits until the jail counted `failures` failures (polling `status`
+    every 0.1 s); prints the server's CPU time and the time since t0 (its
+    start)."""
+    t0, failures, timeout = float(t0), int(failures), float(timeout)
+    with open(pidfile) as fh:
+        pid = int(fh.read().split()[0])
+    seen = -1
+    while time.time() - t0 < timeout:
+        seen = total_failed(client)
+        if seen >= failures:
+            break
+        time.sleep(0.1)
+    t_done = time.time()
+    cpu = proc_cpu_s(pid)
+    print(
+        "%s journal failures %d counted %d cpu_s %.2f wall_s %.2f %s"
+        % (name, failures, seen, cpu, t_done - t0, "complete" if seen >= failures else "TIMEOUT")
+    )
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "jails":
@@ -167,6 +294,11 @@ def main():
     elif cmd == "flood":
         sep = args.index("--")
         flood(*args[:sep], client=args[sep + 1 :])
+    elif cmd == "journal-export":
+        journal_export(*args)
+    elif cmd == "journal-cpu":
+        sep = args.index("--")
+        journal_cpu(*args[:sep], client=args[sep + 1 :])
     else:
         sys.exit("unknown command " + cmd)
 

@@ -9,9 +9,16 @@
 #      jail.conf that both daemons start, logs pointing at files made here;
 #   3. one jail fed BENCH_LINES lines at BENCH_RATE lines/s, then as fast
 #      as possible, in writes of 10,000 lines (one line in ten a failure):
-#      when does `status` show every failure counted.
+#      when does `status` show every failure counted;
+#   4. the journal: a journal of BENCH_JOURNAL entries (one in ten an sshd
+#      failure, from 1,000 addresses, among other sshd and other units'
+#      entries, written with systemd-journal-remote from export format)
+#      read by the stock sshd jail with `backend = systemd`: each server's
+#      CPU time (utime + stime) from its start until `status sshd` shows
+#      every failure counted, one daemon after the other.
 #
-#   scripts/bench-server.sh
+#   scripts/bench-server.sh           all four
+#   scripts/bench-server.sh journal   the journal alone (its own record)
 #
 # Each daemon runs in its own network namespace when `ip netns` works (as
 # root), else side by side (the output says which). Every wait is bounded.
@@ -19,7 +26,9 @@
 #
 # Environment: BENCH_BANS (default 30), BENCH_LINES (default 1000000),
 # BENCH_RATE (default 100000), BENCH_TIMEOUT (seconds per flood; 600),
-# BENCH_PROFILE (the cargo profile of fail3ban; default dist).
+# BENCH_PROFILE (the cargo profile of fail3ban; default dist),
+# BENCH_JOURNAL (entries; default 100000), BENCH_JOURNAL_SSHD (how many
+# entries in ten are sshd's, the failures among them; default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -28,6 +37,11 @@ bans=${BENCH_BANS:-30}
 lines=${BENCH_LINES:-1000000}
 rate=${BENCH_RATE:-100000}
 limit=${BENCH_TIMEOUT:-600}
+jentries=${BENCH_JOURNAL:-100000}
+jsshd=${BENCH_JOURNAL_SSHD:-3}
+mode=${1:-all}
+all=()
+case $mode in all | journal) ;; *) echo "usage: $0 [journal]" >&2; exit 2 ;; esac
 work=$top/target/bench-server
 ref=$top/target/reference/root
 py=/usr/bin/python3
@@ -48,13 +62,15 @@ f2_server=("$py" "$ref/usr/bin/fail2ban-server")
 f2_client=("$py" "$ref/usr/bin/fail2ban-client")
 
 # Network namespaces, one per daemon, when we may make them.
+# (Not for the journal alone: it bans nothing.)
 netns=no
-if [ "$(id -u)" = 0 ] && ip netns add f3bench-probe 2>/dev/null; then
+if [ "$mode" = all ] && [ "$(id -u)" = 0 ] && ip netns add f3bench-probe 2>/dev/null; then
     ip netns del f3bench-probe
     netns=yes
 fi
 isolation="each daemon in its own network namespace (ip netns)"
 [ $netns = yes ] || isolation="side by side, no network namespaces (ip netns unavailable: not root or no iproute2)"
+[ "$mode" = all ] || isolation="one daemon after the other, no network namespaces (nothing is banned)"
 echo "isolation: $isolation"
 
 pids=()
@@ -151,13 +167,98 @@ EOF
     printf '%s\n' "$2" >"$d/conf/jail.conf"
 }
 
+stock_tree() { # f2|f3
+    local w=$1 d=$work/$1
+    rm -rf "$d"
+    mkdir -p "$d/logs"
+    cp -r "$ref/etc/fail2ban" "$d/conf"
+    printf '[Definition]\nlogtarget = %s/server.log\ndbfile = %s/db.sqlite3\n' "$d" "$d" >"$d/conf/fail2ban.local"
+    for j in "${all[@]}"; do : >"$d/logs/$j.log"; done
+}
+
+# 4: the journal. The stock tree and sshd jail, reading one journal
+# directory; no bans (maxretry out of reach), so what is measured is
+# reading, formatting and matching the entries.
+journal_bench() {
+    local w d jdir=$work/journal fails=$((jentries / 10)) t0
+    rm -rf "$jdir"
+    mkdir -p "$jdir"
+    $py "$helper" journal-export "$jentries" "$fails" 1000 "$jsshd" >"$work/journal.export"
+    /lib/systemd/systemd-journal-remote --output="$jdir/bench.journal" - <"$work/journal.export" 2>/dev/null
+    rm -f "$work/journal.export"
+    # libsystemd's own share, the floor of any reader built on it.
+    if cc -O2 -o "$work/journal-floor" benches/journal-floor.c -l:libsystemd.so.0 2>/dev/null; then
+        "$work/journal-floor" "$jdir" | tee -a "$out"
+    else
+        echo "WARNING: no C compiler or libsystemd: the libsystemd floor is not measured" >&2
+    fi
+    for w in f3 f2; do
+        d=$work/$w
+        stock_tree "$w"
+        printf '[DEFAULT]\nfindtime = 1d\nmaxretry = 1000000000\n[sshd]\nenabled = true\nbackend = systemd[journalpath=%s]\naction = dummy[target=%s/dummy]\n' \
+            "$jdir" "$d" >"$d/conf/jail.local"
+        echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
+        t0=$(date +%s.%N)
+        start "$w"
+        if [ "$w" = f2 ]; then
+            $py "$helper" journal-cpu fail2ban "$d/pid" "$t0" "$fails" "$limit" -- \
+                "${f2_client[@]}" -c "$d/conf" -s "$d/sock" status sshd | tee -a "$out"
+        else
+            $py "$helper" journal-cpu fail3ban "$d/pid" "$t0" "$fails" "$limit" -- \
+                "$f3_client" -c "$d/conf" -s "$d/sock" status sshd | tee -a "$out"
+        fi
+        stop "$w"
+    done
+}
+journal_field() { awk -v n="$1" -v k="$2" '$1 == n && $2 == "journal" { for (i = 2; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' "$out"; }
+journal_rows() {
+    local f2cpu f3cpu
+    f2cpu=$(journal_field fail2ban cpu_s)
+    f3cpu=$(journal_field fail3ban cpu_s)
+    echo "| journal, $jentries entries ($((jentries / 10)) sshd failures, $jsshd in 10 from sshd), stock sshd jail, backend = systemd: CPU s from start until every failure counted | $f2cpu | $f3cpu ($(awk -v a="$f2cpu" -v b="$f3cpu" 'BEGIN { if (b > 0) printf "%.0fx less", a / b; else print "-" }')) |"
+    echo "| journal: seconds from start until every failure counted | $(journal_field fail2ban wall_s) | $(journal_field fail3ban wall_s) |"
+    echo "| journal: libsystemd alone (benches/journal-floor.c: the same matches, every field, the time), CPU s | | $(journal_field libsystemd cpu_s) |"
+}
+header() { # TITLE COMMAND
+    echo "# $1, $stamp"
+    echo
+    echo "Command: $2"
+    echo
+    echo "- fail3ban: $(git describe --always --dirty) ($("$f3_server" -V), cargo profile $profile)"
+    echo "- fail2ban: $("$py" "$ref/usr/bin/fail2ban-server" -V | head -1) (Debian 1.0.2-2), $($py -V), pyinotify $($py -c 'import pyinotify; print(pyinotify.__version__)' 2>/dev/null || echo missing), python3-systemd $(dpkg-query -W -f '${Version}' python3-systemd 2>/dev/null || echo missing)"
+    echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r), libsystemd $(dpkg-query -W -f '${Version}' libsystemd0 2>/dev/null || echo unknown)"
+    echo "- isolation: $isolation"
+    echo "- load average before each journal run: see the raw figures (other jobs share the machine)"
+    echo
+}
+stamp=$(date -u +%Y-%m-%d)
+
 mkdir -p "$work" benches/results
+out=$work/figures
+: >"$out"
+if [ "$mode" = journal ]; then
+    journal_bench
+    result=benches/results/$stamp-$(hostname -s)-journal.md
+    {
+        header "fail3ban-server against fail2ban-server on the journal" "\`scripts/bench-server.sh journal\` (BENCH_JOURNAL=$jentries BENCH_JOURNAL_SSHD=$jsshd BENCH_PROFILE=$profile)"
+        echo "| measure | fail2ban | fail3ban |"
+        echo "| --- | ---: | ---: |"
+        journal_rows
+        echo
+        echo "Raw figures:"
+        echo
+        echo '```'
+        cat "$out"
+        echo '```'
+    } >"$result"
+    echo "wrote $result"
+    cat "$result"
+    exit 0
+fi
 if [ $netns = yes ]; then
     ip netns add f3bench-f2
     ip netns add f3bench-f3
 fi
-out=$work/figures
-: >"$out"
 
 # 1 and 3: one jail for latency, one for the flood.
 for w in f2 f3; do
@@ -216,14 +317,6 @@ jail_local() { # f2|f3 JAILS...
         done
     } >"$d/conf/jail.local"
 }
-stock_tree() { # f2|f3
-    local w=$1 d=$work/$1
-    rm -rf "$d"
-    mkdir -p "$d/logs"
-    cp -r "$ref/etc/fail2ban" "$d/conf"
-    printf '[Definition]\nlogtarget = %s/server.log\ndbfile = %s/db.sqlite3\n' "$d" "$d" >"$d/conf/fail2ban.local"
-    for j in "${all[@]}"; do : >"$d/logs/$j.log"; done
-}
 running() { client "$1" status | sed -n 's/.*Jail list:\t//p' | tr -d ' ' | tr ',' '\n' | sort; }
 # fail2ban answers ping before its jails are configured (asynchronously):
 # waits until the jail list is non-empty and the same for a second.
@@ -265,22 +358,14 @@ echo "fail3ban rss_kb $f3_rss" | tee -a "$out"
 echo "fail2ban rss_kb $f2_rss" | tee -a "$out"
 stop f3
 stop f2
+journal_bench
 
 # The record.
 field() { awk -v n="$1" -v k="$2" '$1 == n && $2 != "flood" { for (i = 2; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' "$out"; }
 flood() { awk -v n="$1" -v r="$2" -v k="$3" '$1 == n && $2 == "flood" && $4 == r { for (i = 2; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' "$out"; }
-stamp=$(date -u +%Y-%m-%d)
 result=benches/results/$stamp-$(hostname -s)-server.md
 {
-    echo "# fail3ban-server against fail2ban-server, $stamp"
-    echo
-    echo "Command: \`scripts/bench-server.sh\` (BENCH_BANS=$bans BENCH_LINES=$lines BENCH_RATE=$rate)"
-    echo
-    echo "- fail3ban: $(git describe --always --dirty) ($("$f3_server" -V))"
-    echo "- fail2ban: $("$py" "$ref/usr/bin/fail2ban-server" -V | head -1) (Debian 1.0.2-2), $($py -V), pyinotify $($py -c 'import pyinotify; print(pyinotify.__version__)' 2>/dev/null || echo missing)"
-    echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
-    echo "- isolation: $isolation"
-    echo
+    header "fail3ban-server against fail2ban-server" "\`scripts/bench-server.sh\` (BENCH_BANS=$bans BENCH_LINES=$lines BENCH_RATE=$rate BENCH_JOURNAL=$jentries BENCH_JOURNAL_SSHD=$jsshd BENCH_PROFILE=$profile)"
     echo "| measure | fail2ban | fail3ban |"
     echo "| --- | ---: | ---: |"
     echo "| ban latency, median ms ($bans bans) | $(field fail2ban median) | $(field fail3ban median) |"
@@ -292,6 +377,7 @@ result=benches/results/$stamp-$(hostname -s)-server.md
     echo "| flood at $rate lines/s: seconds behind the writer at the end | $(flood fail2ban "$rate" lag_s) | $(flood fail3ban "$rate" lag_s) |"
     echo "| flood as fast as possible: lines/s until every failure counted | $(flood fail2ban 0 lines_per_s) | $(flood fail3ban 0 lines_per_s) |"
     echo "| RSS after both floods (2,000,000 lines, 1,000 failing addresses), KiB | $f2_flood_rss | $f3_flood_rss |"
+    journal_rows
     echo
     echo "Raw figures:"
     echo

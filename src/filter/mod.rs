@@ -1063,8 +1063,8 @@ impl Filter {
         self.last_time_text.clear();
         self.last_time_text.push_str(date_text);
         self.last_date = Some(time);
-        let tl = TupleLine::new(before, date_text, after);
-        self.find_failure(Arc::new(tl), Some(time), false, now, None)
+        let tl = self.new_line(before, date_text, after);
+        self.find_failure(tl, Some(time), false, now, None)
     }
 
     /// Runs the ignoreregexes on `buf` (or on the failregex's matched lines

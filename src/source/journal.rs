@@ -123,27 +123,131 @@ impl JournalEntry {
     /// Records one `FIELD=value` datum; the first value of a field wins,
     /// except MESSAGE, whose values are all kept.
     pub fn add_field(&mut self, datum: &[u8]) {
-        let Some(eq) = memchr::memchr(b'=', datum) else {
+        let Some((field, value)) = Field::of(datum) else {
             return;
         };
-        let (name, value) = (&datum[..eq], &datum[eq + 1..]);
-        let slot = match name {
-            b"MESSAGE" => {
+        let slot = match field {
+            Field::Message => {
                 self.messages.push(value.to_vec());
                 return;
             }
-            b"_HOSTNAME" => &mut self.hostname,
-            b"SYSLOG_IDENTIFIER" => &mut self.syslog_identifier,
-            b"_COMM" => &mut self.comm,
-            b"SYSLOG_PID" => &mut self.syslog_pid,
-            b"_PID" => &mut self.pid,
-            b"_SOURCE_REALTIME_TIMESTAMP" => &mut self.source_realtime,
-            b"_SOURCE_MONOTONIC_TIMESTAMP" => &mut self.source_monotonic,
-            _ => return,
+            Field::Hostname => &mut self.hostname,
+            Field::SyslogIdentifier => &mut self.syslog_identifier,
+            Field::Comm => &mut self.comm,
+            Field::SyslogPid => &mut self.syslog_pid,
+            Field::Pid => &mut self.pid,
+            Field::SourceRealtime => &mut self.source_realtime,
+            Field::SourceMonotonic => &mut self.source_monotonic,
         };
         if slot.is_none() {
             *slot = Some(value.to_vec());
         }
+    }
+
+    fn fields(&self) -> Fields<'_> {
+        Fields {
+            slots: [
+                self.hostname.as_deref(),
+                self.syslog_identifier.as_deref(),
+                self.comm.as_deref(),
+                self.syslog_pid.as_deref(),
+                self.pid.as_deref(),
+                self.source_realtime.as_deref(),
+                self.source_monotonic.as_deref(),
+            ],
+            realtime_usec: self.realtime_usec,
+        }
+    }
+}
+
+/// The fields a line is made of; the discriminant indexes [`Fields::slots`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Hostname,
+    SyslogIdentifier,
+    Comm,
+    SyslogPid,
+    Pid,
+    SourceRealtime,
+    SourceMonotonic,
+    Message,
+}
+
+const SLOTS: usize = Field::Message as usize;
+
+impl Field {
+    /// Splits `FIELD=value` and names the field, if a line needs it.
+    fn of(datum: &[u8]) -> Option<(Field, &[u8])> {
+        let eq = memchr::memchr(b'=', datum)?;
+        let field = match &datum[..eq] {
+            b"MESSAGE" => Field::Message,
+            b"_HOSTNAME" => Field::Hostname,
+            b"SYSLOG_IDENTIFIER" => Field::SyslogIdentifier,
+            b"_COMM" => Field::Comm,
+            b"SYSLOG_PID" => Field::SyslogPid,
+            b"_PID" => Field::Pid,
+            b"_SOURCE_REALTIME_TIMESTAMP" => Field::SourceRealtime,
+            b"_SOURCE_MONOTONIC_TIMESTAMP" => Field::SourceMonotonic,
+            _ => return None,
+        };
+        Some((field, &datum[eq + 1..]))
+    }
+}
+
+/// An entry's fields, borrowed from a [`JournalEntry`] or from the
+/// reader's scratch buffer (MESSAGE values are passed beside).
+struct Fields<'a> {
+    slots: [Option<&'a [u8]>; SLOTS],
+    realtime_usec: u64,
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, f: Field) -> Option<&'a [u8]> {
+        self.slots[f as usize]
+    }
+}
+
+/// The reader's copy of the current entry's fields: one buffer reused from
+/// entry to entry, so reading an entry allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    buf: Vec<u8>,
+    slots: [Option<(usize, usize)>; SLOTS],
+    messages: Vec<(usize, usize)>,
+}
+
+impl Scratch {
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.slots = [None; SLOTS];
+        self.messages.clear();
+    }
+
+    /// As [`JournalEntry::add_field`].
+    fn add(&mut self, datum: &[u8]) {
+        let Some((field, value)) = Field::of(datum) else {
+            return;
+        };
+        let at = (self.buf.len(), self.buf.len() + value.len());
+        if field == Field::Message {
+            self.messages.push(at);
+        } else if self.slots[field as usize].is_none() {
+            self.slots[field as usize] = Some(at);
+        } else {
+            return;
+        }
+        self.buf.extend_from_slice(value);
+    }
+
+    fn fields(&self, realtime_usec: u64) -> Fields<'_> {
+        Fields {
+            slots: self.slots.map(|s| s.map(|(a, b)| &self.buf[a..b])),
+            realtime_usec,
+        }
+    }
+
+    fn messages(&self) -> impl Iterator<Item = &[u8]> {
+        self.messages.iter().map(|&(a, b)| &self.buf[a..b])
     }
 }
 
@@ -158,7 +262,9 @@ pub struct JournalLine {
     pub text: String,
     /// The entry's time, seconds since the epoch.
     pub time: f64,
-    /// The entry's cursor.
+    /// The entry's cursor. A [`JournalSource`] sets it on the last line of
+    /// each batch only (the others' is empty): formatting a cursor costs
+    /// more than formatting the line, and only a batch's end is kept.
     pub cursor: String,
 }
 
@@ -184,15 +290,14 @@ pub struct JournalBatch {
 impl JournalBatch {
     /// The position after the batch.
     pub fn position(&self) -> Option<JournalPosition> {
-        self.lines.last().map(|l| JournalPosition {
-            cursor: l.cursor.clone(),
-            time: l.time,
-        })
+        self.lines
+            .last()
+            .filter(|l| !l.cursor.is_empty())
+            .map(|l| JournalPosition {
+                cursor: l.cursor.clone(),
+                time: l.time,
+            })
     }
-}
-
-fn is_truthy(v: &Option<Vec<u8>>) -> bool {
-    v.as_ref().is_some_and(|v| !v.is_empty())
 }
 
 // Python's int() on a field: surrounding whitespace allowed, `_` between
@@ -274,27 +379,71 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// `usec` as Python's `datetime.isoformat()` writes an aware datetime in
 /// a fixed UTC offset: microseconds only when not zero, then `+HH:MM`.
+#[cfg(test)]
 fn iso_with_offset(usec: u64, offset: i64) -> String {
+    let mut s = String::new();
+    push_iso(&mut s, usec, offset);
+    s
+}
+
+fn push_iso(s: &mut String, usec: u64, offset: i64) {
+    use std::fmt::Write;
     let secs = (usec / 1_000_000) as i64 + offset;
     let micros = usec % 1_000_000;
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
-    let mut s = format!(
+    // Writing to a String cannot fail.
+    let _ = write!(
+        s,
         "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
         sod / 3600,
         sod % 3600 / 60,
         sod % 60
     );
     if micros != 0 {
-        s.push_str(&format!(".{micros:06}"));
+        let _ = write!(s, ".{micros:06}");
     }
     let sign = if offset < 0 { '-' } else { '+' };
     let off = offset.abs();
-    s.push_str(&format!("{sign}{:02}:{:02}", off / 3600, off % 3600 / 60));
+    let _ = write!(s, "{sign}{:02}:{:02}", off / 3600, off % 3600 / 60);
     if off % 60 != 0 {
-        s.push_str(&format!(":{:02}", off % 60));
+        let _ = write!(s, ":{:02}", off % 60);
     }
-    s
+}
+
+// Appends `v`, with newlines written as `\n` (fail2ban escapes the whole
+// line).
+fn push_escaped(out: &mut String, v: &str) {
+    let mut rest = v;
+    while let Some(i) = memchr::memchr(b'\n', rest.as_bytes()) {
+        out.push_str(&rest[..i]);
+        out.push_str("\\n");
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+}
+
+// Appends the PID fail2ban prints for a SYSLOG_PID or _PID value, or returns
+// false when it prints none (empty, or zero: Python's int() made 0 falsy).
+fn push_pid(out: &mut String, v: &[u8]) -> bool {
+    // Plain decimal without a leading zero prints as it is.
+    if !v.is_empty() && v[0] != b'0' && v.len() < 39 && v.iter().all(u8::is_ascii_digit) {
+        out.push('[');
+        // Checked just above: ASCII digits.
+        out.push_str(std::str::from_utf8(v).unwrap_or_default());
+        out.push(']');
+        return true;
+    }
+    let pid = match py_int(v) {
+        Some(0) => return false,
+        Some(n) => n.to_string(),
+        None if v.is_empty() => return false,
+        None => py_bytes_repr(v),
+    };
+    out.push('[');
+    out.push_str(&pid);
+    out.push(']');
+    true
 }
 
 /// Formats an entry as fail2ban's `formatJournalEntry`: `HOST`, then
@@ -302,66 +451,77 @@ fn iso_with_offset(usec: u64, offset: i64) -> String {
 /// the kernel its monotonic time as `[%12.6f]`, then MESSAGE (values joined
 /// by a space); the time is `_SOURCE_REALTIME_TIMESTAMP` or the entry's own.
 pub fn format_entry(e: &JournalEntry, enc: LogEncoding) -> JournalLine {
-    let dec = |v: &[u8]| enc.decode_utf8_first(v).into_owned();
-    let mut parts: Vec<String> = Vec::with_capacity(4);
-    if let Some(h) = e.hostname.as_deref().filter(|h| !h.is_empty()) {
-        parts.push(dec(h));
-    }
-    let ident = if is_truthy(&e.syslog_identifier) {
-        &e.syslog_identifier
-    } else {
-        &e.comm
-    };
-    if let Some(ident) = ident.as_deref().filter(|v| !v.is_empty()) {
-        let mut tag = dec(ident);
-        // Python's int() made 0 falsy, so a zero SYSLOG_PID yields to _PID.
-        let pid_of = |v: &Option<Vec<u8>>| -> Option<String> {
-            let v = v.as_deref()?;
-            match py_int(v) {
-                Some(0) => None,
-                Some(n) => Some(n.to_string()),
-                None if v.is_empty() => None,
-                None => Some(py_bytes_repr(v)),
-            }
-        };
-        if let Some(pid) = pid_of(&e.syslog_pid).or_else(|| pid_of(&e.pid)) {
-            tag.push('[');
-            tag.push_str(&pid);
-            tag.push(']');
-        }
-        tag.push(':');
-        let kernel = tag == "kernel:";
-        parts.push(tag);
-        if kernel {
-            let mono = e
-                .source_monotonic
-                .as_deref()
-                .and_then(py_int)
-                .map(|v| v as f64)
-                .unwrap_or(e.monotonic_usec as f64);
-            parts.push(format!("[{:12.6}]", mono / 1e6));
-        }
-    }
-    let msg = e
-        .messages
-        .iter()
-        .map(|m| dec(m))
-        .collect::<Vec<_>>()
-        .join(" ");
-    parts.push(msg);
-    let text = parts.join(" ").replace('\n', "\\n");
-    let usec = e
-        .source_realtime
-        .as_deref()
-        .and_then(py_int)
-        .and_then(|v| u64::try_from(v).ok())
-        .unwrap_or(e.realtime_usec);
+    let messages = e.messages.iter().map(Vec::as_slice);
+    let (date_text, text, time) = format_fields(&e.fields(), messages, || e.monotonic_usec, enc);
     JournalLine {
-        date_text: format!("{} ", iso_with_offset(usec, startup_offset())),
+        date_text,
         text,
-        time: (usec / 1_000_000) as f64 + (usec % 1_000_000) as f64 / 1e6,
+        time,
         cursor: e.cursor.clone(),
     }
+}
+
+/// [`format_entry`] on borrowed fields: the date text, the line and the
+/// time. `monotonic` is asked only for a kernel line without
+/// `_SOURCE_MONOTONIC_TIMESTAMP`.
+fn format_fields<'m>(
+    f: &Fields<'_>,
+    messages: impl Iterator<Item = &'m [u8]>,
+    monotonic: impl FnOnce() -> u64,
+    enc: LogEncoding,
+) -> (String, String, f64) {
+    let mut text = String::with_capacity(160);
+    if let Some(h) = f.get(Field::Hostname).filter(|h| !h.is_empty()) {
+        push_escaped(&mut text, &enc.decode_utf8_first(h));
+    }
+    let ident = f
+        .get(Field::SyslogIdentifier)
+        .filter(|v| !v.is_empty())
+        .or_else(|| f.get(Field::Comm));
+    if let Some(ident) = ident.filter(|v| !v.is_empty()) {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        let tag_at = text.len();
+        push_escaped(&mut text, &enc.decode_utf8_first(ident));
+        let syslog_pid = f.get(Field::SyslogPid);
+        if !syslog_pid.is_some_and(|v| push_pid(&mut text, v)) {
+            if let Some(v) = f.get(Field::Pid) {
+                push_pid(&mut text, v);
+            }
+        }
+        text.push(':');
+        if &text[tag_at..] == "kernel:" {
+            let mono = f
+                .get(Field::SourceMonotonic)
+                .and_then(py_int)
+                .map(|v| v as f64)
+                .unwrap_or_else(|| monotonic() as f64);
+            use std::fmt::Write;
+            let _ = write!(text, " [{:12.6}]", mono / 1e6);
+        }
+    }
+    // MESSAGE always makes a part, even empty, so a tag is followed by a space.
+    if ident.is_some_and(|v| !v.is_empty()) || f.get(Field::Hostname).is_some_and(|h| !h.is_empty())
+    {
+        text.push(' ');
+    }
+    for (i, m) in messages.enumerate() {
+        if i > 0 {
+            text.push(' ');
+        }
+        push_escaped(&mut text, &enc.decode_utf8_first(m));
+    }
+    let usec = f
+        .get(Field::SourceRealtime)
+        .and_then(py_int)
+        .and_then(|v| u64::try_from(v).ok())
+        .unwrap_or(f.realtime_usec);
+    let mut date_text = String::with_capacity(34);
+    push_iso(&mut date_text, usec, startup_offset());
+    date_text.push(' ');
+    let time = (usec / 1_000_000) as f64 + (usec % 1_000_000) as f64 / 1e6;
+    (date_text, text, time)
 }
 
 /// Reads the journal on a thread of its own; batches arrive through
@@ -581,17 +741,29 @@ impl Reader {
         Ok(r)
     }
 
-    fn entry(&mut self) -> Result<JournalEntry, SourceError> {
-        let mut e = JournalEntry::default();
-        self.j.for_each_field(|d| e.add_field(d))?;
-        e.realtime_usec = self.j.realtime_usec()?;
-        e.monotonic_usec = self.j.monotonic_usec().unwrap_or(0);
-        e.cursor = self.j.cursor()?;
-        Ok(e)
+    /// The current entry as a line.
+    fn line(&mut self, sc: &mut Scratch, enc: LogEncoding) -> Result<JournalLine, SourceError> {
+        sc.clear();
+        self.j.for_each_field(|d| sc.add(d))?;
+        let realtime = self.j.realtime_usec()?;
+        let j = &mut self.j;
+        let (date_text, text, time) = format_fields(
+            &sc.fields(realtime),
+            sc.messages(),
+            || j.monotonic_usec().unwrap_or(0),
+            enc,
+        );
+        Ok(JournalLine {
+            date_text,
+            text,
+            time,
+            cursor: String::new(),
+        })
     }
 
     fn run(mut self, opts: &JournalOptions, tx: mpsc::Sender<JournalBatch>, stop: &AtomicBool) {
         let batch = opts.batch_lines.max(1);
+        let mut scratch = Scratch::default();
         loop {
             let mut lines = Vec::new();
             let mut at_end = false;
@@ -621,16 +793,25 @@ impl Reader {
                         continue;
                     }
                 }
-                match self.entry() {
-                    Ok(e) => {
-                        let mut l = format_entry(&e, opts.encoding);
+                match self.line(&mut scratch, opts.encoding) {
+                    Ok(mut l) => {
                         truncate_line(&mut l.text, opts.max_line_len);
                         lines.push(l);
                     }
                     Err(e) => tracing::error!(error = %e, "Error reading systemd journal entry"),
                 }
             }
-            if !lines.is_empty() {
+            if let Some(last) = lines.last_mut() {
+                // The read position is still on the batch's last entry (or
+                // on an entry after it that was skipped): journalctl
+                // --cursor-file takes the cursor the same way after
+                // sd_journal_next reported the end.
+                match self.j.cursor() {
+                    Ok(c) => last.cursor = c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "journal cursor unreadable: position not kept")
+                    }
+                }
                 let b = JournalBatch {
                     lines,
                     in_operation: self.in_operation,
@@ -781,6 +962,61 @@ mod tests {
         assert!(l.date_text.contains(":21.500000"), "{}", l.date_text);
         let l = format_entry(&entry(&["MESSAGE=caf\u{e9}"]), enc);
         assert_eq!(l.text, "caf\u{e9}");
+    }
+
+    // The reader formats from its scratch buffer; format_entry from an
+    // owned entry: both must give the same line.
+    #[test]
+    fn scratch_formats_as_an_entry() {
+        let cases: &[&[&str]] = &[
+            &[
+                "_HOSTNAME=h",
+                "SYSLOG_IDENTIFIER=sshd",
+                "_PID=12",
+                "MESSAGE=a\nb",
+            ],
+            &["_COMM=su", "SYSLOG_PID=0", "_PID=7", "MESSAGE=x"],
+            &["_COMM=su", "SYSLOG_PID=012", "MESSAGE=x"],
+            &["_COMM=su", "SYSLOG_PID= 1_2 ", "MESSAGE=x"],
+            &["_COMM=su", "SYSLOG_PID=abc", "MESSAGE=x"],
+            &["SYSLOG_IDENTIFIER=", "_COMM=cron", "_PID=", "MESSAGE=y"],
+            &["_HOSTNAME=h", "_HOSTNAME=other", "MESSAGE="],
+            &["_HOSTNAME=h\nx", "MESSAGE=only"],
+            &["SYSLOG_IDENTIFIER=kernel", "MESSAGE=oops", "MESSAGE=twice"],
+            &[
+                "SYSLOG_IDENTIFIER=kernel",
+                "_SOURCE_MONOTONIC_TIMESTAMP=5000000",
+                "MESSAGE=k",
+            ],
+            &["MESSAGE=m", "_SOURCE_REALTIME_TIMESTAMP=1700000001500000"],
+            &["NOT_A_FIELD", "OTHER=1", "MESSAGE=caf\u{e9}"],
+        ];
+        for fields in cases {
+            let e = entry(fields);
+            let want = format_entry(&e, LogEncoding::UTF8);
+            let mut sc = Scratch::default();
+            sc.add(b"STALE=1");
+            sc.clear();
+            for f in *fields {
+                sc.add(f.as_bytes());
+            }
+            let (date_text, text, time) = format_fields(
+                &sc.fields(e.realtime_usec),
+                sc.messages(),
+                || e.monotonic_usec,
+                LogEncoding::UTF8,
+            );
+            assert_eq!(
+                (date_text, text, time),
+                (want.date_text, want.text, want.time),
+                "{fields:?}"
+            );
+        }
+        let l = format_entry(
+            &entry(&["_COMM=su", "SYSLOG_PID=012", "MESSAGE=x"]),
+            LogEncoding::UTF8,
+        );
+        assert_eq!(l.text, "su[12]: x");
     }
 
     #[test]

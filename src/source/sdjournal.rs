@@ -325,7 +325,10 @@ impl Journal {
                 "sd_journal_get_cursor",
                 (self.api.get_cursor)(self.j, &mut p),
             )?;
-            let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+            // Cursors are ASCII: copied as they are, without a lossy pass.
+            let bytes = CStr::from_ptr(p).to_bytes().to_vec();
+            let s = String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             libc::free(p.cast());
             Ok(s)
         }
