@@ -122,14 +122,28 @@ def symbols(binary, demangle):
             for r in rows]
 
 
+# Where compilers put a function `f` besides `.text.f`: LLVM a function it
+# thinks cold in `.text.unlikely.f`; GCC (the C of SQLite, PCRE2, aws-lc) a
+# constructor, which runs at every start, in `.text.startup.f` and a
+# destructor in `.text.exit.f`.
+PREFIXES = (".text.", ".text.unlikely.", ".text.startup.", ".text.exit.")
+
+# Code a plain start runs that callgrind's run did not show (found with
+# `perf record -e page-faults` on a start outside valgrind: the first
+# touches of code outside .text.hot): tokio's pidfd reaper, which waits for
+# the actions' shells, and std's reading of the cgroup limits, whose path
+# depends on the cgroups the server starts in. Each function missed costs
+# a fault-around window of code (up to 128 KiB) in every daemon.
+ALWAYS = ("*pidfd_reaper*", "*3std3sys6thread4unix7cgroups*")
+
+
 def pattern(sym):
-    """Section patterns for `sym` that do not depend on its hashes: LLVM
-    puts a function it thinks cold in `.text.unlikely.<name>`."""
+    """Section patterns for `sym` that do not depend on its hashes."""
     p = re.sub(r"17h[0-9a-f]{16}E$", "17h*", sym)
     p = re.sub(r"\.llvm\.\d+$", ".llvm.*", p)
     if p.startswith("_R"):
         p = re.sub(r"Cs[0-9a-zA-Z]+_", "Cs*_", p)
-    return ".text.%s .text.unlikely.%s" % (p, p)
+    return " ".join(prefix + p for prefix in PREFIXES)
 
 
 def main():
@@ -145,6 +159,8 @@ def main():
         if sym:
             by_name.setdefault(re.sub(r"::h[0-9a-f]{16}$", "", name), []).append(sym)
     patterns, seen = [], set()
+    for p in ALWAYS:
+        patterns.append(".text.%s" % p)
     for name in ran:
         for sym in by_name.get(name, []):
             p = pattern(sym)

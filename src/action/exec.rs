@@ -190,7 +190,11 @@ async fn read_capped(r: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
         return Vec::new();
     };
     let mut kept = Vec::new();
-    let mut buf = [0u8; 8192];
+    // On the heap: an 8 KiB array would make this future, and every
+    // stack frame that builds and spawns it (inlined into the callers of
+    // `execute`, the server's start among them), 8 KiB larger, several
+    // times over for the copies; stack pages once touched stay resident.
+    let mut buf = vec![0u8; 8192];
     loop {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => return kept,

@@ -153,6 +153,11 @@ fn run(args: Args) -> Result<()> {
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // The blocking pool builds the jails at start and writes the
+        // database now and then: an idle thread ends after a second
+        // instead of tokio's ten, so that the daemon, idle most of its
+        // life, does not keep the stacks those left behind.
+        .thread_keep_alive(std::time::Duration::from_secs(1))
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
