@@ -111,7 +111,7 @@ mod tests {
     #[test]
     fn options_of_the_systemd_backend() {
         let j = JournalLog::parse(
-            "systemd-journal[journalfiles=/a/x.journal /b/*.journal, journalflags=1, journalmatch=\"_COMM=sshd\" + _PID=1]",
+            "systemd-journal[journalfiles=/a/x.journal /b/*.journal, journalflags=1, journalmatch='_COMM=sshd + _PID=1']",
         )
         .unwrap();
         assert_eq!(j.backend.files, ["/a/x.journal", "/b/*.journal"]);
