@@ -113,6 +113,18 @@ pub const KNOWN: &[Known] = &[
         why: IPV6_TEMPLATE,
     },
     Known {
+        test: "regex::systemd_journal_read_like_fail2ban_regex",
+        version: "1.1.0",
+        key: "journalfiles sshd",
+        why: JAIL_NAME_JOURNALMATCH,
+    },
+    Known {
+        test: "regex::systemd_journal_read_like_fail2ban_regex",
+        version: "1.1.0",
+        key: "journalpath sshd -v",
+        why: JAIL_NAME_JOURNALMATCH,
+    },
+    Known {
         test: "server_compat::ignoreself_and_interface_addresses",
         version: "1.1.0",
         key: "status alpha",
@@ -179,6 +191,10 @@ const JAIL_NAME_MODE: &str = "fail2ban-regex 1.1 reads a NAME that is a jail of 
 
 /// fail2ban-regex 1.1's report header on a NAME that is also a jail.
 const JAIL_NAME_HEADER: &str = "fail2ban-regex 1.1 reads a NAME that is a jail of the tree as that jail and prints `Use jail : NAME` (and `Use jail/flt options`) where 1.0.2 and fail3ban-regex print `Use failregex filter file : NAME, basedir: ...`; fail3ban follows 1.0.2 until fail3ban-regex learns 1.1's jail names (issue 17, 1.1's behaviour where it differs: to be added to its list)";
+
+/// fail2ban-regex 1.1 on `systemd-journal[...] sshd`: the jail's header
+/// and the journalmatch it reports.
+const JAIL_NAME_JOURNALMATCH: &str = "fail2ban-regex 1.1 reads `sshd` as the jail of the tree and prints `Use jail : sshd` where 1.0.2 and fail3ban-regex print `Use failregex filter file : sshd, basedir: ...` (JAIL_NAME_HEADER); read as the jail, it reports (and uses) `journal match : _SYSTEMD_UNIT=ssh.service + _COMM=sshd`, without the last group of 1.1's filter.d/sshd.conf (`+ _COMM=sshd-session`), which fail3ban-regex reads from the filter as 1.0.2 does. The test's journal has no sshd-session entry outside ssh.service, so the Lines: summary and -o id agree; fail3ban follows 1.0.2 until fail3ban-regex learns 1.1's jail names (issue 17, 1.1's behaviour where it differs: to be added)";
 
 /// 1.1's IPv6 group of `<ADDR>`, printed in the report.
 const IPV6_TEMPLATE: &str = "1.1's <HOST>/<ADDR> write the IPv6 group as \

@@ -553,7 +553,7 @@ fn make_journal(out: &Path, entries: &[Vec<(&str, String)>]) {
 }
 
 /// [`make_journal`] with values that may be any bytes.
-fn make_journal_raw(out: &Path, entries: &[Vec<(&str, Vec<u8>)>]) {
+pub(crate) fn make_journal_raw(out: &Path, entries: &[Vec<(&str, Vec<u8>)>]) {
     crate::prereq::need(&[Need::JournalRemote]);
     let mut export = Vec::new();
     for e in entries {

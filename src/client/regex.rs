@@ -15,6 +15,10 @@ use crate::config::options::extract_options;
 use crate::config::{read_filter, stream::py_repr, FilterSource, PyValue};
 use crate::filter::date::DateFound;
 use crate::filter::{DateDetector, Failure, Filter, FilterOptions, Hint, Prescreen, UseDns};
+use crate::source::{JournalLine, LogEncoding};
+
+mod journal;
+use journal::JournalLog;
 
 const USAGE: &str = "Usage: fail3ban-regex [OPTIONS] <LOG> <REGEX> [IGNOREREGEX]
 
@@ -23,6 +27,9 @@ Tests a filter: fail2ban-regex's arguments and output.
 LOG:
   string                a string representing a log line
   filename              path to a log file (/var/log/auth.log)
+  systemd-journal       the systemd journal, optionally with the systemd
+                        backend's options (systemd-journal[journalfiles=...,
+                        journalpath=..., journalflags=..., journalmatch=...])
 
 REGEX:
   string                a string representing a 'failregex'
@@ -42,6 +49,8 @@ Options:
   -r, --raw             raw hosts, don't resolve dns
   --usedns=USEDNS       DNS specified replacement of tags <HOST> in regexp
   -L, --maxlines=N      maxlines for multi-line regex
+  -m, --journalmatch=M  journalctl style matches overriding the filter's
+                        (systemd-journal only)
   -l, --log-level=L     log level
   -v, --verbose         increase verbosity
   --verbosity=N         set numerical level of verbosity (0..4)
@@ -66,6 +75,8 @@ pub struct Opts {
     pub raw: bool,
     pub usedns: Option<String>,
     pub maxlines: usize,
+    /// `-m`: journalctl-style matches, over the filter's journalmatch.
+    pub journalmatch: Option<String>,
     pub verbose: u32,
     /// `-l`: fail2ban's log level name (CRITICAL, ERROR, WARNING, ...).
     pub log_level: Option<String>,
@@ -90,6 +101,7 @@ impl Default for Opts {
             raw: false,
             usedns: None,
             maxlines: 0,
+            journalmatch: None,
             verbose: 0,
             log_level: None,
             verbose_date: false,
@@ -214,7 +226,7 @@ pub fn parse_args(args: &[String]) -> Result<Parsed, UsageError> {
                 "--usedns" => o.usedns = Some(v),
                 "-L" | "--maxlines" => o.maxlines = int(&v)?,
                 "-l" | "--log-level" => o.log_level = Some(v),
-                "-m" | "--journalmatch" => {}
+                "-m" | "--journalmatch" => o.journalmatch = Some(v),
                 "-v" | "--verbose" => o.verbose += 1,
                 "--verbosity" => o.verbose = int(&v)? as u32,
                 "--verbose-date" | "--VD" => o.verbose_date = true,
@@ -306,6 +318,15 @@ struct Tool<'w> {
     /// The prefregex's groups per matched line, for `-v`.
     prefregex_groups: Vec<String>,
     elapsed: f64,
+    /// The backend the filter is read for: `systemd` when the log is the
+    /// journal (a filter's `logtype` follows it).
+    backend: &'static str,
+    /// The journalmatch in force: `-m`'s, else the filter's last.
+    journalmatch: Option<Vec<String>>,
+    /// Whether lines are dated by a date detector: not for the journal
+    /// without a datepattern, whose entries carry their time (and whose
+    /// report then has no date template hits).
+    detects_dates: bool,
 }
 
 /// A failure to run, already in fail2ban-regex's words.
@@ -443,7 +464,7 @@ impl<'w> Tool<'w> {
                 },
                 params,
                 "fail2ban-regex-jail",
-                "auto",
+                self.backend,
             )
         } else {
             let abs = std::fs::canonicalize(&name)
@@ -459,7 +480,7 @@ impl<'w> Tool<'w> {
                 FilterSource::File(&abs),
                 params,
                 "fail2ban-regex-jail",
-                "auto",
+                self.backend,
             )
         };
         let commands = commands.map_err(|e| {
@@ -470,6 +491,13 @@ impl<'w> Tool<'w> {
         let mut fails = Vec::new();
         let mut ignores = Vec::new();
         for cmd in commands {
+            if cmd.get(2).and_then(PyValue::as_str) == Some("addjournalmatch") {
+                // Each replaces the one before, as in fail2ban-regex; -m wins.
+                if self.opts.journalmatch.is_none() {
+                    self.journalmatch = Some(cmd[3..].iter().map(PyValue::to_text).collect());
+                }
+                continue;
+            }
             let (verb, values): (&str, Vec<PyValue>) = match cmd.first().and_then(PyValue::as_str) {
                 Some("multi-set") => match cmd.get(3) {
                     Some(PyValue::List(l)) => (cmd[2].as_str().unwrap_or(""), l.clone()),
@@ -632,6 +660,17 @@ fn format_failure(fmt: &str, f: &Failure, time: Option<f64>, out: &mut Vec<Strin
 enum Source {
     File(String),
     Lines(Vec<String>),
+    Journal(JournalLog),
+}
+
+/// A line handed to the filter, with what is known of its date.
+enum Input<'a> {
+    /// Not yet dated.
+    Plain(&'a str),
+    /// Dated ahead by the reading thread, with the prescreen's hint.
+    Found(&'a str, Option<DateFound>, f64, Option<&'a Hint>),
+    /// A journal entry, which carries its date.
+    Journal(&'a JournalLine),
 }
 
 /// The line as text (borrowed when it is valid UTF-8: no allocation per
@@ -1094,23 +1133,38 @@ impl Tool<'_> {
         } else {
             None
         };
-        let mut handle = |tool: &mut Tool,
-                          line: &str,
-                          dated: Option<(Option<DateFound>, f64, Option<&Hint>)>|
-         -> io::Result<()> {
-            let line = line.trim_end_matches(['\r', '\n']);
-            if line.starts_with('#') || line.is_empty() {
-                return Ok(());
-            }
+        // A journal entry's line as the report prints it: its date text,
+        // then its text.
+        let mut joined = String::new();
+        let mut handle = |tool: &mut Tool, input: Input| -> io::Result<()> {
+            let line = match input {
+                Input::Plain(l) | Input::Found(l, ..) => {
+                    let line = l.trim_end_matches(['\r', '\n']);
+                    if line.starts_with('#') || line.is_empty() {
+                        return Ok(());
+                    }
+                    line
+                }
+                // Every entry is a line, whatever its text.
+                Input::Journal(l) => {
+                    joined.clear();
+                    joined.push_str(&l.date_text);
+                    joined.push_str(&l.text);
+                    joined.as_str()
+                }
+            };
             let before: Vec<String> = if multiline {
                 filter.buffered_lines().map(str::to_string).collect()
             } else {
                 Vec::new()
             };
             let full = before.len() >= filter.options().maxlines;
-            let mut outcome = match dated {
-                Some((found, now, hint)) => filter.process_found_hinted(line, found, now, hint),
-                None => filter.process_line_outcome(line, now()),
+            let mut outcome = match input {
+                Input::Found(_, found, now, hint) => {
+                    filter.process_found_hinted(line, found, now, hint)
+                }
+                Input::Plain(_) => filter.process_line_outcome(line, now()),
+                Input::Journal(l) => filter.process_dated("", &l.date_text, &l.text, l.time, now()),
             };
             if outcome.failures.iter().any(|f| f.host_name.is_some()) {
                 let use_dns = filter.options().usedns;
@@ -1226,15 +1280,25 @@ impl Tool<'_> {
         match (source, dates) {
             (Source::Lines(lines), _) => {
                 for l in lines {
-                    handle(self, &l, None).map_err(io_fatal)?;
+                    handle(self, Input::Plain(&l)).map_err(io_fatal)?;
                 }
+            }
+            (Source::Journal(log), _) => {
+                let matches = self.journalmatch.clone();
+                let encoding = LogEncoding::new(&self.opts.encoding)
+                    .map_err(|e| Fatal(format!("ERROR: {e}")))?;
+                log.read(matches.as_deref(), encoding, |l| {
+                    handle(self, Input::Journal(l))?;
+                    Ok(true)
+                })
+                .map_err(|e| Fatal(format!("ERROR: {e}")))?;
             }
             (Source::File(path), None) => {
                 read_log(&path, latin1, |line, _, notes| {
                     for &n in notes {
                         emit(n, &path);
                     }
-                    handle(self, line.as_str(), None)?;
+                    handle(self, Input::Plain(line.as_str()))?;
                     Ok(true)
                 })?;
             }
@@ -1265,7 +1329,7 @@ impl Tool<'_> {
                                     hint,
                                 } => {
                                     let hint = hint.and_then(|i| b.hints.get(i));
-                                    handle(self, b.line(&text), Some((found, now, hint)))
+                                    handle(self, Input::Found(b.line(&text), found, now, hint))
                                 }
                             };
                             if let Err(e) = r {
@@ -1328,6 +1392,25 @@ impl Tool<'_> {
         }
     }
 
+    fn print_date_hits(&mut self, filter: &Filter) -> io::Result<()> {
+        writeln!(self.out, "\nDate template hits:")?;
+        let mut lines = Vec::new();
+        for t in filter.dates().templates() {
+            if self.opts.verbose > 0 || t.hits > 0 {
+                lines.push(format!("[{}] {}", t.hits, t.name));
+                if self.opts.verbose_date {
+                    lines.push(format!(
+                        "    # weight: {:.3}, pattern: {}",
+                        t.weight,
+                        t.pattern.unwrap_or("")
+                    ));
+                    lines.push(format!("    # regex:   {}", t.regex));
+                }
+            }
+        }
+        pprint_list(self.out, &lines, Some("[# of hits] date format"))
+    }
+
     fn print_stats(&mut self, filter: &Filter) -> io::Result<()> {
         writeln!(self.out, "\nResults\n=======")?;
         if let Some(pre) = filter.prefregex() {
@@ -1364,22 +1447,9 @@ impl Tool<'_> {
             writeln!(self.out, "\n{title}: {total} total")?;
             pprint_list(self.out, &lines, Some(" #) [# of hits] regular expression"))?;
         }
-        writeln!(self.out, "\nDate template hits:")?;
-        let mut lines = Vec::new();
-        for t in filter.dates().templates() {
-            if self.opts.verbose > 0 || t.hits > 0 {
-                lines.push(format!("[{}] {}", t.hits, t.name));
-                if self.opts.verbose_date {
-                    lines.push(format!(
-                        "    # weight: {:.3}, pattern: {}",
-                        t.weight,
-                        t.pattern.unwrap_or("")
-                    ));
-                    lines.push(format!("    # regex:   {}", t.regex));
-                }
-            }
+        if self.detects_dates {
+            self.print_date_hits(filter)?;
         }
-        pprint_list(self.out, &lines, Some("[# of hits] date format"))?;
         let s = &self.stats;
         writeln!(
             self.out,
@@ -1510,6 +1580,9 @@ fn run_opts(opts: Opts, out: &mut dyn Write) -> Result<(), Fatal> {
         prefregex_matched: 0,
         prefregex_groups: Vec::new(),
         elapsed: 0.0,
+        backend: "auto",
+        journalmatch: None,
+        detects_dates: true,
     };
     if opts.maxlines > 0 {
         tool.set_maxlines(opts.maxlines).map_err(io_fatal)?;
@@ -1518,6 +1591,22 @@ fn run_opts(opts: Opts, out: &mut dyn Write) -> Result<(), Fatal> {
         tool.set_datepattern(d)?;
     }
     let (log, regex) = (opts.args[0].clone(), opts.args[1].clone());
+    let journal = log.starts_with("systemd-journal");
+    let mut journal_log = None;
+    if journal {
+        tool.backend = "systemd";
+        let j = JournalLog::parse(&log).map_err(|e| Fatal(format!("ERROR: {e}")))?;
+        // fail3ban's own: a journalmatch among the options counts as -m.
+        if tool.opts.journalmatch.is_none() {
+            tool.opts.journalmatch = j.journalmatch.as_ref().map(|m| m.join(" "));
+            tool.journalmatch = j.journalmatch.clone();
+        }
+        journal_log = Some(j);
+    }
+    if let Some(m) = &opts.journalmatch {
+        tool.journalmatch =
+            Some(journal::match_words(m).map_err(|e| Fatal(format!("ERROR: {e}")))?);
+    }
     tool.read_regex(&regex, true)?;
     if let Some(ig) = opts.args.get(2) {
         tool.read_regex(ig, false)?;
@@ -1528,10 +1617,19 @@ fn run_opts(opts: Opts, out: &mut dyn Write) -> Result<(), Fatal> {
         tool.say(&format!("Use         encoding : {}", opts.encoding))
             .map_err(io_fatal)?;
         Source::File(log)
-    } else if log.starts_with("systemd-journal") {
-        return Err(Fatal(
-            "Error: reading the systemd journal is not supported by fail3ban-regex yet".into(),
-        ));
+    } else if let Some(j) = journal_log {
+        tool.say("Use         systemd journal").map_err(io_fatal)?;
+        tool.say(&format!("Use         encoding : {}", opts.encoding))
+            .map_err(io_fatal)?;
+        // Entries carry their time: without a datepattern no detector runs.
+        tool.detects_dates = tool.datepattern_set;
+        tool.datepattern_set = true;
+        if let Some(m) = tool.journalmatch.as_ref().filter(|m| !m.is_empty()) {
+            let m = m.join(" ");
+            tool.say(&format!("Use    journal match : {m}"))
+                .map_err(io_fatal)?;
+        }
+        Source::Journal(j)
     } else if tool.filter_opts.maxlines <= 1 && !log.contains('\n') {
         tool.say(&format!(
             "Use      single line : {}",

@@ -161,6 +161,53 @@ pub struct JournalBackend {
     pub rotated: bool,
 }
 
+impl JournalBackend {
+    /// Sets one option of `systemd[...]` (fail2ban-regex's
+    /// `systemd-journal[...]` takes the same); false for one it does not
+    /// know.
+    pub fn set(&mut self, key: &str, value: String) -> Result<bool, BackendError> {
+        match key {
+            "journalflags" => {
+                self.flags = Some(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| BackendError::JournalFlags(value.clone()))?,
+                )
+            }
+            // fail2ban's splitwords: spaces, commas and newlines separate.
+            "journalfiles" => {
+                self.files = value
+                    .split([' ', ',', '\n'])
+                    .map(str::trim)
+                    .filter(|w| !w.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            "journalpath" => self.path = Some(value),
+            "namespace" => self.namespace = Some(value),
+            "rotated" => {
+                self.rotated = match value.trim().to_ascii_lowercase().as_str() {
+                    "1" | "on" | "true" | "yes" => true,
+                    "0" | "off" | "false" | "no" => false,
+                    _ => return Err(BackendError::Rotated(value.clone())),
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Writes what the journal is opened on into `opts`.
+    pub fn apply(&self, opts: &mut crate::source::JournalOptions) {
+        opts.flags = self.flags;
+        opts.files = self.files.clone();
+        opts.path = self.path.clone();
+        opts.namespace = self.namespace.clone();
+        opts.rotated = self.rotated;
+    }
+}
+
 impl JailBackend {
     /// Parses `name[options]`; the name is matched ignoring case, as
     /// fail2ban does.
@@ -175,27 +222,8 @@ impl JailBackend {
             "systemd" => {
                 let mut j = JournalBackend::default();
                 for (k, v) in params {
-                    match k.as_str() {
-                        "journalflags" => {
-                            j.flags = Some(
-                                v.trim()
-                                    .parse()
-                                    .map_err(|_| BackendError::JournalFlags(v.clone()))?,
-                            )
-                        }
-                        "journalfiles" => {
-                            j.files = v.split_whitespace().map(String::from).collect()
-                        }
-                        "journalpath" => j.path = Some(v),
-                        "namespace" => j.namespace = Some(v),
-                        "rotated" => {
-                            j.rotated = match v.trim().to_ascii_lowercase().as_str() {
-                                "1" | "on" | "true" | "yes" => true,
-                                "0" | "off" | "false" | "no" => false,
-                                _ => return Err(BackendError::Rotated(v.clone())),
-                            }
-                        }
-                        other => tracing::warn!("unknown journal option {other} in {text:?}"),
+                    if !j.set(&k, v)? {
+                        tracing::warn!("unknown journal option {k} in {text:?}");
                     }
                 }
                 BackendKind::Journal(j)

@@ -70,6 +70,9 @@ pub struct JournalOptions {
     pub batch_lines: usize,
     /// Batches the channel holds before the reader waits.
     pub channel_batches: usize,
+    /// Whether to wait for new entries at the end (a jail), or to stop
+    /// there and close the channel (fail3ban-regex).
+    pub follow: bool,
 }
 
 impl JournalOptions {
@@ -88,6 +91,7 @@ impl JournalOptions {
             max_line_len: DEFAULT_MAX_LINE,
             batch_lines: 1024,
             channel_batches: 8,
+            follow: true,
         }
     }
 }
@@ -822,6 +826,9 @@ impl Reader {
             }
             if !at_end {
                 continue;
+            }
+            if !opts.follow {
+                return;
             }
             if !self.in_operation {
                 self.in_operation = true;

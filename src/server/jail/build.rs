@@ -193,11 +193,7 @@ pub(super) fn journal_source(
 ) -> Result<JournalSource, JailError> {
     let mut opts = JournalOptions::new(spec.name.clone());
     opts.matches = spec.journalmatch.clone();
-    opts.flags = journal.flags;
-    opts.files = journal.files.clone();
-    opts.path = journal.path.clone();
-    opts.namespace = journal.namespace.clone();
-    opts.rotated = journal.rotated;
+    journal.apply(&mut opts);
     opts.start = JournalStart::Time(now - spec.findtime);
     if let Some(s) = store {
         match s.journal_cursor(&spec.name) {
