@@ -12,7 +12,8 @@ use std::time::Instant;
 use indexmap::IndexMap;
 
 use crate::config::options::extract_options;
-use crate::config::{read_filter, stream::py_repr, FilterSource, PyValue};
+use crate::config::stream::{py_float, py_repr};
+use crate::config::{read_filter, FilterSource, PyValue};
 use crate::filter::date::DateFound;
 use crate::filter::{DateDetector, Failure, Filter, FilterOptions, Hint, Prescreen, UseDns};
 
@@ -541,16 +542,6 @@ fn py_dict(m: &IndexMap<String, String>) -> String {
         .map(|(k, v)| format!("{}: {}", py_repr(k), py_repr(v)))
         .collect();
     format!("{{{}}}", parts.join(", "))
-}
-
-/// Python's `repr()` of a float.
-fn py_float(t: f64) -> String {
-    let s = format!("{t:?}");
-    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
-        s
-    } else {
-        format!("{s}.0")
-    }
 }
 
 /// The text fail2ban-regex prints for `-o ...` of one failure.
