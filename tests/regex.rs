@@ -383,7 +383,7 @@ fn full_report_runs(root: &Path, dir: &Path) -> Vec<(String, Vec<String>)> {
 /// (`<ADDR>`, `<F-USER>`), as dovecot 2.4's lines want: its groups take part
 /// in the failure, under the failregex's (a failregex's own group wins,
 /// even one that did not take part: Python's `dict.update` with `None`).
-const PREFREGEX_GROUPS_FILTER: &str = r"[Definition]
+pub(crate) const PREFREGEX_GROUPS_FILTER: &str = r"[Definition]
 prefregex = ^\s*\S+ mail\[\d+\]: auth\((?:<F-USER>[^,)]*</F-USER>,)?<ADDR>(?:,[^)]*)?\)(?:<[^>]*>)*: Info: <F-CONTENT>.+</F-CONTENT>$
 failregex = ^sql: Password mismatch
             ^unknown user

@@ -561,8 +561,8 @@ fn format_failure(fmt: &str, f: &Failure, time: Option<f64>, out: &mut Vec<Strin
         "row" => {
             let mut data: Vec<String> = f
                 .data
-                .iter()
-                .map(|(k, v)| format!("{}: {}", py_repr(k), py_repr(v)))
+                .entries()
+                .map(|(k, v)| format!("{}: {}", py_repr(k), v.map_or("None".into(), py_repr)))
                 .collect();
             if let Some(ip) = &f.ip {
                 data.push(format!("'ip': {}", py_repr(&ip.to_string())));
