@@ -165,20 +165,10 @@ impl Fixture {
 
     /// (currently failed, total failed, banned addresses).
     fn status(&self) -> (u64, u64, Vec<String>) {
-        let s = self.jail().status();
-        let filter = &s[0][1];
-        let mut banned: Vec<String> = s[1][1][2][1]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect();
+        let c = self.jail().counts();
+        let mut banned = c.banned;
         banned.sort();
-        (
-            filter[0][1].as_u64().unwrap(),
-            filter[1][1].as_u64().unwrap(),
-            banned,
-        )
+        (c.failed as u64, c.total_failed, banned)
     }
 
     /// The lines the action wrote.

@@ -184,7 +184,100 @@ pub const KNOWN: &[Known] = &[
         key: "includes",
         why: SYSTEMD_IF_NOLOGS,
     },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status alpha stats",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status --all",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status --all basic",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status --all short",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status --all cymru",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status --all nope",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status --all stats",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "stats",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "statistic",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "statistics",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "stats x",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "regex::prefregex_groups_take_part_in_the_failure",
+        version: "1.1.0",
+        key: "summary",
+        why: FILTER_FILE_HEADER,
+    },
+    Known {
+        test: "regex::prefregex_groups_take_part_in_the_failure",
+        version: "1.1.0",
+        key: "-v",
+        why: FILTER_FILE_HEADER,
+    },
 ];
+
+/// fail2ban 1.1's `status --all [FLAVOR]`, `stats` (`statistic`,
+/// `statistics`) and the `stats` flavour.
+const V11_STATUS: &str = "fail2ban 1.1 added `status --all [FLAVOR]` (every jail's status after \
+    the server's), `stats`/`statistic`/`statistics` (a table of each jail's backend and counts) \
+    and the `stats` flavour of `status <jail>`; 1.0.2's server takes `--all` for a jail's name \
+    (`Sorry but the jail '--all' does not exist`), refuses `stats` (`Invalid command`) and \
+    answers `status <jail> stats` as `basic`. fail3ban follows 1.1 (issue 17)";
+
+/// fail2ban-regex 1.1's header for a filter given as a file.
+const FILTER_FILE_HEADER: &str = "fail2ban-regex 1.1 prints `Use      filter file : PATH` for a \
+    filter file outside a tree where 1.0.2 and fail3ban-regex print `Use   failregex file : PATH`, \
+    and its report prints the prefregex's `<ADDR>` with 1.1's IPv6 group (IPV6_TEMPLATE); \
+    fail3ban follows 1.0.2 in both until they are decided (issue 17, 1.1's behaviour where it \
+    differs: to be added)";
 
 /// fail2ban-regex 1.1 on a NAME that is also a jail.
 const JAIL_NAME_MODE: &str = "fail2ban-regex 1.1 reads a NAME that is a jail of the tree as that jail (`Use jail : NAME`, the jail's options over the filter's: jail.conf's `mode = normal` wins over freeswitch.conf's `mode = extra`); 1.0.2 and fail3ban-regex read it as the filter. fail3ban follows 1.0.2 until fail3ban-regex learns 1.1's jail names (issue 17, 1.1's behaviour where it differs: to be added to its list)";

@@ -407,6 +407,73 @@ fn full_report_runs(root: &Path, dir: &Path) -> Vec<(String, Vec<String>)> {
     cases.into_iter().map(|(l, a)| (l.to_string(), a)).collect()
 }
 
+/// A filter of our own whose prefregex holds the address and the user
+/// (`<ADDR>`, `<F-USER>`), as dovecot 2.4's lines want: its groups take part
+/// in the failure, under the failregex's (a failregex's own group wins,
+/// even one that did not take part: Python's `dict.update` with `None`).
+pub(crate) const PREFREGEX_GROUPS_FILTER: &str = r"[Definition]
+prefregex = ^\s*\S+ mail\[\d+\]: auth\((?:<F-USER>[^,)]*</F-USER>,)?<ADDR>(?:,[^)]*)?\)(?:<[^>]*>)*: Info: <F-CONTENT>.+</F-CONTENT>$
+failregex = ^sql: Password mismatch
+            ^unknown user
+            ^locked account <F-USER>\S+</F-USER>
+            ^relayed(?: by <F-USER>\S+</F-USER>)? for <HOST>$
+";
+
+/// Lines for [`PREFREGEX_GROUPS_FILTER`]: each failregex once, a line the
+/// failregexes miss and one the prefregex misses.
+pub(crate) fn prefregex_groups_lines(stamp: &str) -> String {
+    [
+        "auth(info@example.com,192.0.2.110,sasl:login)<1234><abc>: Info: sql: Password mismatch (given password)",
+        "auth(bob,2001:db8::5)<1>: Info: unknown user",
+        "auth(bob,203.0.113.9)<2>: Info: locked account carol",
+        "auth(dave,203.0.113.10)<3>: Info: relayed for 198.51.100.7",
+        "auth(erin,203.0.113.11)<4>: Info: something else",
+        "login: Info: sql: Password mismatch from 203.0.113.12",
+    ]
+    .iter()
+    .map(|l| format!("{stamp} web1 mail[77]: {l}\n"))
+    .collect()
+}
+
+/// Issue 17: the host and the user a prefregex captures make the failure
+/// (fail2ban 1.0.2 and 1.1.0 agree: `Filter.findFailure` merges the
+/// prefregex's groups under the failregex's).
+#[test]
+#[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
+fn prefregex_groups_take_part_in_the_failure() {
+    differential(
+        "regex::prefregex_groups_take_part_in_the_failure",
+        "runs",
+        4,
+        |_, dir| {
+            let filter = dir.join("prefaddr.conf");
+            std::fs::write(&filter, PREFREGEX_GROUPS_FILTER).unwrap();
+            let log = dir.join("mail.log");
+            std::fs::write(&log, prefregex_groups_lines("2005-08-14 11:00:01")).unwrap();
+            let (filter, log) = (s(&filter), s(&log));
+            [
+                vec!["-o", "id"],
+                vec!["-o", "row"],
+                vec!["-o", "user"],
+                vec![],
+                vec!["-v"],
+            ]
+            .into_iter()
+            .map(|o| {
+                let label = if o.is_empty() {
+                    "summary".into()
+                } else {
+                    o.join(" ")
+                };
+                let mut args: Vec<String> = o.iter().map(|a| a.to_string()).collect();
+                args.extend([log.clone(), filter.clone()]);
+                (label, args)
+            })
+            .collect()
+        },
+    );
+}
+
 /// Hostile logs, one kind per file, with the warning each must raise
 /// (`None`: processed silently). Lines are dated so that filters get past
 /// date detection and into their regexes.

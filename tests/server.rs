@@ -867,3 +867,37 @@ fn flushlogs_reopens_the_server_log() {
     let old = fs::read_to_string(tree.path("server.log.1")).unwrap();
     assert!(!old.contains("192.0.2.2"), "{old}");
 }
+
+/// Issue 17: a filter whose prefregex holds the address (`<ADDR>`, as
+/// dovecot 2.4's lines want) bans it; a failregex's own `<HOST>` wins
+/// over the prefregex's, and lines no failregex takes count for nobody.
+#[test]
+fn prefregex_address_bans() {
+    let tree = Tree::new(
+        "[mail]
+enabled = true
+filter = prefaddr
+logpath = @T@/mail.log
+",
+    );
+    tree.write_conf(
+        "filter.d/prefaddr.conf",
+        crate::regex::PREFREGEX_GROUPS_FILTER,
+    );
+    let log = tree.path("mail.log");
+    new_log(&log);
+    let mut s = Server::start(&tree);
+    s.wait_following(&log);
+    let lines = crate::regex::prefregex_groups_lines(&stamp());
+    for _ in 0..3 {
+        crate::util::append(&log, &lines);
+    }
+    let banned = ["192.0.2.110", "2001:db8::5", "203.0.113.9", "198.51.100.7"];
+    s.wait_status("mail", &st(0, 12, &banned, 4));
+    s.wait("the action ran", |_| {
+        banned.iter().all(|ip| tree.count("ban", "mail", ip) == 1)
+    });
+    for ip in ["203.0.113.10", "203.0.113.11", "203.0.113.12"] {
+        assert_eq!(tree.count("ban", "mail", ip), 0, "{:?}", tree.actions());
+    }
+}

@@ -301,9 +301,41 @@ fn client_outputs(version: &'static str, root: &Path) -> crate::reference::Tally
         &["banned", "203.0.113.1", "198.51.100.5"],
         &["get", "alpha", "banip"],
         &["get", "alpha", "banned"],
+        // fail2ban 1.1's flavours, `status --all` and `stats` (issue 17;
+        // 1.0.2 refuses what 1.1 added: reference::V11_STATUS).
+        &["status", "alpha", "short"],
+        &["status", "alpha", "cymru"],
+        &["status", "alpha", "nope"],
+        &["status", "alpha", "stats"],
+        &["status", "alpha", "basic", "x"],
+        &["status", "--all"],
+        &["status", "--all", "basic"],
+        &["status", "--all", "short"],
+        &["status", "--all", "cymru"],
+        &["status", "--all", "nope"],
+        &["status", "--all", "stats"],
+        &["status", "--all", "basic", "x"],
+        &["stats"],
+        &["statistic"],
+        &["statistics"],
+        &["stats", "x"],
+        // Answered by the client alone.
+        &["--str2sec", "1h30m"],
+        &["--str2sec", "1d12h 5"],
+        &["--str2sec", "1y"],
+        &["--str2sec", "6 months"],
+        &["--str2sec", "10/4"],
+        &["--str2sec", "-1"],
+        &["--str2sec=2w"],
     ];
     for q in queries {
         compare(q);
+    }
+    // Python's own words for a time it cannot read are not fail3ban's:
+    // only the exit code is fail2ban's.
+    for d in [&f2, &f3] {
+        let out = (d.client)(&["--str2sec", "ten minutes"]);
+        assert_eq!(out.status.code(), Some(255), "{}: {out:?}", d.name);
     }
     for jail in ["alpha", "beta", "gamma"] {
         for opt in [

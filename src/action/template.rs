@@ -20,6 +20,7 @@ use std::sync::{Mutex, OnceLock};
 use indexmap::IndexMap;
 
 use super::{quoting, ActionError};
+use crate::config::stream::py_float;
 use crate::config::tags::{find_tag, substitute};
 
 /// Tags whose values always come from log lines: never resolved between
@@ -225,15 +226,6 @@ fn ptr(ip: &str) -> String {
             s
         }
         Err(_) => String::new(),
-    }
-}
-
-/// Python's `str()` of a float, which is how fail2ban prints `<time>`.
-pub fn py_float(v: f64) -> String {
-    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e16 {
-        format!("{v:.1}")
-    } else {
-        format!("{v}")
     }
 }
 

@@ -23,12 +23,14 @@ Options:
     -t, --test              test the configuration
     -q / -v                 less / more output
     --timeout <SECONDS>     how long to wait for the server (default 30)
+    --str2sec <STRING>      convert time abbreviation format to seconds
     -h, --help              this help
     -V, --version           the version
 
 Commands (as fail2ban-client's):
     start | stop | restart | reload [<JAIL>] [--restart] [--unban] [--all] [--if-exists]
-    status [<JAIL> [FLAVOR]] | ping | version | banned [IP ...] | unban --all | unban IP ...
+    status [<JAIL> [FLAVOR]] | status --all [FLAVOR] | stat[istic]s
+    ping | version | banned [IP ...] | unban --all | unban IP ...
     set <JAIL> banip IP ... | set <JAIL> unbanip [--report-absent] IP ...
     set <JAIL> <OPTION> <VALUE> | get <JAIL> <OPTION> | get <OPTION> | flushlogs
 
@@ -88,6 +90,15 @@ fn parse_args() -> Result<Option<Args>> {
                     .parse()
                     .context("--timeout")?
             }
+            "--str2sec" => {
+                let value = it.next().context("--str2sec needs a time")?;
+                str2sec(&value)?;
+                return Ok(None);
+            }
+            s if s.starts_with("--str2sec=") => {
+                str2sec(&s["--str2sec=".len()..])?;
+                return Ok(None);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -101,6 +112,14 @@ fn parse_args() -> Result<Option<Args>> {
         }
     }
     Ok(Some(args))
+}
+
+/// `--str2sec TIME`: the seconds, printed as fail2ban prints them.
+fn str2sec(value: &str) -> Result<()> {
+    let secs = fail3ban::config::time::str2seconds_text(value)
+        .with_context(|| format!("--str2sec {value:?}"))?;
+    println!("{secs}");
+    Ok(())
 }
 
 fn init_tracing(verbose: i32) {

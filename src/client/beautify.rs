@@ -46,15 +46,19 @@ fn row_value(v: &Value) -> String {
 
 fn pairs(v: &Value) -> Vec<(String, &Value)> {
     match v {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|row| match row {
-                Value::Array(kv) if kv.len() == 2 => Some((py_str(&kv[0]), &kv[1])),
-                _ => None,
-            })
-            .collect(),
+        Value::Array(items) => pairs_of(items),
         _ => Vec::new(),
     }
+}
+
+fn pairs_of(items: &[Value]) -> Vec<(String, &Value)> {
+    items
+        .iter()
+        .filter_map(|row| match row {
+            Value::Array(kv) if kv.len() == 2 => Some((py_str(&kv[0]), &kv[1])),
+            _ => None,
+        })
+        .collect()
 }
 
 fn tree_list(intro: &str, items: &[String]) -> String {
@@ -106,29 +110,11 @@ pub fn beautify(cmd: &[String], response: &Value) -> String {
                 v => serde_json::to_string_pretty(v).unwrap_or_default(),
             }
         }
-        "status" => {
-            let rows = pairs(response);
-            if cmd.len() > 1 {
-                let mut msg = vec![format!("Status for the jail: {}", c(1))];
-                for (n, (name, inner)) in rows.iter().enumerate() {
-                    let last1 = n + 1 == rows.len();
-                    msg.push(format!("{} {name}", if last1 { "`-" } else { "|-" }));
-                    let p1 = if last1 { "   " } else { "|  " };
-                    let sub = pairs(inner);
-                    for (m, (k, v)) in sub.iter().enumerate() {
-                        let p2 = format!("{p1}{}", if m + 1 == sub.len() { "`-" } else { "|-" });
-                        msg.push(format!("{p2} {k}:\t{}", row_value(v)));
-                    }
-                }
-                return msg.join("\n");
-            }
-            let mut msg = vec!["Status".to_string()];
-            for (n, (k, v)) in rows.iter().enumerate() {
-                let p = if n + 1 == rows.len() { "`-" } else { "|-" };
-                msg.push(format!("{p} {k}:\t{}", row_value(v)));
-            }
-            return msg.join("\n");
-        }
+        "status" => return status(cmd, response),
+        "stats" | "statistics" => return stats_table(response),
+        // fail2ban's client has no wording for this alias: it prints the
+        // answer as Python prints it.
+        "statistic" => return stats_repr(response),
         _ => {}
     }
     if cmd.len() < 2 {
@@ -240,6 +226,196 @@ pub fn beautify(cmd: &[String], response: &Value) -> String {
         },
         _ => py_str(response),
     }
+}
+
+/// One jail's status rows under `pref` (fail2ban's `jail_stat`).
+fn jail_stat(msg: &mut Vec<String>, response: &Value, pref: &str) {
+    let rows = pairs(response);
+    for (n, (name, inner)) in rows.iter().enumerate() {
+        let last1 = n + 1 == rows.len();
+        msg.push(format!("{pref}{} {name}", if last1 { "`-" } else { "|-" }));
+        let p1 = format!("{pref}{}", if last1 { "   " } else { "|  " });
+        let sub = pairs(inner);
+        for (m, (k, v)) in sub.iter().enumerate() {
+            let p2 = format!("{p1}{}", if m + 1 == sub.len() { "`-" } else { "|-" });
+            msg.push(format!("{p2} {k}:\t{}", row_value(v)));
+        }
+    }
+}
+
+/// `status`, `status <jail> [FLAVOR]` and `status --all [FLAVOR]`.
+fn status(cmd: &[String], response: &Value) -> String {
+    let all = cmd.get(1).map(String::as_str) == Some("--all");
+    // The `stats` flavour's answer is not rows: fail2ban's client fails to
+    // word it and prints what it had so far and the answer, as Python
+    // shows them.
+    if is_stats(response) {
+        return format!("{}{}", stats_repr(response), stats_repr(response));
+    }
+    if let (Some(jail), false) = (cmd.get(1), all) {
+        if let Some(Value::String(backend)) = response.get(0) {
+            let first: String = backend.chars().take(1).collect();
+            let head = crate::config::stream::py_repr(&format!("Status for the jail: {jail}"));
+            let row = crate::config::stream::py_repr(&format!("|- {first}"));
+            return format!("[{head}, {row}]{}", stats_value_repr(response));
+        }
+        let mut msg = vec![format!("Status for the jail: {jail}")];
+        jail_stat(&mut msg, response, "");
+        return msg.join("\n");
+    }
+    let (rows, jails) = match response {
+        Value::Array(items) if all => match items.split_last() {
+            Some((Value::Object(j), rest)) => (rest, Some(j)),
+            _ => (&items[..], None),
+        },
+        Value::Array(items) => (&items[..], None),
+        _ => (&[][..], None),
+    };
+    let rows = pairs_of(rows);
+    let mut msg = vec!["Status".to_string()];
+    let has_jails = jails.is_some_and(|j| !j.is_empty());
+    for (n, (k, v)) in rows.iter().enumerate() {
+        let p = if !has_jails && n + 1 == rows.len() {
+            "`-"
+        } else {
+            "|-"
+        };
+        msg.push(format!("{p} {k}:\t{}", row_value(v)));
+    }
+    if let Some(jails) = jails.filter(|j| !j.is_empty()) {
+        msg.push("`- Status for the jails:".into());
+        for (i, (name, st)) in jails.iter().enumerate() {
+            let last = i + 1 == jails.len();
+            msg.push(format!(
+                "   {} Jail: {name}",
+                if last { "`-" } else { "|-" }
+            ));
+            jail_stat(&mut msg, st, if last { "      " } else { "   |  " });
+        }
+    }
+    msg.join("\n")
+}
+
+/// Whether an answer is the `stats` flavour's: jails by name.
+fn is_stats(response: &Value) -> bool {
+    response.is_object()
+}
+
+/// Python's repr of one jail's stats, `['polling', (1, 3), (0, 0)]`:
+/// the counts are tuples there.
+fn stats_value_repr(v: &Value) -> String {
+    match v {
+        Value::Array(items) => {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|i| match i {
+                    Value::Array(t) => {
+                        format!("({})", t.iter().map(py_repr).collect::<Vec<_>>().join(", "))
+                    }
+                    other => py_repr(other),
+                })
+                .collect();
+            format!("[{}]", parts.join(", "))
+        }
+        other => py_repr(other),
+    }
+}
+
+/// Python's repr of the `stats` answer.
+fn stats_repr(response: &Value) -> String {
+    match response {
+        Value::Object(m) => {
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}: {}",
+                        crate::config::stream::py_repr(k),
+                        stats_value_repr(v)
+                    )
+                })
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
+        other => py_repr(other),
+    }
+}
+
+/// `stats`: fail2ban 1.1's table of every jail's backend and counts.
+fn stats_table(response: &Value) -> String {
+    let Some(jails) = response.as_object().filter(|m| !m.is_empty()) else {
+        // No jail: fail2ban's client fails on the empty table and prints
+        // the answer twice, as Python shows it.
+        return format!("{}{}", stats_repr(response), stats_repr(response));
+    };
+    let rows: Vec<[String; 6]> = jails
+        .iter()
+        .map(|(name, v)| {
+            let at = |i: usize, j: usize| v.get(i).and_then(|p| p.get(j)).map(py_str);
+            [
+                name.clone(),
+                v.get(0).map(py_str).unwrap_or_default(),
+                at(1, 0).unwrap_or_default(),
+                at(1, 1).unwrap_or_default(),
+                at(2, 0).unwrap_or_default(),
+                at(2, 1).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    const MIN: [usize; 6] = [8, 8, 3, 3, 3, 3];
+    let lens: Vec<usize> = (0..6)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(MIN[i])
+        })
+        .collect();
+    let left = |s: &str, n: usize| format!("{s:<n$}");
+    let right = |s: &str, n: usize| format!("{s:>n$}");
+    let line = |c: [&str; 6]| {
+        [
+            left(c[0], lens[0]),
+            left(c[1], lens[1]),
+            format!("{} \u{2502} {}", right(c[2], lens[2]), right(c[3], lens[3])),
+            format!("{} \u{2502} {}", right(c[4], lens[4]), right(c[5], lens[5])),
+        ]
+        .join(" \u{2551} ")
+    };
+    let tlens = [
+        lens[0],
+        lens[1],
+        3 + lens[2] + lens[3],
+        3 + lens[4] + lens[5],
+    ];
+    let bar = |c: char, n: usize| c.to_string().repeat(n);
+    let rule = |joint: &str| {
+        let parts: Vec<String> = tlens.iter().map(|n| bar('\u{2550}', *n)).collect();
+        format!("{}\u{2550}", parts.join(joint))
+    };
+    let mut out = vec![
+        [
+            left("", tlens[0]),
+            left("", tlens[1]),
+            left("Filter", tlens[2]),
+            left("Actions", tlens[3]),
+        ]
+        .join(" \u{2551} "),
+        format!(
+            "{} \u{2551} {} \u{255F}\u{2500}{}\u{2500}",
+            left("Jail", tlens[0]),
+            left("Backend", tlens[1]),
+            [bar('\u{2500}', tlens[2]), bar('\u{2500}', tlens[3])].join("\u{2500}\u{256B}\u{2500}")
+        ),
+        line(["", "", "cur", "tot", "cur", "tot"]),
+        rule("\u{2550}\u{256C}\u{2550}"),
+    ];
+    for r in &rows {
+        out.push(line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
+    }
+    out.push(rule("\u{2550}\u{2569}\u{2550}"));
+    out.join("\n")
 }
 
 /// What fail2ban-client prints for a failed command.

@@ -12,7 +12,8 @@ use std::time::Instant;
 use indexmap::IndexMap;
 
 use crate::config::options::extract_options;
-use crate::config::{read_filter, stream::py_repr, FilterSource, PyValue};
+use crate::config::stream::{py_float, py_repr};
+use crate::config::{read_filter, FilterSource, PyValue};
 use crate::filter::date::DateFound;
 use crate::filter::{DateDetector, Failure, Filter, FilterOptions, Hint, Prescreen, UseDns};
 use crate::source::{JournalLine, LogEncoding};
@@ -571,16 +572,6 @@ fn py_dict(m: &IndexMap<String, String>) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
-/// Python's `repr()` of a float.
-fn py_float(t: f64) -> String {
-    let s = format!("{t:?}");
-    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
-        s
-    } else {
-        format!("{s}.0")
-    }
-}
-
 /// The text fail2ban-regex prints for `-o ...` of one failure.
 /// `time` is the line's time: `None` for an undated line, which fail2ban
 /// prints as `None`.
@@ -598,8 +589,8 @@ fn format_failure(fmt: &str, f: &Failure, time: Option<f64>, out: &mut Vec<Strin
         "row" => {
             let mut data: Vec<String> = f
                 .data
-                .iter()
-                .map(|(k, v)| format!("{}: {}", py_repr(k), py_repr(v)))
+                .entries()
+                .map(|(k, v)| format!("{}: {}", py_repr(k), v.map_or("None".into(), py_repr)))
                 .collect();
             if let Some(ip) = &f.ip {
                 data.push(format!("'ip': {}", py_repr(&ip.to_string())));

@@ -2,19 +2,20 @@
 //! `1year-6mo`, `2*1h`. Units follow a number (or a space); adjacent terms
 //! add up; `+ - * /` and parentheses work as in arithmetic.
 
-/// Seconds per unit, by every spelling fail2ban accepts. `m` is minutes;
+/// Seconds per unit, by every spelling fail2ban accepts, and whether
+/// fail2ban writes it as a float (months and years). `m` is minutes;
 /// months are `mo`/`mon`/`month(s)`, a twelfth of an average year.
-fn unit_seconds(word: &str) -> Option<f64> {
+fn unit_seconds(word: &str) -> Option<(f64, bool)> {
     const DAY: f64 = 86400.0;
     const YEAR: f64 = (365.0 * 3.0 + 366.0) * DAY / 4.0;
     Some(match word.to_ascii_lowercase().as_str() {
-        "day" | "days" | "da" | "d" | "dd" => DAY,
-        "week" | "weeks" | "we" | "wee" | "w" | "ww" => 7.0 * DAY,
-        "month" | "months" | "mo" | "mon" => YEAR / 12.0,
-        "year" | "years" | "ye" | "yea" | "y" | "yy" => YEAR,
-        "second" | "seconds" | "se" | "sec" | "s" | "ss" => 1.0,
-        "minute" | "minutes" | "mi" | "min" | "m" | "mm" => 60.0,
-        "hour" | "hours" | "ho" | "hou" | "h" | "hh" => 3600.0,
+        "day" | "days" | "da" | "d" | "dd" => (DAY, false),
+        "week" | "weeks" | "we" | "wee" | "w" | "ww" => (7.0 * DAY, false),
+        "month" | "months" | "mo" | "mon" => (YEAR / 12.0, true),
+        "year" | "years" | "ye" | "yea" | "y" | "yy" => (YEAR, true),
+        "second" | "seconds" | "se" | "sec" | "s" | "ss" => (1.0, false),
+        "minute" | "minutes" | "mi" | "min" | "m" | "mm" => (60.0, false),
+        "hour" | "hours" | "ho" | "hou" | "h" | "hh" => (3600.0, false),
         _ => return None,
     })
 }
@@ -43,7 +44,9 @@ pub enum TimeError {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
-    Num(f64),
+    /// A number and whether Python would hold it as a float (a literal
+    /// with a point, or times a month or a year).
+    Num(f64, bool),
     Op(char),
     Open,
     Close,
@@ -66,6 +69,7 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, TimeError> {
             let mut n: f64 = text
                 .parse()
                 .map_err(|_| TimeError::BadNumber(text.clone()))?;
+            let mut float = text.contains('.');
             let mut j = i;
             while j < b.len() && b[j].is_whitespace() {
                 j += 1;
@@ -76,14 +80,17 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, TimeError> {
             }
             if j > wstart {
                 let word: String = b[wstart..j].iter().collect();
-                n *= unit_seconds(&word).ok_or_else(|| TimeError::UnknownUnit(word.clone()))?;
+                let (unit, f) =
+                    unit_seconds(&word).ok_or_else(|| TimeError::UnknownUnit(word.clone()))?;
+                float |= f;
+                n *= unit;
                 i = j;
             }
             // Adjacent terms add up: `1h 30m` is `1h + 30m`.
-            if matches!(out.last(), Some(Tok::Num(_)) | Some(Tok::Close)) {
+            if matches!(out.last(), Some(Tok::Num(..)) | Some(Tok::Close)) {
                 out.push(Tok::Op('+'));
             }
-            out.push(Tok::Num(n));
+            out.push(Tok::Num(n, float));
         } else if "+-*/".contains(c) {
             out.push(Tok::Op(c));
             i += 1;
@@ -110,35 +117,39 @@ impl Parser {
         self.toks.get(self.pos)
     }
 
-    fn expr(&mut self) -> Result<f64, TimeError> {
-        let mut v = self.term()?;
+    fn expr(&mut self) -> Result<(f64, bool), TimeError> {
+        let (mut v, mut float) = self.term()?;
         while let Some(Tok::Op(op @ ('+' | '-'))) = self.peek().cloned() {
             self.pos += 1;
-            let r = self.term()?;
+            let (r, f) = self.term()?;
             v = if op == '+' { v + r } else { v - r };
+            float |= f;
         }
-        Ok(v)
+        Ok((v, float))
     }
 
-    fn term(&mut self) -> Result<f64, TimeError> {
-        let mut v = self.factor()?;
+    fn term(&mut self) -> Result<(f64, bool), TimeError> {
+        let (mut v, mut float) = self.factor()?;
         while let Some(Tok::Op(op @ ('*' | '/'))) = self.peek().cloned() {
             self.pos += 1;
-            let r = self.factor()?;
+            let (r, f) = self.factor()?;
             v = if op == '*' { v * r } else { v / r };
+            // Python's `/` always gives a float.
+            float |= f || op == '/';
         }
-        Ok(v)
+        Ok((v, float))
     }
 
-    fn factor(&mut self) -> Result<f64, TimeError> {
+    fn factor(&mut self) -> Result<(f64, bool), TimeError> {
         match self.peek().cloned() {
-            Some(Tok::Num(n)) => {
+            Some(Tok::Num(n, float)) => {
                 self.pos += 1;
-                Ok(n)
+                Ok((n, float))
             }
             Some(Tok::Op('-')) => {
                 self.pos += 1;
-                Ok(-self.factor()?)
+                let (v, float) = self.factor()?;
+                Ok((-v, float))
             }
             Some(Tok::Op('+')) => {
                 self.pos += 1;
@@ -160,19 +171,35 @@ impl Parser {
 
 /// Seconds that a fail2ban time string stands for.
 pub fn str2seconds(s: &str) -> Result<f64, TimeError> {
+    str2seconds_typed(s).map(|(v, _)| v)
+}
+
+/// The seconds as fail2ban prints them (`fail2ban-client --str2sec`):
+/// Python's `int` (`5400`) unless a float took part (`31557600.0`).
+pub fn str2seconds_text(s: &str) -> Result<String, TimeError> {
+    let (v, float) = str2seconds_typed(s)?;
+    Ok(if float || v.abs() >= 9.0e15 {
+        crate::config::stream::py_float(v)
+    } else {
+        format!("{}", v as i64)
+    })
+}
+
+/// The seconds, and whether Python's evaluation would give a float.
+fn str2seconds_typed(s: &str) -> Result<(f64, bool), TimeError> {
     let toks = tokenize(s)?;
     if toks.is_empty() {
         return Err(TimeError::Empty);
     }
     let mut p = Parser { toks, pos: 0 };
-    let v = p.expr()?;
+    let (v, float) = p.expr()?;
     if p.pos != p.toks.len() {
         return Err(TimeError::TrailingText);
     }
     if !v.is_finite() {
         return Err(TimeError::NotFinite);
     }
-    Ok(v)
+    Ok((v, float))
 }
 
 #[cfg(test)]
@@ -194,5 +221,17 @@ mod tests {
         assert!(str2seconds("ten minutes").is_err());
         assert!(str2seconds("10x").is_err());
         assert!(str2seconds("").is_err());
+    }
+
+    #[test]
+    fn printed_as_python_prints_them() {
+        let t = |s: &str| str2seconds_text(s).unwrap();
+        assert_eq!(t("1h30m"), "5400");
+        assert_eq!(t("1w 1d"), "691200");
+        assert_eq!(t("1y"), "31557600.0");
+        assert_eq!(t("1mo"), "2629800.0");
+        assert_eq!(t("1.5h"), "5400.0");
+        assert_eq!(t("10/4"), "2.5");
+        assert_eq!(t("-1"), "-1");
     }
 }

@@ -306,7 +306,7 @@ pub struct Regex {
     source: String,
     expanded: String,
     re: pcre::Regex,
-    /// Named groups in name order (fail2ban sorts alt/tuple names).
+    /// Named groups in pattern order, as Python's `groupdict` lists them.
     names: Vec<(GroupName, usize)>,
     /// Those of `names` the filter itself reads (see [`names::is_read`]).
     read_names: Vec<(GroupName, usize)>,
@@ -374,6 +374,9 @@ impl Regex {
             };
             list.push((*idx, intern(&map_tag_to_opt(base))));
         }
+        // fail2ban sorts the alt/tuple names (above); its dict of groups
+        // is in pattern order.
+        names.sort_by_key(|(_, i)| *i);
         let read_names = names
             .iter()
             .copied()

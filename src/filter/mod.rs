@@ -14,7 +14,7 @@ pub mod prescreen;
 pub mod pyre;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 pub use date::DateDetector;
@@ -132,8 +132,9 @@ pub struct Failure {
     pub time: f64,
     /// The log lines that make up the failure, whole.
     pub matches: Vec<String>,
-    /// Named groups that matched (`user`, `ip4`, custom `F-*` names...).
-    pub data: BTreeMap<String, String>,
+    /// Named groups (`user`, `ip4`, custom `F-*` names...), as fail2ban's
+    /// dict holds them.
+    pub data: GroupDict,
     /// Every user seen with this multi-line id.
     pub users: BTreeSet<String>,
     /// Not a failure: matched by `<F-NOFAIL>` or gained by `<F-MLFGAINED>`.
@@ -156,6 +157,59 @@ impl Failure {
                 ..self.clone()
             })
             .collect()
+    }
+}
+
+/// A failure's named groups in the order fail2ban's dict keeps them: the
+/// prefregex's, then the failregex's new ones, each group in pattern
+/// order, with `None` for a group that took no part in the match
+/// (fail2ban-regex's `-o row` prints them so). Lookups see set groups
+/// only.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupDict(Vec<(String, Option<String>)>);
+
+impl GroupDict {
+    /// The value of group `k`, if it took part.
+    pub fn get(&self, k: &str) -> Option<&String> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == k)
+            .and_then(|(_, v)| v.as_ref())
+    }
+
+    pub fn contains_key(&self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+
+    /// The groups that took part, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().filter_map(|(k, v)| Some((k, v.as_ref()?)))
+    }
+
+    /// Every group, in order, `None` included.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
+    }
+}
+
+impl<'a> IntoIterator for &'a GroupDict {
+    type Item = (&'a String, &'a String);
+    type IntoIter = Box<dyn Iterator<Item = (&'a String, &'a String)> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl std::ops::Index<&str> for GroupDict {
+    type Output = String;
+    fn index(&self, k: &str) -> &String {
+        self.get(k).expect("no such group")
+    }
+}
+
+impl FromIterator<(String, Option<String>)> for GroupDict {
+    fn from_iter<I: IntoIterator<Item = (String, Option<String>)>>(it: I) -> GroupDict {
+        GroupDict(it.into_iter().collect())
     }
 }
 
@@ -277,34 +331,38 @@ fn join_lines(lines: &[Line], out: &mut String) {
 }
 
 /// A failure's named groups, as fail2ban's dict: a handful of entries,
-/// so a vector searched in order beats a map.
+/// so a vector searched in order beats a map. `None`: a group that took
+/// no part in the match (a failregex's overrides the prefregex's value).
 #[derive(Debug, Clone, Default)]
-struct Groups(Vec<(GroupName, GroupText)>);
+struct Groups(Vec<(GroupName, Option<GroupText>)>);
 
 impl Groups {
     fn position(&self, k: GroupName) -> Option<usize> {
         self.0.iter().position(|(n, _)| *n == k)
     }
     fn get(&self, k: GroupName) -> Option<&str> {
-        self.position(k).map(|i| self.0[i].1.as_str())
+        self.position(k).and_then(|i| self.0[i].1.as_deref())
     }
-    fn insert(&mut self, k: GroupName, v: GroupText) {
+    /// Sets `k` as Python's `dict[k] = v` does: in place if it is there,
+    /// else last.
+    fn insert(&mut self, k: GroupName, v: Option<GroupText>) {
         match self.position(k) {
             Some(i) => self.0[i].1 = v,
             None => self.0.push((k, v)),
         }
     }
+    /// Python's `dict.pop`: the order of the others is kept.
     fn remove(&mut self, k: GroupName) -> Option<GroupText> {
-        self.position(k).map(|i| self.0.swap_remove(i).1)
+        self.position(k).and_then(|i| self.0.remove(i).1)
     }
-    fn iter(&self) -> impl Iterator<Item = (GroupName, &GroupText)> {
-        self.0.iter().map(|(k, v)| (*k, v))
+    fn iter(&self) -> impl Iterator<Item = (GroupName, Option<&GroupText>)> {
+        self.0.iter().map(|(k, v)| (*k, v.as_ref()))
     }
 }
 
 impl IntoIterator for Groups {
-    type Item = (GroupName, GroupText);
-    type IntoIter = std::vec::IntoIter<(GroupName, GroupText)>;
+    type Item = (GroupName, Option<GroupText>);
+    type IntoIter = std::vec::IntoIter<(GroupName, Option<GroupText>)>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
     }
@@ -1299,20 +1357,14 @@ impl Filter {
             );
             fail.groups.0.reserve(pre_groups.len() + groups.len());
             for (k, v) in pre_groups.drain(..) {
-                if let (Some(v), false) = (v, k == CONTENT) {
+                if k != CONTENT {
                     fail.groups.insert(k, v);
                 }
             }
         }
+        // Python's `dict.update`: the failregex's groups win, `None` too.
         for (k, v) in groups.drain(..) {
-            match v {
-                Some(v) => {
-                    fail.groups.insert(k, v);
-                }
-                None => {
-                    fail.groups.remove(k);
-                }
-            }
+            fail.groups.insert(k, v);
         }
         let mlfid = fail.get(MLFID).map(|m| {
             mlfid_buf.clear();
@@ -1403,7 +1455,7 @@ impl Filter {
                     fail.matches.iter().map(|l| l.text.clone()).collect(),
                     fail.groups
                         .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .map(|(k, v)| (k.to_string(), v.map(|v| v.to_string())))
                         .collect(),
                     fail.users.clone().unwrap_or_default(),
                 )
@@ -1443,7 +1495,7 @@ impl Filter {
             nf |= 8 | 1;
             if !fail.truthy(NOFAIL) {
                 let g = GroupText::from(fail.get(MLFGAINED).unwrap_or_default());
-                fail.groups.insert(NOFAIL, g);
+                fail.groups.insert(NOFAIL, Some(g));
             }
         } else if fail.truthy(NOFAIL) {
             nf |= 1;
@@ -1475,8 +1527,11 @@ impl Filter {
             if nf & 4 == 0 && !m.mlfpending {
                 m.matches.clear();
             }
+            // fail2ban merges only the values that are set.
             for (k, v) in std::mem::take(&mut fail.groups) {
-                m.groups.insert(k, v);
+                if v.is_some() {
+                    m.groups.insert(k, v);
+                }
             }
             *fail = m;
             if nf & 2 != 0 {

@@ -13,6 +13,7 @@ pub mod fail_manager;
 pub mod formula;
 pub mod ignore;
 pub mod increment;
+pub mod status;
 pub mod ticket;
 
 pub use ban_manager::{BanManager, NotAdded};

@@ -5,7 +5,6 @@
 //! changes an object's class in place when a failure becomes a ban; one
 //! struct serves all three here, since the fields are the same.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::filter::ipaddr::{Addr, Fid, NotCanonical};
@@ -84,13 +83,14 @@ impl Ticket {
             (Err(e), Some(_)) => Fid::Raw(e.text),
             (Err(e), None) => return Err(e),
         };
-        let mut t = Ticket::new(fid, f.time, f.matches.clone()).with_data(f.data.clone());
+        let mut t = Ticket::new(fid, f.time, f.matches.clone())
+            .with_data(f.data.iter().map(|(k, v)| (k.clone(), v.clone())));
         t.ip = ip;
         Ok(Some(t))
     }
 
     /// A ticket carrying the filter's captured groups (`F-USER`, ...).
-    pub fn with_data(mut self, data: BTreeMap<String, String>) -> Ticket {
+    pub fn with_data(mut self, data: impl IntoIterator<Item = (String, String)>) -> Ticket {
         self.data = data.into_iter().collect();
         self
     }

@@ -26,6 +26,7 @@ use tokio::sync::{Notify, RwLock};
 
 use crate::client::protocol::{CommandError, ErrorKind};
 use crate::config::time::str2seconds;
+use crate::jail::status::{self, Flavor};
 use crate::store::{Settings, SqliteStore, Store};
 
 use self::clock::Clock;
@@ -189,18 +190,41 @@ impl Server {
             .collect()
     }
 
-    /// `status`.
-    pub async fn status(&self) -> Value {
+    /// The jails' names, sorted as fail2ban lists them, and with a
+    /// flavour each jail's status in it.
+    async fn statuses(
+        &self,
+        flavor: Option<&Flavor>,
+    ) -> (Vec<String>, Option<Vec<(String, Value)>>) {
         let jails = self.jails.read().await;
-        let mut names: Vec<&String> = jails.keys().collect();
+        let mut names: Vec<String> = jails.keys().cloned().collect();
         names.sort();
-        let list: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        let mut rows = vec![
-            json!(["Number of jail", jails.len()]),
-            json!(["Jail list", list.join(", ")]),
-        ];
-        rows.extend(self.config_error_rows(None));
-        Value::Array(rows)
+        let each = flavor.map(|f| {
+            names
+                .iter()
+                .map(|n| (n.clone(), status::jail_status(&jails[n].counts(), f)))
+                .collect()
+        });
+        (names, each)
+    }
+
+    /// `status`, or with `all` (`status --all FLAVOR`) every jail's
+    /// status in that flavour too.
+    pub async fn status(&self, all: Option<&Flavor>) -> Value {
+        let (names, each) = self.statuses(all).await;
+        let list: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut status = status::server_status(&list, each);
+        if let Value::Array(rows) = &mut status {
+            // Before the jails' statuses, which fail2ban's client reads last.
+            rows.splice(2..2, self.config_error_rows(None));
+        }
+        status
+    }
+
+    /// `stats`: every jail's backend and counts.
+    pub async fn stats(&self) -> Value {
+        let (_, each) = self.statuses(Some(&Flavor::Stats)).await;
+        status::stats(each.unwrap_or_default())
     }
 
     async fn jail(&self, name: &str) -> Result<Arc<Jail>, CommandError> {
@@ -212,9 +236,9 @@ impl Server {
             .ok_or_else(|| CommandError::unknown_jail(name))
     }
 
-    async fn jail_status(&self, name: &str) -> Result<Value, CommandError> {
+    async fn jail_status(&self, name: &str, flavor: &Flavor) -> Result<Value, CommandError> {
         let j = self.jail(name).await?;
-        let mut status = j.status();
+        let mut status = status::jail_status(&j.counts(), flavor);
         let errors = self.config_error_rows(Some(name));
         if let (false, Value::Array(sections)) = (errors.is_empty(), &mut status) {
             sections.push(json!(["Configuration", errors]));

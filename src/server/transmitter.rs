@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::client::protocol::{CommandError, ErrorKind};
+use crate::jail::status::Flavor;
 
 use super::spec::{text, JailSpec};
 use super::Server;
@@ -86,10 +87,28 @@ impl Server {
             "ping" => Ok(json!("pong")),
             "version" => Ok(json!(env!("CARGO_PKG_VERSION"))),
             "echo" => Ok(json!(strings(&cmd[1..]))),
-            "status" => match cmd.get(1) {
-                None => Ok(self.status().await),
-                Some(j) => self.jail_status(&text(j)).await,
-            },
+            "status" => {
+                let args = strings(&cmd[1..]);
+                let flavor = || {
+                    let f = Flavor::parse(args.get(1).map(String::as_str));
+                    if let Flavor::Unknown(w) = &f {
+                        tracing::warn!(
+                            "Unsupported extended jail status flavor {w:?}. Supported: ['short', 'basic', 'stats', 'cymru']"
+                        );
+                    }
+                    f
+                };
+                match args.first().map(String::as_str) {
+                    None => Ok(self.status(None).await),
+                    Some(_) if args.len() > 2 => Err(unknown("Invalid command (no status)".into())),
+                    Some("--all") => match flavor() {
+                        Flavor::Stats => Ok(self.stats().await),
+                        f => Ok(self.status(Some(&f)).await),
+                    },
+                    Some(jail) => self.jail_status(jail, &flavor()).await,
+                }
+            }
+            "stats" | "statistic" | "statistics" => Ok(self.stats().await),
             "add" => {
                 let jail = arg(cmd, 1)?;
                 let backend = cmd.get(2).map(text).unwrap_or_else(|| "auto".into());

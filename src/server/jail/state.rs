@@ -3,17 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
 use crate::dns::{self, Resolver};
 use crate::filter::ipaddr::{Fid, NotCanonical};
 use crate::filter::{Failure, Filter};
 use crate::jail::ignore::Check;
 use crate::jail::increment::{BanHistory, PrevBan};
+use crate::jail::status::{self, JailCounts, Watched};
 use crate::jail::{Engine, Event, IgnoreList, Ticket};
 use crate::store::Store;
 
-use super::super::spec::JailSpec;
+use super::super::spec::{BackendKind, JailSpec};
 use super::build::{configure_engine, ignore_list};
 use super::ignorecommand::FailureTags;
 use super::{JailError, Job};
@@ -255,43 +254,32 @@ impl JailState {
         jobs
     }
 
-    /// `status <jail>`, as fail2ban answers it.
-    pub fn status(&self) -> Value {
-        let (failed, total_failed) = (
-            self.engine.fail_manager.size(),
-            self.engine.fail_manager.fail_total(),
-        );
-        let banned: Vec<String> = self
-            .engine
-            .ban_manager
-            .ban_list()
-            .iter()
-            .map(|f| f.to_string())
-            .collect();
-        let source = if self.spec.backend.is_journal() {
-            let m: Vec<String> = self.spec.journalmatch.iter().map(|m| m.join(" ")).collect();
-            json!(["Journal matches", [m.join(" + ")]])
-        } else {
-            json!(["File list", self.watched])
+    /// The jail's counts, which every `status` flavour is made of.
+    pub fn counts(&self) -> JailCounts {
+        let (backend, watched) = match self.spec.backend.kind() {
+            BackendKind::Journal(_) => (
+                "systemd".to_string(),
+                Watched::Journal(self.spec.journalmatch.clone()),
+            ),
+            BackendKind::Files(b) => (
+                status::backend_name(b).to_string(),
+                Watched::Files(self.watched.clone()),
+            ),
         };
-        json!([
-            [
-                "Filter",
-                [
-                    ["Currently failed", failed],
-                    ["Total failed", total_failed],
-                    source
-                ]
-            ],
-            [
-                "Actions",
-                [
-                    ["Currently banned", banned.len()],
-                    ["Total banned", self.engine.ban_manager.ban_total()],
-                    ["Banned IP list", banned]
-                ]
-            ]
-        ])
+        JailCounts {
+            backend,
+            failed: self.engine.fail_manager.size(),
+            total_failed: self.engine.fail_manager.fail_total(),
+            watched,
+            banned: self
+                .engine
+                .ban_manager
+                .ban_list()
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
+            total_banned: self.engine.ban_manager.ban_total(),
+        }
     }
 }
 

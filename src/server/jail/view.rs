@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use crate::ai::prescreen::Dropped;
 use crate::ai::{AiHandle, Mode};
 use crate::filter::ipaddr::Fid;
+use crate::jail::status::JailCounts;
 
 use super::super::spec::JailSpec;
 use super::{Jail, JailState};
@@ -31,9 +32,9 @@ impl Jail {
         self.locked().spec.clone()
     }
 
-    /// `status <jail>`, as fail2ban answers it.
-    pub fn status(&self) -> Value {
-        self.locked().status()
+    /// The jail's counts, for `status` and `stats`.
+    pub fn counts(&self) -> JailCounts {
+        self.locked().counts()
     }
 
     /// The banned addresses.
