@@ -51,6 +51,7 @@ pub fn decode(input: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
+        entries: 0,
     };
     let root = d.run()?;
     let mut budget = Budget { items: 0, bytes: 0 };
@@ -78,6 +79,9 @@ struct Decoder<'a> {
     /// The stack's length at each open MARK.
     marks: Vec<usize>,
     memo: HashMap<u64, usize>,
+    /// Items put in containers so far: a list filled by APPEND after
+    /// APPEND never holds more than the stack at once.
+    entries: usize,
 }
 
 struct Budget {
@@ -86,6 +90,9 @@ struct Budget {
 }
 
 type R<T> = Result<T, DecodeError>;
+
+/// What a dict counts against [`Limits::max_items`] beyond its entries.
+const DICT_COST: usize = 16;
 
 impl<'a> Decoder<'a> {
     fn run(&mut self) -> R<usize> {
@@ -242,6 +249,7 @@ impl<'a> Decoder<'a> {
                 }
                 op::ADDITEMS => {
                     let items = self.pop_mark()?;
+                    self.fill(items.len())?;
                     let top = self.top()?;
                     match &mut self.nodes[top] {
                         Node::Set(s) => s.extend(items),
@@ -498,6 +506,12 @@ impl<'a> Decoder<'a> {
 
     fn object(&mut self, n: Node) -> R<()> {
         self.bound(self.nodes.len(), "objects")?;
+        if let Node::List(items) | Node::Tuple(items) | Node::Set(items) = &n {
+            self.fill(items.len())?;
+        }
+        if let Node::Dict(pairs) = &n {
+            self.fill(pairs.len())?;
+        }
         self.nodes.push(n);
         self.push(self.nodes.len() - 1)
     }
@@ -527,6 +541,14 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    fn fill(&mut self, n: usize) -> R<()> {
+        self.entries += n;
+        if self.entries > self.limits.max_objects {
+            return Err(DecodeError::TooLarge("container items"));
+        }
+        Ok(())
+    }
+
     fn pairs(&self, items: Vec<usize>) -> R<Vec<(usize, usize)>> {
         if items.len() % 2 != 0 {
             return self.bad("odd number of dict items");
@@ -535,6 +557,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn extend(&mut self, items: Vec<usize>) -> R<()> {
+        self.fill(items.len())?;
         let top = self.top()?;
         match &mut self.nodes[top] {
             Node::List(l) => {
@@ -546,6 +569,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn set_items(&mut self, pairs: Vec<(usize, usize)>) -> R<()> {
+        self.fill(pairs.len())?;
         let top = self.top()?;
         match &mut self.nodes[top] {
             Node::Dict(d) => {
@@ -587,6 +611,11 @@ impl<'a> Decoder<'a> {
             }
             Node::List(items) | Node::Tuple(items) | Node::Set(items) => items,
             Node::Dict(pairs) => {
+                // A map's nodes cost far more than a vector's slot.
+                b.items += DICT_COST;
+                if b.items > self.limits.max_items {
+                    return Err(DecodeError::TooLarge("items"));
+                }
                 self.deeper(depth)?;
                 let mut m = Map::new();
                 for &(k, v) in pairs {

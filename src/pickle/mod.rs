@@ -16,16 +16,20 @@ mod encode;
 pub use decode::{decode, DecodeError};
 pub use encode::{encode, Py};
 
-/// How much a pickle may hold. Every opcode takes at least one byte of
-/// input, so the objects, stack, marks and memo entries the decoder keeps
-/// are each bounded by `max_objects`, a string by the input's length, and
-/// the value returned by `max_items` and `max_bytes` (a memo lets a short
-/// pickle name one object many times).
+/// How much a pickle may hold. The objects, stack entries, marks, memo
+/// entries and container items the decoder keeps are each bounded by
+/// `max_objects`, its strings together by the input's length, and the
+/// value returned by `max_items` (a dict counts 16 more) and `max_bytes`
+/// (a memo lets a short pickle name one object many times). What the
+/// decoder allocates is thus a few dozen bytes per object, plus the
+/// input's length, plus a few dozen bytes per item and the bytes of the
+/// value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest pickle, in bytes.
     pub max_input: usize,
-    /// Most objects, stack entries, marks or memo entries.
+    /// Most objects, stack entries, marks, memo entries or container
+    /// items.
     pub max_objects: usize,
     /// Deepest nesting of containers in the value returned.
     pub max_depth: usize,
@@ -43,7 +47,7 @@ impl Limits {
         max_input: 16 << 20,
         max_objects: 1 << 20,
         max_depth: 32,
-        max_items: 1 << 20,
+        max_items: 1 << 18,
         max_bytes: 32 << 20,
     };
 }

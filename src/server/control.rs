@@ -126,10 +126,10 @@ async fn connection(server: Arc<Server>, stream: UnixStream, slot: &Slot) -> io:
     let Some(first) = slot.client(r.fill_buf()).await?.first().copied() else {
         return Ok(());
     };
-    if pickled::is_json(first) {
-        json_connection(&server, r, w, slot).await
-    } else {
+    if pickled::speaks_fail2ban(first) {
         pickled_connection(&server, r, w, slot).await
+    } else {
+        json_connection(&server, r, w, slot).await
     }
 }
 

@@ -23,12 +23,13 @@ pub const END: &[u8] = b"<F2B_END_COMMAND>";
 /// A request that closes the connection.
 pub const CLOSE: &[u8] = b"<F2B_CLOSE_COMMAND>";
 
-/// Whether a connection that starts with `first` speaks fail3ban's JSON
-/// lines: a JSON request starts with `[` (or white space), which no
-/// pickle and no fail2ban frame does (a pickle starts with an opcode,
-/// `\x80` since protocol 2, and `[` and white space are none).
-pub fn is_json(first: u8) -> bool {
-    matches!(first, b'[' | b'{' | b' ' | b'\t' | b'\r' | b'\n')
+/// Whether a connection that starts with `first` speaks fail2ban's
+/// protocol: its first request is a pickle, which starts with an opcode
+/// (`\x80` since protocol 2), or it closes at once. A JSON request starts
+/// with `[` or white space, which are none; anything else is answered in
+/// JSON, as before fail3ban spoke both.
+pub fn speaks_fail2ban(first: u8) -> bool {
+    first == CLOSE[0] || crate::pickle::op::ALL.contains(&first)
 }
 
 /// What reading one frame found.
