@@ -99,7 +99,7 @@ fn tuple(out: &mut Vec<u8>, items: &[Py]) {
 fn int(out: &mut Vec<u8>, i: i128) {
     match i {
         0..=0xff => out.extend([op::BININT1, i as u8]),
-        0..=0xffff => {
+        0x100..=0xffff => {
             out.push(op::BININT2);
             out.extend((i as u16).to_le_bytes());
         }
