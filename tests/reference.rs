@@ -137,6 +137,18 @@ pub const KNOWN: &[Known] = &[
         why: IGNORESELF,
     },
     Known {
+        test: "server_compat::ignoreself_and_interface_addresses",
+        version: "1.1.0",
+        key: "status alpha (fail2ban-client)",
+        why: IGNORESELF,
+    },
+    Known {
+        test: "server_compat::ignoreself_and_interface_addresses",
+        version: "1.1.0",
+        key: "banned 192.0.2.77 (fail2ban-client)",
+        why: IGNORESELF,
+    },
+    Known {
         test: "server_compat::client_output_like_fail2ban_client",
         version: "1.1.0",
         key: "get alpha failregex",
@@ -261,6 +273,36 @@ pub const KNOWN: &[Known] = &[
         version: "1.1.0",
         key: "-v",
         why: FILTER_FILE_HEADER,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.1.0",
+        key: "get alpha failregex (fail2ban-client)",
+        why: IPV6_TEMPLATE,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.1.0",
+        key: "get beta failregex (fail2ban-client)",
+        why: IPV6_TEMPLATE,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.1.0",
+        key: "get gamma failregex (fail2ban-client)",
+        why: IPV6_TEMPLATE,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.1.0",
+        key: r"set gamma addfailregex ^ bad user <F-USER>\S+</F-USER> from <ADDR>$ (fail2ban-client)",
+        why: IPV6_TEMPLATE,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.1.0",
+        key: "set gamma delfailregex 0 (fail2ban-client)",
+        why: IPV6_TEMPLATE,
     },
 ];
 

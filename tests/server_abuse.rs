@@ -435,3 +435,69 @@ fn control_socket_oversized_request_is_rejected_whole() {
         s.report()
     );
 }
+
+/// fail2ban's end of a request or answer on the control socket.
+const END: &[u8] = b"<F2B_END_COMMAND>";
+
+/// Sends one framed pickle and reads up to the answer's END (all that
+/// comes, to EOF, if there is none).
+fn pickled_request(conn: &mut BufReader<UnixStream>, pickle: &[u8]) -> Vec<u8> {
+    conn.get_mut().write_all(&[pickle, END].concat()).unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0];
+    while !answer.ends_with(END) && conn.read(&mut byte).unwrap() == 1 {
+        answer.push(byte[0]);
+    }
+    answer
+}
+
+/// Issue 19: a pickle that calls a function, as every pickle exploit does
+/// (`os.system` by GLOBAL and REDUCE), runs nothing: it gets fail2ban's
+/// answer to a pickle it cannot load ("ERROR: ..."), the refusal is
+/// logged, the connection is closed, and the next client is served, in
+/// fail2ban's protocol and in fail3ban's.
+#[test]
+fn pickled_global_reduce_is_refused() {
+    let tree = Tree::new(&jail("one", ""));
+    new_log(tree.path("one.log"));
+    let mut s = Server::start(&tree);
+    let planted = tree.path("planted");
+    let shell = format!("touch {}", planted.display());
+    let mut exploit = b"\x80\x02cos\nsystem\nX".to_vec();
+    exploit.extend((shell.len() as u32).to_le_bytes());
+    exploit.extend(shell.as_bytes());
+    exploit.extend(b"\x85R.");
+
+    let mut conn = connect(&tree, WAIT);
+    let answer = pickled_request(&mut conn, &exploit);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.contains("ERROR: opcode GLOBAL at byte 2 refused") && answer.ends_with(END),
+        "{text:?}"
+    );
+    let mut rest = Vec::new();
+    assert_eq!(
+        conn.read_to_end(&mut rest).unwrap(),
+        0,
+        "connection left open"
+    );
+    assert!(!planted.exists(), "the pickle ran os.system");
+    let deadline = Instant::now() + WAIT;
+    while !tree
+        .server_log()
+        .contains("PROTO-error: load message failed: opcode GLOBAL")
+    {
+        assert!(Instant::now() < deadline, "not logged:\n{}", s.report());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // ['ping'], as fail2ban's CSocket pickles it (Python 3.11, protocol 5).
+    let ping = b"\x80\x05\x95\x0b\x00\x00\x00\x00\x00\x00\x00]\x94\x8c\x04ping\x94a.";
+    let answer = pickled_request(&mut connect(&tree, WAIT), ping);
+    let pickle = answer.strip_suffix(END).expect("an answer ended by END");
+    assert_eq!(
+        fail3ban::pickle::decode(pickle, &fail3ban::pickle::Limits::SOCKET).unwrap(),
+        serde_json::json!([0, "pong"])
+    );
+    s.ok(&["ping"]);
+}

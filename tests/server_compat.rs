@@ -2,7 +2,9 @@
 //! fail2ban-client: both daemons follow the same log files with the same
 //! jails, reach the same failures and bans, and every client command must
 //! then print the same text, character for character, with the same exit
-//! code.
+//! code. A second fail3ban-server is driven by the reference's own
+//! fail2ban-client, in fail2ban's pickled socket protocol, and must print
+//! the same too.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -134,32 +136,45 @@ fn start_reference(root: &Path, dir: &Path, wrap: &[&str]) -> Daemon {
         .stderr(Stdio::null())
         .spawn()
         .expect("start fail2ban-server");
-    let (conf, sock, client) = (
-        own.join("conf"),
-        own.join("sock"),
-        root.join("usr/bin/fail2ban-client"),
-    );
+    let client = reference_client(root, &own);
     Daemon {
         name: "fail2ban",
         own,
         child,
-        client: Box::new(move |args| {
-            Command::new("/usr/bin/python3")
-                .arg(&client)
-                .arg("-c")
-                .arg(&conf)
-                .arg("-s")
-                .arg(&sock)
-                .args(args)
-                .env("PYTHONPATH", &py)
-                .output()
-                .expect("run fail2ban-client")
-        }),
+        client,
     }
 }
 
+/// The reference's fail2ban-client on the tree and socket in `own`:
+/// fail2ban-server's, or fail3ban-server's, which speaks fail2ban's
+/// protocol too.
+fn reference_client(root: &Path, own: &Path) -> Client {
+    let (conf, sock) = (own.join("conf"), own.join("sock"));
+    let py = root.join("usr/lib/python3/dist-packages");
+    let client = root.join("usr/bin/fail2ban-client");
+    Box::new(move |args| {
+        Command::new("/usr/bin/python3")
+            .arg(&client)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-s")
+            .arg(&sock)
+            .args(args)
+            .env("PYTHONPATH", &py)
+            .output()
+            .expect("run fail2ban-client")
+    })
+}
+
 fn start_fail3ban(dir: &Path, wrap: &[&str]) -> Daemon {
-    let own = dir.join("f3");
+    start_fail3ban_as(dir, wrap, None)
+}
+
+/// A fail3ban-server driven by fail3ban-client, or by the reference's
+/// fail2ban-client in `reference` (in fail2ban's protocol), each with a
+/// directory of its own.
+fn start_fail3ban_as(dir: &Path, wrap: &[&str], reference: Option<&Path>) -> Daemon {
+    let own = dir.join(if reference.is_some() { "f3p" } else { "f3" });
     write_tree(dir, &own);
     let child = wrapped(wrap, env!("CARGO_BIN_EXE_fail3ban-server"))
         .args(["-f", "-x", "-c"])
@@ -169,6 +184,15 @@ fn start_fail3ban(dir: &Path, wrap: &[&str]) -> Daemon {
         .stderr(Stdio::null())
         .spawn()
         .expect("start fail3ban-server");
+    if let Some(root) = reference {
+        let client = reference_client(root, &own);
+        return Daemon {
+            name: "fail3ban (fail2ban-client)",
+            own,
+            child,
+            client,
+        };
+    }
     let (conf, sock) = (own.join("conf"), own.join("sock"));
     Daemon {
         name: "fail3ban",
@@ -193,6 +217,62 @@ fn answer(d: &Daemon, args: &[&str]) -> String {
     let out = (d.client)(args);
     let text = String::from_utf8_lossy(&out.stdout).replace(&d.own.display().to_string(), "OWN");
     format!("{text}[exit {}]", out.status.code().unwrap_or(-1))
+}
+
+/// fail2ban-server and two fail3ban-servers on the same jails and logs:
+/// one driven by fail3ban-client, one by the reference's fail2ban-client
+/// in fail2ban's protocol. Each query goes to all three, so that each
+/// server sees the same commands once.
+struct Compared {
+    f2: Daemon,
+    f3: Daemon,
+    f3p: Daemon,
+}
+
+impl Compared {
+    fn start(root: &Path, dir: &Path, wrap: &[&str]) -> Compared {
+        let c = Compared {
+            f2: start_reference(root, dir, wrap),
+            f3: start_fail3ban(dir, wrap),
+            f3p: start_fail3ban_as(dir, wrap, Some(root)),
+        };
+        for d in c.all() {
+            wait_until("answering", d, &["ping"], |a| a.contains("pong"));
+            // They follow the files from their end: start them before
+            // writing.
+            wait_until("all jails up", d, &["status"], |a| a.contains("gamma"));
+        }
+        c
+    }
+
+    fn all(&self) -> [&Daemon; 3] {
+        [&self.f2, &self.f3, &self.f3p]
+    }
+
+    /// Runs `args` on all three; a difference is keyed by the query, with
+    /// " (fail2ban-client)" after it for the fail3ban-server that the
+    /// reference's client drives.
+    fn compare(&self, tally: &mut crate::reference::Tally, args: &[&str]) {
+        let a2 = answer(&self.f2, args);
+        let a3 = answer(&self.f3, args);
+        let a3p = answer(&self.f3p, args);
+        tally.compared += 2;
+        if a2 != a3 {
+            tally.diffs.push((
+                args.join(" "),
+                format!("--- fail2ban-client\n{a2}\n--- fail3ban-client\n{a3}"),
+            ));
+        }
+        if a2 != a3p {
+            tally.diffs.push((
+                format!("{} (fail2ban-client)", args.join(" ")),
+                format!(
+                    "--- fail2ban-client on fail2ban-server\n{a2}\n\
+                     --- fail2ban-client on fail3ban-server\n{a3p}"
+                ),
+            ));
+        }
+    }
 }
 
 fn wait_until(what: &str, d: &Daemon, args: &[&str], ok: impl Fn(&str) -> bool) {
@@ -228,20 +308,15 @@ fn client_output_like_fail2ban_client() {
 }
 
 /// A running fail2ban-server of the reference and a fail3ban-server on the
-/// same jails and log lines; every client query to both.
+/// same jails and log lines; every client query to both, and to a second
+/// fail3ban-server through the reference's client.
 fn client_outputs(version: &'static str, root: &Path) -> crate::reference::Tally {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     for f in ["alpha.log", "beta.log", "beta2.log", "gamma.log"] {
         std::fs::write(dir.join(f), "").unwrap();
     }
-    let f2 = start_reference(root, dir, &[]);
-    let f3 = start_fail3ban(dir, &[]);
-    for d in [&f2, &f3] {
-        wait_until("answering", d, &["ping"], |a| a.contains("pong"));
-        // Both follow the files from their end: start them before writing.
-        wait_until("all jails up", d, &["status"], |a| a.contains("gamma"));
-    }
+    let all = Compared::start(root, dir, &[]);
 
     let now = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S").to_string();
     let fail = |ip: &str, extra: &str| format!("{now} auth failure from {ip}{extra}\n");
@@ -268,7 +343,7 @@ fn client_outputs(version: &'static str, root: &Path) -> crate::reference::Tally
         ],
     );
     append(&dir.join("beta2.log"), &[fail("2001:db8::1", "")]);
-    for d in [&f2, &f3] {
+    for d in all.all() {
         wait_until("alpha's ban", d, &["status", "alpha"], |a| {
             a.contains("Total failed:\t4") && a.contains("Banned IP list:\t192.0.2.1\n")
         });
@@ -278,16 +353,7 @@ fn client_outputs(version: &'static str, root: &Path) -> crate::reference::Tally
     }
 
     let mut tally = crate::reference::Tally::new(version);
-    let mut compare = |args: &[&str]| {
-        let (a2, a3) = (answer(&f2, args), answer(&f3, args));
-        tally.compared += 1;
-        if a2 != a3 {
-            tally.diffs.push((
-                args.join(" "),
-                format!("--- fail2ban-client\n{a2}\n--- fail3ban-client\n{a3}"),
-            ));
-        }
-    };
+    let mut compare = |args: &[&str]| all.compare(&mut tally, args);
     let queries: &[&[&str]] = &[
         &["ping"],
         &["status"],
@@ -426,23 +492,30 @@ fn client_outputs(version: &'static str, root: &Path) -> crate::reference::Tally
     // Deliberately different: fail2ban bans an address its ignoreip covers
     // when asked by `set banip` ("User knows best"); fail3ban checks
     // ignoreip for every ban, whatever asked for it (DESIGN.md).
-    assert_eq!(
-        answer(&f3, &["set", "alpha", "banip", "10.9.8.1"]),
-        "0\n[exit 0]"
-    );
+    for d in [&all.f3, &all.f3p] {
+        assert_eq!(
+            answer(d, &["set", "alpha", "banip", "10.9.8.1"]),
+            "0\n[exit 0]",
+            "{}",
+            d.name
+        );
+    }
 
     // The actions ran for the same bans and unbans.
     for jail in ["alpha", "beta"] {
         let read = |d: &Daemon| {
             std::fs::read_to_string(d.own.join(format!("bans-{jail}"))).unwrap_or_default()
         };
-        let (b2, b3) = (read(&f2), read(&f3));
-        tally.compared += 1;
-        if b2 != b3 {
-            tally.diffs.push((
-                format!("actions of {jail}"),
-                format!("--- fail2ban\n{b2}--- fail3ban\n{b3}"),
-            ));
+        let b2 = read(&all.f2);
+        for d in [&all.f3, &all.f3p] {
+            let b3 = read(d);
+            tally.compared += 1;
+            if b2 != b3 {
+                tally.diffs.push((
+                    format!("actions of {jail} ({})", d.name),
+                    format!("--- fail2ban\n{b2}--- {}\n{b3}", d.name),
+                ));
+            }
         }
     }
     tally
@@ -484,12 +557,7 @@ fn own_interface_address(version: &'static str, root: &Path) -> crate::reference
         std::fs::write(dir.join(f), "").unwrap();
     }
     let wrap = ["ip", "netns", "exec", ns.0.as_str()];
-    let f2 = start_reference(root, dir, &wrap);
-    let f3 = start_fail3ban(dir, &wrap);
-    for d in [&f2, &f3] {
-        wait_until("answering", d, &["ping"], |a| a.contains("pong"));
-        wait_until("all jails up", d, &["status"], |a| a.contains("gamma"));
-    }
+    let all = Compared::start(root, dir, &wrap);
     let now = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S").to_string();
     let fail = |ip: &str| format!("{now} auth failure from {ip}\n");
     let lines: Vec<String> = ["192.0.2.77", "192.0.2.1"]
@@ -498,22 +566,15 @@ fn own_interface_address(version: &'static str, root: &Path) -> crate::reference
         .collect();
     append(&dir.join("alpha.log"), &lines);
     // 192.0.2.1's ban comes after every line of 192.0.2.77.
-    for d in [&f2, &f3] {
+    for d in all.all() {
         wait_until("192.0.2.1's ban", d, &["status", "alpha"], |a| {
             a.contains("Banned IP list:\t") && a.contains("192.0.2.1\n")
         });
     }
     let mut tally = crate::reference::Tally::new(version);
     for q in [&["status", "alpha"][..], &["banned", "192.0.2.77"]] {
-        let (a2, a3) = (answer(&f2, q), answer(&f3, q));
-        tally.compared += 1;
-        if a2 != a3 {
-            tally.diffs.push((
-                q.join(" "),
-                format!("--- fail2ban-client\n{a2}\n--- fail3ban-client\n{a3}"),
-            ));
-        }
+        all.compare(&mut tally, q);
     }
-    drop((f2, f3));
+    drop(all);
     tally
 }

@@ -32,6 +32,8 @@ mod server;
 mod paused_time;
 // The server's files and control socket against local users and hostile clients.
 mod server_abuse;
+// The pickle decoder of fail2ban's socket protocol against random and mutated pickles.
+mod pickle;
 // Log text an attacker wrote, through every command built from a template.
 mod hostile;
 // A real server against a silent resolver, a FIFO for a log, a typo in a reload.

@@ -1,5 +1,6 @@
 //! The control socket: a Unix socket only root can use, one JSON command
-//! per line in, one JSON answer per line out.
+//! per line in, one JSON answer per line out; or, for fail2ban's client
+//! and tools, fail2ban's pickled commands and answers ([`pickled`]).
 //!
 //! No client can lock the others out or hold the server's memory: a
 //! request must arrive whole within [`IDLE_TIMEOUT`] of the connection or
@@ -17,13 +18,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::OwnedReadHalf;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 
 use crate::client::protocol::{decode_request, encode_response, CommandError, ErrorKind, Response};
 
+use super::pickled::{self, Frame};
 use super::Server;
 
 /// Most connections open at once.
@@ -115,47 +118,118 @@ pub async fn serve(server: Arc<Server>, listener: UnixListener) {
 }
 
 /// One connection: requests and answers until the client closes it, is
-/// too slow, sends too much, or its slot is taken for a newer client.
+/// too slow, sends too much, or its slot is taken for a newer client. Its
+/// first byte tells fail3ban's JSON lines from fail2ban's pickles.
 async fn connection(server: Arc<Server>, stream: UnixStream, slot: &Slot) -> io::Result<()> {
-    let (r, mut w) = stream.into_split();
+    let (r, w) = stream.into_split();
     let mut r = BufReader::new(r);
+    let Some(first) = slot.client(r.fill_buf()).await?.first().copied() else {
+        return Ok(());
+    };
+    if pickled::speaks_fail2ban(first) {
+        pickled_connection(&server, r, w, slot).await
+    } else {
+        json_connection(&server, r, w, slot).await
+    }
+}
+
+async fn json_connection(
+    server: &Server,
+    mut r: BufReader<OwnedReadHalf>,
+    mut w: OwnedWriteHalf,
+    slot: &Slot,
+) -> io::Result<()> {
     let mut request = Vec::new();
     loop {
         request.clear();
         let response = match slot.client(read_request(&mut r, &mut request)).await? {
             Read::End => return Ok(()),
             Read::TooLong => {
-                let e = CommandError::new(
-                    ErrorKind::InvalidCommand,
-                    format!("request too long (over {MAX_REQUEST} bytes): connection closed"),
-                );
+                let e = CommandError::new(ErrorKind::InvalidCommand, too_long());
                 let answer = encode_response(&Response::Error(e));
                 return slot.client(w.write_all(answer.as_bytes())).await;
             }
             Read::Line => {
-                if !slot.run() {
-                    return Ok(());
-                }
-                let response = match std::str::from_utf8(&request) {
-                    Ok(line) => match decode_request(line.trim_end()) {
-                        Ok(cmd) => match server.command(&cmd).await {
-                            Ok(v) => Response::Ok(v),
-                            Err(e) => Response::Error(e),
-                        },
-                        Err(e) => Response::Error(e),
-                    },
-                    Err(_) => Response::Error(CommandError::new(
+                let cmd = match std::str::from_utf8(&request) {
+                    Ok(line) => decode_request(line.trim_end()),
+                    Err(_) => Err(CommandError::new(
                         ErrorKind::InvalidCommand,
                         "the request is not UTF-8",
                     )),
                 };
-                slot.wait();
-                response
+                match run(server, slot, cmd).await {
+                    Some(Ok(v)) => Response::Ok(v),
+                    Some(Err(e)) => Response::Error(e),
+                    None => return Ok(()),
+                }
             }
         };
         slot.client(w.write_all(encode_response(&response).as_bytes()))
             .await?;
     }
+}
+
+/// fail2ban's protocol ([`pickled`]). A pickle that is not plain data is
+/// answered as fail2ban answers one it cannot load, logged, and the
+/// connection closed.
+async fn pickled_connection(
+    server: &Server,
+    mut r: BufReader<OwnedReadHalf>,
+    mut w: OwnedWriteHalf,
+    slot: &Slot,
+) -> io::Result<()> {
+    let mut msg = Vec::new();
+    loop {
+        msg.clear();
+        let answer = match slot
+            .client(pickled::read_frame(&mut r, &mut msg, MAX_REQUEST))
+            .await?
+        {
+            Frame::Close => return Ok(()),
+            Frame::TooLong => {
+                return slot
+                    .client(w.write_all(&pickled::refusal(&too_long())))
+                    .await
+            }
+            Frame::Message => match pickled::request(&msg) {
+                Err(e) => {
+                    tracing::error!("PROTO-error: load message failed: {e}");
+                    return slot.client(w.write_all(&pickled::refusal(&e))).await;
+                }
+                Ok(cmd) => {
+                    let words = cmd.as_deref().unwrap_or_default().to_vec();
+                    match run(server, slot, cmd).await {
+                        Some(result) => pickled::answer(&words, &result),
+                        None => return Ok(()),
+                    }
+                }
+            },
+        };
+        slot.client(w.write_all(&answer)).await?;
+    }
+}
+
+fn too_long() -> String {
+    format!("request too long (over {MAX_REQUEST} bytes): connection closed")
+}
+
+/// Runs a request's command, the same whatever protocol brought it:
+/// `None` if the connection was closed meanwhile to make room, and must
+/// run nothing.
+async fn run(
+    server: &Server,
+    slot: &Slot,
+    cmd: Result<Vec<Value>, CommandError>,
+) -> Option<Result<Value, CommandError>> {
+    if !slot.run() {
+        return None;
+    }
+    let result = match cmd {
+        Ok(cmd) => server.command(&cmd).await,
+        Err(e) => Err(e),
+    };
+    slot.wait();
+    Some(result)
 }
 
 /// What reading one request found.

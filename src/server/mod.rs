@@ -13,6 +13,7 @@ pub mod control;
 pub mod files;
 pub mod jail;
 pub mod log;
+pub mod pickled;
 pub mod spec;
 pub mod transmitter;
 pub mod watch;
