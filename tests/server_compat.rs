@@ -399,7 +399,7 @@ fn client_outputs(version: &'static str, root: &Path) -> crate::reference::Tally
     }
     // Python's own words for a time it cannot read are not fail3ban's:
     // only the exit code is fail2ban's.
-    for d in [&f2, &f3] {
+    for d in [&all.f2, &all.f3] {
         let out = (d.client)(&["--str2sec", "ten minutes"]);
         assert_eq!(out.status.code(), Some(255), "{}: {out:?}", d.name);
     }
