@@ -9,6 +9,7 @@ pub mod config;
 pub mod dns;
 pub mod filter;
 pub mod jail;
+pub mod netif;
 pub mod server;
 pub mod source;
 pub mod store;
