@@ -10,6 +10,7 @@ pub mod dns;
 pub mod filter;
 pub mod jail;
 pub mod pickle;
+pub mod netif;
 pub mod server;
 pub mod source;
 pub mod store;

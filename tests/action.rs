@@ -511,7 +511,7 @@ async fn slow_jail_does_not_block_another() {
     let mut fast = file_action(tmp.path(), &[]);
     let t0 = Instant::now();
     let s = tokio::spawn(async move { slow.ban(&BanInfo::new("192.0.2.1", TIME)).await });
-    fast.ban(&BanInfo::new("192.0.2.2", TIME)).await.unwrap();
+    fast.ban(&BanInfo::new("192.0.2.20", TIME)).await.unwrap();
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     s.await.unwrap().unwrap();
 }
@@ -770,7 +770,7 @@ impl Runner for Picky {
 /// the failing one.
 #[tokio::test]
 async fn batched_bans_join_and_fall_back() {
-    let infos: Vec<BanInfo> = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+    let infos: Vec<BanInfo> = ["192.0.2.1", "192.0.2.20", "192.0.2.3"]
         .iter()
         .map(|ip| BanInfo::new(*ip, TIME))
         .collect();
@@ -786,7 +786,7 @@ async fn batched_bans_join_and_fall_back() {
     assert_eq!(a.ban_batch(&refs).await.unwrap(), Vec::<usize>::new());
     assert_eq!(
         *ok.ran.lock().unwrap(),
-        vec!["ipset -exist restore <<'F3BATCH'\nadd f2b-x 192.0.2.1 timeout 0\nadd f2b-x 192.0.2.2 timeout 0\nadd f2b-x 192.0.2.3 timeout 0\nF3BATCH"]
+        vec!["ipset -exist restore <<'F3BATCH'\nadd f2b-x 192.0.2.1 timeout 0\nadd f2b-x 192.0.2.20 timeout 0\nadd f2b-x 192.0.2.3 timeout 0\nF3BATCH"]
     );
     let picky = Arc::new(Picky {
         fail_joined: true,

@@ -65,10 +65,10 @@ ignorecommand = /bin/echo '<F-USER>' >> @T@/sq.out; exit 1
     new_log(&log);
     let mut s = Server::start(&tree);
     append(&log, &sshd_line(&users[0], "192.0.2.1"));
-    append(&log, &sshd_line(&users[1], "192.0.2.2"));
+    append(&log, &sshd_line(&users[1], "192.0.2.20"));
     for jail in ["dq", "sq"] {
         wait_ban(&mut s, jail, "192.0.2.1");
-        wait_ban(&mut s, jail, "192.0.2.2");
+        wait_ban(&mut s, jail, "192.0.2.20");
     }
     for n in 1..=2 {
         let c = tree.path(&format!("canary-{n}"));
@@ -77,7 +77,7 @@ ignorecommand = /bin/echo '<F-USER>' >> @T@/sq.out; exit 1
     assert_eq!(
         fs::read_to_string(tree.path("dq.out")).unwrap(),
         format!(
-            "checking 192.0.2.1 user {}\nchecking 192.0.2.2 user {}\n",
+            "checking 192.0.2.1 user {}\nchecking 192.0.2.20 user {}\n",
             users[0], users[1]
         )
     );
@@ -482,7 +482,7 @@ fn suite_lines(canaries: &Path) -> (Vec<u8>, Vec<u8>, Vec<Expected>) {
             let canary = canaries.join(idx.to_string()).display().to_string();
             let raw = replace_bytes(raw, b"@C@", canary.as_bytes());
             let addr = match kind {
-                Kind::User => format!("192.0.2.{}", i + 1),
+                Kind::User => format!("192.0.2.{}", i + 100),
                 Kind::Note => format!("198.51.100.{}", i + 1),
                 Kind::Id => String::new(),
             };

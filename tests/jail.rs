@@ -116,7 +116,7 @@ impl Lcg {
 fn events(seed: u64, jails: usize, n: usize, step: u64) -> Vec<Value> {
     let ids = [
         "192.0.2.1",
-        "192.0.2.2",
+        "192.0.2.20",
         "198.51.100.7",
         "2001:db8::1",
         "user-alice",
@@ -423,7 +423,7 @@ fn run_ours(sc: &Value) -> Vec<Value> {
         let mut fails: Vec<Value> = Vec::new();
         for id in [
             "192.0.2.1",
-            "192.0.2.2",
+            "192.0.2.20",
             "198.51.100.7",
             "2001:db8::1",
             "user-alice",

@@ -256,7 +256,7 @@ async fn failures_older_than_findtime_do_not_count() {
 #[tokio::test(start_paused = true)]
 async fn failures_older_than_findtime_in_the_log_at_start_do_not_count() {
     let before = [
-        ("192.0.2.2", 3, FINDTIME + 60),
+        ("192.0.2.20", 3, FINDTIME + 60),
         ("192.0.2.3", 1, 60),
         ("192.0.2.4", 3, FINDTIME - 60),
     ];

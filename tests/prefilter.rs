@@ -3,7 +3,7 @@
 //! suffix of every line of the reference's sample logs, against the same
 //! pattern compiled by the `pcre2` crate, which has no such shortcut.
 
-use fail3ban::config::{read_filter, FilterSource, PyValue};
+use fail3ban::config::{read_filter, FilterSource, PyValue, TreeVersion};
 use fail3ban::filter::pcre::{self, CompileFlags, Limits};
 use fail3ban::filter::{failregex, pyre, UseDns};
 use pcre2::bytes::RegexBuilder;
@@ -73,7 +73,11 @@ fn prefixes_never_reject_a_match() {
             .filter(|l| !l.starts_with('#') && !l.is_empty())
             .collect();
         for fr in failregexes(&basedir, name) {
-            let tr = pyre::translate(&failregex::expand_tags(&fr, UseDns::Warn));
+            let tr = pyre::translate(&failregex::expand_tags(
+                &fr,
+                UseDns::Warn,
+                TreeVersion::of(&stock),
+            ));
             let Ok(mut ours) = pcre::Regex::new(&tr.pattern, tr.flags, Limits::default()) else {
                 continue;
             };

@@ -318,7 +318,26 @@ fn full_report_runs(root: &Path, dir: &Path) -> Vec<(String, Vec<String>)> {
          auth failed for 192.0.2.13\n",
     )
     .unwrap();
+    // The unspecified address: 1.1's <HOST> takes `::`, 1.0.2's does not,
+    // and fail3ban-regex follows the version of the tree `-c` names.
+    let unspec = dir.join("unspecified.log");
+    std::fs::write(
+        &unspec,
+        "2005-08-14 11:00:01 auth failed for ::\n\
+         2005-08-14 11:00:02 auth failed for 2001:db8::\n\
+         2005-08-14 11:00:03 auth failed for ::1\n",
+    )
+    .unwrap();
     let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "the unspecified address for <HOST>",
+            vec![
+                "-c".into(),
+                tree.clone(),
+                s(&unspec),
+                r"auth failed for <HOST>$".into(),
+            ],
+        ),
         (
             "sshd",
             vec!["-c".into(), tree.clone(), log("sshd"), "sshd".into()],

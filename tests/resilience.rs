@@ -76,7 +76,7 @@ impl SilentDns {
         );
         must(
             "ip",
-            &["-n", peer, "addr", "add", "192.0.2.2/24", "dev", "v1"],
+            &["-n", peer, "addr", "add", "192.0.2.20/24", "dev", "v1"],
         );
         for (n, dev) in [(ns, "v0"), (peer, "v1"), (ns, "lo")] {
             must("ip", &["-n", n, "link", "set", dev, "up"]);
@@ -90,7 +90,7 @@ impl SilentDns {
                 "add",
                 "192.0.2.53/32",
                 "via",
-                "192.0.2.2",
+                "192.0.2.20",
             ],
         );
         fs::create_dir_all(dns.etc()).unwrap();
@@ -172,7 +172,7 @@ fn slow_dns_stalls_nothing() {
         append(&tree.path("names.log"), &lines);
         append(&tree.path("names2.log"), &lines);
         fail(&tree.path("names.log"), "192.0.2.9", 1);
-        fail(&tree.path("good.log"), "192.0.2.1", 3);
+        fail(&tree.path("good.log"), "192.0.2.30", 3);
         let t0 = Instant::now();
         let (mut good_at, mut addr_at) = (None, None);
         // Longer than any lookup timeout, so that the waiting lines are
@@ -181,7 +181,7 @@ fn slow_dns_stalls_nothing() {
             within_a_second("status", || s.ok(&["status"]));
             let good = within_a_second("status good", || s.status("good"));
             let names = within_a_second("status names", || s.status("names"));
-            if good_at.is_none() && good == st(0, 3, &["192.0.2.1"], 1) {
+            if good_at.is_none() && good == st(0, 3, &["192.0.2.30"], 1) {
                 good_at = Some(t0.elapsed());
             }
             if addr_at.is_none() && names == st(1, 1, &[], 0) {
@@ -258,10 +258,10 @@ fn silent_resolver_delays_no_startup() {
     let answered = t0.elapsed();
     let status = within_a_second("status", || s.ok(&["status"]));
     assert!(status.contains("one, two"), "{status}\n{}", s.report());
-    fail(&tree.path("two.log"), "192.0.2.1", 3);
+    fail(&tree.path("two.log"), "192.0.2.30", 3);
     fail(&tree.path("one.log"), "127.0.0.1", 3);
     fail(&tree.path("one.log"), "192.0.2.5", 1);
-    s.wait_status("two", &st(0, 3, &["192.0.2.1"], 1));
+    s.wait_status("two", &st(0, 3, &["192.0.2.30"], 1));
     let banned = t0.elapsed();
     within_a_second("status one", || s.status("one"));
     s.wait_status("one", &st(1, 1, &[], 0));
@@ -301,8 +301,8 @@ fn one_fifo_blinds_no_jail() {
     s.wait_status("one", &st(1, 1, &[], 0));
     mkfifo(&tree.path("fifo"));
     fs::rename(tree.path("fifo"), &one).unwrap();
-    fail(&good, "192.0.2.2", 3);
-    s.wait_status("good", &st(0, 3, &["192.0.2.2"], 1));
+    fail(&good, "192.0.2.20", 3);
+    s.wait_status("good", &st(0, 3, &["192.0.2.20"], 1));
     fail(&tree.path("site/b.log"), "192.0.2.3", 1);
     s.wait_status("site", &st(0, 1, &["192.0.2.3"], 1));
     let refused = |name: &str| {
@@ -323,7 +323,7 @@ fn one_fifo_blinds_no_jail() {
 }
 
 /// A tree whose jail `one` banned 192.0.2.1 and holds one failure of
-/// 192.0.2.2; jail.d exists, so that the watcher follows it.
+/// 192.0.2.20; jail.d exists, so that the watcher follows it.
 fn banned_tree() -> Tree {
     let tree = Tree::new(&jail("one", ""));
     fs::create_dir(tree.conf().join("jail.d")).unwrap();
@@ -333,7 +333,7 @@ fn banned_tree() -> Tree {
 
 fn ban_one(s: &mut Server, tree: &Tree) {
     fail(&tree.path("one.log"), "192.0.2.1", 3);
-    fail(&tree.path("one.log"), "192.0.2.2", 1);
+    fail(&tree.path("one.log"), "192.0.2.20", 1);
     s.wait_status("one", &st(1, 4, &["192.0.2.1"], 1));
 }
 
@@ -346,8 +346,8 @@ fn kept_running(s: &mut Server, tree: &Tree) {
         "{}",
         s.report()
     );
-    fail(&tree.path("one.log"), "192.0.2.2", 2);
-    s.wait_status("one", &st(0, 6, &["192.0.2.1", "192.0.2.2"], 2));
+    fail(&tree.path("one.log"), "192.0.2.20", 2);
+    s.wait_status("one", &st(0, 6, &["192.0.2.1", "192.0.2.20"], 2));
     assert_eq!(tree.count("unban", "one", "192.0.2.1"), 0, "{}", s.report());
 }
 

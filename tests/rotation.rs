@@ -369,7 +369,7 @@ action =
         parse_status(&s.ok(&["status", "globbed"])).total_failed == 1
     });
     let b = tree.path("logs/b.log");
-    crate::server::fail(&b, "192.0.2.2", 1);
+    crate::server::fail(&b, "192.0.2.20", 1);
     let written = Instant::now();
     let deadline = written + Duration::from_secs(1);
     loop {

@@ -522,8 +522,9 @@ fn client_outputs(version: &'static str, root: &Path) -> crate::reference::Tally
 }
 
 /// An address of one of the host's interfaces that its names do not
-/// resolve to: fail2ban 1.1 takes it for its own (`ignoreself` covers what
-/// getifaddrs lists), 1.0.2 and fail3ban do not. Both daemons run in a
+/// resolve to: fail2ban 1.1 and fail3ban take it for their own
+/// (`ignoreself` covers what getifaddrs lists), 1.0.2 does not (see
+/// reference::KNOWN for why fail3ban follows 1.1). Both daemons run in a
 /// network namespace whose loopback also holds 192.0.2.77; their clients
 /// reach them through the socket files.
 #[test]

@@ -391,7 +391,7 @@ def ban(jail, ip, t, bantime, count=1):
     tk.setAttempt(5)
     db.addBan(jails[jail], tk)
 ban('sshd', '192.0.2.1', now - 60, 3600)
-ban('sshd', '192.0.2.2', now - 7200, 600)
+ban('sshd', '192.0.2.20', now - 7200, 600)
 ban('recidive', '2001:db8::3', now - 30, -1)
 ban('sshd', '192.0.2.4', now - 5000, 600, 1)
 ban('sshd', '192.0.2.4', now - 100, 1200, 2)

@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 
 use crate::config::options::extract_options;
 use crate::config::stream::{py_float, py_repr};
-use crate::config::{read_filter, FilterSource, PyValue};
+use crate::config::{read_filter, read_jail, FilterSource, PyValue, TreeVersion};
 use crate::filter::date::DateFound;
 use crate::filter::{DateDetector, Failure, Filter, FilterOptions, Hint, Prescreen, UseDns};
 use crate::source::{JournalLine, LogEncoding};
@@ -376,6 +376,8 @@ impl<'w> Tool<'w> {
         let mut file: Option<String> = None;
         let mut name = value.to_string();
         let mut params = IndexMap::new();
+        let version = self.filter_opts.version;
+        let mut jail_commands = None;
         if fail && looks_like_filter(value) {
             let (n, p) = extract_options(value).map_err(|e| {
                 Fatal(format!(
@@ -385,6 +387,16 @@ impl<'w> Tool<'w> {
             })?;
             name = n;
             params = p;
+            if version == TreeVersion::V1_1 && names_a_jail(&name) {
+                let mut add = params.clone();
+                add.insert("backend".into(), "auto".into());
+                jail_commands = read_jail(&basedir, &name, &add).map_err(|e| {
+                    Fatal(format!(
+                        "ERROR: Failed to get jail for {}: {e}",
+                        py_repr(value)
+                    ))
+                })?;
+            }
             let has_ext = name.chars().rev().take(6).any(|c| c == '.');
             let tries: Vec<String> = if has_ext {
                 vec![name.clone()]
@@ -418,7 +430,7 @@ impl<'w> Tool<'w> {
                 }
             }
         }
-        let Some(_) = file else {
+        if file.is_none() && jail_commands.is_none() {
             self.say(&format!("Use {kind:>11} line : {}", shortstr(value)))
                 .map_err(io_fatal)?;
             let stat = RegexStat::new(value);
@@ -430,13 +442,27 @@ impl<'w> Tool<'w> {
                 self.filter_opts.ignoreregex.push(value.to_string());
             }
             return Ok(());
-        };
+        }
         let in_tree = basedir == self.opts.config
             || Path::new(&basedir)
                 .file_name()
                 .is_some_and(|f| f == "filter.d")
             || (!name.chars().rev().take(6).any(|c| c == '.') && !name.contains('/'));
-        let commands = if in_tree {
+        // fail2ban 1.1 names the filter file alike for either kind.
+        let label = |in_tree: bool| match version {
+            TreeVersion::V1_0 if in_tree => format!("{kind:>11} filter"),
+            TreeVersion::V1_0 => format!("{kind:>11}"),
+            TreeVersion::V1_1 => format!("{:>11}", "filter"),
+        };
+        let commands = if let Some(commands) = jail_commands {
+            self.say(&format!("Use {:>11} jail : {name}", ""))
+                .map_err(io_fatal)?;
+            if !params.is_empty() {
+                self.say(&format!("Use jail/flt options : {}", py_dict(&params)))
+                    .map_err(io_fatal)?;
+            }
+            Ok(commands)
+        } else if in_tree {
             if Path::new(&basedir)
                 .file_name()
                 .is_some_and(|f| f == "filter.d")
@@ -451,7 +477,8 @@ impl<'w> Tool<'w> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or(name.clone());
             self.say(&format!(
-                "Use {kind:>11} filter file : {stem}, basedir: {basedir}"
+                "Use {} file : {stem}, basedir: {basedir}",
+                label(true)
             ))
             .map_err(io_fatal)?;
             if !params.is_empty() {
@@ -471,7 +498,7 @@ impl<'w> Tool<'w> {
             let abs = std::fs::canonicalize(&name)
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or(name.clone());
-            self.say(&format!("Use {kind:>11} file : {name}"))
+            self.say(&format!("Use {} file : {name}", label(false)))
                 .map_err(io_fatal)?;
             if !params.is_empty() {
                 self.say(&format!("Use   filter options : {}", py_dict(&params)))
@@ -544,8 +571,24 @@ impl<'w> Tool<'w> {
     }
 }
 
+/// The version of the tree `-c` names (fail2ban-regex also takes its
+/// filter.d for it).
+fn tree_version(config: &str) -> TreeVersion {
+    let dir = Path::new(config);
+    match dir.file_name() {
+        Some(f) if f == "filter.d" => TreeVersion::of(dir.parent().unwrap_or(dir)),
+        _ => TreeVersion::of(dir),
+    }
+}
+
 fn io_fatal(e: io::Error) -> Fatal {
     Fatal(format!("ERROR: {e}"))
+}
+
+/// A filter name that fail2ban-regex 1.1 first looks up as a jail: no path,
+/// no `.conf`/`.local` file.
+fn names_a_jail(name: &str) -> bool {
+    !name.contains('/') && !name.ends_with(".conf") && !name.ends_with(".local")
 }
 
 /// A value that may name a filter: a path-like word with optional options.
@@ -1548,6 +1591,7 @@ fn run_opts(opts: Opts, out: &mut dyn Write) -> Result<(), Fatal> {
         check_find_time: false,
         in_operation: false,
         logtimezone: opts.timezone.clone(),
+        version: tree_version(&opts.config),
         ..FilterOptions::default()
     };
     if let Some(d) = &opts.usedns {

@@ -29,9 +29,11 @@ pub mod stream;
 pub mod tags;
 pub mod time;
 pub mod typed;
+pub mod version;
 
 pub use error::{ConfigError, ErrorKind};
 pub use stream::{format_command, Command, PyValue};
+pub use version::TreeVersion;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -61,6 +63,9 @@ pub struct Tree {
     /// is read (fail2ban's `-d` does); the server also follows files that
     /// match them later.
     pub log_globs: IndexMap<String, Vec<(String, String)>>,
+    /// The fail2ban the tree was written for, whose behaviour fail3ban
+    /// follows where 1.0.2 and 1.1 differ.
+    pub version: TreeVersion,
 }
 
 /// Where an option was set: for problems found once the values are used
@@ -103,24 +108,7 @@ pub fn read_tree(basedir: &str, strict_logs: bool) -> Result<Tree, ConfigError> 
     let mut stream = server::read(&loader)?;
     let mut readers = Readers::new(&loader);
     let mut jails = Vec::new();
-    if let Some(mut cfg) = loader.read_base("jail")? {
-        let file = Arc::new(std::path::PathBuf::from(cfg.read[0].clone()));
-        let mut defaults = IndexMap::new();
-        defaults.insert("fail2ban_version".to_string(), FAIL2BAN_VERSION.to_string());
-        defaults.insert(
-            "fail2ban_confpath".to_string(),
-            loader.basedir().to_string(),
-        );
-        for (k, v) in defaults {
-            cfg.ini.defaults.insert(
-                k,
-                ini::Value {
-                    text: v,
-                    file: file.clone(),
-                },
-            );
-        }
-        inherit::resolve(&loader, &mut cfg);
+    if let Some(mut cfg) = read_jail_conf(&loader)? {
         let names: Vec<String> = cfg
             .sections()
             .filter(|s| *s != "INCLUDES")
@@ -197,7 +185,63 @@ pub fn read_tree(basedir: &str, strict_logs: bool) -> Result<Tree, ConfigError> 
         origins,
         jail_errors,
         log_globs,
+        version: TreeVersion::of(std::path::Path::new(basedir)),
     })
+}
+
+/// jail.conf with jail.d and the .local files, merged, with the options
+/// fail2ban adds to [DEFAULT] and `__name__`s resolved.
+fn read_jail_conf(loader: &Loader) -> Result<Option<parser::Merged>, ConfigError> {
+    let Some(mut cfg) = loader.read_base("jail")? else {
+        return Ok(None);
+    };
+    let file = Arc::new(PathBuf::from(cfg.read[0].clone()));
+    let defaults = [
+        ("fail2ban_version", FAIL2BAN_VERSION.to_string()),
+        ("fail2ban_confpath", loader.basedir().to_string()),
+    ];
+    for (k, v) in defaults {
+        cfg.ini.defaults.insert(
+            k.to_string(),
+            ini::Value {
+                text: v,
+                file: file.clone(),
+            },
+        );
+    }
+    inherit::resolve(loader, &mut cfg);
+    Ok(Some(cfg))
+}
+
+/// Reads jail `name` of the tree under `basedir` as fail2ban-regex 1.1
+/// does for a NAME that is a jail (gh-2655): enabled or not, with
+/// `add_opts` (the options given with the name, and the backend) over the
+/// jail's and its filter's, and its log files not required. Returns the
+/// jail's commands; `Ok(None)` when the tree has no such jail.
+pub fn read_jail(
+    basedir: &str,
+    name: &str,
+    add_opts: &IndexMap<String, String>,
+) -> Result<Option<Vec<Command>>, ConfigError> {
+    let loader = Loader::new(basedir);
+    let Some(mut cfg) = read_jail_conf(&loader)? else {
+        return Ok(None);
+    };
+    if name == "INCLUDES" || !cfg.sections().any(|s| s == name) {
+        return Ok(None);
+    }
+    let file = Arc::new(PathBuf::from(cfg.read[0].clone()));
+    let mut opts = add_opts.clone();
+    opts.insert("enabled".into(), "true".into());
+    cfg.merge_section(name, &opts, "", &file);
+    let mut readers = Readers::new(&loader);
+    let Some(mut jail) = Jail::read(&mut readers, &mut cfg, name)? else {
+        return Ok(None);
+    };
+    if let Some(e) = jail.error.take() {
+        return Err(e);
+    }
+    jail.stream(&mut |_| {}).map(Some)
 }
 
 /// Where a filter file comes from.

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use super::pcre::{self, Limits, MatchAbort};
 use super::pyre;
 use super::FilterError;
+use crate::config::TreeVersion;
 
 /// A group's text: mostly short (addresses, users, ids), so kept inline.
 pub(crate) type GroupText = compact_str::CompactString;
@@ -89,25 +90,37 @@ fn intern(name: &str) -> GroupName {
 /// IPv4 address as fail2ban spells it (deliberately loose: `999.1.1.1`
 /// matches and is later kept as a raw id).
 pub const IP4_RE: &str = r"(?:\d{1,3}\.){3}\d{1,3}";
-/// IPv6 address as fail2ban spells it.
-pub const IP6_RE: &str = r"(?:[0-9a-fA-F]{1,4}::?|::){1,7}(?:[0-9a-fA-F]{1,4}|(?<=:):)";
+/// IPv6 address as fail2ban 1.0.2 spells it: `::` alone does not match.
+pub const IP6_RE_1_0: &str = r"(?:[0-9a-fA-F]{1,4}::?|::){1,7}(?:[0-9a-fA-F]{1,4}|(?<=:):)";
+/// IPv6 address as fail2ban 1.1 spells it: `::` (the unspecified address)
+/// matches, and 1.1 takes it for a host like any other.
+pub const IP6_RE_1_1: &str = r"(?:[0-9a-fA-F]{1,4}::?|:){1,7}(?:[0-9a-fA-F]{1,4}|(?<=:):)";
+
+/// The IPv6 group of the tags of a tree written for `version`: the text
+/// `get JAIL failregex` prints is that fail2ban's.
+pub fn ip6_re(version: TreeVersion) -> &'static str {
+    match version {
+        TreeVersion::V1_0 => IP6_RE_1_0,
+        TreeVersion::V1_1 => IP6_RE_1_1,
+    }
+}
 
 fn r_ip4() -> String {
     format!("(?:::f{{4,6}}:)?(?P<ip4>{IP4_RE})")
 }
-fn r_ip6() -> String {
-    format!("(?P<ip6>{IP6_RE})")
+fn r_ip6(v: TreeVersion) -> String {
+    format!("(?P<ip6>{})", ip6_re(v))
 }
 const R_DNS: &str = r"(?P<dns>[\w\-.^_]*\w)";
 const R_CIDR: &str = r"(?P<cidr>\d+)";
-fn r_addr() -> String {
-    format!(r"\[?(?:{}|{})\]?", r_ip4(), r_ip6())
+fn r_addr(v: TreeVersion) -> String {
+    format!(r"\[?(?:{}|{})\]?", r_ip4(), r_ip6(v))
 }
-fn r_host() -> String {
-    format!("(?:{}|{R_DNS})", r_addr())
+fn r_host(v: TreeVersion) -> String {
+    format!("(?:{}|{R_DNS})", r_addr(v))
 }
-fn r_subnet() -> String {
-    format!(r"\[?(?:{}|{})(?:/{R_CIDR})?\]?", r_ip4(), r_ip6())
+fn r_subnet(v: TreeVersion) -> String {
+    format!(r"\[?(?:{}|{})(?:/{R_CIDR})?\]?", r_ip4(), r_ip6(v))
 }
 
 /// How `<HOST>` expands: with `usedns = no` it only matches addresses.
@@ -155,8 +168,9 @@ fn is_word(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
-/// Expands fail2ban's tags in `regex`, as fail2ban's `_resolveHostTag`.
-pub fn expand_tags(regex: &str, use_dns: UseDns) -> String {
+/// Expands fail2ban's tags in `regex`, as fail2ban's `_resolveHostTag`
+/// of the fail2ban `version` does.
+pub fn expand_tags(regex: &str, use_dns: UseDns, version: TreeVersion) -> String {
     let mut out = String::with_capacity(regex.len() * 2);
     let mut open_tags: Vec<String> = Vec::new();
     let mut skiplines = 0;
@@ -186,25 +200,39 @@ pub fn expand_tags(regex: &str, use_dns: UseDns) -> String {
         let tag = &rest[lt..lt + 1 + end + 1];
         let tn = &after[..end];
         rest = &after[end + 1..];
-        out.push_str(&subst_tag(tag, tn, use_dns, &mut open_tags, &mut skiplines));
+        let tags = TagState {
+            use_dns,
+            version,
+            open: &mut open_tags,
+            skiplines: &mut skiplines,
+        };
+        out.push_str(&subst_tag(tag, tn, tags));
     }
     out.push_str(rest);
     out
 }
 
-fn subst_tag(
-    tag: &str,
-    tn: &str,
+/// How [`expand_tags`] expands, and what it has seen so far.
+struct TagState<'a> {
     use_dns: UseDns,
-    open: &mut Vec<String>,
-    skiplines: &mut usize,
-) -> String {
+    version: TreeVersion,
+    open: &'a mut Vec<String>,
+    skiplines: &'a mut usize,
+}
+
+fn subst_tag(tag: &str, tn: &str, st: TagState) -> String {
+    let TagState {
+        use_dns,
+        version,
+        open,
+        skiplines,
+    } = st;
     match tn {
         "HOST" => {
             return if use_dns == UseDns::No {
-                r_addr()
+                r_addr(version)
             } else {
-                r_host()
+                r_host(version)
             }
         }
         "SKIPLINES" => {
@@ -213,10 +241,10 @@ fn subst_tag(
             return s;
         }
         "IP4" | "F-IP4/" => return r_ip4(),
-        "IP6" | "F-IP6/" => return r_ip6(),
-        "ADDR" | "F-ADDR/" => return r_addr(),
+        "IP6" | "F-IP6/" => return r_ip6(version),
+        "ADDR" | "F-ADDR/" => return r_addr(version),
         "CIDR" | "F-CIDR/" => return R_CIDR.to_string(),
-        "SUBNET" | "F-SUBNET/" => return r_subnet(),
+        "SUBNET" | "F-SUBNET/" => return r_subnet(version),
         "DNS" | "F-DNS/" => return R_DNS.to_string(),
         "F-ID/" => return r"(?P<fid>\S+)".to_string(),
         "F-PORT/" => return r"(?P<fport>\w+)".to_string(),
@@ -318,14 +346,16 @@ pub struct Regex {
 }
 
 impl Regex {
-    /// Compiles a fail2ban regex. `multiline` is fail2ban's `maxlines > 1`.
+    /// Compiles a fail2ban regex. `multiline` is fail2ban's `maxlines > 1`;
+    /// the tags are expanded as the fail2ban `version` does.
     pub fn new(
         regex: &str,
         multiline: bool,
         use_dns: UseDns,
+        version: TreeVersion,
         limits: Limits,
     ) -> Result<Regex, FilterError> {
-        let expanded = expand_tags(regex, use_dns);
+        let expanded = expand_tags(regex, use_dns, version);
         if expanded.trim_start().is_empty() {
             return Err(FilterError::EmptyRegex);
         }
@@ -632,9 +662,10 @@ impl FailRegex {
         prefregex: Option<&Regex>,
         multiline: bool,
         use_dns: UseDns,
+        version: TreeVersion,
         limits: Limits,
     ) -> Result<FailRegex, FilterError> {
-        let regex = Regex::new(regex, multiline, use_dns, limits)?;
+        let regex = Regex::new(regex, multiline, use_dns, version, limits)?;
         let has_id = |r: &Regex| FAILURE_ID_PRESENTS.iter().any(|g| r.has_group(g));
         if !has_id(&regex) && !prefregex.is_some_and(has_id) {
             return Err(FilterError::NoFailureId {
@@ -661,36 +692,67 @@ mod tests {
 
     #[test]
     fn host_expands_like_fail2ban() {
-        let e = expand_tags("from <HOST> port", UseDns::Warn);
+        let e = expand_tags("from <HOST> port", UseDns::Warn, TreeVersion::V1_0);
         assert!(e.contains("(?P<ip4>") && e.contains("(?P<ip6>") && e.contains("(?P<dns>"));
-        let e = expand_tags("from <HOST>", UseDns::No);
+        let e = expand_tags("from <HOST>", UseDns::No, TreeVersion::V1_0);
         assert!(!e.contains("(?P<dns>"));
-        assert_eq!(expand_tags("<F-ID/>", UseDns::No), r"(?P<fid>\S+)");
+        assert_eq!(
+            expand_tags("<F-ID/>", UseDns::No, TreeVersion::V1_0),
+            r"(?P<fid>\S+)"
+        );
+    }
+
+    #[test]
+    fn the_unspecified_address_is_a_host_for_1_1_only() {
+        let host = |v| {
+            let mut r =
+                Regex::new("from <HOST>$", false, UseDns::No, v, Limits::default()).unwrap();
+            let line = "failed from ::";
+            r.search(line).then(|| r.groups(line))
+        };
+        assert!(host(TreeVersion::V1_0).is_none());
+        let g = host(TreeVersion::V1_1).expect("1.1 takes ::");
+        let ip6 = g.iter().find(|(k, _)| k == "ip6").unwrap().1.clone();
+        assert_eq!(ip6.as_deref(), Some("::"));
     }
 
     #[test]
     fn custom_tags() {
         assert_eq!(
-            expand_tags("user <F-USER>\\S+</F-USER> x", UseDns::No),
+            expand_tags(
+                "user <F-USER>\\S+</F-USER> x",
+                UseDns::No,
+                TreeVersion::V1_0
+            ),
             "user (?P<user>\\S+) x"
         );
-        assert_eq!(expand_tags("<F-ID>a</F-ID>", UseDns::No), "(?P<fid>a)");
+        assert_eq!(
+            expand_tags("<F-ID>a</F-ID>", UseDns::No, TreeVersion::V1_0),
+            "(?P<fid>a)"
+        );
         // A close tag that was never opened stays as it is.
-        assert_eq!(expand_tags("</F-USER>", UseDns::No), "</F-USER>");
+        assert_eq!(
+            expand_tags("</F-USER>", UseDns::No, TreeVersion::V1_0),
+            "</F-USER>"
+        );
         // Lower case and unknown tags stay as they are.
         assert_eq!(
-            expand_tags("<F-user> <foo> <", UseDns::No),
+            expand_tags("<F-user> <foo> <", UseDns::No, TreeVersion::V1_0),
             "<F-user> <foo> <"
         );
         assert_eq!(
-            expand_tags("<F-ALT_USER1>x</F-ALT_USER1>", UseDns::No),
+            expand_tags(
+                "<F-ALT_USER1>x</F-ALT_USER1>",
+                UseDns::No,
+                TreeVersion::V1_0
+            ),
             "(?P<alt_user1>x)"
         );
     }
 
     #[test]
     fn skiplines_are_numbered() {
-        let e = expand_tags("a<SKIPLINES>b<SKIPLINES>", UseDns::No);
+        let e = expand_tags("a<SKIPLINES>b<SKIPLINES>", UseDns::No, TreeVersion::V1_0);
         assert!(e.contains("skiplines0") && e.contains("skiplines1"));
     }
 
@@ -707,6 +769,7 @@ mod tests {
             r"user (?:<F-USER>\w+</F-USER>|<F-ALT_USER>\S+</F-ALT_USER>) from <HOST>",
             false,
             UseDns::Warn,
+            TreeVersion::V1_0,
             Limits::default(),
         )
         .unwrap();
@@ -721,10 +784,32 @@ mod tests {
 
     #[test]
     fn failregex_needs_an_id() {
-        let e = FailRegex::new("^foo$", None, false, UseDns::No, Limits::default());
+        let e = FailRegex::new(
+            "^foo$",
+            None,
+            false,
+            UseDns::No,
+            TreeVersion::V1_0,
+            Limits::default(),
+        );
         assert!(matches!(e, Err(FilterError::NoFailureId { .. })));
-        let pre = Regex::new("<F-MLFID>x</F-MLFID>", false, UseDns::No, Limits::default()).unwrap();
-        assert!(FailRegex::new("^foo$", Some(&pre), false, UseDns::No, Limits::default()).is_ok());
+        let pre = Regex::new(
+            "<F-MLFID>x</F-MLFID>",
+            false,
+            UseDns::No,
+            TreeVersion::V1_0,
+            Limits::default(),
+        )
+        .unwrap();
+        assert!(FailRegex::new(
+            "^foo$",
+            Some(&pre),
+            false,
+            UseDns::No,
+            TreeVersion::V1_0,
+            Limits::default()
+        )
+        .is_ok());
     }
 
     #[test]
@@ -733,6 +818,7 @@ mod tests {
             r"(?:(?P<cond_user>u) )?(?(cond_user)a|b)<F-ID/>",
             false,
             UseDns::No,
+            TreeVersion::V1_0,
             Limits::default(),
         )
         .unwrap();

@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use crate::config::TreeVersion;
 pub use date::DateDetector;
 use failregex::names::{
     CIDR, CONTENT, DNS, FID, IP4, IP6, MLFFORGET, MLFGAINED, MLFID, NOFAIL, USER,
@@ -78,6 +79,9 @@ pub struct FilterOptions {
     pub maxlines: usize,
     /// `usedns`.
     pub usedns: UseDns,
+    /// The fail2ban whose tag expansions (the IPv6 group of `<HOST>`) the
+    /// regexes get: the configuration tree's.
+    pub version: TreeVersion,
     /// `logtimezone`.
     pub logtimezone: Option<String>,
     /// `findtime` in seconds: outside operation mode, older lines are skipped.
@@ -106,6 +110,7 @@ impl Default for FilterOptions {
             datepattern: None,
             maxlines: 1,
             usedns: UseDns::Warn,
+            version: TreeVersion::default(),
             logtimezone: None,
             findtime: 600.0,
             check_all_regex: false,
@@ -571,7 +576,13 @@ impl std::fmt::Debug for Filter {
 
 fn compile_prefregex(opts: &FilterOptions) -> Result<Option<Regex>, FilterError> {
     match opts.prefregex.as_deref() {
-        Some(p) if !p.is_empty() => Ok(Some(Regex::new(p, false, opts.usedns, opts.limits)?)),
+        Some(p) if !p.is_empty() => Ok(Some(Regex::new(
+            p,
+            false,
+            opts.usedns,
+            opts.version,
+            opts.limits,
+        )?)),
         _ => Ok(None),
     }
 }
@@ -586,12 +597,13 @@ fn compile_failregex(
         prefregex,
         opts.maxlines > 1,
         opts.usedns,
+        opts.version,
         opts.limits,
     )
 }
 
 fn compile_ignoreregex(regex: &str, opts: &FilterOptions) -> Result<Regex, FilterError> {
-    Regex::new(regex, false, opts.usedns, opts.limits)
+    Regex::new(regex, false, opts.usedns, opts.version, opts.limits)
 }
 
 fn date_detector(opts: &FilterOptions) -> Result<DateDetector, FilterError> {

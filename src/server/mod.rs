@@ -27,6 +27,7 @@ use tokio::sync::{Notify, RwLock};
 
 use crate::client::protocol::{CommandError, ErrorKind};
 use crate::config::time::str2seconds;
+use crate::config::TreeVersion;
 use crate::jail::status::{self, Flavor};
 use crate::store::{Settings, SqliteStore, Store};
 
@@ -82,6 +83,9 @@ pub struct Server {
     config_errors: Mutex<IndexMap<String, String>>,
     /// The time the jails and the database purge go by.
     clock: Clock,
+    /// The fail2ban the configuration tree was written for (at start or
+    /// the last reload): jails added get its tag expansions.
+    tree_version: Mutex<TreeVersion>,
 }
 
 impl std::fmt::Debug for Server {
@@ -111,6 +115,7 @@ impl Server {
             ai: ai::AiSlot::default(),
             config_errors: Mutex::new(IndexMap::new()),
             clock: Clock::wall(),
+            tree_version: Mutex::new(TreeVersion::default()),
         }
     }
 
@@ -146,6 +151,7 @@ impl Server {
         for p in &tree.problems {
             tracing::error!("{p}");
         }
+        *self.tree_version.lock().expect("tree version lock") = tree.version;
         let mut errors = jail_errors(&tree);
         for cmd in &tree.stream {
             let cmd = command_to_json(cmd);
@@ -288,7 +294,9 @@ impl Server {
         }
         let backend = spec::JailBackend::parse(backend)
             .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e.to_string()))?;
-        pending.insert(name.to_string(), JailSpec::new(name, backend));
+        let mut spec = JailSpec::new(name, backend);
+        spec.version = *self.tree_version.lock().expect("tree version lock");
+        pending.insert(name.to_string(), spec);
         Ok(())
     }
 
@@ -489,6 +497,7 @@ impl Server {
         tree: &crate::config::Tree,
     ) -> (IndexMap<String, JailSpec>, IndexMap<String, String>) {
         let mut broken = jail_errors(tree);
+        *self.tree_version.lock().expect("tree version lock") = tree.version;
         let mut specs: IndexMap<String, JailSpec> = IndexMap::new();
         for cmd in &tree.stream {
             let cmd = command_to_json(cmd);
@@ -510,6 +519,7 @@ impl Server {
         }
         specs.retain(|name, _| !broken.contains_key(name));
         for (name, spec) in specs.iter_mut() {
+            spec.version = tree.version;
             if let Some(globs) = tree.log_globs.get(name) {
                 spec.logglobs = globs.clone();
             }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::client::protocol::{CommandError, ErrorKind};
 use crate::config::time::str2seconds;
-use crate::config::{Command, PyValue};
+use crate::config::{Command, PyValue, TreeVersion};
 use crate::filter::{FilterOptions, UseDns};
 use crate::jail::increment::IncrementOptions;
 
@@ -323,6 +323,9 @@ pub struct JailSpec {
     /// fail3ban's `ai_max_bantime`: the cap on AI jails' bantime until
     /// approved.
     pub ai_max_bantime: Option<f64>,
+    /// The fail2ban the configuration tree was written for: the filter's
+    /// tags expand as that version's do.
+    pub version: TreeVersion,
 }
 
 impl JailSpec {
@@ -356,6 +359,7 @@ impl JailSpec {
             actions: Vec::new(),
             ai: crate::ai::Mode::Off,
             ai_max_bantime: None,
+            version: TreeVersion::default(),
         }
     }
 
@@ -368,6 +372,7 @@ impl JailSpec {
             datepattern: self.datepattern.clone().filter(|p| !p.is_empty()),
             maxlines: self.maxlines.max(1),
             usedns: self.usedns,
+            version: self.version,
             logtimezone: self.logtimezone.clone().filter(|p| !p.is_empty()),
             findtime: self.findtime,
             ..FilterOptions::default()

@@ -58,14 +58,20 @@ pub fn build_actions(spec: &JailSpec, clock: Clock) -> Vec<Action> {
 }
 
 /// The host's own addresses, which every jail's ignoreself shares:
-/// loopback at once, then what `localhost` and the host's name resolve
-/// to, looked up once on a thread of its own with the resolver's timeout.
+/// loopback and every interface's address at once (as fail2ban 1.1 does),
+/// then what `localhost` and the host's name resolve to, looked up once on
+/// a thread of its own with the resolver's timeout.
 /// A resolver that never answers thus delays no jail's start, nor the
 /// control socket, which answers once the jails are started.
 fn self_addrs() -> SelfAddrs {
     static SELF: OnceLock<SelfAddrs> = OnceLock::new();
     SELF.get_or_init(|| {
         let addrs = SelfAddrs::new(loopback());
+        addrs.extend(
+            crate::netif::interface_addresses()
+                .into_iter()
+                .map(crate::filter::Addr::single),
+        );
         let found = addrs.clone();
         let spawned = std::thread::Builder::new()
             .name("f3b-self-addrs".into())
