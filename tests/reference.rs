@@ -90,13 +90,13 @@ pub const KNOWN: &[Known] = &[
     },
     Known {
         test: "server_compat::ignoreself_and_interface_addresses",
-        version: "1.1.0",
+        version: "1.0.2",
         key: "status alpha (fail2ban-client)",
         why: IGNORESELF,
     },
     Known {
         test: "server_compat::ignoreself_and_interface_addresses",
-        version: "1.1.0",
+        version: "1.0.2",
         key: "banned 192.0.2.77 (fail2ban-client)",
         why: IGNORESELF,
     },
@@ -129,24 +129,6 @@ pub const KNOWN: &[Known] = &[
         version: "1.0.2",
         key: "set gamma delfailregex 0",
         why: IPV6_TEMPLATE,
-    },
-    Known {
-        test: "config::dumps_match_fail2ban",
-        version: "1.0.2",
-        key: "stock Debian tree",
-        why: SYSTEMD_IF_NOLOGS,
-    },
-    Known {
-        test: "config::dumps_match_fail2ban",
-        version: "1.0.2",
-        key: "known references",
-        why: SYSTEMD_IF_NOLOGS,
-    },
-    Known {
-        test: "config::dumps_match_fail2ban",
-        version: "1.0.2",
-        key: "includes",
-        why: SYSTEMD_IF_NOLOGS,
     },
     Known {
         test: "server_compat::client_output_like_fail2ban_client",
@@ -216,45 +198,111 @@ pub const KNOWN: &[Known] = &[
     },
     Known {
         test: "regex::prefregex_groups_take_part_in_the_failure",
-        version: "1.1.0",
+        version: "1.0.2",
         key: "summary",
         why: FILTER_FILE_HEADER,
     },
     Known {
         test: "regex::prefregex_groups_take_part_in_the_failure",
-        version: "1.1.0",
+        version: "1.0.2",
         key: "-v",
         why: FILTER_FILE_HEADER,
     },
     Known {
         test: "server_compat::client_output_like_fail2ban_client",
-        version: "1.1.0",
+        version: "1.0.2",
         key: "get alpha failregex (fail2ban-client)",
         why: IPV6_TEMPLATE,
     },
     Known {
         test: "server_compat::client_output_like_fail2ban_client",
-        version: "1.1.0",
+        version: "1.0.2",
         key: "get beta failregex (fail2ban-client)",
         why: IPV6_TEMPLATE,
     },
     Known {
         test: "server_compat::client_output_like_fail2ban_client",
-        version: "1.1.0",
+        version: "1.0.2",
         key: "get gamma failregex (fail2ban-client)",
         why: IPV6_TEMPLATE,
     },
     Known {
         test: "server_compat::client_output_like_fail2ban_client",
-        version: "1.1.0",
+        version: "1.0.2",
         key: r"set gamma addfailregex ^ bad user <F-USER>\S+</F-USER> from <ADDR>$ (fail2ban-client)",
         why: IPV6_TEMPLATE,
     },
     Known {
         test: "server_compat::client_output_like_fail2ban_client",
-        version: "1.1.0",
+        version: "1.0.2",
         key: "set gamma delfailregex 0 (fail2ban-client)",
         why: IPV6_TEMPLATE,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status alpha stats (fail2ban-client)",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status --all (fail2ban-client)",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status --all basic (fail2ban-client)",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status --all short (fail2ban-client)",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status --all cymru (fail2ban-client)",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status --all nope (fail2ban-client)",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "status --all stats (fail2ban-client)",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "stats (fail2ban-client)",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "statistic (fail2ban-client)",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "statistics (fail2ban-client)",
+        why: V11_STATUS,
+    },
+    Known {
+        test: "server_compat::client_output_like_fail2ban_client",
+        version: "1.0.2",
+        key: "stats x (fail2ban-client)",
+        why: V11_STATUS,
     },
 ];
 
@@ -268,20 +316,14 @@ const V11_STATUS: &str = "fail2ban 1.1 added `status --all [FLAVOR]` (every jail
 
 /// fail2ban-regex 1.1's header for a filter given as a file.
 const FILTER_FILE_HEADER: &str = "fail2ban-regex 1.1 prints `Use      filter file : PATH` for a \
-    filter file outside a tree where 1.0.2 and fail3ban-regex print `Use   failregex file : PATH`, \
-    and its report prints the prefregex's `<ADDR>` with 1.1's IPv6 group (IPV6_TEMPLATE); \
-    fail3ban follows 1.0.2 in both until they are decided (issue 17, 1.1's behaviour where it \
-    differs: to be added)";
-
-/// fail2ban-regex 1.1 on a NAME that is also a jail.
-const JAIL_NAME_MODE: &str = "fail2ban-regex 1.1 reads a NAME that is a jail of the tree as that jail (`Use jail : NAME`, the jail's options over the filter's: jail.conf's `mode = normal` wins over freeswitch.conf's `mode = extra`); 1.0.2 and fail3ban-regex read it as the filter. fail3ban follows 1.0.2 until fail3ban-regex learns 1.1's jail names (issue 17, 1.1's behaviour where it differs: to be added to its list)";
-
-/// fail2ban-regex 1.1's report header on a NAME that is also a jail.
-const JAIL_NAME_HEADER: &str = "fail2ban-regex 1.1 reads a NAME that is a jail of the tree as that jail and prints `Use jail : NAME` (and `Use jail/flt options`) where 1.0.2 and fail3ban-regex print `Use failregex filter file : NAME, basedir: ...`; fail3ban follows 1.0.2 until fail3ban-regex learns 1.1's jail names (issue 17, 1.1's behaviour where it differs: to be added to its list)";
+    filter file outside a tree where 1.0.2 prints `Use   failregex file : PATH`, and its report \
+    prints the prefregex's `<ADDR>` with 1.1's IPv6 group (IPV6_TEMPLATE); a file outside a \
+    tree does not tell its version, so fail3ban follows the newer, 1.1 (src/config/version.rs, \
+    issue 17)";
 
 /// fail2ban-regex 1.1 on `systemd-journal[...] sshd`: the jail's header
 /// and the journalmatch it reports.
-const JAIL_NAME_JOURNALMATCH: &str = "fail2ban-regex 1.1 reads `sshd` as the jail of the tree and prints `Use jail : sshd` where 1.0.2 and fail3ban-regex print `Use failregex filter file : sshd, basedir: ...` (JAIL_NAME_HEADER); read as the jail, it reports (and uses) `journal match : _SYSTEMD_UNIT=ssh.service + _COMM=sshd`, without the last group of 1.1's filter.d/sshd.conf (`+ _COMM=sshd-session`), which fail3ban-regex reads from the filter as 1.0.2 does. The test's journal has no sshd-session entry outside ssh.service, so the Lines: summary and -o id agree; fail3ban follows 1.0.2 until fail3ban-regex learns 1.1's jail names (issue 17, 1.1's behaviour where it differs: to be added)";
+const JAIL_NAME_JOURNALMATCH: &str = "fail2ban-regex 1.1 reads `sshd` as the jail of the tree and prints `Use jail : sshd` where 1.0.2 and fail3ban-regex print `Use failregex filter file : sshd, basedir: ...` (JAIL_NAME_HEADER); read as the jail, it reports (and uses) `journal match : _SYSTEMD_UNIT=ssh.service + _COMM=sshd`, without the last group of 1.1's filter.d/sshd.conf (`+ _COMM=sshd-session`), which fail3ban-regex reads from the filter as 1.0.2 does. The test's journal has no sshd-session entry outside ssh.service, so the Lines: summary and -o id agree; on the journal fail3ban-regex still reads NAME as the filter, as 1.0.2 does (it reads a 1.1 tree's jail for a log file, not yet for `systemd-journal`) (issue 17, 1.1's behaviour where it differs: to be added)";
 
 /// 1.1's IPv6 group of `<HOST>`/`<ADDR>`, in a tree that does not tell
 /// its version.
@@ -360,14 +402,6 @@ fn settle_against(known_list: &[Known], test: &str, what: &str, tallies: &[Tally
 }
 
 /// 1.1's `ignoreself` and the host's interface addresses.
-const SYSTEMD_IF_NOLOGS: &str = "fail2ban 1.1.1 (systemd_if_nologs, on by default) turns a jail \
-    on backend = auto whose logpath matches no file and that has a journalmatch to the journal, \
-    so fail3ban's dump says ['add', 'sshd', 'systemd'] where 1.0.2's says 'auto' (and its server \
-    would refuse to start) for 1.0.2's stock sshd jail on a machine without /var/log/auth.log, \
-    the test machines (Debian 12 without rsyslog too); 1.1.0's Debian tree sets backend = \
-    systemd for sshd. On a machine with /var/log/auth.log these entries no longer occur and \
-    the test says so (issue 17)";
-
 const IGNORESELF: &str = "fail2ban 1.1's ignoreself also covers every address of the host's \
     interfaces (DNSUtils.getNetIntrfIPs, getifaddrs; gh-3132); 1.0.2's covers loopback and what \
     the host's names resolve to, so 1.0.2 bans 192.0.2.77 on the interface, 1.1 and fail3ban \

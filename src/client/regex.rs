@@ -387,7 +387,10 @@ impl<'w> Tool<'w> {
             })?;
             name = n;
             params = p;
-            if version == TreeVersion::V1_1 && names_a_jail(&name) {
+            // A jail only in a tree that has its jail.conf: a directory of
+            // filter.d and jail.d alone (a source tree) names filters.
+            let tree = Path::new(&basedir).join("jail.conf").is_file();
+            if version == TreeVersion::V1_1 && tree && names_a_jail(&name) {
                 let mut add = params.clone();
                 add.insert("backend".into(), "auto".into());
                 jail_commands = read_jail(&basedir, &name, &add).map_err(|e| {

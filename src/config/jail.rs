@@ -186,6 +186,9 @@ pub struct Jail {
     pub nologs: NoLogs,
     /// Where its filter options were set, by option.
     pub origins: IndexMap<String, super::Origin>,
+    /// The fail2ban its tree was written for: 1.0.2 has no
+    /// `systemd_if_nologs`.
+    version: super::TreeVersion,
 }
 
 /// Caches merged filter.d and action.d files by name.
@@ -193,6 +196,8 @@ pub struct Jail {
 pub struct Readers<'a> {
     pub loader: &'a Loader,
     merged: HashMap<String, Option<Rc<Merged>>>,
+    /// The fail2ban the tree was written for.
+    pub version: super::TreeVersion,
 }
 
 impl<'a> Readers<'a> {
@@ -200,6 +205,7 @@ impl<'a> Readers<'a> {
         Readers {
             loader,
             merged: HashMap::new(),
+            version: super::TreeVersion::of(std::path::Path::new(loader.basedir())),
         }
     }
 
@@ -303,6 +309,7 @@ impl Jail {
             error: None,
             nologs: NoLogs::Keep,
             origins: IndexMap::new(),
+            version: readers.version,
         };
         match jail.read_parts(readers, cfg, &first) {
             Ok(()) => {}
@@ -492,7 +499,11 @@ impl Jail {
         Ok(no_logs(
             backend,
             journalmatch,
-            flag("systemd_if_nologs", true),
+            // fail2ban 1.1.1's; a 1.0.2 tree is read as 1.0.2 reads it.
+            flag(
+                "systemd_if_nologs",
+                self.version != super::TreeVersion::V1_0,
+            ),
             flag("skip_if_nologs", false),
         ))
     }

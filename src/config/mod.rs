@@ -185,7 +185,7 @@ pub fn read_tree(basedir: &str, strict_logs: bool) -> Result<Tree, ConfigError> 
         origins,
         jail_errors,
         log_globs,
-        version: TreeVersion::of(std::path::Path::new(basedir)),
+        version: readers.version,
     })
 }
 

@@ -118,12 +118,38 @@ fn shape(cmd: &[Value], v: &Value) -> Py {
             Value::Array(inner) => rows_py(inner, plain),
             other => plain(other),
         }),
+        // `stats` and `status --all stats`: {jail: [backend, (failed now,
+        // in all), (banned now, in all)]}.
+        ("stats" | "statistic" | "statistics", Value::Object(jails)) => stats_py(jails),
+        ("status", Value::Object(jails)) if word(1) == "--all" && word(2) == "stats" => {
+            stats_py(jails)
+        }
         // `get|set JAIL datepattern`: (pattern, name).
         (_, Value::Array(pn)) if word(2) == "datepattern" && pn.len() == 2 => {
             Py::Tuple(pn.iter().map(plain).collect())
         }
         _ => plain(v),
     }
+}
+
+/// Each jail's statistics: a list whose pairs are tuples.
+fn stats_py(jails: &serde_json::Map<String, Value>) -> Py {
+    let pair = |v: &Value| match v {
+        Value::Array(p) if p.len() == 2 => Py::Tuple(p.iter().map(plain).collect()),
+        other => plain(other),
+    };
+    Py::Dict(
+        jails
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::Array(items) => Py::List(items.iter().map(pair).collect()),
+                    other => plain(other),
+                };
+                (Py::Str(k.clone()), v)
+            })
+            .collect(),
+    )
 }
 
 /// Status rows: `(name, value)` tuples.
