@@ -45,9 +45,11 @@ impl Limits {
     /// stream), far below what would hurt the server.
     pub const SOCKET: Limits = Limits {
         max_input: 16 << 20,
-        max_objects: 1 << 20,
+        // A few dozen bytes each: about 67 MB at the most for a pickle
+        // that fills every bound, where 1 << 20 allowed some 270 MB.
+        max_objects: 1 << 18,
         max_depth: 32,
-        max_items: 1 << 18,
+        max_items: 1 << 17,
         max_bytes: 32 << 20,
     };
 }
