@@ -105,6 +105,25 @@ struct Found {
     msgs: Vec<String>,
 }
 
+/// Where two runs' lists first part, said as `difference` says it.
+fn first_difference<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    reference: &[T],
+    own: &[T],
+) -> String {
+    (0..reference.len().max(own.len()))
+        .find(|&i| reference.get(i) != own.get(i))
+        .map(|i| {
+            format!(
+                "; first differing {what} #{}: fail2ban {:?}, own {:?}",
+                i + 1,
+                reference.get(i),
+                own.get(i)
+            )
+        })
+        .unwrap_or_default()
+}
+
 /// One `-o row` line's id and time. fail2ban prints a time of whole
 /// seconds as an int where fail3ban-regex prints a float: the value counts.
 fn row(line: &str) -> Option<(String, Option<f64>)> {
@@ -159,26 +178,8 @@ fn difference(reference: &Found, own: &Found) -> String {
         only(&r, &o),
         only(&o, &r)
     );
-    if let Some(i) = (0..reference.rows.len().max(own.rows.len()))
-        .find(|&i| reference.rows.get(i) != own.rows.get(i))
-    {
-        out += &format!(
-            "; first differing failure #{}: fail2ban {:?}, own {:?}",
-            i + 1,
-            reference.rows.get(i),
-            own.rows.get(i)
-        );
-    }
-    if let Some(i) = (0..reference.msgs.len().max(own.msgs.len()))
-        .find(|&i| reference.msgs.get(i) != own.msgs.get(i))
-    {
-        out += &format!(
-            "; first differing matched line #{}: fail2ban {:?}, own {:?}",
-            i + 1,
-            reference.msgs.get(i),
-            own.msgs.get(i)
-        );
-    }
+    out += &first_difference("failure", &reference.rows, &own.rows);
+    out += &first_difference("matched line", &reference.msgs, &own.msgs);
     out
 }
 

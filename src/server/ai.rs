@@ -9,11 +9,11 @@ use serde_json::Value;
 use crate::ai::commands::RuleError;
 use crate::ai::pipeline::Ai;
 use crate::ai::{AiHandle, Mode};
-use crate::client::protocol::{CommandError, ErrorKind};
+use crate::client::protocol::CommandError;
 
 use super::jail::Jail;
 use super::spec::text;
-use super::Server;
+use super::{failed, Server};
 
 /// The AI part of a server: settings, and the running pipeline once started.
 #[derive(Default)]
@@ -24,10 +24,6 @@ pub struct AiSlot {
     tried: AtomicBool,
     /// Why it is off after it tried, for `ai status`.
     off: Mutex<Option<String>>,
-}
-
-fn failed(e: impl std::fmt::Display) -> CommandError {
-    CommandError::new(ErrorKind::Failed, e.to_string())
 }
 
 /// Runs an `ai` command that reads and writes SQLite and files on the
