@@ -268,6 +268,67 @@ fn newest() -> &'static crate::prereq::Reference {
         .expect("1.1.0 reference")
 }
 
+/// How one own filter fared against reference `r`'s on its sample log:
+/// the lines to print for it, and whether it agrees.
+fn check_filter(r: &crate::prereq::Reference, name: &str) -> (Vec<String>, bool) {
+    let own = repo().to_string_lossy().into_owned();
+    let root = r.root();
+    let tree = stock_tree(root).to_string_lossy().into_owned();
+    let log = package(root).join("tests/files/logs").join(name);
+    let log_s = log.to_string_lossy().into_owned();
+    let sets = option_sets(
+        &stock_tree(root).join(format!("filter.d/{name}.conf")),
+        &log,
+    );
+    let mut problems = Vec::new();
+    let mut followed = Vec::new();
+    for set in &sets {
+        let spec = spec(name, set);
+        let reference = found(|a| fail2ban(root, a), &["-c", &tree, &log_s, &spec]);
+        let mine = found(fail3ban, &["-c", &own, &log_s, &spec]);
+        match (reference, mine) {
+            (Ok(a), Ok(b)) if a == b => {}
+            (Ok(a), Ok(b)) => {
+                // 1.0.2 only: does 1.1.0's filter find what the
+                // own one does on this log?
+                let newer = (r.version != "1.1.0")
+                    .then(|| {
+                        let n = newest().root();
+                        let t = stock_tree(n).to_string_lossy().into_owned();
+                        found(|a| fail2ban(n, a), &["-c", &t, &log_s, &spec]).ok()
+                    })
+                    .flatten();
+                if newer.as_ref() == Some(&b) {
+                    followed.push(format!("{spec}: {}", difference(&a, &b)));
+                } else {
+                    problems.push(format!("{spec}: {}", difference(&a, &b)));
+                }
+            }
+            (a, b) => problems.push(format!("{spec}: fail2ban {:?}, own {:?}", a.err(), b.err())),
+        }
+    }
+    let mut lines: Vec<String> = followed
+        .iter()
+        .map(|f| {
+            format!(
+                "own filters: {} {name}: 1.0.2's filter differs from 1.1.0's here, the own one follows 1.1: {f}",
+                r.version
+            )
+        })
+        .collect();
+    if problems.is_empty() {
+        lines.push(format!(
+            "own filters: {} {name}: agrees in {} runs",
+            r.version,
+            sets.len()
+        ));
+    } else {
+        lines.push(format!("own filters: {} {name}: DISAGREES", r.version));
+        lines.extend(problems.iter().map(|p| format!("    {p}")));
+    }
+    (lines, problems.is_empty())
+}
+
 /// Every own filter that has a stock counterpart finds on fail2ban's
 /// sample log of that name, in every mode the stock filter has and with
 /// every option set the log's annotations name, the same failures as the
@@ -276,71 +337,44 @@ fn newest() -> &'static crate::prereq::Reference {
 /// where 1.0.2's filter finds something else than 1.1.0's on 1.0.2's log
 /// and the own filter finds what 1.1.0's does, the own filter follows 1.1
 /// (printed, not a failure). There is no list of excused own filters.
+///
+/// Each reference run is a Python start, so the filters are checked on a
+/// few threads; each filter's lines are printed together, in name order.
 #[test]
 #[ignore = "needs the reference fail2ban (scripts/fetch-reference.sh)"]
 fn own_filters_agree_with_fail2ban() {
-    let own = repo().to_string_lossy().into_owned();
+    const WORKERS: usize = 3;
     let mut failed = Vec::new();
     for r in crate::prereq::references() {
-        let root = r.root();
-        let tree = stock_tree(root).to_string_lossy().into_owned();
-        let logs = package(root).join("tests/files/logs");
-        let (names, alone) = comparable(root);
-        let mut agree = 0;
-        for name in &names {
-            let log = logs.join(name);
-            let log_s = log.to_string_lossy().into_owned();
-            let sets = option_sets(
-                &stock_tree(root).join(format!("filter.d/{name}.conf")),
-                &log,
-            );
-            let mut problems = Vec::new();
-            let mut followed = Vec::new();
-            for set in &sets {
-                let spec = spec(name, set);
-                let reference = found(|a| fail2ban(root, a), &["-c", &tree, &log_s, &spec]);
-                let mine = found(fail3ban, &["-c", &own, &log_s, &spec]);
-                match (reference, mine) {
-                    (Ok(a), Ok(b)) if a == b => {}
-                    (Ok(a), Ok(b)) => {
-                        // 1.0.2 only: does 1.1.0's filter find what the
-                        // own one does on this log?
-                        let newer = (r.version != "1.1.0")
-                            .then(|| {
-                                let n = newest().root();
-                                let t = stock_tree(n).to_string_lossy().into_owned();
-                                found(|a| fail2ban(n, a), &["-c", &t, &log_s, &spec]).ok()
-                            })
-                            .flatten();
-                        if newer.as_ref() == Some(&b) {
-                            followed.push(format!("{spec}: {}", difference(&a, &b)));
-                        } else {
-                            problems.push(format!("{spec}: {}", difference(&a, &b)));
+        let (names, alone) = comparable(r.root());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut results: Vec<(usize, (Vec<String>, bool))> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..WORKERS)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(name) = names.get(i) else { break done };
+                            done.push((i, check_filter(r, name)));
                         }
-                    }
-                    (a, b) => {
-                        problems.push(format!("{spec}: fail2ban {:?}, own {:?}", a.err(), b.err()))
-                    }
-                }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("a worker panicked"))
+                .collect()
+        });
+        results.sort_by_key(|(i, _)| *i);
+        let mut agree = 0;
+        for (name, (_, (lines, ok))) in names.iter().zip(results) {
+            for l in &lines {
+                println!("{l}");
             }
-            for f in &followed {
-                println!(
-                    "own filters: {} {name}: 1.0.2's filter differs from 1.1.0's here, the own one follows 1.1: {f}",
-                    r.version
-                );
-            }
-            if problems.is_empty() {
+            if ok {
                 agree += 1;
-                println!(
-                    "own filters: {} {name}: agrees in {} runs",
-                    r.version,
-                    sets.len()
-                );
             } else {
-                println!("own filters: {} {name}: DISAGREES", r.version);
-                for p in &problems {
-                    println!("    {p}");
-                }
                 failed.push(format!("{} {name}", r.version));
             }
         }
