@@ -24,7 +24,7 @@ fn conf_names(dir: &Path) -> BTreeSet<String> {
 }
 
 /// The jails a jail.conf defines: its sections but INCLUDES and DEFAULT.
-fn jails(jail_conf: &Path) -> BTreeSet<String> {
+pub fn jails(jail_conf: &Path) -> BTreeSet<String> {
     std::fs::read_to_string(jail_conf)
         .unwrap()
         .lines()
@@ -101,8 +101,39 @@ fn own_tree_coverage() {
 /// failure was made of (`-o msg`).
 #[derive(PartialEq, Debug)]
 struct Found {
-    rows: Vec<(String, Option<f64>)>,
+    rows: Vec<(String, When)>,
     msgs: Vec<String>,
+}
+
+/// A failure's time as two runs can agree on it.
+#[derive(PartialEq, Debug)]
+enum When {
+    /// The time its line gave.
+    At(f64),
+    /// The time it was read at: a line whose date pattern matched an empty
+    /// date (ejabberd's old message lines), which both programs date by the
+    /// clock, seconds apart.
+    Clock,
+    /// No number.
+    Unreadable,
+}
+
+impl When {
+    /// How far from now a time counts as the clock's: sample logs are
+    /// years old, a run takes seconds.
+    const CLOCK_SLACK: f64 = 600.0;
+
+    fn of(time: Option<f64>) -> When {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        match time {
+            Some(t) if (now - t).abs() < Self::CLOCK_SLACK => When::Clock,
+            Some(t) => When::At(t),
+            None => When::Unreadable,
+        }
+    }
 }
 
 /// Where two runs' lists first part, said as `difference` says it.
@@ -126,12 +157,12 @@ fn first_difference<T: PartialEq + std::fmt::Debug>(
 
 /// One `-o row` line's id and time. fail2ban prints a time of whole
 /// seconds as an int where fail3ban-regex prints a float: the value counts.
-fn row(line: &str) -> Option<(String, Option<f64>)> {
+fn row(line: &str) -> Option<(String, When)> {
     let rest = line.strip_prefix('[')?;
     let mut cols = rest.splitn(3, ",\t");
     let id = cols.next()?.trim_matches('\'').to_string();
     let time = cols.next()?.parse::<f64>().ok();
-    Some((id, time))
+    Some((id, When::of(time)))
 }
 
 /// Runs `run` (a fail2ban-regex or fail3ban-regex with the arguments

@@ -625,6 +625,7 @@ const OWN_FILTERS: &[&str] = &[
     "dovecot",
     "dropbear",
     "drupal-auth",
+    "ejabberd-auth",
     "exim",
     "exim-spam",
     "freeswitch",
