@@ -16,29 +16,9 @@ use crate::prereq::{need, Need, Netns};
 const CLIENT: &str = env!("CARGO_BIN_EXE_fail3ban-client");
 
 /// Every jail jail.conf defines.
-const JAILS: &[&str] = &[
-    "sshd",
-    "dropbear",
-    "nginx-http-auth",
-    "nginx-limit-req",
-    "nginx-botsearch",
-    "nginx-bad-request",
-    "apache-auth",
-    "apache-badbots",
-    "apache-noscript",
-    "apache-overflows",
-    "apache-shellshock",
-    "wordpress",
-    "postfix",
-    "postfix-rbl",
-    "postfix-sasl",
-    "dovecot",
-    "vsftpd",
-    "proftpd",
-    "mysqld-auth",
-    "named-refused",
-    "recidive",
-];
+fn all_jails() -> std::collections::BTreeSet<String> {
+    crate::own_filters::jails(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/jail.conf"))
+}
 
 /// The parts of the tree in the repository: `config/` and the root's
 /// directories, each installed under /etc/fail3ban by the package.
@@ -105,8 +85,9 @@ fn shipped_tree_tests_ok() {
 
 #[test]
 fn every_jail_enabled_tests_ok() {
+    let jails = all_jails();
     let mut local = String::from("[DEFAULT]\nbackend = auto\n");
-    for j in JAILS {
+    for j in &jails {
         local.push_str(&format!("[{j}]\nenabled = true\nlogpath = @LOG@\n"));
     }
     let (_tmp, dir) = tree_with(&local);
@@ -114,7 +95,7 @@ fn every_jail_enabled_tests_ok() {
     assert!(ok, "{out}");
     let (ok, out) = client(&["-c", dir.to_str().unwrap(), "-d"]);
     assert!(ok, "{out}");
-    for j in JAILS {
+    for j in &jails {
         assert!(out.contains(&format!("['start', '{j}']")), "{j}: {out}");
     }
 }
@@ -437,4 +418,63 @@ async fn iptables_chain_list_jumps_from_each_chain_in_a_netns() {
         assert_eq!(before, ns.sh(show_all), "{name}: firewall not as before");
         println!("own actions: {name} with chain = INPUT,FORWARD: for real in a netns");
     }
+}
+
+/// The apache-fakegooglebot jail's ignorecommand, which the own tree ships
+/// as fail2ban's does (filter.d/ignorecommands/apache-fakegooglebot): an
+/// address is Google's only if its reverse name is under googlebot.com or
+/// google.com and that name resolves back to it. Its lookups go through
+/// `getent`, here a stand-in on PATH that answers from a table, so that no
+/// query leaves the machine.
+#[test]
+fn fakegooglebot_ignorecommand_trusts_only_names_that_resolve_back() {
+    use std::os::unix::fs::PermissionsExt;
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("filter.d/ignorecommands/apache-fakegooglebot");
+    let mode = std::fs::metadata(&script).unwrap().permissions().mode();
+    assert_eq!(mode & 0o111, 0o111, "the package installs it executable");
+    let bin = tempfile::tempdir().unwrap();
+    let getent = bin.path().join("getent");
+    // "hosts ADDR" is the reverse lookup, "ahosts NAME" the forward one.
+    std::fs::write(
+        &getent,
+        r#"#!/bin/sh
+case "$1 $2" in
+"hosts 192.0.2.10") echo "192.0.2.10      crawl-192-0-2-10.googlebot.com" ;;
+"ahosts crawl-192-0-2-10.googlebot.com") printf '192.0.2.10 STREAM crawl-192-0-2-10.googlebot.com\n192.0.2.10 DGRAM\n' ;;
+"hosts 2001:db8::10") echo "2001:db8::10    rate-limited-proxy.google.com" ;;
+"ahosts rate-limited-proxy.google.com") echo "2001:db8::10 STREAM rate-limited-proxy.google.com" ;;
+"hosts 192.0.2.12") echo "192.0.2.12      liar.googlebot.com" ;;
+"ahosts liar.googlebot.com") echo "198.51.100.13 STREAM liar.googlebot.com" ;;
+"hosts 192.0.2.14") echo "192.0.2.14      crawl.googlebot.com.example.net" ;;
+"ahosts crawl.googlebot.com.example.net") echo "192.0.2.14 STREAM crawl.googlebot.com.example.net" ;;
+*) exit 2 ;;
+esac
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&getent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let status = |args: &[&str]| {
+        Command::new(&script)
+            .args(args)
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    // Google's, by name and back.
+    assert_eq!(status(&["192.0.2.10"]), Some(0));
+    assert_eq!(status(&["2001:db8::10", "5"]), Some(0));
+    // A googlebot.com name whose forward lookup names another address.
+    assert_eq!(status(&["192.0.2.12"]), Some(1));
+    // A name that only contains googlebot.com.
+    assert_eq!(status(&["192.0.2.14"]), Some(1));
+    // No reverse name at all.
+    assert_eq!(status(&["203.0.113.7"]), Some(1));
+    // Not an address, not a timeout, too many arguments.
+    assert_eq!(status(&["192.0.2.10;id"]), Some(2));
+    assert_eq!(status(&["192.0.2.10", "5s"]), Some(2));
+    assert_eq!(status(&["192.0.2.10", "5", "x"]), Some(2));
 }
