@@ -147,10 +147,7 @@ impl Server {
     /// Reads the configuration tree and applies its stream: server options,
     /// then every jail added and started.
     pub async fn load_config(&self) -> Result<(), crate::config::ConfigError> {
-        let dir = self.conf_dir.clone();
-        let tree = tokio::task::spawn_blocking(move || crate::config::read_tree(&dir, false))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        let tree = crate::config::read_tree(&self.conf_dir, false)?;
         for p in &tree.problems {
             tracing::error!("{p}");
         }
