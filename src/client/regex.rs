@@ -387,12 +387,11 @@ impl<'w> Tool<'w> {
             })?;
             name = n;
             params = p;
-            // A jail only in a tree that has its jail.conf: a directory of
-            // filter.d and jail.d alone (a source tree) names filters.
-            let tree = Path::new(&basedir).join("jail.conf").is_file();
-            if version == TreeVersion::V1_1 && tree && names_a_jail(&name) {
+            if version == TreeVersion::V1_1 && names_a_jail(&name) {
+                // The jail on the backend the log asks for, as fail2ban-regex
+                // 1.1 passes it: the journal's matches are the jail's then.
                 let mut add = params.clone();
-                add.insert("backend".into(), "auto".into());
+                add.insert("backend".into(), self.backend.into());
                 jail_commands = read_jail(&basedir, &name, &add).map_err(|e| {
                     Fatal(format!(
                         "ERROR: Failed to get jail for {}: {e}",

@@ -223,6 +223,11 @@ pub fn read_jail(
     name: &str,
     add_opts: &IndexMap<String, String>,
 ) -> Result<Option<Vec<Command>>, ConfigError> {
+    // Only a tree with its jail.conf has jails: a directory of filter.d and
+    // jail.d alone (a source tree) names filters.
+    if !std::path::Path::new(basedir).join("jail.conf").is_file() {
+        return Ok(None);
+    }
     let loader = Loader::new(basedir);
     let Some(mut cfg) = read_jail_conf(&loader)? else {
         return Ok(None);

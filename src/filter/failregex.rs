@@ -540,21 +540,8 @@ impl Regex {
         self.group_at(subject, self.re.names().get(name).copied())
     }
 
-    /// Like [`Regex::groups`], in the order Python's `groupdict` keeps:
-    /// by group number, merged alternates last. fail2ban-regex prints it.
-    pub fn groups_in_order(&self, subject: &str) -> Vec<(String, Option<String>)> {
-        let mut g = self.groups(subject);
-        let pos = |k: &str| {
-            self.names
-                .iter()
-                .find(|(n, _)| &**n == k)
-                .map_or(usize::MAX, |(_, i)| *i)
-        };
-        g.sort_by_key(|(k, _)| pos(k));
-        g
-    }
-
-    /// All named groups of the last match, as fail2ban's `getGroups`: every
+    /// All named groups of the last match, as fail2ban's `getGroups`, in
+    /// the order Python's `groupdict` keeps (by group number): every
     /// group with its value or `None`, then alternate names merged (the
     /// first non-empty `alt_user*` fills an empty `user`) and tuples
     /// combined.

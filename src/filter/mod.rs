@@ -814,7 +814,7 @@ impl Filter {
         self.prefregex
             .as_ref()
             .zip(self.scratch.as_ref())
-            .map(|(p, s)| p.groups_in_order(&s.pre_buf))
+            .map(|(p, s)| p.groups(&s.pre_buf))
             .unwrap_or_default()
     }
 
