@@ -634,6 +634,7 @@ const OWN_FILTERS: &[&str] = &[
     "grafana",
     "groupoffice",
     "gssftpd",
+    "guacamole",
     "haproxy-http-auth",
     "horde",
     "kerio",
