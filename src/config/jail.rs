@@ -3,7 +3,7 @@
 //! sends to its server.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -407,12 +407,15 @@ impl Jail {
                 continue;
             }
             let Some(merged) = readers.read(&format!("action.d/{aname}"))? else {
-                return Err(PartError::Skip(jail_def_error(
-                    cfg,
-                    &name,
-                    "action",
-                    ErrorKind::UnknownAction(aname),
-                )));
+                // `smtp` where only fail2ban's smtp.py is: say so rather
+                // than that there is no such action.
+                let py = Path::new(readers.loader.basedir()).join(format!("action.d/{aname}.py"));
+                let kind = if py.is_file() {
+                    ErrorKind::PythonAction(py)
+                } else {
+                    ErrorKind::UnknownAction(aname)
+                };
+                return Err(PartError::Skip(jail_def_error(cfg, &name, "action", kind)));
             };
             // Each action of a jail needs a name of its own: `name` defaults
             // to the jail, and `actname` tells apart two uses of one file.
