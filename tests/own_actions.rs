@@ -328,6 +328,7 @@ action = smtp
             .lines()
             .find(|l| l.contains(&format!("[{jail}]")))
             .unwrap_or_else(|| panic!("{jail} not named:\n{said}"));
+        assert!(line.contains("jail.conf"), "{jail}: {line}");
         assert!(line.contains("action.d/smtp.py"), "{jail}: {line}");
         assert!(line.contains("Python"), "{jail}: {line}");
         assert!(line.contains("sendmail"), "{jail}: {line}");

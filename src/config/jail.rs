@@ -374,7 +374,10 @@ impl Jail {
         if let Some(f) = &mut self.filter {
             f.get_options(&jail_vars, false)?;
         }
-        for (opt, _) in FILTER_OPTS.iter().chain(&[("logtimezone", OptType::Str)]) {
+        // `action` too: the server refuses some (a Python action), and -t
+        // then names the file that set it.
+        let more = [("logtimezone", OptType::Str), ("action", OptType::Str)];
+        for (opt, _) in FILTER_OPTS.iter().chain(&more) {
             let o = self.option_origin(cfg, &filter_params, opt);
             self.origins.insert(opt.to_string(), o);
         }
