@@ -100,10 +100,40 @@ fn every_jail_enabled_tests_ok() {
     }
 }
 
-/// Remembers commands; runs them in `netns` when one is given.
-struct Recorder {
+/// Remembers commands; runs them after `prefix` (`ip netns exec <ns>`,
+/// or nothing: on this host) when one is given.
+pub(crate) struct Recorder {
     cmds: Mutex<Vec<ShellCommand>>,
-    netns: Option<String>,
+    prefix: Option<Vec<String>>,
+}
+
+impl Recorder {
+    /// Runs nothing: every command succeeds.
+    pub(crate) fn recording() -> Arc<Recorder> {
+        Recorder::with(None)
+    }
+
+    /// Runs each command in the network namespace `ns`.
+    pub(crate) fn in_netns(ns: &str) -> Arc<Recorder> {
+        Recorder::with(Some(vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            ns.into(),
+        ]))
+    }
+
+    /// Runs each command on this host (for actions that only write files).
+    pub(crate) fn here() -> Arc<Recorder> {
+        Recorder::with(Some(Vec::new()))
+    }
+
+    fn with(prefix: Option<Vec<String>>) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            cmds: Mutex::new(Vec::new()),
+            prefix,
+        })
+    }
 }
 
 impl Runner for Recorder {
@@ -114,11 +144,16 @@ impl Runner for Recorder {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
         self.cmds.lock().unwrap().push(cmd.clone());
         Box::pin(async move {
-            let Some(ns) = &self.netns else {
+            let Some(prefix) = &self.prefix else {
                 return true;
             };
-            let out = Command::new("ip")
-                .args(["netns", "exec", ns, "/bin/sh", "-c", &cmd.script])
+            let argv: Vec<&str> = prefix
+                .iter()
+                .map(String::as_str)
+                .chain(["/bin/sh", "-c", &cmd.script])
+                .collect();
+            let out = Command::new(argv[0])
+                .args(&argv[1..])
                 .args(&cmd.args)
                 .output()
                 .unwrap();
@@ -135,7 +170,7 @@ impl Runner for Recorder {
 }
 
 /// The `action` of jail sshd as the tree resolves it, with `runner`.
-fn action(spec: &str, runner: Arc<Recorder>) -> (tempfile::TempDir, Action) {
+pub(crate) fn action(spec: &str, runner: Arc<Recorder>) -> (tempfile::TempDir, Action) {
     // Firewall actions get the jail's ports the way jail.conf's action_
     // passes them.
     let spec_full = if spec.contains('[') {
@@ -156,7 +191,7 @@ fn action(spec: &str, runner: Arc<Recorder>) -> (tempfile::TempDir, Action) {
     (tmp, a)
 }
 
-fn ban(ip: &str) -> BanInfo {
+pub(crate) fn ban(ip: &str) -> BanInfo {
     let mut b = BanInfo::new(ip, 1_700_000_000.0);
     b.failures = 5;
     b.bantime = 600;
@@ -165,7 +200,7 @@ fn ban(ip: &str) -> BanInfo {
 }
 
 /// start, two bans, one unban, flush, stop: the commands each ran.
-async fn lifecycle(a: &mut Action, rec: &Recorder) -> Vec<Vec<String>> {
+pub(crate) async fn lifecycle(a: &mut Action, rec: &Recorder) -> Vec<Vec<String>> {
     let mut steps = Vec::new();
     let take = || {
         let v: Vec<String> = rec
@@ -241,11 +276,15 @@ const RENDERED: &[(&str, &[&str])] = &[
 
 #[tokio::test]
 async fn actions_render_with_fail2ban_parameters() {
-    for (spec, want) in RENDERED {
-        let rec = Arc::new(Recorder {
-            cmds: Mutex::new(Vec::new()),
-            netns: None,
-        });
+    check_rendered(RENDERED).await;
+}
+
+/// Each action of `table` through its life cycle (nothing run): every
+/// substring it lists is in its commands, no tag is left and the log
+/// line never reaches the script text.
+pub(crate) async fn check_rendered(table: &[(&str, &[&str])]) {
+    for (spec, want) in table {
+        let rec = Recorder::recording();
         let (_tmp, mut a) = action(spec, rec.clone());
         let steps = lifecycle(&mut a, &rec).await;
         let all = steps.concat().join("\n");
@@ -263,7 +302,7 @@ async fn actions_render_with_fail2ban_parameters() {
 
 /// The first `<word>` left in `s`, if any (shell's `<<` and `< 0` are not
 /// tags).
-fn regex_tag(s: &str) -> Option<String> {
+pub(crate) fn regex_tag(s: &str) -> Option<String> {
     let b = s.as_bytes();
     for (i, &c) in b.iter().enumerate() {
         if c != b'<' {
@@ -330,12 +369,18 @@ async fn firewall_actions_ban_in_a_netns() {
         ),
     ];
     let ns = Netns::new("f3b-own").expect("ip netns add");
+    ban_cycle_in_netns(&ns, cases).await;
+}
+
+/// Each `(action, show, show_all)` of `cases` for real in `ns`: `show`
+/// lists the jail's bans, `show_all` the whole firewall. After a ban the
+/// address is in `show`, after the unban it is gone, after stop nothing of
+/// the jail is left and (nftables aside, whose table stays) `show_all` is
+/// as before.
+pub(crate) async fn ban_cycle_in_netns(ns: &Netns, cases: &[(&str, &str, &str)]) {
     for (spec, show, show_all) in cases {
         let before = ns.sh(show_all);
-        let rec = Arc::new(Recorder {
-            cmds: Mutex::new(Vec::new()),
-            netns: Some(ns.0.clone()),
-        });
+        let rec = Recorder::in_netns(&ns.0);
         let (_tmp, mut a) = action(spec, rec.clone());
         a.start().await.unwrap();
         a.ban(&ban("192.0.2.7")).await.unwrap();
@@ -390,10 +435,7 @@ async fn iptables_chain_list_jumps_from_each_chain_in_a_netns() {
         ("iptables-ipset", "--match-set f3b-sshd src"),
     ] {
         let before = ns.sh(show_all);
-        let rec = Arc::new(Recorder {
-            cmds: Mutex::new(Vec::new()),
-            netns: Some(ns.0.clone()),
-        });
+        let rec = Recorder::in_netns(&ns.0);
         let spec = format!("{name}[port=\"ssh\", protocol=\"tcp\", chain=\"INPUT,FORWARD\"]");
         let (_tmp, mut a) = action(&spec, rec.clone());
         a.start().await.unwrap();

@@ -60,12 +60,20 @@ pub enum Need {
     LlamaServer,
     /// /usr/bin/python3, which runs scripts/ai-eval.py.
     Python3,
+    /// The kernel's xt_recent (iptables' recent match).
+    KernelRecent,
+    /// ufw, run in a network namespace on a private copy of its
+    /// configuration: root, ufw, unshare and mount.
+    Ufw,
+    /// firewalld on a D-Bus system bus of its own in a network namespace:
+    /// root, firewalld, firewall-cmd, dbus-daemon, unshare and mount.
+    Firewalld,
 }
 
 /// Every prerequisite, for [`every_prerequisite_is_here`]. A [`Need`]
 /// added above belongs here too, or scripts/test.sh would include tests
 /// whose prerequisite it never checked.
-pub const ALL: [Need; 17] = [
+pub const ALL: [Need; 20] = [
     Need::Root,
     Need::Reference,
     Need::Netns,
@@ -83,6 +91,9 @@ pub const ALL: [Need; 17] = [
     Need::MountNamespace,
     Need::LlamaServer,
     Need::Python3,
+    Need::KernelRecent,
+    Need::Ufw,
+    Need::Firewalld,
 ];
 
 /// The lab's programs (tests/netns.rs runs each).
@@ -273,6 +284,22 @@ impl Need {
                 .and(mount_namespace()),
             Need::LlamaServer => llama_server(),
             Need::Python3 => file("/usr/bin/python3", "python3"),
+            Need::KernelRecent => kernel(
+                "xt_recent",
+                &[&[
+                    "iptables", "-w", "-I", "INPUT", "-m", "recent", "--name", "f3probe",
+                    "--rcheck", "-j", "DROP",
+                ]],
+            ),
+            Need::Ufw => root().and(programs(&["ip", "ufw", "unshare", "mount"])),
+            Need::Firewalld => root().and(programs(&[
+                "ip",
+                "firewalld",
+                "firewall-cmd",
+                "dbus-daemon",
+                "unshare",
+                "mount",
+            ])),
         }
     }
 }

@@ -48,6 +48,8 @@ mod netns;
 mod e2e;
 // fail3ban's own configuration tree: checked, actions rendered and run in a netns.
 mod own_tree;
+// The own tree's further actions (issue 18): rendered, run for real, and Python actions refused.
+mod own_actions;
 // The own tree against fail2ban's: coverage, and own filters on fail2ban's sample logs.
 mod own_filters;
 // fail3ban-client import-fail2ban-db on a database written by fail2ban.

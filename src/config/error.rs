@@ -45,6 +45,11 @@ pub enum ErrorKind {
     UnknownFilter(String),
     #[error("unknown action {0:?}: no action.d/{0}.conf or .local")]
     UnknownAction(String),
+    /// A jail names one of fail2ban's Python actions (`action.d/*.py`):
+    /// fail3ban runs no Python, and a jail without its action would ban
+    /// nothing, so it does not start.
+    #[error("{}", python_action_text(.0))]
+    PythonAction(PathBuf),
     #[error("bad option list {value:?}: {reason}")]
     OptionList { value: String, reason: String },
     #[error("expected {expected}, got {value:?}")]
@@ -145,6 +150,27 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The own actions that do what a Python action of fail2ban does, by the
+/// Python file's name.
+const PYTHON_ACTION_INSTEAD: &[(&str, &str)] = &[(
+    "smtp.py",
+    "sendmail, sendmail-whois or sendmail-whois-lines (mail through the local sendmail)",
+)];
+
+fn python_action_text(file: &Path) -> String {
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let mut text = format!(
+        "{} is a Python action of fail2ban, which fail3ban does not run",
+        file.display()
+    );
+    if let Some((_, instead)) = PYTHON_ACTION_INSTEAD.iter().find(|(n, _)| *n == name) {
+        text.push_str("; use the action ");
+        text.push_str(instead);
+        text.push_str(" instead");
+    }
+    text
+}
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 //! sends to its server.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -374,7 +374,10 @@ impl Jail {
         if let Some(f) = &mut self.filter {
             f.get_options(&jail_vars, false)?;
         }
-        for (opt, _) in FILTER_OPTS.iter().chain(&[("logtimezone", OptType::Str)]) {
+        // `action` too: the server refuses some (a Python action), and -t
+        // then names the file that set it.
+        let more = [("logtimezone", OptType::Str), ("action", OptType::Str)];
+        for (opt, _) in FILTER_OPTS.iter().chain(&more) {
             let o = self.option_origin(cfg, &filter_params, opt);
             self.origins.insert(opt.to_string(), o);
         }
@@ -407,12 +410,15 @@ impl Jail {
                 continue;
             }
             let Some(merged) = readers.read(&format!("action.d/{aname}"))? else {
-                return Err(PartError::Skip(jail_def_error(
-                    cfg,
-                    &name,
-                    "action",
-                    ErrorKind::UnknownAction(aname),
-                )));
+                // `smtp` where only fail2ban's smtp.py is: say so rather
+                // than that there is no such action.
+                let py = Path::new(readers.loader.basedir()).join(format!("action.d/{aname}.py"));
+                let kind = if py.is_file() {
+                    ErrorKind::PythonAction(py)
+                } else {
+                    ErrorKind::UnknownAction(aname)
+                };
+                return Err(PartError::Skip(jail_def_error(cfg, &name, "action", kind)));
             };
             // Each action of a jail needs a name of its own: `name` defaults
             // to the jail, and `actname` tells apart two uses of one file.

@@ -153,16 +153,27 @@ impl Server {
         }
         *self.tree_version.lock().expect("tree version lock") = tree.version;
         let mut errors = jail_errors(&tree);
+        // Jails whose action could not be added: without it a jail would
+        // ban nothing, so it does not start (as a reload leaves it out).
+        let mut actionless = std::collections::HashSet::new();
         for cmd in &tree.stream {
             let cmd = command_to_json(cmd);
             if let [verb, jail] = &cmd[..] {
                 if text(verb) == "start" {
+                    if actionless.contains(&text(jail)) {
+                        continue;
+                    }
                     self.set_log_globs(&tree, &text(jail));
                 }
             }
             if let Err(e) = self.command(&cmd).await {
                 let words: Vec<String> = cmd.iter().map(text).collect();
                 tracing::error!("Command {words:?} has failed. Received {e}");
+                if let [verb, jail, what, ..] = &words[..] {
+                    if verb == "set" && what == "addaction" {
+                        actionless.insert(jail.clone());
+                    }
+                }
                 if let [verb, jail, ..] = &words[..] {
                     if verb == "start" || verb == "set" {
                         errors

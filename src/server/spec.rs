@@ -474,6 +474,12 @@ impl JailSpec {
             }
             "dellogpath" => self.logpaths.retain(|(p, _)| *p != t),
             "addaction" => {
+                // `addaction <name> <file.py> <json>`: fail2ban's Python
+                // actions, which fail3ban does not run.
+                if let Some(py) = args.get(1).map(text).filter(|p| p.ends_with(".py")) {
+                    let kind = crate::config::ErrorKind::PythonAction(py.into());
+                    return Err(CommandError::new(ErrorKind::Failed, kind.to_string()));
+                }
                 if !self.actions.iter().any(|a| a.name == t) {
                     self.actions.push(ActionSpec {
                         name: t,

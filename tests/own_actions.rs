@@ -1,0 +1,594 @@
+//! The own tree's actions beyond the first firewalls (issue 18): the rest
+//! of the iptables family, ufw, firewalld, hosts.deny, apf, shorewall,
+//! each rendered and, where a firewall can run here, run for real in a
+//! namespace of its own; and jails that name one of fail2ban's Python
+//! actions, which fail3ban does not run.
+
+use crate::own_tree::{action, ban, ban_cycle_in_netns, check_rendered, Recorder};
+use crate::prereq::{need, Need, Netns};
+use crate::util::{new_log, Server, Tree};
+
+/// What each action must run, by step, as substrings of its commands.
+const RENDERED: &[(&str, &[&str])] = &[
+    (
+        "iptables-new",
+        &[
+            "iptables -w -I \"$chain\" -m state --state NEW -p tcp -m multiport --dports ssh,8080:8090 -j f3b-sshd",
+            "iptables -w -I f3b-sshd 1 -s 192.0.2.7 -j REJECT",
+            "ip6tables -w -I f3b-sshd 1 -s 2001:db8::7 -j REJECT --reject-with icmp6-port-unreachable",
+        ],
+    ),
+    (
+        "iptables-multiport-log",
+        &[
+            "iptables -w -N f3b-sshd-log",
+            "-j LOG --log-prefix \"$(expr 'f3b-sshd' : '\\(.\\{1,23\\}\\)'):DROP \" --log-level warning",
+            "iptables -w -I f3b-sshd 1 -s 192.0.2.7 -j f3b-sshd-log",
+            "iptables -w -D f3b-sshd -s 192.0.2.7 -j f3b-sshd-log",
+            "iptables -w -X f3b-sshd-log",
+        ],
+    ),
+    (
+        "iptables-xt_recent-echo",
+        &[
+            "-m recent --update --seconds 3600 --name f3b-sshd -j REJECT",
+            "echo +192.0.2.7 > /proc/net/xt_recent/f3b-sshd",
+            "echo +2001:db8::7 > /proc/net/xt_recent/f3b-sshd6",
+            "echo -192.0.2.7 > /proc/net/xt_recent/f3b-sshd",
+            "echo / > /proc/net/xt_recent/f3b-sshd6",
+        ],
+    ),
+    (
+        "iptables-ipset-proto4",
+        &[
+            "ipset -exist create f3b-sshd hash:ip timeout 0  maxelem 65536",
+            "ipset -exist add f3b-sshd 192.0.2.7 timeout 0",
+            "ipset -exist del f3b-sshd 192.0.2.7",
+        ],
+    ),
+    (
+        "iptables-ipset-proto6",
+        &[
+            "-p tcp -m multiport --dports ssh,8080:8090 -m set --match-set f3b-sshd src",
+            "ipset -exist add f3b6-sshd 2001:db8::7 timeout $(( 600 < 0 ? 0 : 600 ))",
+        ],
+    ),
+    (
+        "iptables-ipset-proto6-allports",
+        &["iptables -w -I \"$chain\" -p tcp -m set --match-set f3b-sshd src -j REJECT"],
+    ),
+    (
+        "symbiosis-blacklist-allports",
+        &[
+            "echo 'all' >| /etc/symbiosis/firewall/blacklist.d/192.0.2.7.auto",
+            "iptables -w -I blacklist 1 -s 192.0.2.7 -j DROP",
+            "ip6tables -w -I blacklist 1 -s 2001:db8::7 -j DROP",
+            "rm -f /etc/symbiosis/firewall/blacklist.d/192.0.2.7.auto",
+        ],
+    ),
+    (
+        "hostsdeny",
+        &[
+            "printf '%s\\n' 'ALL: 192.0.2.7' >> /etc/hosts.deny",
+            "printf '%s\\n' 'ALL: [2001:db8::7]' >> /etc/hosts.deny",
+            "sed -i \"/^ALL: $IP\\$/d\" /etc/hosts.deny",
+        ],
+    ),
+    (
+        "ufw",
+        &[
+            "ufw prepend reject from 192.0.2.7 to any comment \"by fail3ban after 5 attempts against sshd\"",
+            "ufw delete reject from 192.0.2.7 to any",
+        ],
+    ),
+    (
+        "firewallcmd-new",
+        &[
+            "firewall-cmd --direct --add-chain ipv4 filter f3b-sshd",
+            "firewall-cmd --direct --add-rule ipv4 filter f3b-sshd 1000 -j RETURN",
+            "firewall-cmd --direct --add-rule ipv4 filter INPUT_direct 0 -m state --state NEW -p tcp -m multiport --dports ssh,8080:8090 -j f3b-sshd",
+            "firewall-cmd --direct --add-rule ipv4 filter f3b-sshd 0 -s 192.0.2.7 -j REJECT --reject-with icmp-port-unreachable",
+            "firewall-cmd --direct --add-rule ipv6 filter f3b-sshd 0 -s 2001:db8::7 -j REJECT --reject-with icmp6-port-unreachable",
+            "firewall-cmd --direct --remove-chain ipv4 filter f3b-sshd",
+        ],
+    ),
+    (
+        "firewallcmd-multiport",
+        &["firewall-cmd --direct --add-rule ipv4 filter INPUT_direct 0 -m conntrack --ctstate NEW -p tcp -m multiport --dports ssh,8080:8090 -j f3b-sshd"],
+    ),
+    (
+        "firewallcmd-allports",
+        &[
+            "firewall-cmd --direct --add-rule ipv6 filter INPUT_direct 0  -j f3b-sshd",
+            "firewall-cmd --direct --remove-rule ipv4 filter f3b-sshd 0 -s 192.0.2.7 -j REJECT --reject-with icmp-port-unreachable",
+        ],
+    ),
+    (
+        "firewallcmd-ipset",
+        &[
+            "ipset -exist create f3b-sshd hash:ip timeout 0 maxelem 65536",
+            "ipset -exist create f3b-sshd6 hash:ip timeout 0 maxelem 65536 family inet6",
+            "firewall-cmd --direct --add-rule ipv4 filter INPUT_direct 0 -p tcp -m multiport --dports ssh,8080:8090 -m set --match-set f3b-sshd src -j REJECT",
+            "ipset -exist add f3b-sshd6 2001:db8::7 timeout 0",
+            "ipset -exist del f3b-sshd 192.0.2.7",
+        ],
+    ),
+    (
+        "firewallcmd-ipset[ipsettype=firewalld, actiontype=\"<allports>\", ipsettime=\"<timeout-bantime>\"]",
+        &[
+            "firewall-cmd --direct --new-ipset=f3b-sshd6 --type=hash:ip --option=timeout=0 --option=maxelem=65536 --option=family=inet6",
+            "firewall-cmd --direct --add-rule ipv4 filter INPUT_direct 0 -p tcp -m set --match-set f3b-sshd src",
+            "firewall-cmd --ipset=f3b-sshd --add-entry=192.0.2.7",
+            "firewall-cmd --direct --delete-ipset=f3b-sshd",
+        ],
+    ),
+    (
+        "firewallcmd-rich-rules",
+        &[
+            "for p in $(echo 'ssh,8080:8090' | tr ',:' ' -'); do firewall-cmd --add-rich-rule=\"rule family='ipv4' source address='192.0.2.7' port port='$p' protocol='tcp' reject type='icmp-port-unreachable'\" || exit 1; done",
+            "firewall-cmd --remove-rich-rule=\"rule family='ipv4' source address='192.0.2.7' port port='$p' protocol='tcp' reject type='icmp-port-unreachable'\"",
+            "rule family='ipv6' source address='2001:db8::7'",
+        ],
+    ),
+    (
+        "firewallcmd-rich-logging",
+        &["protocol='tcp' log prefix='f3b-sshd' level='info' limit value='1/m' reject type='icmp6-port-unreachable'"],
+    ),
+    (
+        "apf",
+        &["apf --deny 192.0.2.7 \"banned by fail3ban sshd\"", "apf --remove 192.0.2.7"],
+    ),
+    (
+        "shorewall",
+        &["shorewall reject 192.0.2.7", "shorewall6 reject 2001:db8::7", "shorewall allow 192.0.2.7"],
+    ),
+    (
+        "shorewall-ipset-proto6",
+        &[
+            "ipset -quiet list -name f3b-sshd >/dev/null 2>&1 || ipset -quiet -exist create f3b-sshd hash:ip timeout 0 maxelem 65536",
+            "ipset -exist add f3b-sshd6 2001:db8::7 timeout 0",
+            "ipset -exist del f3b-sshd 192.0.2.7",
+            "ipset flush f3b-sshd",
+        ],
+    ),
+];
+
+#[tokio::test]
+async fn own_actions_render_with_fail2ban_parameters() {
+    check_rendered(RENDERED).await;
+}
+
+/// The iptables family for real in a namespace of its own: ban, unban,
+/// stop, and nothing of the jail left.
+#[tokio::test]
+#[ignore = "needs root, ip, iptables, ip6tables, ipset and their kernel parts (xt_recent too)"]
+async fn iptables_family_bans_in_a_netns() {
+    need(&[
+        Need::Firewalls,
+        Need::KernelIptables,
+        Need::KernelIpset,
+        Need::KernelRecent,
+    ]);
+    let rules = "iptables -w -S; ip6tables -w -S";
+    // xt_recent prints IPv6 addresses in full.
+    let recent = "cat /proc/net/xt_recent/f3b-sshd; \
+                  grep -q '^src=2001:0db8:0000:0000:0000:0000:0000:0007 ' /proc/net/xt_recent/f3b-sshd6 && echo 2001:db8::7";
+    let recent_all = "iptables -w -S; ip6tables -w -S; ls /proc/net/xt_recent";
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "iptables-new",
+            "iptables -w -S f3b-sshd; ip6tables -w -S f3b-sshd",
+            rules,
+        ),
+        (
+            "iptables-multiport-log",
+            "iptables -w -S f3b-sshd; ip6tables -w -S f3b-sshd",
+            rules,
+        ),
+        ("iptables-xt_recent-echo", recent, recent_all),
+        (
+            "iptables-ipset-proto4",
+            "ipset list f3b-sshd; ipset list f3b6-sshd",
+            "ipset list -n; iptables -w -S; ip6tables -w -S",
+        ),
+        (
+            "iptables-ipset-proto6",
+            "ipset list f3b-sshd; ipset list f3b6-sshd",
+            "ipset list -n; iptables -w -S; ip6tables -w -S",
+        ),
+        (
+            "iptables-ipset-proto6-allports",
+            "ipset list f3b-sshd; ipset list f3b6-sshd",
+            "ipset list -n; iptables -w -S; ip6tables -w -S",
+        ),
+    ];
+    let ns = Netns::new("f3b-act").expect("ip netns add");
+    ban_cycle_in_netns(&ns, cases).await;
+    // The jump rules really are what the files say: NEW only, and the log
+    // chain in front of the block.
+    let rec = Recorder::in_netns(&ns.0);
+    let (_tmp, mut a) = action("iptables-new", rec.clone());
+    a.ban(&ban("192.0.2.7")).await.unwrap();
+    let input = ns.sh("iptables -w -S INPUT");
+    assert!(
+        input.contains("-m state --state NEW") && input.contains("-j f3b-sshd"),
+        "{input}"
+    );
+    a.unban(&ban("192.0.2.7")).await.unwrap();
+    a.stop().await.unwrap();
+    let (_tmp, mut a) = action("iptables-multiport-log", rec.clone());
+    a.ban(&ban("192.0.2.7")).await.unwrap();
+    let log = ns.sh("iptables -w -S f3b-sshd-log");
+    assert!(
+        log.contains("-j LOG --log-prefix \"f3b-sshd:DROP \""),
+        "{log}"
+    );
+    assert!(log.contains("-j REJECT"), "{log}");
+    a.unban(&ban("192.0.2.7")).await.unwrap();
+    a.stop().await.unwrap();
+}
+
+/// Symbiosis's chain `blacklist` (made here as Symbiosis makes it) gets
+/// the ban, and its blacklist directory the address's file; the unban
+/// takes both away.
+#[tokio::test]
+#[ignore = "needs root, ip, iptables, ip6tables and the kernel's iptables"]
+async fn symbiosis_blacklist_bans_in_a_netns() {
+    need(&[Need::Firewalls, Need::KernelIptables]);
+    let ns = Netns::new("f3b-sym").expect("ip netns add");
+    ns.sh("iptables -w -N blacklist; ip6tables -w -N blacklist");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // Output only while both the rule and the file are there.
+    let show = format!(
+        "for ip in 192.0.2.7 2001:db8::7; do test -f {d}/$ip.auto && \
+         {{ iptables -w -S blacklist; ip6tables -w -S blacklist; }} | grep -q \" $ip/\" && echo $ip; done"
+    );
+    let spec = format!("symbiosis-blacklist-allports[blacklistdir=\"{d}\"]");
+    let cases = [(
+        spec.as_str(),
+        show.as_str(),
+        "iptables -w -S; ip6tables -w -S",
+    )];
+    ban_cycle_in_netns(&ns, &cases).await;
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// hosts.deny for real, on a file of the test's: a ban adds its line, an
+/// unban removes that line and leaves the others (also one that only
+/// looks alike: 192.0.2.70, or the address where a dot would match any
+/// character).
+#[tokio::test]
+async fn hostsdeny_bans_in_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("hosts.deny");
+    let others = "# local rules\nALL: 192.0.2.70\nALL: 192x0x2x7\nsshd: 192.0.2.7\n";
+    std::fs::write(&file, others).unwrap();
+    let rec = Recorder::here();
+    let spec = format!("hostsdeny[file=\"{}\"]", file.display());
+    let (_tmp, mut a) = action(&spec, rec.clone());
+    let read = || std::fs::read_to_string(&file).unwrap();
+    a.start().await.unwrap();
+    a.ban(&ban("192.0.2.7")).await.unwrap();
+    a.ban(&ban("2001:db8::7")).await.unwrap();
+    assert_eq!(
+        read(),
+        format!("{others}ALL: 192.0.2.7\nALL: [2001:db8::7]\n")
+    );
+    a.unban(&ban("192.0.2.7")).await.unwrap();
+    assert_eq!(read(), format!("{others}ALL: [2001:db8::7]\n"));
+    a.unban(&ban("2001:db8::7")).await.unwrap();
+    a.stop().await.unwrap();
+    assert_eq!(read(), others);
+}
+
+/// A test `.py` action, as fail2ban's action.d/smtp.py is one: Python,
+/// which fail3ban does not run.
+const PY_ACTION: &str = "from fail2ban.server.actions import ActionBase\n\
+class TestAction(ActionBase):\n    def ban(self, aInfo):\n        pass\n\
+Action = TestAction\n";
+
+/// A jail that names a Python action, as `smtp.py[...]` or as `smtp`
+/// where only action.d/smtp.py exists, fails: `-t` names the file and
+/// the native actions to use instead, and a real server does not run the
+/// jail (another jail beside it runs).
+#[test]
+fn py_action_fails_with_a_clear_error() {
+    let tree = Tree::new(
+        "[good]
+enabled = true
+filter = test
+logpath = @T@/a.log
+
+[bypath]
+enabled = true
+filter = test
+logpath = @T@/a.log
+action = smtp.py[host=\"localhost:25\", dest=root]
+
+[byname]
+enabled = true
+filter = test
+logpath = @T@/a.log
+action = smtp
+",
+    );
+    tree.write_conf("action.d/smtp.py", PY_ACTION);
+    new_log(tree.path("a.log"));
+    let out = std::process::Command::new(crate::util::CLIENT)
+        .arg("-c")
+        .arg(tree.conf())
+        .arg("-t")
+        .output()
+        .unwrap();
+    let said = crate::own_tree::text(&out);
+    assert!(!out.status.success(), "-t passed:\n{said}");
+    for jail in ["bypath", "byname"] {
+        let line = said
+            .lines()
+            .find(|l| l.contains(&format!("[{jail}]")))
+            .unwrap_or_else(|| panic!("{jail} not named:\n{said}"));
+        assert!(line.contains("jail.conf"), "{jail}: {line}");
+        assert!(line.contains("action.d/smtp.py"), "{jail}: {line}");
+        assert!(line.contains("Python"), "{jail}: {line}");
+        assert!(line.contains("sendmail"), "{jail}: {line}");
+    }
+    let mut s = Server::start(&tree);
+    let status = s.ok(&["status"]);
+    assert!(status.contains("good"), "{status}");
+    for jail in ["bypath", "byname"] {
+        assert!(
+            !s.client(&["status", jail]).0,
+            "{jail} runs:\n{}",
+            s.report()
+        );
+    }
+    let log = tree.server_log();
+    assert!(log.contains("action.d/smtp.py"), "{log}");
+    s.stop();
+}
+
+/// shorewall-ipset-proto6 for real in a namespace: the sets Shorewall's
+/// rules would name get the bans and lose them; stop empties them (they
+/// stay: Shorewall holds on to them).
+#[tokio::test]
+#[ignore = "needs root, ip, ipset and the kernel's ip_set"]
+async fn shorewall_ipset_fills_its_sets_in_a_netns() {
+    need(&[Need::Firewalls, Need::KernelIpset]);
+    let ns = Netns::new("f3b-shw").expect("ip netns add");
+    let rec = Recorder::in_netns(&ns.0);
+    let (_tmp, mut a) = action("shorewall-ipset-proto6", rec.clone());
+    let sets = "ipset list f3b-sshd; ipset list f3b-sshd6";
+    a.start().await.unwrap();
+    a.ban(&ban("192.0.2.7")).await.unwrap();
+    a.ban(&ban("2001:db8::7")).await.unwrap();
+    let banned = ns.sh(sets);
+    assert!(
+        banned.contains("192.0.2.7") && banned.contains("2001:db8::7"),
+        "{banned}"
+    );
+    a.unban(&ban("192.0.2.7")).await.unwrap();
+    let after = ns.sh(sets);
+    assert!(
+        !after.contains("192.0.2.7") && after.contains("2001:db8::7"),
+        "{after}"
+    );
+    a.stop().await.unwrap();
+    let left = ns.sh(sets);
+    assert!(!left.contains("2001:db8::7"), "{left}");
+    assert_eq!(ns.sh("ipset list -n"), "f3b-sshd\nf3b-sshd6\n");
+}
+
+/// A private copy of ufw's configuration and a wrapper that runs ufw on
+/// it: each run in a mount namespace of its own (unshare -m, private, so
+/// that the bind mounts over /etc/ufw and /etc/default/ufw never reach
+/// the host's), in whatever network namespace it is started in.
+struct UfwCopy {
+    dir: tempfile::TempDir,
+}
+
+impl UfwCopy {
+    fn new() -> UfwCopy {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let st = std::process::Command::new("cp")
+            .args(["-a", "/etc/ufw"])
+            .arg(d.join("etc-ufw"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "cp -a /etc/ufw");
+        // No sysctl settings: the test's namespace needs none.
+        std::fs::write(d.join("sysctl.conf"), "").unwrap();
+        let defaults = std::fs::read_to_string("/etc/default/ufw").unwrap();
+        let defaults: String = defaults
+            .lines()
+            .map(|l| match l.starts_with("IPT_SYSCTL=") {
+                true => format!("IPT_SYSCTL={}\n", d.join("sysctl.conf").display()),
+                false => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(d.join("default-ufw"), defaults).unwrap();
+        let wrapper = format!(
+            "#!/bin/sh\nexec unshare -m --propagation private /bin/sh -c \
+             'mount --bind {d}/etc-ufw /etc/ufw && mount --bind {d}/default-ufw /etc/default/ufw && exec ufw \"$@\"' ufw \"$@\"\n",
+            d = d.display()
+        );
+        let w = d.join("ufw");
+        std::fs::write(&w, wrapper).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).unwrap();
+        UfwCopy { dir }
+    }
+
+    fn ufw(&self) -> String {
+        self.dir.path().join("ufw").display().to_string()
+    }
+}
+
+/// ufw for real: enabled in a network namespace on its own copy of the
+/// configuration, a ban is a rule in ufw's status and its chains, the
+/// unban takes it away, and the host's /etc/ufw is as it was.
+#[tokio::test]
+#[ignore = "needs root, ip, ufw, unshare, mount and the kernel's iptables"]
+async fn ufw_bans_in_a_netns() {
+    need(&[Need::Ufw, Need::KernelIptables]);
+    let host_rules = std::fs::read("/etc/ufw/user.rules").unwrap();
+    let copy = UfwCopy::new();
+    let ufw = copy.ufw();
+    let ns = Netns::new("f3b-ufw").expect("ip netns add");
+    let out = ns.run(&[&ufw, "--force", "enable"]);
+    assert!(out.status.success(), "{}", crate::own_tree::text(&out));
+    let show = format!("{ufw} status | grep REJECT; iptables -w -S ufw-user-input; ip6tables -w -S ufw6-user-input");
+    // ufw's own chains settle on their own after `enable`: the jail's
+    // rules are in its user chains.
+    let show_all = format!(
+        "{ufw} status verbose; iptables -w -S ufw-user-input; ip6tables -w -S ufw6-user-input"
+    );
+    let spec = format!("ufw[ufw=\"{ufw}\"]");
+    ban_cycle_in_netns(&ns, &[(spec.as_str(), show.as_str(), show_all.as_str())]).await;
+    // What ufw wrote went to the copy, never to the host's.
+    let rules = std::fs::read_to_string(copy.dir.path().join("etc-ufw/user.rules")).unwrap();
+    assert!(
+        rules.contains("### tuple ###") || rules.contains("*filter"),
+        "{rules}"
+    );
+    assert_eq!(std::fs::read("/etc/ufw/user.rules").unwrap(), host_rules);
+}
+
+/// firewalld in a network namespace of its own, on a D-Bus system bus of
+/// its own (a dbus-daemon with the test's configuration), its
+/// configuration a private copy bind-mounted over /etc/firewalld in a
+/// private mount namespace. Both daemons are ended when it is dropped.
+struct Firewalld {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    ns: Netns,
+}
+
+impl Firewalld {
+    fn start() -> Firewalld {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let st = std::process::Command::new("cp")
+            .args(["-a", "/etc/firewalld"])
+            .arg(dir.path().join("etc"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "cp -a /etc/firewalld");
+        std::fs::write(
+            dir.path().join("bus.conf"),
+            format!(
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" \
+                 \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
+                 <busconfig><type>system</type><listen>unix:path={d}/bus</listen><auth>EXTERNAL</auth>\
+                 <policy context=\"default\"><allow user=\"*\"/><allow own=\"*\"/>\
+                 <allow send_destination=\"*\"/><allow receive_sender=\"*\"/></policy></busconfig>\n"
+            ),
+        )
+        .unwrap();
+        let script = format!(
+            "mount --bind {d}/etc /etc/firewalld\n\
+             dbus-daemon --config-file={d}/bus.conf --fork\n\
+             export DBUS_SYSTEM_BUS_ADDRESS=unix:path={d}/bus\n\
+             exec firewalld --nofork --nopid --log-target file --log-file {d}/firewalld.log\n"
+        );
+        let ns = Netns::new("f3b-fwd").expect("ip netns add");
+        let child = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.0,
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+            ])
+            .args(["/bin/sh", "-ec", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("out")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
+            .spawn()
+            .unwrap();
+        let fw = Firewalld { child, dir, ns };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while fw.ns.sh(&format!("{} --state 2>&1", fw.cmd())).trim() != "running" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "firewalld did not come up:\n{}",
+                fw.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        fw
+    }
+
+    /// firewall-cmd on this firewalld's bus.
+    fn cmd(&self) -> String {
+        format!(
+            "env DBUS_SYSTEM_BUS_ADDRESS=unix:path={}/bus firewall-cmd",
+            self.dir.path().display()
+        )
+    }
+
+    fn log(&self) -> String {
+        ["out", "err", "firewalld.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Firewalld {
+    fn drop(&mut self) {
+        // Every process in the namespace is this test's: firewalld and
+        // its dbus-daemon.
+        let out = std::process::Command::new("ip")
+            .args(["netns", "pids", &self.ns.0])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for pid in out.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+            // SAFETY: kill(2) of a process of this test's namespace.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The firewallcmd actions for real against a running firewalld: ban,
+/// unban, stop, and nothing of the jail left in firewalld or the kernel.
+#[tokio::test]
+#[ignore = "needs root, ip, firewalld, firewall-cmd, dbus-daemon, unshare, mount and the kernel's iptables and ip_set"]
+async fn firewallcmd_actions_ban_in_a_netns() {
+    need(&[Need::Firewalld, Need::KernelIptables, Need::KernelIpset]);
+    let fw = Firewalld::start();
+    let cmd = fw.cmd();
+    let rules = "iptables -w -S; ip6tables -w -S";
+    let chain = "iptables -w -S f3b-sshd; ip6tables -w -S f3b-sshd";
+    let sets = "ipset list f3b-sshd; ipset list f3b-sshd6";
+    let sets_all = "ipset list -n; iptables -w -S; ip6tables -w -S";
+    let rich = format!("{cmd} --list-rich-rules");
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("firewallcmd-new".into(), chain, rules),
+        ("firewallcmd-multiport".into(), chain, rules),
+        ("firewallcmd-allports".into(), chain, rules),
+        ("firewallcmd-ipset".into(), sets, sets_all),
+        ("firewallcmd-rich-rules".into(), &rich, &rich),
+        ("firewallcmd-rich-logging".into(), &rich, &rich),
+    ];
+    let cases: Vec<(String, &str, &str)> = cases
+        .into_iter()
+        .map(|(a, show, all)| {
+            (
+                format!("{a}[port=\"ssh,8080:8090\", protocol=\"tcp\", firewallcmd=\"{cmd}\"]"),
+                show,
+                all,
+            )
+        })
+        .collect();
+    let cases: Vec<(&str, &str, &str)> =
+        cases.iter().map(|(a, s, l)| (a.as_str(), *s, *l)).collect();
+    ban_cycle_in_netns(&fw.ns, &cases).await;
+    assert!(!fw.log().contains("ERROR"), "{}", fw.log());
+}
