@@ -147,7 +147,16 @@ impl Server {
     /// Reads the configuration tree and applies its stream: server options,
     /// then every jail added and started.
     pub async fn load_config(&self) -> Result<(), crate::config::ConfigError> {
-        let tree = crate::config::read_tree(&self.conf_dir, false)?;
+        // Off the runtime, as a reload reads it: it reads files, and its
+        // deep recursion (includes, interpolation) would leave that much
+        // of the polling thread's stack resident for the daemon's life.
+        let dir = self.conf_dir.clone();
+        let tree = match tokio::task::spawn_blocking(move || crate::config::read_tree(&dir, false))
+            .await
+        {
+            Ok(tree) => tree?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         for p in &tree.problems {
             tracing::error!("{p}");
         }
@@ -564,7 +573,8 @@ impl Server {
             return Err(JailError::AiRule(why));
         }
         let ai = self.ai_for(&spec);
-        let jail = Jail::start(spec, self.store(), ai, self.clock).await?;
+        // Boxed: a jail's start takes KiBs of future state (see `command`).
+        let jail = Box::pin(Jail::start(spec, self.store(), ai, self.clock)).await?;
         self.attach_ai(&jail);
         self.jails
             .write()
@@ -744,7 +754,10 @@ impl Server {
             });
             if found {
                 tracing::info!("[{name}] its log file appeared: reloading the jail");
-                if let Err(e) = self.reload(Some(&name), false, false, false, true).await {
+                // Boxed: the task that runs this loop keeps its future
+                // for the daemon's life, the reload's only while it runs.
+                let reload = Box::pin(self.reload(Some(&name), false, false, false, true));
+                if let Err(e) = reload.await {
                     tracing::error!("[{name}] reload after its log file appeared failed: {e}");
                 }
             }
