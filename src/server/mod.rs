@@ -147,16 +147,11 @@ impl Server {
     /// Reads the configuration tree and applies its stream: server options,
     /// then every jail added and started.
     pub async fn load_config(&self) -> Result<(), crate::config::ConfigError> {
-        // Off the runtime, as a reload reads it: it reads files, and its
-        // deep recursion (includes, interpolation) would leave that much
-        // of the polling thread's stack resident for the daemon's life.
-        let dir = self.conf_dir.clone();
-        let tree = match tokio::task::spawn_blocking(move || crate::config::read_tree(&dir, false))
-            .await
-        {
-            Ok(tree) => tree?,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        };
+        // Read on the thread that starts the jails, not on the blocking
+        // pool as a reload reads it: there, the tree's allocations went to
+        // a second malloc arena, which kept their peak (1.9 MiB more heap
+        // after start, measured).
+        let tree = crate::config::read_tree(&self.conf_dir, false)?;
         for p in &tree.problems {
             tracing::error!("{p}");
         }
