@@ -16,6 +16,9 @@
 # arguments for ai-eval.py (--rounds N, --seed N, --keep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/record.sh
+# Before anything is written: the record, once created, would make it dirty.
+described=$(git describe --always --dirty)
 record=no
 [ "${1:-}" = --record ] && record=yes
 bin=${AI_EVAL_BIN:-}
@@ -30,18 +33,16 @@ status=0
 /usr/bin/python3 scripts/ai-eval.py --bin "$bin" ${AI_EVAL_ARGS:-} | tee "$out" || status=$?
 if [ $record = yes ]; then
     stamp=$(date -u +%Y-%m-%d)
-    result=benches/results/$stamp-ai-eval.md
+    result=$(record_path "$stamp-ai-eval")
     {
         echo "# The AI rule generator's evaluation, $stamp"
         echo
         echo "Command: \`scripts/ai-eval.sh --record\`${AI_EVAL_ARGS:+ (AI_EVAL_ARGS=$AI_EVAL_ARGS)}"
         echo
-        echo "- fail3ban: $(git describe --always --dirty) ($("$bin/fail3ban-server" -V))"
+        echo "- fail3ban: $described ($("$bin/fail3ban-server" -V))"
         echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
         echo
-        echo '```'
-        cat "$out"
-        echo '```'
+        raw_figures "$out"
     } >"$result"
     echo "wrote $result"
 fi

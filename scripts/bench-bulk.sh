@@ -19,6 +19,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
+. scripts/record.sh
+# Before anything is written: the record, once created, would make it dirty.
+described=$(git describe --always --dirty)
 
 action=${BENCH_ACTION:-iptables-ipset}
 bans=${BENCH_BANS:-20}
@@ -154,14 +157,14 @@ secs() {
     esac
 }
 stamp=$(date -u +%Y-%m-%d)
-result=benches/results/$stamp-$(hostname -s)-bulk.md
+result=$(record_path "$stamp-$(hostname -s)-bulk")
 mkdir -p benches/results
 {
     echo "# Bans at scale, fail3ban-server against fail2ban-server, $stamp"
     echo
     echo "Command: \`scripts/bench-bulk.sh\` (BENCH_ACTION=$action BENCH_BANS=$bans BENCH_BURST=$burst BENCH_RESTORE=$restore BENCH_TIMEOUT=$limit)"
     echo
-    echo "- fail3ban: $(git describe --always --dirty) ($("$f3_server" -V))"
+    echo "- fail3ban: $described ($("$f3_server" -V))"
     echo "- fail2ban: $($py "$ref/usr/bin/fail2ban-server" -V | head -1) (Debian 1.0.2-2), $($py -V)"
     echo "- $(ipset -v 2>/dev/null | head -1), $(nft -v 2>/dev/null), $(iptables -V)"
     echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
@@ -174,11 +177,7 @@ mkdir -p benches/results
     echo "| $burst addresses in one write: s until all in the set | $(secs fail2ban burst_s) | $(secs fail3ban burst_s) |"
     echo "| $restore active bans in the database: s from start until all in the set | $(secs fail2ban restore_s) | $(secs fail3ban restore_s) |"
     echo
-    echo "Raw figures:"
-    echo
-    echo '```'
-    cat "$out"
-    echo '```'
+    raw_figures "$out"
 } >"$result"
 echo "wrote $result"
 cat "$result"

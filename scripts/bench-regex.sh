@@ -16,6 +16,9 @@
 # Debian package ships it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/record.sh
+# Before anything is written: the record, once created, would make it dirty.
+described=$(git describe --always --dirty)
 
 lines=${1:-1000000}
 runs=${BENCH_RUNS:-3}
@@ -63,13 +66,7 @@ timed() {
 summary() { grep '^Lines:' "$work/out"; }
 
 stamp=$(date -u +%Y-%m-%d)
-result=benches/results/$stamp-$(hostname -s)-regex.md
-# Never overwrite an earlier record of the same day.
-n=2
-while [ -e "$result" ]; do
-    result=benches/results/$stamp-$(hostname -s)-regex-$n.md
-    n=$((n + 1))
-done
+result=$(record_path "$stamp-$(hostname -s)-regex")
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 rows=()
 status=0
@@ -148,7 +145,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
     echo
     echo "## Versions and machine"
     echo
-    echo "- fail3ban: $(git describe --always --dirty) ($(git rev-parse --abbrev-ref HEAD))"
+    echo "- fail3ban: $described ($(git rev-parse --abbrev-ref HEAD))"
     echo "- fail2ban: $("${f2[@]}" -V 2>&1 | head -1) (Debian 1.0.2-2, extracted by scripts/fetch-reference.sh)"
     echo "- $($py --version 2>&1), $(rustc --version)"
     echo "- $(uname -srm); nproc $(nproc); CPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"

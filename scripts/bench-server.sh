@@ -32,6 +32,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
+. scripts/record.sh
+# Before anything is written: the record, once created, would make it dirty.
+described=$(git describe --always --dirty)
 
 bans=${BENCH_BANS:-30}
 lines=${BENCH_LINES:-1000000}
@@ -224,7 +227,7 @@ header() { # TITLE COMMAND
     echo
     echo "Command: $2"
     echo
-    echo "- fail3ban: $(git describe --always --dirty) ($("$f3_server" -V), cargo profile $profile)"
+    echo "- fail3ban: $described ($("$f3_server" -V), cargo profile $profile)"
     echo "- fail2ban: $("$py" "$ref/usr/bin/fail2ban-server" -V | head -1) (Debian 1.0.2-2), $($py -V), pyinotify $($py -c 'import pyinotify; print(pyinotify.__version__)' 2>/dev/null || echo missing), python3-systemd $(dpkg-query -W -f '${Version}' python3-systemd 2>/dev/null || echo missing)"
     echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r), libsystemd $(dpkg-query -W -f '${Version}' libsystemd0 2>/dev/null || echo unknown)"
     echo "- isolation: $isolation"
@@ -238,18 +241,14 @@ out=$work/figures
 : >"$out"
 if [ "$mode" = journal ]; then
     journal_bench
-    result=benches/results/$stamp-$(hostname -s)-journal.md
+    result=$(record_path "$stamp-$(hostname -s)-journal")
     {
         header "fail3ban-server against fail2ban-server on the journal" "\`scripts/bench-server.sh journal\` (BENCH_JOURNAL=$jentries BENCH_JOURNAL_SSHD=$jsshd BENCH_PROFILE=$profile)"
         echo "| measure | fail2ban | fail3ban |"
         echo "| --- | ---: | ---: |"
         journal_rows
         echo
-        echo "Raw figures:"
-        echo
-        echo '```'
-        cat "$out"
-        echo '```'
+        raw_figures "$out"
     } >"$result"
     echo "wrote $result"
     cat "$result"
@@ -363,7 +362,7 @@ journal_bench
 # The record.
 field() { awk -v n="$1" -v k="$2" '$1 == n && $2 != "flood" { for (i = 2; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' "$out"; }
 flood() { awk -v n="$1" -v r="$2" -v k="$3" '$1 == n && $2 == "flood" && $4 == r { for (i = 2; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' "$out"; }
-result=benches/results/$stamp-$(hostname -s)-server.md
+result=$(record_path "$stamp-$(hostname -s)-server")
 {
     header "fail3ban-server against fail2ban-server" "\`scripts/bench-server.sh\` (BENCH_BANS=$bans BENCH_LINES=$lines BENCH_RATE=$rate BENCH_JOURNAL=$jentries BENCH_JOURNAL_SSHD=$jsshd BENCH_PROFILE=$profile)"
     echo "| measure | fail2ban | fail3ban |"
@@ -379,11 +378,7 @@ result=benches/results/$stamp-$(hostname -s)-server.md
     echo "| RSS after both floods (2,000,000 lines, 1,000 failing addresses), KiB | $f2_flood_rss | $f3_flood_rss |"
     journal_rows
     echo
-    echo "Raw figures:"
-    echo
-    echo '```'
-    cat "$out"
-    echo '```'
+    raw_figures "$out"
 } >"$result"
 echo "wrote $result"
 cat "$result"

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,11 @@ pub const KEEP_NAMES: usize = 1000;
 /// them, not before: most daemons never look a name up, and each idle
 /// thread costs resident memory (its stack, its allocator state).
 const THREADS: usize = 4;
+/// How long a lookup thread waits for a name before it ends: an idle
+/// daemon keeps none (ignoreself's look-up of the host's name at start
+/// used to leave one for the daemon's life); starting one again costs
+/// tens of microseconds against a lookup's milliseconds.
+const IDLE: Duration = Duration::from_secs(1);
 /// Names waiting for a lookup thread; more are answered "no address"
 /// at once (and not kept), so that a flood of names stays bounded.
 const QUEUE: usize = 256;
@@ -303,7 +308,8 @@ impl Resolver {
     }
 }
 
-/// A lookup thread: takes names from the queue until the resolver is gone.
+/// A lookup thread: takes names from the queue until the resolver is gone
+/// or none came for [`IDLE`].
 fn lookup_thread(
     inner: &std::sync::Weak<Inner>,
     rx: &Mutex<mpsc::Receiver<String>>,
@@ -312,9 +318,24 @@ fn lookup_thread(
     loop {
         let name = {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-            match rx.recv() {
+            match rx.recv_timeout(IDLE) {
                 Ok(n) => n,
-                Err(_) => return,
+                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {
+                    let Some(inner) = inner.upgrade() else { return };
+                    // Names are queued under the state lock, and one that
+                    // finds fewer threads than names starts a thread: with
+                    // the lock held, a name is either in the queue now or
+                    // comes after this thread is no longer counted.
+                    let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+                    match rx.try_recv() {
+                        Ok(n) => n,
+                        Err(_) => {
+                            state.threads -= 1;
+                            return;
+                        }
+                    }
+                }
             }
         };
         let Some(inner) = inner.upgrade() else { return };
@@ -474,6 +495,25 @@ mod tests {
         }
         assert_eq!(threads(), THREADS);
         assert_eq!(calls.load(Ordering::SeqCst), 1 + THREADS);
+    }
+
+    /// A lookup thread with nothing to do for IDLE ends; the next name
+    /// starts one again.
+    #[test]
+    fn lookup_threads_end_when_idle() {
+        let (calls, lookup) = counting(Duration::ZERO);
+        let r = Resolver::new(lookup, Duration::from_secs(5));
+        let threads = || r.lock().threads;
+        assert_eq!(r.resolve_blocking("known.example").len(), 1);
+        assert_eq!(threads(), 1);
+        let deadline = Instant::now() + IDLE * 5;
+        while threads() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(threads(), 0, "an idle lookup thread stays");
+        assert!(r.resolve_blocking("nx.example").is_empty());
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the second name looked up");
+        assert_eq!(threads(), 1);
     }
 
     #[test]

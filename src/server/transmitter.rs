@@ -81,6 +81,12 @@ fn get_jail_option(spec: &JailSpec, what: &str) -> Option<Value> {
 
 impl Server {
     /// Runs one command.
+    ///
+    /// The arms that start jails or change settings are boxed: their
+    /// futures take KiBs, and unboxed they made this one (and every future
+    /// that awaits it: the control socket's connections, the start) as
+    /// large as the largest, and the stack frames that poll them larger
+    /// still: pages of stack the threads keep resident once touched.
     pub async fn command(&self, cmd: &[Value]) -> Result<Value, CommandError> {
         let name = arg(cmd, 0)?;
         match name.as_str() {
@@ -115,12 +121,12 @@ impl Server {
                 self.add_jail(&jail, &backend).await?;
                 Ok(json!(jail))
             }
-            "set" => self.set(cmd).await,
-            "multi-set" => self.multi_set(cmd).await,
+            "set" => Box::pin(self.set(cmd)).await,
+            "multi-set" => Box::pin(self.multi_set(cmd)).await,
             "get" => self.get(cmd).await,
             "start" => {
                 let jail = arg(cmd, 1)?;
-                self.start_jail(&jail).await?;
+                Box::pin(self.start_jail(&jail)).await?;
                 Ok(Value::Null)
             }
             "stop" => match cmd.get(1) {
@@ -151,8 +157,7 @@ impl Server {
                         _ => jail = Some(a),
                     }
                 }
-                self.reload(jail.as_deref(), restart, unban, all, if_exists)
-                    .await?;
+                Box::pin(self.reload(jail.as_deref(), restart, unban, all, if_exists)).await?;
                 Ok(json!("OK"))
             }
             "unban" => {
@@ -170,7 +175,7 @@ impl Server {
                 Ok(json!(n))
             }
             "banned" => Ok(self.banned(&strings(&cmd[1..])).await),
-            "ai" => self.ai_command(&strings(&cmd[1..])).await,
+            "ai" => Box::pin(self.ai_command(&strings(&cmd[1..]))).await,
             "flushlogs" => {
                 self.log
                     .reopen()

@@ -524,6 +524,10 @@ impl Reader {
                     .push(FileTail::new(p, start, self.encoding).with_max_line(self.max_line));
             }
         }
+        // Most jails follow a file or two: the room a push leaves for three
+        // more tails of a few hundred bytes each, in every jail, is given
+        // back.
+        self.tails.shrink_to_fit();
     }
 
     fn glob(&mut self, pattern: &str) -> Vec<PathBuf> {
