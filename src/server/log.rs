@@ -484,6 +484,42 @@ mod tests {
         );
     }
 
+    /// An event's other fields follow the message in the plain line, as
+    /// before the JSON format, and are values under `fields` in JSON.
+    #[test]
+    fn fields_in_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = |format: LogFormat, name: &str| {
+            let path = dir.path().join(name);
+            let log = Log::new(Target::File(path.clone()), LogLevel::Info)
+                .unwrap()
+                .with_format(format);
+            let sub = tracing_subscriber::registry().with(LogLayer::new(log));
+            tracing::subscriber::with_default(sub, || {
+                tracing::info!(target: "fail2ban.filter", path = %"/var/log/a b.log", pos = 42u64,
+                               ratio = 0.5, new = true, "[sshd] Found \"x\"\u{1b}\n");
+            });
+            std::fs::read_to_string(&path).unwrap()
+        };
+        let plain = event(LogFormat::Plain, "plain.log");
+        assert!(
+            plain.ends_with(
+                "INFO    [sshd] Found \"x\"\u{1b}\n path=/var/log/a b.log pos=42 ratio=0.5 new=true\n"
+            ),
+            "{plain:?}"
+        );
+        let json = event(LogFormat::Json, "json.log");
+        assert_eq!(json.lines().count(), 1, "{json:?}");
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["jail"], "sshd");
+        assert_eq!(v["message"], "[sshd] Found \"x\"\u{1b}\n");
+        assert_eq!(
+            v["fields"],
+            serde_json::json!({"path": "/var/log/a b.log", "pos": 42, "ratio": 0.5, "new": true})
+        );
+        assert_eq!(LogFormat::parse("yaml"), None);
+    }
+
     #[test]
     fn levels() {
         assert_eq!(LogLevel::parse("notice"), Some(LogLevel::Notice));
