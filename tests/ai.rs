@@ -17,7 +17,7 @@ use crate::util::{append, Server, Tree};
 
 /// What the scripted model does with one request.
 #[derive(Clone)]
-enum Reply {
+pub(crate) enum Reply {
     /// 200 with this message content (150 tokens).
     Content(String),
     /// An error status with an OpenAI-style error body.
@@ -44,7 +44,7 @@ struct Asked {
 type Script = Arc<dyn Fn(&Asked) -> Reply + Send + Sync>;
 
 /// The scripted server.
-struct Llm {
+pub(crate) struct Llm {
     port: u16,
     requests: Arc<AtomicUsize>,
     /// The log lines asked about (the first sample of each request), in
@@ -148,7 +148,7 @@ fn error_body(message: &str) -> String {
 
 impl Llm {
     /// A model that reads only the first sample line.
-    fn start(script: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Llm {
+    pub(crate) fn start(script: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Llm {
         Llm::start_asked(move |a| script(a.samples.first().map_or("", String::as_str)))
     }
 
@@ -213,7 +213,7 @@ impl Llm {
     }
 }
 
-fn attack(re: &str) -> Reply {
+pub(crate) fn attack(re: &str) -> Reply {
     Reply::Content(
         json!({"verdict": "attack", "confidence": 0.95, "category": "wordpress",
                "reason": "xmlrpc.php brute force", "failregex": re,
@@ -232,10 +232,10 @@ fn benign() -> Reply {
 }
 
 /// A good rule for the xmlrpc lines of [`access`].
-const XMLRPC: &str = r#"^<HOST> \S+ \S+ \[\] "POST /xmlrpc\.php HTTP/[\d.]+" \d+"#;
+pub(crate) const XMLRPC: &str = r#"^<HOST> \S+ \S+ \[\] "POST /xmlrpc\.php HTTP/[\d.]+" \d+"#;
 
 /// One nginx access-log line, dated now.
-fn access(ip: &str, request: &str) -> String {
+pub(crate) fn access(ip: &str, request: &str) -> String {
     let date = jiff::Zoned::now().strftime("%d/%b/%Y:%H:%M:%S %z");
     format!("{ip} - - [{date}] \"{request}\" 200 412 \"-\" \"Mozilla/5.0\"\n")
 }
@@ -740,17 +740,23 @@ impl Server<'_> {
     }
 }
 
-#[test]
-fn suggested_rules_wait_for_approval_and_observed_ones_write_nothing() {
-    let llm = Llm::start(|line| {
+/// A model that answers xmlrpc lines with [`XMLRPC`] and others with a
+/// wp-login rule.
+pub(crate) fn xmlrpc_or_wp_login() -> Llm {
+    Llm::start(|line| {
         if line.contains("xmlrpc") {
             attack(XMLRPC)
         } else {
             attack(r#"^<HOST> \S+ \S+ \[\] "GET /wp-login\.php"#)
         }
-    });
+    })
+}
+
+/// A tree whose nginx jail suggests and whose nginx-observe jail
+/// observes.
+pub(crate) fn suggest_and_observe_tree(llm: &Llm) -> Tree {
     let t = tree(
-        &llm,
+        llm,
         "min_sources = 1\n",
         "[nginx-observe]\nenabled = true\nfilter = empty\nlogpath = @T@/observe.log\nai = observe\n",
     );
@@ -758,7 +764,12 @@ fn suggested_rules_wait_for_approval_and_observed_ones_write_nothing() {
     let jail = fs::read_to_string(t.conf().join("jail.conf")).unwrap();
     t.write_conf("jail.conf", &jail.replace("ai = enforce", "ai = suggest"));
     fs::write(t.path("observe.log"), "").unwrap();
-    let mut s = Server::start(&t);
+    t
+}
+
+/// One attack in each jail of [`suggest_and_observe_tree`]; returns once
+/// `ai list` has both rules.
+pub(crate) fn two_rules(s: &mut Server, t: &Tree) {
     append(
         &t.path("access.log"),
         &access("203.0.113.7", "POST /xmlrpc.php HTTP/1.1"),
@@ -771,6 +782,14 @@ fn suggested_rules_wait_for_approval_and_observed_ones_write_nothing() {
         let l: Value = serde_json::from_str(&s.ok(&["ai", "list"])).unwrap();
         l.as_array().unwrap().len() == 2
     });
+}
+
+#[test]
+fn suggested_rules_wait_for_approval_and_observed_ones_write_nothing() {
+    let llm = xmlrpc_or_wp_login();
+    let t = suggest_and_observe_tree(&llm);
+    let mut s = Server::start(&t);
+    two_rules(&mut s, &t);
     let list: Value = serde_json::from_str(&s.ok(&["ai", "list"])).unwrap();
     let by_status = |st: &str| {
         list.as_array()

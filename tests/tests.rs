@@ -74,3 +74,5 @@ mod validation;
 mod rotation;
 // What fail2ban 1.1.1 adds for jails, backends and actions (issue 17).
 mod upstream111;
+// JSON outputs against docs/json, and the JSON-lines log (issue 19).
+mod json;

@@ -218,6 +218,12 @@ impl<'a> Server<'a> {
 
     /// Runs fail3ban-client on the tree: success and stdout.
     pub(crate) fn client(&mut self, args: &[&str]) -> (bool, String) {
+        let (code, out) = self.client_code(args);
+        (code == Some(0), out)
+    }
+
+    /// Runs fail3ban-client on the tree: its exit code and stdout.
+    pub(crate) fn client_code(&mut self, args: &[&str]) -> (Option<i32>, String) {
         if let Some(c) = &mut self.child {
             if let Ok(Some(st)) = c.try_wait() {
                 panic!("the server exited ({st}):\n{}", self.report());
@@ -233,7 +239,7 @@ impl<'a> Server<'a> {
             .output()
             .expect("run fail3ban-client");
         (
-            o.status.success(),
+            o.status.code(),
             String::from_utf8_lossy(&o.stdout).into_owned(),
         )
     }

@@ -22,6 +22,10 @@ Options:
     -d                      dump the resolved configuration as commands
     -t, --test              test the configuration
     -q / -v                 less / more output
+    --json                  JSON output for status, stats, banned, get JAIL banip
+                            [--with-time] and ai (also accepted as the last word);
+                            shapes in docs/json/; a failure is an
+                            object with an error key
     --timeout <SECONDS>     how long to wait for the server (default 30)
     --str2sec <STRING>      convert time abbreviation format to seconds
     -h, --help              this help
@@ -53,6 +57,7 @@ struct Args {
     test: bool,
     verbose: i32,
     timeout: f64,
+    json: bool,
     rest: Vec<String>,
 }
 
@@ -65,6 +70,7 @@ fn parse_args() -> Result<Option<Args>> {
         test: false,
         verbose: 1,
         timeout: 30.0,
+        json: false,
         rest: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -80,6 +86,7 @@ fn parse_args() -> Result<Option<Args>> {
             "-p" => args.pidfile = Some(it.next().context("-p needs a path")?.into()),
             "-d" | "--dp" | "--dump-pretty" => args.dump = true,
             "-t" | "--test" => args.test = true,
+            "--json" => args.json = true,
             "-v" => args.verbose += 1,
             "-q" => args.verbose -= 1,
             "-x" | "-f" | "-b" | "-i" | "--str" | "--async" => {}
@@ -110,6 +117,11 @@ fn parse_args() -> Result<Option<Args>> {
             s if s.starts_with('-') && s.len() > 1 => bail!("unknown option {s}\n{USAGE}"),
             _ => args.rest.push(a),
         }
+    }
+    // `status sshd --json`: how the option is often typed.
+    if args.rest.len() > 1 && args.rest.last().map(String::as_str) == Some("--json") {
+        args.rest.pop();
+        args.json = true;
     }
     Ok(Some(args))
 }
@@ -211,10 +223,7 @@ fn stop_server(socket: &Path, timeout: f64) -> Result<()> {
     Ok(())
 }
 
-fn run() -> Result<ExitCode> {
-    let Some(args) = parse_args()? else {
-        return Ok(ExitCode::SUCCESS);
-    };
+fn run(args: &Args) -> Result<ExitCode> {
     init_tracing(args.verbose);
     if args.dump {
         let tree =
@@ -255,7 +264,7 @@ fn run() -> Result<ExitCode> {
         bail!("no command given\n{USAGE}");
     }
     match words_first(&args.rest) {
-        "import-fail2ban-db" => return import_db(&args),
+        "import-fail2ban-db" => return import_db(args),
         "migrate" => return migrate(&args.rest[1..]),
         _ => {}
     }
@@ -263,9 +272,12 @@ fn run() -> Result<ExitCode> {
     let socket = args.socket.clone().unwrap_or(paths.socket);
     let pidfile = args.pidfile.clone().unwrap_or(paths.pidfile);
     let words = args.rest.clone();
+    if args.json {
+        return json_command(&socket, &words, args.timeout);
+    }
     match words[0].as_str() {
         "start" if words.len() == 1 => {
-            start_server(&args, &socket, &pidfile)?;
+            start_server(args, &socket, &pidfile)?;
             return Ok(ExitCode::SUCCESS);
         }
         "stop" if words.len() == 1 => {
@@ -276,7 +288,7 @@ fn run() -> Result<ExitCode> {
             if ping(&socket) {
                 stop_server(&socket, args.timeout)?;
             }
-            start_server(&args, &socket, &pidfile)?;
+            start_server(args, &socket, &pidfile)?;
             return Ok(ExitCode::SUCCESS);
         }
         "restart" => {
@@ -360,9 +372,48 @@ fn command(socket: &Path, words: &[String], timeout: f64, verbose: i32) -> Resul
     }
 }
 
+/// `--json`: the answer shaped by [`fail3ban::client::json`]; a failed
+/// command is `{"error": ...}` on stdout with fail2ban's exit code.
+fn json_command(socket: &Path, words: &[String], timeout: f64) -> Result<ExitCode> {
+    use fail3ban::client::json;
+    let request = json::request(words)?;
+    let cmd: Vec<Value> = request.iter().map(|w| Value::from(w.as_str())).collect();
+    let (out, code) = match send(socket, &cmd, Duration::from_secs_f64(timeout))? {
+        Response::Ok(v) => (json::shape(words, &v)?, ExitCode::SUCCESS),
+        Response::Error(e) => (json::error(&e), ExitCode::from(255)),
+    };
+    println!("{out}");
+    Ok(code)
+}
+
 fn main() -> ExitCode {
-    match run() {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            // Whether `--json` was asked for is not known when the options
+            // could not be read: a script that asked for it still gets an
+            // object.
+            if std::env::args().any(|a| a == "--json") {
+                println!(
+                    "{}",
+                    fail3ban::client::json::client_error(&format!("{e:#}"))
+                );
+            } else {
+                eprintln!("ERROR: {e:#}");
+            }
+            return ExitCode::from(255);
+        }
+    };
+    match run(&args) {
         Ok(code) => code,
+        Err(e) if args.json => {
+            println!(
+                "{}",
+                fail3ban::client::json::client_error(&format!("{e:#}"))
+            );
+            ExitCode::from(255)
+        }
         Err(e) => {
             eprintln!("ERROR: {e:#}");
             ExitCode::from(255)

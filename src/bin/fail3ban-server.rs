@@ -146,8 +146,12 @@ fn run(args: Args) -> Result<()> {
         .unwrap_or_else(|| "STDERR".into());
     let level = LogLevel::parse(&level_text)
         .with_context(|| format!("invalid log level {level_text:?}"))?;
+    // A log in a format nobody asked for would go unread: a bad
+    // `logformat` stops the start, naming file, section and option.
+    let format = fail3ban::config::server::log_format(&loader)?;
     let log = Log::new(Target::parse(&target_text), level)
-        .with_context(|| format!("opening the log {target_text}"))?;
+        .with_context(|| format!("opening the log {target_text}"))?
+        .with_format(format);
     let subscriber = tracing_subscriber::registry().with(LogLayer::new(log.clone()));
     tracing::subscriber::set_global_default(subscriber).context("setting up logging")?;
 

@@ -3,6 +3,7 @@
 //! `fail3ban-client` shares with the server.
 
 pub mod beautify;
+pub mod json;
 pub mod migrate;
 pub mod protocol;
 pub mod regex;

@@ -5,6 +5,7 @@ use super::error::ConfigError;
 use super::jail::read_options;
 use super::parser::{Loader, Merged};
 use super::stream::{Command, PyValue};
+use crate::server::log::LogFormat;
 
 /// Options the client reads first (socket, pid file, logging), with their
 /// defaults; the logging ones also override what the server section says.
@@ -66,14 +67,60 @@ fn early(
     )
 }
 
+/// The file errors in the server's options are reported against.
+fn server_file(loader: &Loader, cfg: &Merged) -> String {
+    cfg.read
+        .first()
+        .cloned()
+        .unwrap_or_else(|| format!("{}/fail2ban.conf", loader.basedir()))
+}
+
+/// fail3ban's own `logformat` of `[Definition]` (fail2ban has no such
+/// option): how the daemon writes its log, `plain` unless set. It is not
+/// part of the command stream, which fail2ban's server must be able to
+/// read: the daemon reads it once at start.
+pub fn log_format(loader: &Loader) -> Result<LogFormat, ConfigError> {
+    // A tree that cannot be read is reported by the reading of the whole
+    // configuration that follows, with the log already open.
+    let Ok(Some(cfg)) = loader.read_base(base_name(loader)) else {
+        return Ok(LogFormat::Plain);
+    };
+    log_format_of(loader, &cfg)
+}
+
+fn log_format_of(loader: &Loader, cfg: &Merged) -> Result<LogFormat, ConfigError> {
+    let opts = read_options(
+        loader,
+        cfg,
+        "Definition",
+        &specs(std::iter::once(("logformat", OptType::Str, Some("plain")))),
+    )?;
+    let value = opts
+        .get("logformat")
+        .map(|v| v.to_text())
+        .unwrap_or_default();
+    LogFormat::parse(&value).ok_or_else(|| {
+        let file = super::jail::origin(cfg, "Definition", "logformat")
+            .unwrap_or_else(|| server_file(loader, cfg).into());
+        ConfigError::new(
+            file,
+            super::ErrorKind::BadValue {
+                expected: LogFormat::EXPECTED,
+                value,
+            },
+        )
+        .in_section("Definition")
+        .for_option("logformat")
+    })
+}
+
 /// The server's part of the command stream.
 pub fn read(loader: &Loader) -> Result<Vec<Command>, ConfigError> {
     let cfg: Merged = loader.read_base(base_name(loader))?.unwrap_or_default();
-    let file = cfg
-        .read
-        .first()
-        .cloned()
-        .unwrap_or_else(|| format!("{}/fail2ban.conf", loader.basedir()));
+    let file = server_file(loader, &cfg);
+    if let Err(e) = log_format_of(loader, &cfg) {
+        loader.problem(e);
+    }
     let early = early(loader, &cfg)?;
     let mut opts = read_options(
         loader,

@@ -8,6 +8,11 @@
 //! recidive filter and existing log tooling match `fail2ban.actions`
 //! literally (`fail3ban.actions` would not be recognised by them).
 //!
+//! With `logformat = json` (fail3ban's own option in `[Definition]`) each
+//! line is instead one JSON object, for log shippers: see
+//! [`LogFormat::Json`]. The plain format stays the default, so recidive and
+//! log tooling keep working.
+//!
 //! Events come from `tracing`. fail2ban's NOTICE level (between INFO and
 //! WARNING) has no tracing level; an INFO event with the field
 //! `notice = true` stands for it (see [`notice!`]).
@@ -69,6 +74,33 @@ impl LogLevel {
     }
 }
 
+/// How a log line is written (`logformat` in `[Definition]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// fail2ban's line format.
+    #[default]
+    Plain,
+    /// One JSON object a line: `time` (RFC 3339, local, milliseconds),
+    /// `level`, `logger`, `pid`, `jail` when the message names one,
+    /// `message`, and the event's other fields under `fields`. Text an
+    /// attacker wrote stays inside a JSON string: quotes, newlines and
+    /// control characters are escaped.
+    Json,
+}
+
+impl LogFormat {
+    /// The words `logformat` takes.
+    pub const EXPECTED: &'static str = "plain or json";
+
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        match s.trim() {
+            "plain" => Some(LogFormat::Plain),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
 /// Where log lines go (fail2ban's `logtarget`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
@@ -109,6 +141,7 @@ enum Sink {
 struct Inner {
     target: Target,
     level: LogLevel,
+    format: LogFormat,
     sink: Sink,
 }
 
@@ -153,10 +186,17 @@ impl Log {
             inner: Arc::new(Mutex::new(Inner {
                 target,
                 level,
+                format: LogFormat::Plain,
                 sink,
             })),
             pid: std::process::id(),
         })
+    }
+
+    /// The log written in `format` from now on.
+    pub fn with_format(self, format: LogFormat) -> Log {
+        self.inner.lock().expect("log lock").format = format;
+        self
     }
 
     pub fn level(&self) -> LogLevel {
@@ -187,12 +227,33 @@ impl Log {
 
     /// Formats and writes one line.
     pub fn write(&self, level: LogLevel, name: &str, message: &str) {
+        self.write_event(
+            level,
+            name,
+            &Fields {
+                message: message.to_string(),
+                ..Fields::default()
+            },
+        );
+    }
+
+    fn write_event(&self, level: LogLevel, name: &str, f: &Fields) {
         let mut i = self.inner.lock().expect("log lock");
         if level > i.level {
             return;
         }
-        let mut line = String::with_capacity(96 + message.len());
-        if i.target.stamped() {
+        let line = match i.format {
+            LogFormat::Plain => self.plain_line(&i.target, level, name, f),
+            LogFormat::Json => self.json_line(level, name, f),
+        };
+        self.send(&mut i.sink, level, &line);
+    }
+
+    /// fail2ban's line: `2026-03-01 12:00:00,123 fail2ban.actions [42]: NOTICE  [sshd] Ban 203.0.113.7`.
+    fn plain_line(&self, target: &Target, level: LogLevel, name: &str, f: &Fields) -> String {
+        let message = &f.message;
+        let mut line = String::with_capacity(96 + message.len() + f.extra.len());
+        if target.stamped() {
             let now = jiff::Zoned::now();
             let _ = write!(
                 line,
@@ -203,11 +264,44 @@ impl Log {
         }
         let _ = write!(
             line,
-            "{name:<24}[{}]: {:<7} {message}",
+            "{name:<24}[{}]: {:<7} {message}{}",
             self.pid,
-            level.name()
+            level.name(),
+            f.extra
         );
-        let res = match &mut i.sink {
+        line
+    }
+
+    /// [`LogFormat::Json`]'s line.
+    fn json_line(&self, level: LogLevel, name: &str, f: &Fields) -> String {
+        let now = jiff::Zoned::now();
+        let mut obj = serde_json::Map::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            obj.insert(k.to_string(), v);
+        };
+        let time = format!(
+            "{}.{:03}{}",
+            now.strftime("%Y-%m-%dT%H:%M:%S"),
+            now.millisecond(),
+            now.strftime("%:z")
+        );
+        put("time", time.into());
+        put("level", level.name().into());
+        put("logger", name.into());
+        put("pid", self.pid.into());
+        let field_jail = f.fields.get("jail").and_then(|v| v.as_str());
+        if let Some(jail) = field_jail.or_else(|| message_jail(&f.message)) {
+            put("jail", jail.into());
+        }
+        put("message", f.message.as_str().into());
+        if !f.fields.is_empty() {
+            put("fields", serde_json::Value::Object(f.fields.clone()));
+        }
+        serde_json::Value::Object(obj).to_string()
+    }
+
+    fn send(&self, sink: &mut Sink, level: LogLevel, line: &str) {
+        let res = match sink {
             Sink::File(f) => writeln!(f, "{line}"),
             Sink::Stdout => writeln!(io::stdout().lock(), "{line}"),
             Sink::Stderr => writeln!(io::stderr().lock(), "{line}"),
@@ -244,11 +338,28 @@ fn logger_name(target: &str) -> String {
     format!("fail2ban.{last}")
 }
 
+/// The jail a message names by fail2ban's convention, `[sshd] Ban …`.
+fn message_jail(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix('[')?;
+    let (jail, _) = rest.split_once("] ")?;
+    (!jail.is_empty() && !jail.contains(['[', ']'])).then_some(jail)
+}
+
+/// An event's message and other fields: as fail2ban's line shows them
+/// (` name=value` after the message) and as JSON values.
 #[derive(Default)]
 struct Fields {
     message: String,
     notice: bool,
     extra: String,
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Fields {
+    fn other(&mut self, field: &Field, text: std::fmt::Arguments<'_>, value: serde_json::Value) {
+        let _ = write!(self.extra, " {}={text}", field.name());
+        self.fields.insert(field.name().to_string(), value);
+    }
 }
 
 impl Visit for Fields {
@@ -256,15 +367,27 @@ impl Visit for Fields {
         if field.name() == "notice" {
             self.notice = value;
         } else {
-            let _ = write!(self.extra, " {}={value}", field.name());
+            self.other(field, format_args!("{value}"), value.into());
         }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.other(field, format_args!("{value:?}"), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.other(field, format_args!("{value:?}"), value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.other(field, format_args!("{value:?}"), value.into());
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
-            let _ = write!(self.extra, " {}={value}", field.name());
+            self.other(field, format_args!("{value}"), value.into());
         }
     }
 
@@ -272,7 +395,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
         } else {
-            let _ = write!(self.extra, " {}={value:?}", field.name());
+            let text = format!("{value:?}");
+            self.other(field, format_args!("{text}"), text.clone().into());
         }
     }
 }
@@ -321,10 +445,8 @@ impl<S: Subscriber> Layer<S> for LogLayer {
             Level::INFO => LogLevel::Info,
             _ => LogLevel::Debug,
         };
-        let mut message = f.message;
-        message.push_str(&f.extra);
         self.log
-            .write(level, &logger_name(event.metadata().target()), &message);
+            .write_event(level, &logger_name(event.metadata().target()), &f);
     }
 }
 
@@ -360,6 +482,42 @@ mod tests {
             lines[1].contains("fail2ban.filter         [")
                 && lines[1].contains("WARNING [sshd] something odd")
         );
+    }
+
+    /// An event's other fields follow the message in the plain line, as
+    /// before the JSON format, and are values under `fields` in JSON.
+    #[test]
+    fn fields_in_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = |format: LogFormat, name: &str| {
+            let path = dir.path().join(name);
+            let log = Log::new(Target::File(path.clone()), LogLevel::Info)
+                .unwrap()
+                .with_format(format);
+            let sub = tracing_subscriber::registry().with(LogLayer::new(log));
+            tracing::subscriber::with_default(sub, || {
+                tracing::info!(target: "fail2ban.filter", path = %"/var/log/a b.log", pos = 42u64,
+                               ratio = 0.5, new = true, "[sshd] Found \"x\"\u{1b}\n");
+            });
+            std::fs::read_to_string(&path).unwrap()
+        };
+        let plain = event(LogFormat::Plain, "plain.log");
+        assert!(
+            plain.ends_with(
+                "INFO    [sshd] Found \"x\"\u{1b}\n path=/var/log/a b.log pos=42 ratio=0.5 new=true\n"
+            ),
+            "{plain:?}"
+        );
+        let json = event(LogFormat::Json, "json.log");
+        assert_eq!(json.lines().count(), 1, "{json:?}");
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["jail"], "sshd");
+        assert_eq!(v["message"], "[sshd] Found \"x\"\u{1b}\n");
+        assert_eq!(
+            v["fields"],
+            serde_json::json!({"path": "/var/log/a b.log", "pos": 42, "ratio": 0.5, "new": true})
+        );
+        assert_eq!(LogFormat::parse("yaml"), None);
     }
 
     #[test]

@@ -280,9 +280,19 @@ impl Server {
         let what = arg(cmd, 2)?;
         if what == "banned" || what == "banip" {
             let jail = self.jail(&target).await?;
-            let with_time = cmd.get(3).map(text).as_deref() == Some("--with-time");
-            let list: Vec<String> = jail
-                .bans_by_end()
+            let flag = cmd.get(3).map(text);
+            let bans = jail.bans_by_end();
+            if flag.as_deref() == Some("--with-epoch") {
+                // fail3ban's own: the numbers `--with-time` words, for
+                // `fail3ban-client --json` (no local time to parse back).
+                let rows: Vec<Value> = bans
+                    .iter()
+                    .map(|b| json!([b.fid, b.time, b.ban_time, b.end]))
+                    .collect();
+                return Ok(Value::Array(rows));
+            }
+            let with_time = flag.as_deref() == Some("--with-time");
+            let list: Vec<String> = bans
                 .iter()
                 .map(|b| {
                     if with_time {
