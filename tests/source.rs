@@ -5,7 +5,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fail3ban::source::{
@@ -13,7 +13,7 @@ use fail3ban::source::{
     JournalStart, LogPath, SourceError,
 };
 
-use crate::prereq::{Need, JOURNAL_REMOTE};
+use crate::prereq::Need;
 
 const WAIT: Duration = Duration::from_secs(10);
 
