@@ -195,7 +195,8 @@ fn native_journal_reader_reads_as_libsystemd() {
 fn native_journal_reader_decompresses_as_libsystemd() {
     crate::prereq::need(&[Need::JournalRemote]);
     let d = tempfile::tempdir().unwrap();
-    for (alg, flag) in [("ZSTD", 8)] {
+    let (alg, flag) = ("ZSTD", 8);
+    {
         let p = d.path().join(format!("{alg}.journal"));
         let entries: Vec<Entry> = (0..20u64)
             .map(|i| {

@@ -112,6 +112,6 @@ impl FileMatches {
             }
             true
         })?;
-        Ok(self.terms.iter().any(|&t| have & t == t))
+        Ok(self.terms.iter().any(|&t| t & !have == 0))
     }
 }
