@@ -116,7 +116,7 @@ pub(super) fn decode(flags: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(),
     out.clear();
     let bad = || FileError::Compressed;
     if flags & OBJ_ZSTD != 0 {
-        let z = zstd().ok_or(FileError::Compression("libzstd.so.1"))?;
+        let z = zstd().ok_or_else(|| FileError::Compression("libzstd.so.1"))?;
         // SAFETY: payload is a live slice; the size is only read.
         let n = unsafe { (z.size)(payload.as_ptr().cast(), payload.len()) };
         let n = usize::try_from(n)
@@ -139,7 +139,7 @@ pub(super) fn decode(flags: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(),
         }
         out.truncate(got);
     } else if flags & OBJ_LZ4 != 0 {
-        let f = lz4().ok_or(FileError::Compression("liblz4.so.1"))?;
+        let f = lz4().ok_or_else(|| FileError::Compression("liblz4.so.1"))?;
         let size = payload.get(..8).ok_or_else(bad)?;
         let n = u64::from_le_bytes(size.try_into().map_err(|_| bad())?);
         let n = usize::try_from(n)
@@ -156,7 +156,7 @@ pub(super) fn decode(flags: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(),
         let got = usize::try_from(got).map_err(|_| bad())?;
         out.truncate(got);
     } else if flags & OBJ_XZ != 0 {
-        let f = xz().ok_or(FileError::Compression("liblzma.so.5"))?;
+        let f = xz().ok_or_else(|| FileError::Compression("liblzma.so.5"))?;
         let mut cap = (payload.len() * 4).max(4096);
         loop {
             out.resize(cap, 0);

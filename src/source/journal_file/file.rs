@@ -124,19 +124,19 @@ pub(super) struct JournalFile {
 fn le64(b: &[u8], at: usize) -> Result<u64, FileError> {
     b.get(at..at + 8)
         .map(|s| u64::from_le_bytes(s.try_into().unwrap_or_default()))
-        .ok_or(FileError::Bounds(at as u64))
+        .ok_or_else(|| FileError::Bounds(at as u64))
 }
 
 fn le32(b: &[u8], at: usize) -> Result<u32, FileError> {
     b.get(at..at + 4)
         .map(|s| u32::from_le_bytes(s.try_into().unwrap_or_default()))
-        .ok_or(FileError::Bounds(at as u64))
+        .ok_or_else(|| FileError::Bounds(at as u64))
 }
 
 fn id128(b: &[u8], at: usize) -> Result<[u8; 16], FileError> {
     b.get(at..at + 16)
         .map(|s| s.try_into().unwrap_or_default())
-        .ok_or(FileError::Bounds(at as u64))
+        .ok_or_else(|| FileError::Bounds(at as u64))
 }
 
 impl JournalFile {
@@ -209,7 +209,7 @@ impl JournalFile {
         let at = usize::try_from(offset).map_err(|_| FileError::Bounds(offset))?;
         let head = b
             .get(at..at + OBJECT_HEADER as usize)
-            .ok_or(FileError::Bounds(offset))?;
+            .ok_or_else(|| FileError::Bounds(offset))?;
         if head[0] != kind {
             return Err(FileError::ObjectType {
                 offset,
@@ -220,9 +220,11 @@ impl JournalFile {
         if size < OBJECT_HEADER {
             return Err(FileError::Bounds(offset));
         }
-        let end = offset.checked_add(size).ok_or(FileError::Bounds(offset))?;
+        let end = offset
+            .checked_add(size)
+            .ok_or_else(|| FileError::Bounds(offset))?;
         let end = usize::try_from(end).map_err(|_| FileError::Bounds(offset))?;
-        b.get(at..end).ok_or(FileError::Bounds(offset))
+        b.get(at..end).ok_or_else(|| FileError::Bounds(offset))
     }
 
     /// The offset of the `i`-th entry (in the file's order) through the
@@ -304,7 +306,7 @@ impl JournalFile {
     pub(super) fn data(&self, offset: u64) -> Result<Data<'_>, FileError> {
         let o = self.object(offset, OBJECT_DATA)?;
         let start = if self.compact { 72 } else { 64 };
-        let payload = o.get(start..).ok_or(FileError::Bounds(offset))?;
+        let payload = o.get(start..).ok_or_else(|| FileError::Bounds(offset))?;
         Ok(Data {
             payload,
             flags: o[1],
@@ -328,7 +330,7 @@ impl JournalFile {
         };
         while at != 0 && at <= tail {
             let a = usize::try_from(at).map_err(|_| FileError::Bounds(at))?;
-            let head = b.get(a..a + 16).ok_or(FileError::Bounds(at))?;
+            let head = b.get(a..a + 16).ok_or_else(|| FileError::Bounds(at))?;
             let size = le64(head, 8)?;
             if size < OBJECT_HEADER {
                 return Err(FileError::Bounds(at));
@@ -339,7 +341,7 @@ impl JournalFile {
             }
             let next = at
                 .checked_add(size.div_ceil(8) * 8)
-                .ok_or(FileError::Bounds(at))?;
+                .ok_or_else(|| FileError::Bounds(at))?;
             if at == tail {
                 return Ok(next);
             }

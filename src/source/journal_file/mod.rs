@@ -271,7 +271,7 @@ impl NativeJournal {
 
     /// Seeks to a cursor; an error if it is not one.
     pub(crate) fn seek_cursor(&mut self, c: &str) -> Result<(), FileError> {
-        let c = Cursor::parse(c).ok_or(FileError::NoEntry)?;
+        let c = Cursor::parse(c).ok_or_else(|| FileError::NoEntry)?;
         self.seek(Seek::Cursor(c))
     }
 
@@ -332,7 +332,7 @@ impl NativeJournal {
     }
 
     fn current(&self) -> Result<(usize, Candidate), FileError> {
-        self.current.ok_or(FileError::NoEntry)
+        self.current.ok_or_else(|| FileError::NoEntry)
     }
 
     pub(crate) fn location(&self) -> Result<Location, FileError> {
@@ -344,7 +344,7 @@ impl NativeJournal {
     }
 
     pub(crate) fn test_cursor(&self, c: &str) -> Result<bool, FileError> {
-        let c = Cursor::parse(c).ok_or(FileError::NoEntry)?;
+        let c = Cursor::parse(c).ok_or_else(|| FileError::NoEntry)?;
         Ok(self.location()?.is(&c))
     }
 
