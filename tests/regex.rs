@@ -762,8 +762,8 @@ fn write_test_journal(dir: &Path) {
             "Failed password for root from 2001:db8::15 port 22 ssh2",
         ),
     ];
-    crate::source::make_journal_raw(&dir.join("a.journal"), &first);
-    crate::source::make_journal_raw(&dir.join("b.journal"), &second);
+    crate::util::make_journal_raw(&dir.join("a.journal"), &first);
+    crate::util::make_journal_raw(&dir.join("b.journal"), &second);
 }
 
 /// Issue 17: `fail3ban-regex systemd-journal[...] FILTER` as

@@ -5,7 +5,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fail3ban::source::{
@@ -13,7 +13,7 @@ use fail3ban::source::{
     JournalStart, LogPath, SourceError,
 };
 
-use crate::prereq::{Need, JOURNAL_REMOTE};
+use crate::prereq::Need;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -549,46 +549,7 @@ fn make_journal(out: &Path, entries: &[Vec<(&str, String)>]) {
                 .collect()
         })
         .collect();
-    make_journal_raw(out, &raw);
-}
-
-/// [`make_journal`] with values that may be any bytes.
-pub(crate) fn make_journal_raw(out: &Path, entries: &[Vec<(&str, Vec<u8>)>]) {
-    crate::prereq::need(&[Need::JournalRemote]);
-    let mut export = Vec::new();
-    for e in entries {
-        for (k, v) in e {
-            if v.contains(&b'\n') || std::str::from_utf8(v).is_err() {
-                // binary-safe form: name, newline, LE64 length, data
-                export.extend_from_slice(k.as_bytes());
-                export.push(b'\n');
-                export.extend_from_slice(&(v.len() as u64).to_le_bytes());
-                export.extend_from_slice(v);
-                export.push(b'\n');
-            } else {
-                export.extend_from_slice(k.as_bytes());
-                export.push(b'=');
-                export.extend_from_slice(v);
-                export.push(b'\n');
-            }
-        }
-        export.push(b'\n');
-    }
-    let mut child = Command::new(JOURNAL_REMOTE)
-        .arg(format!("--output={}", out.display()))
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run systemd-journal-remote");
-    child.stdin.take().unwrap().write_all(&export).unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "systemd-journal-remote: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    crate::util::make_journal_raw(out, &raw);
 }
 
 const BOOT: &str = "0123456789abcdef0123456789abcdef";
@@ -905,7 +866,7 @@ fn journal_format_matches_fail2ban() {
         13,
         &[("_COMM", b("caf\u{e9}")), ("MESSAGE", b("\u{fc}nicode"))],
     );
-    make_journal_raw(&j, &entries);
+    crate::util::make_journal_raw(&j, &entries);
     let script = r#"
 import json, sys
 from fail2ban.server.filtersystemd import FilterSystemd

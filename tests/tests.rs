@@ -22,6 +22,8 @@ mod jail;
 mod store;
 // File and journal sources on real files and journals.
 mod source;
+// Issue 17: the native journal-file reader against libsystemd.
+mod journal_native;
 // Every stock filter against the failJSON annotations of its sample log.
 mod samples;
 // fail3ban-regex against fail2ban-regex, and hostile logs through it.

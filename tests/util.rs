@@ -438,3 +438,55 @@ pub fn digest(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files.sort();
     files
 }
+
+// ---------------------------------------------------------------- journal
+
+/// Writes `entries` (fields, in journal export format; values may be any
+/// bytes) into `out` (a `.journal` file) with systemd-journal-remote,
+/// which a test that calls it needs (`Need::JournalRemote`).
+pub(crate) fn make_journal_raw(out: &Path, entries: &[Vec<(&str, Vec<u8>)>]) {
+    make_journal_env(out, entries, &[]);
+}
+
+/// [`make_journal_raw`] with systemd-journal-remote's environment
+/// extended by `env`, e.g. `SYSTEMD_JOURNAL_COMPACT=0` for a regular
+/// (not compact) file or `SYSTEMD_JOURNAL_COMPRESS=LZ4`.
+pub(crate) fn make_journal_env(out: &Path, entries: &[Vec<(&str, Vec<u8>)>], env: &[(&str, &str)]) {
+    use crate::prereq::{Need, JOURNAL_REMOTE};
+    crate::prereq::need(&[Need::JournalRemote]);
+    let mut export = Vec::new();
+    for e in entries {
+        for (k, v) in e {
+            if v.contains(&b'\n') || std::str::from_utf8(v).is_err() {
+                // binary-safe form: name, newline, LE64 length, data
+                export.extend_from_slice(k.as_bytes());
+                export.push(b'\n');
+                export.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                export.extend_from_slice(v);
+                export.push(b'\n');
+            } else {
+                export.extend_from_slice(k.as_bytes());
+                export.push(b'=');
+                export.extend_from_slice(v);
+                export.push(b'\n');
+            }
+        }
+        export.push(b'\n');
+    }
+    let mut child = Command::new(JOURNAL_REMOTE)
+        .arg(format!("--output={}", out.display()))
+        .arg("-")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run systemd-journal-remote");
+    child.stdin.take().unwrap().write_all(&export).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "systemd-journal-remote: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -44,6 +44,9 @@ pub enum SourceError {
         /// The errno sd-journal returned.
         source: io::Error,
     },
+    /// Reading a journal file without libsystemd failed.
+    #[error("systemd journal: {0}")]
+    JournalFile(#[from] super::JournalFileError),
     /// journalfiles was given but its patterns name no file.
     #[error("journalfiles {0:?} match no file")]
     NoJournalFiles(Vec<String>),

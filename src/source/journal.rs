@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
+use super::journal_entries::Entries;
 use super::sdjournal::{Journal, Wake};
 use super::{LogEncoding, SourceError, DEFAULT_MAX_LINE};
 
@@ -73,6 +74,10 @@ pub struct JournalOptions {
     /// Whether to wait for new entries at the end (a jail), or to stop
     /// there and close the channel (fail3ban-regex).
     pub follow: bool,
+    /// Whether journal files opened by name (journalfiles, or the current
+    /// files when rotated ones are left out) are read without libsystemd
+    /// when they can be (the default); libsystemd reads them otherwise.
+    pub native: bool,
 }
 
 impl JournalOptions {
@@ -92,6 +97,7 @@ impl JournalOptions {
             batch_lines: 1024,
             channel_batches: 8,
             follow: true,
+            native: true,
         }
     }
 }
@@ -533,6 +539,7 @@ fn format_fields<'m>(
 #[derive(Debug)]
 pub struct JournalSource {
     rx: mpsc::Receiver<JournalBatch>,
+    native: bool,
     position: Option<JournalPosition>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -553,7 +560,7 @@ impl JournalSource {
                 let _g = span.enter();
                 match Reader::open(&opts) {
                     Ok(r) => {
-                        let _ = ready_tx.send(Ok(()));
+                        let _ = ready_tx.send(Ok(r.j.is_native()));
                         r.run(&opts, tx, &stop2);
                     }
                     Err(e) => {
@@ -565,8 +572,8 @@ impl JournalSource {
                 what: "journal",
                 source,
             })?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
+        let native = match ready_rx.recv() {
+            Ok(Ok(native)) => native,
             Ok(Err(e)) => {
                 let _ = thread.join();
                 return Err(e);
@@ -576,13 +583,20 @@ impl JournalSource {
                     "journal reader thread died while opening".into(),
                 ))
             }
-        }
+        };
         Ok(JournalSource {
             rx,
+            native,
             position: None,
             stop,
             thread: Some(thread),
         })
+    }
+
+    /// Whether the journal is read without libsystemd (see
+    /// [`JournalOptions::native`]).
+    pub fn is_native(&self) -> bool {
+        self.native
     }
 
     /// The next batch; `None` once the source has stopped.
@@ -619,7 +633,7 @@ impl Drop for JournalSource {
 }
 
 struct Reader {
-    j: Journal,
+    j: Entries,
     skip_cursor: Option<String>,
     // The entry under the read position has not been handed out yet.
     current_pending: bool,
@@ -657,7 +671,10 @@ impl Reader {
         let listed = (files.is_empty() && !opts.rotated && opts.namespace.is_none())
             .then(|| listing(opts))
             .filter(|l| !l.is_empty());
+        // The files opened by name, which the native reader can read.
+        let mut named: Vec<std::path::PathBuf> = Vec::new();
         let mut j = if let Some(l) = &listed {
+            named = l.iter().map(|(p, _)| p.clone()).collect();
             let names: Vec<String> = l
                 .iter()
                 .map(|(p, _)| p.to_string_lossy().into_owned())
@@ -666,6 +683,7 @@ impl Reader {
         } else if let Some(p) = path {
             Journal::open_directory(p, flags)?
         } else if !files.is_empty() {
+            named = files.iter().map(std::path::PathBuf::from).collect();
             Journal::open_files(&files, flags)?
         } else if let Some(ns) = &opts.namespace {
             Journal::open_namespace(ns, flags)?
@@ -674,6 +692,16 @@ impl Reader {
         };
         j.set_data_threshold(opts.max_line_len)?;
         add_matches(&mut j, &opts.matches)?;
+        let j = if opts.native && !named.is_empty() {
+            let groups: Vec<Vec<String>> = opts
+                .matches
+                .iter()
+                .flat_map(|m| m.split(|w| w == "+").map(<[String]>::to_vec))
+                .collect();
+            Entries::native(j, &named, &groups, opts.max_line_len)
+        } else {
+            Entries::sd(j)
+        };
         if opts.matches.is_empty() {
             tracing::info!("Jail started without 'journalmatch' set. Jail regexs will be checked against all journal entries, which is not advised for performance reasons.");
         }
@@ -856,6 +884,9 @@ impl Reader {
                     }
                     Ok(Wake::Nop) => continue,
                     Ok(Wake::Append) => break,
+                    // The native reader maps grown files again as it
+                    // reads; files that came or went are seen above.
+                    Ok(Wake::Invalidate) if self.j.is_native() => break,
                     Ok(Wake::Invalidate) => {
                         // Files were added, rotated or vacuumed: step back and
                         // forth so the read position is valid again.

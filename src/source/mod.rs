@@ -34,6 +34,8 @@ mod error;
 mod files;
 mod hub;
 mod journal;
+mod journal_entries;
+mod journal_file;
 mod journal_files;
 mod sdjournal;
 mod tail;
@@ -46,4 +48,5 @@ pub use journal::{
     format_entry, JournalBatch, JournalEntry, JournalLine, JournalOptions, JournalPosition,
     JournalSource, JournalStart,
 };
+pub use journal_file::FileError as JournalFileError;
 pub use tail::{FilePosition, FileTail, TailLine, TailStart, DEFAULT_MAX_LINE};
