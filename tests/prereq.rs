@@ -60,12 +60,15 @@ pub enum Need {
     LlamaServer,
     /// /usr/bin/python3, which runs scripts/ai-eval.py.
     Python3,
+    /// Debian's prometheus (a real server that scrapes the metrics
+    /// endpoint) and python3-prometheus-client (its OpenMetrics parser).
+    Prometheus,
 }
 
 /// Every prerequisite, for [`every_prerequisite_is_here`]. A [`Need`]
 /// added above belongs here too, or scripts/test.sh would include tests
 /// whose prerequisite it never checked.
-pub const ALL: [Need; 17] = [
+pub const ALL: [Need; 18] = [
     Need::Root,
     Need::Reference,
     Need::Netns,
@@ -83,6 +86,7 @@ pub const ALL: [Need; 17] = [
     Need::MountNamespace,
     Need::LlamaServer,
     Need::Python3,
+    Need::Prometheus,
 ];
 
 /// The lab's programs (tests/netns.rs runs each).
@@ -273,6 +277,11 @@ impl Need {
                 .and(mount_namespace()),
             Need::LlamaServer => llama_server(),
             Need::Python3 => file("/usr/bin/python3", "python3"),
+            Need::Prometheus => programs(&["prometheus"]).and(imports(
+                Path::new("/usr/bin/python3"),
+                "prometheus_client.openmetrics.parser",
+                || "python3 cannot import prometheus_client (apt-get install python3-prometheus-client)".into(),
+            )),
         }
     }
 }

@@ -30,6 +30,8 @@ const OPTIONS: &[(&str, OptType, Option<&str>, u8)] = &[
     ),
     ("dbmaxmatches", OptType::Int, None, 51),
     ("dbpurgeage", OptType::Str, Some("1d"), 51),
+    // fail3ban's own: the metrics endpoint, off unless set.
+    ("metrics", OptType::Str, None, 15),
 ];
 
 fn specs<'a>(
@@ -88,11 +90,24 @@ pub fn read(loader: &Loader) -> Result<Vec<Command>, ConfigError> {
         }
     }
     for (opt, kind) in super::typed::check_options(&opts) {
+        // The file that set the option (fail2ban.local over .conf).
+        let at = cfg
+            .ini
+            .sections
+            .get("Definition")
+            .and_then(|s| s.get(&opt))
+            .map(|v| v.file.as_ref().clone())
+            .unwrap_or_else(|| file.clone().into());
         loader.problem(
-            ConfigError::new(&file, kind)
+            ConfigError::new(at, kind)
                 .in_section("Definition")
                 .for_option(&opt),
         );
+        // A bad address leaves the endpoint off rather than the server
+        // failing the command as if `metrics` were a jail.
+        if opt == "metrics" {
+            opts.shift_remove(&opt);
+        }
     }
     let mut ordered: Vec<(u8, Command)> = Vec::new();
     if cfg.has_section("Thread") {
