@@ -168,6 +168,11 @@ fn metrics_show_every_documented_metric_after_a_ban() {
     assert_eq!(one("fail3ban_lines_matched_total"), Some(7.0), "{text}");
     // The first line of the log matches nothing.
     assert_eq!(one("fail3ban_lines_read_total"), Some(8.0), "{text}");
+    let lag = format!(
+        "fail3ban_source_lag_bytes{{jail=\"one\",source=\"{}\"}}",
+        log.display()
+    );
+    assert_eq!(value(&text, &lag), Some(0.0), "{text}");
     // start, two bans, one unban: the recording action's commands.
     let runs = value(
         &text,
@@ -412,6 +417,11 @@ fn prometheus_reads_back_two_bans() {
     fail(&log, "203.0.113.5", 3);
     fail(&log, "2001:db8::5", 3);
     s.wait_status("web", &st(0, 6, &["203.0.113.5", "2001:db8::5"], 2));
+    // The action's histogram is in the text the parser checks.
+    s.wait("both bans ran", |s| {
+        s.tree.count("ban", "web", "203.0.113.5") == 1
+            && s.tree.count("ban", "web", "2001:db8::5") == 1
+    });
     let text = scrape(&s, addr);
     let parsed = Command::new("/usr/bin/python3")
         .args([
@@ -434,10 +444,11 @@ fn prometheus_reads_back_two_bans() {
         String::from_utf8_lossy(&parsed.stderr)
     );
     let samples = String::from_utf8_lossy(&parsed.stdout);
-    assert!(
-        samples.lines().any(|l| l == "fail3ban_bans_total web 2.0"),
-        "{samples}"
-    );
+    let parsed_bans = samples
+        .lines()
+        .find_map(|l| l.strip_prefix("fail3ban_bans_total web "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(parsed_bans, Some(2.0), "{samples}");
     let bans = "fail3ban_bans_total{jail=\"web\",job=\"fail3ban\"}";
     prom.wait("Prometheus has scraped the two bans", || {
         prom.query(bans) == Some(2.0)

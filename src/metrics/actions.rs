@@ -47,7 +47,8 @@ pub fn enable() {
     RUNS.get_or_init(Mutex::default);
 }
 
-/// Whether runs are recorded: callers time a run only then.
+/// Whether the endpoint is on: only then are action runs timed and the
+/// sources' positions kept.
 pub fn enabled() -> bool {
     RUNS.get().is_some()
 }

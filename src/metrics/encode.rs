@@ -1,5 +1,7 @@
 //! A [`Snapshot`] as OpenMetrics text, through prometheus-client.
 
+use std::borrow::Cow;
+
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -20,6 +22,26 @@ pub fn render(snapshot: Snapshot) -> String {
     // written, which text never does.
     prometheus_client::encoding::text::encode(&mut out, &registry).expect("encoding into a String");
     out
+}
+
+/// A label value as OpenMetrics writes it: prometheus-client writes values
+/// as they are, and a log file's name (a glob's match in a directory a
+/// local user may write to) could otherwise end the label and the line
+/// and add samples of its own.
+fn escaped(value: &str) -> Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// A metric of each jail.
@@ -80,7 +102,7 @@ impl Collector for Snapshot {
         for m in PER_JAIL {
             let mut family = enc.encode_descriptor(m.name, m.help, None, m.kind)?;
             for j in &self.jails {
-                let labels = [("jail", j.jail.as_str())];
+                let labels = [("jail", escaped(&j.jail))];
                 let sample = family.encode_family(&labels)?;
                 let v = (m.value)(j);
                 match m.kind {
@@ -88,6 +110,16 @@ impl Collector for Snapshot {
                     _ => ConstGauge::new(v as i64).encode(sample)?,
                 }
             }
+        }
+        let mut family = enc.encode_descriptor(
+            "fail3ban_source_lag",
+            "Bytes written to the log file that the jail has not read yet.",
+            Some(&Unit::Bytes),
+            MetricType::Gauge,
+        )?;
+        for s in &self.sources {
+            let labels = [("jail", escaped(&s.jail)), ("source", escaped(&s.source))];
+            ConstGauge::new(s.bytes as i64).encode(family.encode_family(&labels)?)?;
         }
         self.encode_actions(&mut enc)?;
         self.encode_process(&mut enc)
@@ -111,7 +143,7 @@ impl Snapshot {
         for (name, help, value) in counters {
             let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (jail, action, runs) in &self.actions {
-                let labels = [("jail", jail.as_str()), ("action", action.as_str())];
+                let labels = [("jail", escaped(jail)), ("action", escaped(action))];
                 ConstCounter::new(value(runs)).encode(family.encode_family(&labels)?)?;
             }
         }
@@ -122,7 +154,7 @@ impl Snapshot {
             MetricType::Histogram,
         )?;
         for (jail, action, runs) in &self.actions {
-            let labels = [("jail", jail.as_str()), ("action", action.as_str())];
+            let labels = [("jail", escaped(jail)), ("action", escaped(action))];
             // Per bucket: the encoder writes them cumulated, f64::MAX as +Inf.
             let buckets: Vec<(f64, u64)> = BUCKETS
                 .iter()
@@ -173,5 +205,39 @@ impl Snapshot {
             MetricType::Counter,
         )?;
         ConstCounter::new(p.cpu_seconds).encode(family)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::sample::SourceLag;
+
+    /// A file named to close the label and add a line of its own stays
+    /// one label value of one sample.
+    #[test]
+    fn hostile_source_name_stays_a_label() {
+        let name = "/var/log/x\"} 1\nfail3ban_bans_total{jail=\"sshd\\";
+        let text = render(Snapshot {
+            sources: vec![SourceLag {
+                jail: "web".into(),
+                source: name.into(),
+                bytes: 5,
+            }],
+            ..Snapshot::default()
+        });
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("x\\\"")).collect();
+        assert_eq!(
+            lines,
+            [
+                r#"fail3ban_source_lag_bytes{jail="web",source="/var/log/x\"} 1\nfail3ban_bans_total{jail=\"sshd\\"} 5"#
+            ],
+            "{text}"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with("fail3ban_bans_total")),
+            "{text}"
+        );
+        assert_eq!(escaped("plain"), "plain");
     }
 }

@@ -89,10 +89,11 @@ async fn answer<S: Sampler>(
         ));
     }
     let jails = sampler.sample_jails().await;
-    // /proc reads and the encoding (91 jails: some KiB of text) off the
+    // stat of the logs, /proc reads and the encoding (91 jails: some KiB of text) off the
     // runtime threads.
     let text = tokio::task::spawn_blocking(move || {
         super::encode::render(Snapshot {
+            sources: super::sample::source_lags(&jails),
             jails,
             actions: super::actions::snapshot(),
             process: super::process::sample(),

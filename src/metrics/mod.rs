@@ -14,6 +14,7 @@ pub mod http;
 pub mod process;
 pub mod sample;
 
+pub use actions::enabled;
 pub use address::{parse_address, AddressError};
 pub use http::{serve, Sampler};
-pub use sample::{JailSample, Snapshot};
+pub use sample::{JailSample, Snapshot, SourceLag};

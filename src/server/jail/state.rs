@@ -61,6 +61,9 @@ pub(super) struct JailState {
     /// Lines read and lines that gave failures, for the metrics.
     pub(super) lines_read: u64,
     pub(super) lines_matched: u64,
+    /// How far each file is read, kept only while the metrics endpoint is
+    /// on (its lag behind the log).
+    pub(super) read_to: Vec<(Arc<std::path::Path>, u64)>,
 }
 
 /// What a batch of lines leaves to do once the jail's lock is released.
@@ -93,6 +96,7 @@ impl JailState {
             awaiting_dns: Vec::new(),
             lines_read: 0,
             lines_matched: 0,
+            read_to: Vec::new(),
         })
     }
 
@@ -134,6 +138,14 @@ impl JailState {
     /// Counts the failures the filter found, up to the first one the
     /// ignorecommand has to judge: that one and all after it are held, in
     /// order, for [`settle`].
+    /// Notes that `path` is read up to `offset`.
+    pub(super) fn note_read_to(&mut self, path: &Arc<std::path::Path>, offset: u64) {
+        match self.read_to.iter_mut().find(|(p, _)| p == path) {
+            Some((_, o)) => *o = offset,
+            None => self.read_to.push((path.clone(), offset)),
+        }
+    }
+
     /// Counts a line the filter read, which gave `failures`.
     fn count_line(&mut self, failures: &[Failure]) {
         self.lines_read += 1;
@@ -280,6 +292,7 @@ impl JailState {
             bans_total: self.engine.ban_manager.ban_total(),
             unbans_total: self.engine.ban_manager.unban_total(),
             banned: self.engine.ban_manager.size() as u64,
+            read_to: self.read_to.clone(),
         }
     }
 
