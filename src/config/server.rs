@@ -34,6 +34,9 @@ const OPTIONS: &[(&str, OptType, Option<&str>, u8)] = &[
     ("metrics", OptType::Str, None, 15),
 ];
 
+/// The options of [`OPTIONS`] fail2ban does not have.
+const FAIL3BAN_ONLY: &[&str] = &["metrics"];
+
 fn specs<'a>(
     list: impl Iterator<Item = (&'a str, OptType, Option<&'a str>)>,
 ) -> Vec<(&'a str, OptType, Option<PyValue>)> {
@@ -118,6 +121,11 @@ pub fn read(loader: &Loader) -> Result<Vec<Command>, ConfigError> {
         }
     }
     for (name, _, _, order) in OPTIONS {
+        // fail3ban's own options appear only when set: a tree without them
+        // dumps as fail2ban dumps it.
+        if FAIL3BAN_ONLY.contains(name) && opts.get(*name).is_none_or(|v| *v == PyValue::None) {
+            continue;
+        }
         if let Some(v) = opts.get(*name) {
             ordered.push((*order, vec!["set".into(), (*name).into(), v.clone()]));
         }

@@ -44,6 +44,9 @@ fn escaped(value: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// One count of an action's runs.
+type RunCount = fn(&super::actions::ActionRuns) -> u64;
+
 /// A metric of each jail.
 struct PerJail {
     name: &'static str,
@@ -128,7 +131,7 @@ impl Collector for Snapshot {
 
 impl Snapshot {
     fn encode_actions(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let counters: [(&str, &str, fn(&super::actions::ActionRuns) -> u64); 2] = [
+        let counters: [(&str, &str, RunCount); 2] = [
             (
                 "fail3ban_action_runs",
                 "Commands the action ran (start, ban, unban, check, flush, stop...).",

@@ -4,8 +4,10 @@
 //! Off by default, and then nothing of it exists: no socket, no task, no
 //! table. When on, a scrape reads what the server already counts (each
 //! jail's totals, under its lock for one copy of a few integers) and the
-//! process' own numbers from /proc; only the action runs are timed where
-//! they happen, because nothing else keeps their durations.
+//! process' own numbers from /proc. Only the action runs are timed where
+//! they happen, because nothing else keeps their durations, and only the
+//! file sources note how far they read (their lag is the file's size
+//! beyond that, taken at scrape time).
 
 pub mod actions;
 pub mod address;
