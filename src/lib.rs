@@ -9,6 +9,7 @@ pub mod config;
 pub mod dns;
 pub mod filter;
 pub mod jail;
+pub mod metrics;
 pub mod netif;
 pub mod pickle;
 pub mod server;

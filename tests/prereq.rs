@@ -68,12 +68,15 @@ pub enum Need {
     /// firewalld on a D-Bus system bus of its own in a network namespace:
     /// root, firewalld, firewall-cmd, dbus-daemon, unshare and mount.
     Firewalld,
+    /// Debian's prometheus (a real server that scrapes the metrics
+    /// endpoint) and python3-prometheus-client (its OpenMetrics parser).
+    Prometheus,
 }
 
 /// Every prerequisite, for [`every_prerequisite_is_here`]. A [`Need`]
 /// added above belongs here too, or scripts/test.sh would include tests
 /// whose prerequisite it never checked.
-pub const ALL: [Need; 20] = [
+pub const ALL: [Need; 21] = [
     Need::Root,
     Need::Reference,
     Need::Netns,
@@ -94,6 +97,7 @@ pub const ALL: [Need; 20] = [
     Need::KernelRecent,
     Need::Ufw,
     Need::Firewalld,
+    Need::Prometheus,
 ];
 
 /// The lab's programs (tests/netns.rs runs each).
@@ -300,6 +304,11 @@ impl Need {
                 "unshare",
                 "mount",
             ])),
+            Need::Prometheus => programs(&["prometheus"]).and(imports(
+                Path::new("/usr/bin/python3"),
+                "prometheus_client.openmetrics.parser",
+                || "python3 cannot import prometheus_client (apt-get install python3-prometheus-client)".into(),
+            )),
         }
     }
 }

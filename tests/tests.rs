@@ -40,6 +40,8 @@ mod pickle;
 mod hostile;
 // A real server against a silent resolver, a FIFO for a log, a typo in a reload.
 mod resilience;
+// The metrics endpoint: every documented metric, hostile scrapers, a real Prometheus.
+mod metrics;
 // A spray of distinct failing addresses against the server's memory.
 mod failure_memory;
 // fail3ban-server/-client against fail2ban-server/-client, output for output.

@@ -442,7 +442,12 @@ impl Action {
             tracing::debug!("Nothing to do");
             return true;
         }
-        self.runner.run(cmd, self.timeout).await
+        let started = crate::metrics::actions::enabled().then(std::time::Instant::now);
+        let ok = self.runner.run(cmd, self.timeout).await;
+        if let Some(t) = started {
+            crate::metrics::actions::record(&self.jail, &self.name, t.elapsed(), ok);
+        }
+        ok
     }
 
     fn executed_elsewhere(&self, tag: &'static str, family: &str, cmd: &str) -> bool {

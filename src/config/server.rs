@@ -31,7 +31,12 @@ const OPTIONS: &[(&str, OptType, Option<&str>, u8)] = &[
     ),
     ("dbmaxmatches", OptType::Int, None, 51),
     ("dbpurgeage", OptType::Str, Some("1d"), 51),
+    // fail3ban's own: the metrics endpoint, off unless set.
+    ("metrics", OptType::Str, None, 15),
 ];
+
+/// The options of [`OPTIONS`] fail2ban does not have.
+const FAIL3BAN_ONLY: &[&str] = &["metrics"];
 
 fn specs<'a>(
     list: impl Iterator<Item = (&'a str, OptType, Option<&'a str>)>,
@@ -135,11 +140,24 @@ pub fn read(loader: &Loader) -> Result<Vec<Command>, ConfigError> {
         }
     }
     for (opt, kind) in super::typed::check_options(&opts) {
+        // The file that set the option (fail2ban.local over .conf).
+        let at = cfg
+            .ini
+            .sections
+            .get("Definition")
+            .and_then(|s| s.get(&opt))
+            .map(|v| v.file.as_ref().clone())
+            .unwrap_or_else(|| file.clone().into());
         loader.problem(
-            ConfigError::new(&file, kind)
+            ConfigError::new(at, kind)
                 .in_section("Definition")
                 .for_option(&opt),
         );
+        // A bad address leaves the endpoint off rather than the server
+        // failing the command as if `metrics` were a jail.
+        if opt == "metrics" {
+            opts.shift_remove(&opt);
+        }
     }
     let mut ordered: Vec<(u8, Command)> = Vec::new();
     if cfg.has_section("Thread") {
@@ -150,6 +168,11 @@ pub fn read(loader: &Loader) -> Result<Vec<Command>, ConfigError> {
         }
     }
     for (name, _, _, order) in OPTIONS {
+        // fail3ban's own options appear only when set: a tree without them
+        // dumps as fail2ban dumps it.
+        if FAIL3BAN_ONLY.contains(name) && opts.get(*name).is_none_or(|v| *v == PyValue::None) {
+            continue;
+        }
         if let Some(v) = opts.get(*name) {
             ordered.push((*order, vec!["set".into(), (*name).into(), v.clone()]));
         }

@@ -34,6 +34,11 @@ pub fn check_options(opts: &IndexMap<String, PyValue>) -> Vec<(String, ErrorKind
             n if TIME_OPTS.contains(&n) && str2seconds(text).is_err() => {
                 out.push(bad("a time such as 600, 10m, 1h30m or -1"));
             }
+            "metrics" if crate::metrics::parse_address(text).is_err() => {
+                out.push(bad(
+                    "an address and port such as 127.0.0.1:9191, or a port alone",
+                ));
+            }
             "ai" if super::ai::Mode::parse(text).is_none() => {
                 out.push(bad("off, observe, suggest or enforce"));
             }

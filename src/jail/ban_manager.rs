@@ -51,6 +51,7 @@ pub struct BanManager {
     deadlines: BTreeSet<(Deadline, Fid)>,
     ban_time: f64,
     ban_total: u64,
+    unban_total: u64,
 }
 
 impl Default for BanManager {
@@ -67,6 +68,7 @@ impl BanManager {
             deadlines: BTreeSet::new(),
             ban_time: 600.0,
             ban_total: 0,
+            unban_total: 0,
         }
     }
 
@@ -85,6 +87,12 @@ impl BanManager {
     /// Bans since start (`Total banned`).
     pub fn ban_total(&self) -> u64 {
         self.ban_total
+    }
+
+    /// Bans since start that ended or were lifted (not those a stop
+    /// takes out).
+    pub fn unban_total(&self) -> u64 {
+        self.unban_total
     }
 
     /// Sets the total, e.g. after a reload.
@@ -224,6 +232,7 @@ impl BanManager {
                 out.push(t);
             }
         }
+        self.unban_total += out.len() as u64;
         out
     }
 
@@ -237,6 +246,7 @@ impl BanManager {
     pub fn remove(&mut self, fid: &Fid) -> Option<Ticket> {
         let t = self.list.shift_remove(fid)?;
         self.unindex(fid, t.end_of_ban(self.ban_time));
+        self.unban_total += 1;
         Some(t)
     }
 }

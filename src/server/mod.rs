@@ -46,6 +46,8 @@ pub struct ServerSettings {
     pub dbfile: Option<String>,
     pub dbpurgeage: f64,
     pub dbmaxmatches: u32,
+    /// Where the metrics endpoint listens (`metrics`); off when `None`.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServerSettings {
@@ -58,6 +60,7 @@ impl Default for ServerSettings {
             dbfile: None,
             dbpurgeage: 86400.0,
             dbmaxmatches: 10,
+            metrics: None,
         }
     }
 }
@@ -628,6 +631,16 @@ impl Server {
             "syslogsocket" => self.settings.lock().expect("settings lock").syslogsocket = v.clone(),
             "allowipv6" => self.settings.lock().expect("settings lock").allowipv6 = v.clone(),
             "thread" => {}
+            "metrics" => {
+                let addr = crate::metrics::parse_address(&v)
+                    .map_err(|e| CommandError::new(ErrorKind::InvalidValue, e.to_string()))?;
+                // Recorded from the first action started on, the endpoint
+                // itself opened once the configuration is loaded.
+                if addr.is_some() {
+                    crate::metrics::actions::enable();
+                }
+                self.settings.lock().expect("settings lock").metrics = addr;
+            }
             "ai" => self.set_ai_settings(value),
             "dbfile" => {
                 if v.is_empty() || v.eq_ignore_ascii_case("none") {
@@ -677,6 +690,7 @@ impl Server {
                 }
             }
             "dbmaxmatches" => json!(s.dbmaxmatches),
+            "metrics" => json!(s.metrics.map(|a| a.to_string())),
             _ => return None,
         })
     }
@@ -780,6 +794,32 @@ impl Server {
     }
 }
 
+impl crate::metrics::Sampler for Server {
+    async fn sample_jails(&self) -> Vec<crate::metrics::JailSample> {
+        let jails: Vec<Arc<Jail>> = self.jails.read().await.values().cloned().collect();
+        jails.iter().map(|j| j.metrics_sample()).collect()
+    }
+}
+
+/// Opens the metrics endpoint when the configuration asks for one; a bind
+/// that fails is logged and the server goes on without it.
+async fn start_metrics(server: &Arc<Server>) -> Option<tokio::task::JoinHandle<()>> {
+    let addr = server.settings.lock().expect("settings lock").metrics?;
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            tracing::info!("Metrics endpoint listening on http://{addr}/metrics");
+            Some(tokio::spawn(crate::metrics::serve(
+                listener,
+                server.clone(),
+            )))
+        }
+        Err(e) => {
+            tracing::error!("Unable to open the metrics endpoint on {addr}: {e}");
+            None
+        }
+    }
+}
+
 /// The configuration errors of each jail of `tree`, one text per jail.
 fn jail_errors(tree: &crate::config::Tree) -> IndexMap<String, String> {
     tree.jail_errors
@@ -804,6 +844,7 @@ pub async fn run(
     if let Err(e) = server.load_config().await {
         tracing::error!("{e}");
     }
+    let metrics = start_metrics(&server).await;
     let control = tokio::spawn(control::serve(server.clone(), listener));
     let watcher = tokio::spawn(watch::watch(server.clone()));
     let purger = {
@@ -834,6 +875,9 @@ pub async fn run(
     watcher.abort();
     purger.abort();
     log_rescan.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     tracing::info!("Exiting Fail2ban");
 }
 

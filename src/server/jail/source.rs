@@ -235,6 +235,9 @@ impl Source for FileSource {
         if !st.watched.contains(&path) {
             st.watched.push(path);
         }
+        if crate::metrics::enabled() {
+            st.note_read_to(&batch.path, batch.offset);
+        }
         st.process(
             batch.lines.iter().map(|l| l.text.as_str()),
             batch.in_operation,

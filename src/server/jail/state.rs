@@ -58,6 +58,12 @@ pub(super) struct JailState {
     /// Failures whose host is a name not looked up yet: the source hands
     /// them to tasks that count them once it is (see [`await_names`]).
     pub(super) awaiting_dns: Vec<Failure>,
+    /// Lines read and lines that gave failures, for the metrics.
+    pub(super) lines_read: u64,
+    pub(super) lines_matched: u64,
+    /// How far each file is read, kept only while the metrics endpoint is
+    /// on (its lag behind the log).
+    pub(super) read_to: Vec<(Arc<std::path::Path>, u64)>,
 }
 
 /// What a batch of lines leaves to do once the jail's lock is released.
@@ -88,6 +94,9 @@ impl JailState {
             ai: None,
             ignore_timeout: crate::action::DEFAULT_TIMEOUT,
             awaiting_dns: Vec::new(),
+            lines_read: 0,
+            lines_matched: 0,
+            read_to: Vec::new(),
         })
     }
 
@@ -129,6 +138,20 @@ impl JailState {
     /// Counts the failures the filter found, up to the first one the
     /// ignorecommand has to judge: that one and all after it are held, in
     /// order, for [`settle`].
+    /// Notes that `path` is read up to `offset`.
+    pub(super) fn note_read_to(&mut self, path: &Arc<std::path::Path>, offset: u64) {
+        match self.read_to.iter_mut().find(|(p, _)| p == path) {
+            Some((_, o)) => *o = offset,
+            None => self.read_to.push((path.clone(), offset)),
+        }
+    }
+
+    /// Counts a line the filter read, which gave `failures`.
+    fn count_line(&mut self, failures: &[Failure]) {
+        self.lines_read += 1;
+        self.lines_matched += u64::from(!failures.is_empty());
+    }
+
     pub(super) fn take_failures(
         &mut self,
         failures: Vec<crate::filter::Failure>,
@@ -188,6 +211,7 @@ impl JailState {
         for line in lines {
             let Some(ai) = &ai else {
                 let failures = self.filter.process_line(line, now);
+                self.count_line(&failures);
                 self.take_failures(failures, now, &mut out);
                 continue;
             };
@@ -195,6 +219,7 @@ impl JailState {
             if !o.is_matched() && !o.is_ignored() {
                 self.offer_ai(ai, line, now);
             }
+            self.count_line(&o.failures);
             self.take_failures(o.failures, now, &mut out);
         }
         self.engine.perform_svc(now, false);
@@ -236,6 +261,7 @@ impl JailState {
                     self.offer_ai(&ai, &l.text, now);
                 }
             }
+            self.count_line(&o.failures);
             self.take_failures(o.failures, now, &mut out);
         }
         self.engine.perform_svc(now, false);
@@ -252,6 +278,22 @@ impl JailState {
         let mut jobs = Vec::new();
         self.events_to_jobs(events, &mut jobs);
         jobs
+    }
+
+    /// The jail's counts for a metrics scrape: integers only, so that the
+    /// lock is held for a copy of them.
+    pub fn metrics_sample(&self) -> crate::metrics::JailSample {
+        crate::metrics::JailSample {
+            jail: self.spec.name.clone(),
+            lines_read: self.lines_read,
+            lines_matched: self.lines_matched,
+            failures_total: self.engine.fail_manager.fail_total(),
+            failed: self.engine.fail_manager.size() as u64,
+            bans_total: self.engine.ban_manager.ban_total(),
+            unbans_total: self.engine.ban_manager.unban_total(),
+            banned: self.engine.ban_manager.size() as u64,
+            read_to: self.read_to.clone(),
+        }
     }
 
     /// The jail's counts, which every `status` flavour is made of.

@@ -37,6 +37,11 @@ impl Jail {
         self.locked().counts()
     }
 
+    /// The jail's counts for a metrics scrape.
+    pub fn metrics_sample(&self) -> crate::metrics::JailSample {
+        self.locked().metrics_sample()
+    }
+
     /// The banned addresses.
     pub fn banned(&self) -> Vec<String> {
         let st = self.locked();

@@ -1,0 +1,246 @@
+//! A [`Snapshot`] as OpenMetrics text, through prometheus-client.
+
+use std::borrow::Cow;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::actions::BUCKETS;
+use super::sample::{JailSample, Snapshot};
+
+/// The snapshot as the text a scrape answers (OpenMetrics 1.0, `# EOF`
+/// included).
+pub fn render(snapshot: Snapshot) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(snapshot));
+    let mut out = String::new();
+    // Writing into a String fails only if a label value cannot be
+    // written, which text never does.
+    prometheus_client::encoding::text::encode(&mut out, &registry).expect("encoding into a String");
+    out
+}
+
+/// A label value as OpenMetrics writes it: prometheus-client writes values
+/// as they are, and a log file's name (a glob's match in a directory a
+/// local user may write to) could otherwise end the label and the line
+/// and add samples of its own.
+fn escaped(value: &str) -> Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// One count of an action's runs.
+type RunCount = fn(&super::actions::ActionRuns) -> u64;
+
+/// A metric of each jail.
+struct PerJail {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    value: fn(&JailSample) -> u64,
+}
+
+const PER_JAIL: &[PerJail] = &[
+    PerJail {
+        name: "fail3ban_lines_read",
+        help: "Log lines and journal entries the jail's filter read.",
+        kind: MetricType::Counter,
+        value: |j| j.lines_read,
+    },
+    PerJail {
+        name: "fail3ban_lines_matched",
+        help: "Lines that gave the jail at least one failure.",
+        kind: MetricType::Counter,
+        value: |j| j.lines_matched,
+    },
+    PerJail {
+        name: "fail3ban_failures",
+        help: "Failures the jail counted (Total failed).",
+        kind: MetricType::Counter,
+        value: |j| j.failures_total,
+    },
+    PerJail {
+        name: "fail3ban_bans",
+        help: "Bans the jail made (Total banned).",
+        kind: MetricType::Counter,
+        value: |j| j.bans_total,
+    },
+    PerJail {
+        name: "fail3ban_unbans",
+        help: "Bans of the jail that ended or were lifted.",
+        kind: MetricType::Counter,
+        value: |j| j.unbans_total,
+    },
+    PerJail {
+        name: "fail3ban_banned",
+        help: "Ids banned now (Currently banned).",
+        kind: MetricType::Gauge,
+        value: |j| j.banned,
+    },
+    PerJail {
+        name: "fail3ban_failed",
+        help: "Ids with failures counted now (Currently failed).",
+        kind: MetricType::Gauge,
+        value: |j| j.failed,
+    },
+];
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for m in PER_JAIL {
+            let mut family = enc.encode_descriptor(m.name, m.help, None, m.kind)?;
+            for j in &self.jails {
+                let labels = [("jail", escaped(&j.jail))];
+                let sample = family.encode_family(&labels)?;
+                let v = (m.value)(j);
+                match m.kind {
+                    MetricType::Counter => ConstCounter::new(v).encode(sample)?,
+                    _ => ConstGauge::new(v as i64).encode(sample)?,
+                }
+            }
+        }
+        let mut family = enc.encode_descriptor(
+            "fail3ban_source_lag",
+            "Bytes written to the log file that the jail has not read yet.",
+            Some(&Unit::Bytes),
+            MetricType::Gauge,
+        )?;
+        for s in &self.sources {
+            let labels = [("jail", escaped(&s.jail)), ("source", escaped(&s.source))];
+            ConstGauge::new(s.bytes as i64).encode(family.encode_family(&labels)?)?;
+        }
+        self.encode_actions(&mut enc)?;
+        self.encode_process(&mut enc)
+    }
+}
+
+impl Snapshot {
+    fn encode_actions(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counters: [(&str, &str, RunCount); 2] = [
+            (
+                "fail3ban_action_runs",
+                "Commands the action ran (start, ban, unban, check, flush, stop...).",
+                |r| r.runs,
+            ),
+            (
+                "fail3ban_action_failures",
+                "Commands of the action that failed or timed out.",
+                |r| r.failures,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (jail, action, runs) in &self.actions {
+                let labels = [("jail", escaped(jail)), ("action", escaped(action))];
+                ConstCounter::new(value(runs)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = enc.encode_descriptor(
+            "fail3ban_action_duration",
+            "How long the action's commands ran.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for (jail, action, runs) in &self.actions {
+            let labels = [("jail", escaped(jail)), ("action", escaped(action))];
+            // Per bucket: the encoder writes them cumulated, f64::MAX as +Inf.
+            let buckets: Vec<(f64, u64)> = BUCKETS
+                .iter()
+                .copied()
+                .chain(std::iter::once(f64::MAX))
+                .zip(runs.per_bucket)
+                .collect();
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(runs.seconds, runs.runs, &buckets, None)?;
+        }
+        Ok(())
+    }
+
+    fn encode_process(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(p) = &self.process else {
+            return Ok(());
+        };
+        let gauge = |enc: &mut DescriptorEncoder, name, help, unit, v: f64| {
+            let family = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+            ConstGauge::new(v).encode(family)
+        };
+        gauge(
+            enc,
+            "process_resident_memory",
+            "Resident memory size.",
+            Some(&Unit::Bytes),
+            p.resident_memory_bytes as f64,
+        )?;
+        gauge(
+            enc,
+            "process_open_fds",
+            "Open file descriptors.",
+            None,
+            p.open_fds as f64,
+        )?;
+        gauge(
+            enc,
+            "process_start_time",
+            "Start time of the process since the epoch.",
+            Some(&Unit::Seconds),
+            p.start_time_seconds,
+        )?;
+        let family = enc.encode_descriptor(
+            "process_cpu",
+            "User and system CPU time spent.",
+            Some(&Unit::Seconds),
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(p.cpu_seconds).encode(family)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::sample::SourceLag;
+
+    /// A file named to close the label and add a line of its own stays
+    /// one label value of one sample.
+    #[test]
+    fn hostile_source_name_stays_a_label() {
+        let name = "/var/log/x\"} 1\nfail3ban_bans_total{jail=\"sshd\\";
+        let text = render(Snapshot {
+            sources: vec![SourceLag {
+                jail: "web".into(),
+                source: name.into(),
+                bytes: 5,
+            }],
+            ..Snapshot::default()
+        });
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("x\\\"")).collect();
+        assert_eq!(
+            lines,
+            [
+                r#"fail3ban_source_lag_bytes{jail="web",source="/var/log/x\"} 1\nfail3ban_bans_total{jail=\"sshd\\"} 5"#
+            ],
+            "{text}"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with("fail3ban_bans_total")),
+            "{text}"
+        );
+        assert_eq!(escaped("plain"), "plain");
+    }
+}
