@@ -592,3 +592,100 @@ async fn firewallcmd_actions_ban_in_a_netns() {
     ban_cycle_in_netns(&fw.ns, &cases).await;
     assert!(!fw.log().contains("ERROR"), "{}", fw.log());
 }
+
+// Reporting and remote-blocking actions (issue 18, rep9): rendered, and
+// run for real against stand-ins on this host (a loopback HTTP server,
+// scripts in place of apprise, nsupdate and ssh).
+
+/// What each reporting action must run, as substrings of its commands.
+const RENDERED_REPORTING: &[(&str, &[&str])] = &[
+    (
+        "abuseipdb[abuseipdb_apikey=k1, abuseipdb_category=\"18,22\"]",
+        &[
+            "comment=$(printf '%.1000s\\n...' \"${f2bV_matches}\")",
+            "curl -sSf \"https://api.abuseipdb.com/api/v2/report\" -H \"Accept: application/json\" -H \"Key: k1\"",
+            "--data-urlencode \"ip=2001:db8::7\" --data-urlencode \"categories=18,22\"",
+        ],
+    ),
+    (
+        "cloudflare[cfuser=me@example.com, cftoken=k1]",
+        &[
+            "-H \"X-Auth-Email: me@example.com\" -H \"X-Auth-Key: k1\"",
+            "{\"mode\":\"block\",\"configuration\":{\"target\":\"ip\",\"value\":\"192.0.2.7\"},\"notes\":\"Fail2Ban sshd\"}",
+            "{\"target\":\"ip6\",\"value\":\"2001:db8::7\"}",
+            "--data-urlencode \"configuration_value=192.0.2.7\" --data-urlencode \"notes=Fail2Ban sshd\"",
+            "\"https://api.cloudflare.com/client/v4/user/firewall/access_rules/rules/$id\"",
+        ],
+    ),
+    (
+        "cloudflare-token[cfzone=z1, cftoken=k1]",
+        &[
+            "-H \"Authorization: Bearer k1\"",
+            "\"https://api.cloudflare.com/client/v4/zones/z1/firewall/access_rules/rules\"",
+            "{\"mode\":\"block\",\"configuration\":{\"target\":\"ip6\",\"value\":\"2001:db8::7\"},\"notes\":\"Fail2Ban sshd\"}",
+            "--data-urlencode \"configuration.value=192.0.2.7\"",
+        ],
+    ),
+    (
+        "ipthreat[ipthreat_apikey=k1]",
+        &[
+            "-H \"X-API-KEY: k1\"",
+            "{\\\"ip\\\":\\\"192.0.2.7\\\",\\\"flags\\\":\\\"8\\\",\\\"system\\\":\\\"sshd\\\"",
+        ],
+    ),
+    (
+        "mynetwatchman[mnwlogin=me@example.com, mnwpass=pw, port=22]",
+        &[
+            "printf %s \"me@example.com\" | od -An -v -tx1",
+            "date -u -d \"@1700000000.0\" +%Y-%m-%d+%H:%M:%S",
+            "\"http://mynetwatchman.com/insertwebreport.asp?AT=2&AV=0&AgentEmail=$login&AgentPassword=$pass&AttackerIP=192.0.2.7&SrcPort=0&ProtocolID=$proto&DestPort=22&AttackCount=5&VictimIP=$(ip -4",
+            "> \"/run/fail3ban/tmp-mynetwatchman.out\"",
+        ],
+    ),
+    (
+        "netscaler[ns_host=ns.example.com, ns_auth=dTpw, ns_dataset=banned]",
+        &[
+            "curl -sSf -k -H \"Authorization: Basic dTpw\" -o /dev/null \"https://ns.example.com/nitro/v1/config\"",
+            "-X PUT -d '{\"policydataset_value_binding\":{\"name\":\"banned\",\"value\":\"2001:db8::7\"}}' \"https://ns.example.com/nitro/v1/config/\"",
+            "-X DELETE \"https://ns.example.com/nitro/v1/config/policydataset_value_binding/banned?args=value:192.0.2.7\"",
+        ],
+    ),
+    (
+        "apprise",
+        &[
+            "| apprise -c \"/etc/fail3ban/apprise.conf\" -t \"[fail3ban] sshd: started on $(uname -n)\"",
+            "printf %s \"The address 192.0.2.7 has been banned by fail3ban after 5 attempts against sshd.\" | apprise -c \"/etc/fail3ban/apprise.conf\" -n warning",
+            "stopped on $(uname -n)",
+        ],
+    ),
+    (
+        "nsupdate[domain=dnsbl.example.com, keyfile=/etc/k.key]",
+        &[
+            "\"7.2.0.192.dnsbl.example.com\" \"7.2.0.192.dnsbl.example.com\" \"60\" \"Your IP has been banned\" | /usr/bin/nsupdate -k \"/etc/k.key\"",
+            "\"7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.dnsbl.example.com\"",
+            "printf 'update delete %s\\nsend\\n' \"7.2.0.192.dnsbl.example.com\"",
+        ],
+    ),
+    (
+        "nginx-block-map",
+        &[
+            "touch '/etc/nginx//blacklisted-sessions.map'",
+            "row=$(printf '%s' \"192.0.2.7\")",
+            ">> '/etc/nginx//blacklisted-sessions.map'; if [ -f \"/run/nginx.pid\" ] && nginx -qt; then nginx -s reload",
+            "truncate -s 0 '/etc/nginx//blacklisted-sessions.map'",
+        ],
+    ),
+    (
+        "mikrotik[host=192.0.2.1, user=admin, keyfile=/root/.ssh/mt]",
+        &[
+            "ssh -o BatchMode=yes -l \"admin\" -p \"22\" -i \"/root/.ssh/mt\" \"192.0.2.1\" \"/ip firewall address-list add list=\\\"Fail2Ban\\\" address=192.0.2.7 comment=f3b-sshd-192.0.2.7\"",
+            "\"/ip firewall address-list remove [find list=\\\"Fail2Ban\\\" comment=f3b-sshd-192.0.2.7]\"",
+            "\"/ip firewall address-list remove [find list=\\\"Fail2Ban\\\" comment~\\\"f3b-sshd-*\\\"]\"",
+        ],
+    ),
+];
+
+#[tokio::test]
+async fn reporting_actions_render_with_fail2ban_parameters() {
+    check_rendered(RENDERED_REPORTING).await;
+}
