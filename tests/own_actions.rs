@@ -592,3 +592,367 @@ async fn firewallcmd_actions_ban_in_a_netns() {
     ban_cycle_in_netns(&fw.ns, &cases).await;
     assert!(!fw.log().contains("ERROR"), "{}", fw.log());
 }
+
+// Reporting and remote-blocking actions (issue 18, rep9): rendered, and
+// run for real against stand-ins on this host (a loopback HTTP server,
+// scripts in place of apprise, nsupdate and ssh).
+
+/// What each reporting action must run, as substrings of its commands.
+const RENDERED_REPORTING: &[(&str, &[&str])] = &[
+    (
+        "abuseipdb[abuseipdb_apikey=k1, abuseipdb_category=\"18,22\"]",
+        &[
+            "comment=$(printf '%.1000s\\n...' \"${f2bV_matches}\")",
+            "curl -sSf \"https://api.abuseipdb.com/api/v2/report\" -H \"Accept: application/json\" -H \"Key: k1\"",
+            "--data-urlencode \"ip=2001:db8::7\" --data-urlencode \"categories=18,22\"",
+        ],
+    ),
+    (
+        "cloudflare[cfuser=me@example.com, cftoken=k1]",
+        &[
+            "-H \"X-Auth-Email: me@example.com\" -H \"X-Auth-Key: k1\"",
+            "{\"mode\":\"block\",\"configuration\":{\"target\":\"ip\",\"value\":\"192.0.2.7\"},\"notes\":\"Fail2Ban sshd\"}",
+            "{\"target\":\"ip6\",\"value\":\"2001:db8::7\"}",
+            "--data-urlencode \"configuration_value=192.0.2.7\" --data-urlencode \"notes=Fail2Ban sshd\"",
+            "\"https://api.cloudflare.com/client/v4/user/firewall/access_rules/rules/$id\"",
+        ],
+    ),
+    (
+        "cloudflare-token[cfzone=z1, cftoken=k1]",
+        &[
+            "-H \"Authorization: Bearer k1\"",
+            "\"https://api.cloudflare.com/client/v4/zones/z1/firewall/access_rules/rules\"",
+            "{\"mode\":\"block\",\"configuration\":{\"target\":\"ip6\",\"value\":\"2001:db8::7\"},\"notes\":\"Fail2Ban sshd\"}",
+            "--data-urlencode \"configuration.value=192.0.2.7\"",
+        ],
+    ),
+    (
+        "ipthreat[ipthreat_apikey=k1]",
+        &[
+            "-H \"X-API-KEY: k1\"",
+            "{\\\"ip\\\":\\\"192.0.2.7\\\",\\\"flags\\\":\\\"8\\\",\\\"system\\\":\\\"sshd\\\"",
+        ],
+    ),
+    (
+        "mynetwatchman[mnwlogin=me@example.com, mnwpass=pw, port=22]",
+        &[
+            "printf %s \"me@example.com\" | od -An -v -tx1",
+            "date -u -d \"@1700000000.0\" +%Y-%m-%d+%H:%M:%S",
+            "\"http://mynetwatchman.com/insertwebreport.asp?AT=2&AV=0&AgentEmail=$login&AgentPassword=$pass&AttackerIP=192.0.2.7&SrcPort=0&ProtocolID=$proto&DestPort=22&AttackCount=5&VictimIP=$(ip -4",
+            "> \"/run/fail3ban/tmp-mynetwatchman.out\"",
+        ],
+    ),
+    (
+        "netscaler[ns_host=ns.example.com, ns_auth=dTpw, ns_dataset=banned]",
+        &[
+            "curl -sSf -k -H \"Authorization: Basic dTpw\" -o /dev/null \"https://ns.example.com/nitro/v1/config\"",
+            "-X PUT -d '{\"policydataset_value_binding\":{\"name\":\"banned\",\"value\":\"2001:db8::7\"}}' \"https://ns.example.com/nitro/v1/config/\"",
+            "-X DELETE \"https://ns.example.com/nitro/v1/config/policydataset_value_binding/banned?args=value:192.0.2.7\"",
+        ],
+    ),
+    (
+        "apprise",
+        &[
+            "| apprise -c \"/etc/fail3ban/apprise.conf\" -t \"[fail3ban] sshd: started on $(uname -n)\"",
+            "printf %s \"The address 192.0.2.7 has been banned by fail3ban after 5 attempts against sshd.\" | apprise -c \"/etc/fail3ban/apprise.conf\" -n warning",
+            "stopped on $(uname -n)",
+        ],
+    ),
+    (
+        "nsupdate[domain=dnsbl.example.com, keyfile=/etc/k.key]",
+        &[
+            "\"7.2.0.192.dnsbl.example.com\" \"7.2.0.192.dnsbl.example.com\" \"60\" \"Your IP has been banned\" | /usr/bin/nsupdate -k \"/etc/k.key\"",
+            "\"7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.dnsbl.example.com\"",
+            "printf 'update delete %s\\nsend\\n' \"7.2.0.192.dnsbl.example.com\"",
+        ],
+    ),
+    (
+        "nginx-block-map",
+        &[
+            "touch '/etc/nginx//blacklisted-sessions.map'",
+            "row=$(printf '%s' \"192.0.2.7\")",
+            ">> '/etc/nginx//blacklisted-sessions.map'; if [ -f \"/run/nginx.pid\" ] && nginx -qt; then nginx -s reload",
+            "truncate -s 0 '/etc/nginx//blacklisted-sessions.map'",
+        ],
+    ),
+    (
+        "mikrotik[host=192.0.2.1, user=admin, keyfile=/root/.ssh/mt]",
+        &[
+            "ssh -o BatchMode=yes -l \"admin\" -p \"22\" -i \"/root/.ssh/mt\" \"192.0.2.1\" \"/ip firewall address-list add list=\\\"Fail2Ban\\\" address=192.0.2.7 comment=f3b-sshd-192.0.2.7\"",
+            "\"/ip firewall address-list remove [find list=\\\"Fail2Ban\\\" comment=f3b-sshd-192.0.2.7]\"",
+            "\"/ip firewall address-list remove [find list=\\\"Fail2Ban\\\" comment~\\\"f3b-sshd-*\\\"]\"",
+        ],
+    ),
+];
+
+#[tokio::test]
+async fn reporting_actions_render_with_fail2ban_parameters() {
+    check_rendered(RENDERED_REPORTING).await;
+}
+
+/// A web server on 127.0.0.1 (Python's http.server, started by the test)
+/// that answers every request with `reply` and writes each down: method,
+/// path, headers and body. Ended when dropped.
+struct HttpStandIn {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+/// The stand-in server's program: its port on the first line of stdout.
+const HTTP_STAND_IN: &str = r#"
+import http.server, sys
+log, reply = sys.argv[1], sys.argv[2].encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n).decode("utf-8", "replace")
+        with open(log, "a") as f:
+            f.write(f"{self.command} {self.path}\n{self.headers}{body}\n----\n")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+    do_GET = do_POST = do_PUT = do_DELETE = answer
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+impl HttpStandIn {
+    fn start(reply: &str) -> HttpStandIn {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(HTTP_STAND_IN)
+            .arg(dir.path().join("requests"))
+            .arg(reply)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the stand-in's port");
+        HttpStandIn { child, dir, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Every request so far, as written down.
+    fn requests(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("requests")).unwrap_or_default()
+    }
+}
+
+impl Drop for HttpStandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Each HTTP action through start, two bans (IPv4, IPv6), an unban and
+/// stop, its URL option pointed at a stand-in on loopback: the requests
+/// arrive with the key, the address, and the log lines (with their
+/// `$(reboot)`) as data.
+#[tokio::test]
+async fn http_reporting_actions_reach_a_loopback_server() {
+    let mut cases: Vec<(String, HttpStandIn, Vec<String>)> = Vec::new();
+    let s = HttpStandIn::start("{}");
+    let spec = format!(
+        "abuseipdb[abuseipdb_apikey=k1, abuseipdb_category=\"18,22\", abuseipdb_url=\"{}\"]",
+        s.url("/api/v2/report")
+    );
+    let want = vec![
+        "POST /api/v2/report".into(),
+        "Key: k1".into(),
+        "comment=Failed+password+for+%24%28reboot%29+from+192.0.2.7%0A...&ip=192.0.2.7&categories=18%2C22".into(),
+        "&ip=2001%3Adb8%3A%3A7&".into(),
+    ];
+    cases.push((spec, s, want));
+    let s = HttpStandIn::start("{}");
+    let spec = format!(
+        "ipthreat[ipthreat_apikey=k1, ipthreat_url=\"{}\"]",
+        s.url("/api/report")
+    );
+    let want = vec![
+        "POST /api/report".into(),
+        "X-API-KEY: k1".into(),
+        "{\"ip\":\"2001:db8::7\",\"flags\":\"8\",\"system\":\"sshd\",\"notes\":\"fail3ban\"}"
+            .into(),
+    ];
+    cases.push((spec, s, want));
+    let rules = "{\"success\":true,\"result\":[{\"id\":\"r1\",\"mode\":\"block\"}]}";
+    let s = HttpStandIn::start(rules);
+    let spec = format!(
+        "cloudflare[cfuser=me@example.com, cftoken=k1, _cf_api_url=\"{}\"]",
+        s.url("/rules")
+    );
+    let want = vec![
+        "POST /rules\n".into(),
+        "X-Auth-Email: me@example.com".into(),
+        "X-Auth-Key: k1".into(),
+        "{\"mode\":\"block\",\"configuration\":{\"target\":\"ip6\",\"value\":\"2001:db8::7\"},\"notes\":\"Fail2Ban sshd\"}".into(),
+        "GET /rules?mode=block&configuration_target=ip&configuration_value=192.0.2.7&notes=Fail2Ban+sshd&page=1&per_page=1".into(),
+        "DELETE /rules/r1\n".into(),
+    ];
+    cases.push((spec, s, want));
+    let s = HttpStandIn::start(rules);
+    let spec = format!(
+        "cloudflare-token[cfzone=z1, cftoken=k1, _cf_api_url=\"{}\"]",
+        s.url("/zones/z1/rules")
+    );
+    let want = vec![
+        "Authorization: Bearer k1".into(),
+        "{\"mode\":\"block\",\"configuration\":{\"target\":\"ip\",\"value\":\"192.0.2.7\"},\"notes\":\"Fail2Ban sshd\"}".into(),
+        "GET /zones/z1/rules?mode=block&notes=Fail2Ban+sshd&configuration.target=ip&configuration.value=192.0.2.7".into(),
+        "DELETE /zones/z1/rules/r1\n".into(),
+        "{\"cascade\":\"none\"}".into(),
+    ];
+    cases.push((spec, s, want));
+    let s = HttpStandIn::start("{}");
+    let spec = format!(
+        "netscaler[ns_auth=dTpw, ns_dataset=banned, ns_curlopts=\"\", ns_url=\"{}\"]",
+        s.url("/nitro/v1/config")
+    );
+    let want = vec![
+        "GET /nitro/v1/config\n".into(),
+        "Authorization: Basic dTpw".into(),
+        "PUT /nitro/v1/config/\n".into(),
+        "{\"policydataset_value_binding\":{\"name\":\"banned\",\"value\":\"2001:db8::7\"}}".into(),
+        "DELETE /nitro/v1/config/policydataset_value_binding/banned?args=value:192.0.2.7\n".into(),
+    ];
+    cases.push((spec, s, want));
+    let s = HttpStandIn::start("<p>Attack Report Insert Successful</p>");
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = format!(
+        "mynetwatchman[mnwlogin=\"me@example.com\", mnwpass=\"p w\", port=22, myip=198.51.100.1, mnwurl=\"{}\", tmpfile=\"{}\"]",
+        s.url("/insertwebreport.asp"),
+        tmp.path().join("mnw").display()
+    );
+    let want = vec![
+        "GET /insertwebreport.asp?AT=2&AV=0&AgentEmail=%6d%65%40%65%78%61%6d%70%6c%65%2e%63%6f%6d&AgentPassword=%70%20%77&AttackerIP=192.0.2.7&SrcPort=0&ProtocolID=6&DestPort=22&AttackCount=5&VictimIP=198.51.100.1&AttackDateTime=2023-11-14+22:13:20".into(),
+        "User-Agent: fail3ban".into(),
+    ];
+    cases.push((spec, s, want));
+    for (spec, server, want) in &cases {
+        let rec = Recorder::here();
+        let (_tmp, mut a) = action(spec, rec.clone());
+        crate::own_tree::lifecycle(&mut a, &rec).await;
+        let got = server.requests();
+        for w in want {
+            assert!(got.contains(w.as_str()), "{spec}: {w:?} not in:\n{got}");
+        }
+    }
+    // The report was taken: nothing of it is kept.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+/// A script at `dir/name` that writes its arguments and its standard
+/// input down in `dir/name.log`, in place of a program an action runs.
+fn stand_in(dir: &std::path::Path, name: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    let log = dir.join(format!("{name}.log"));
+    let script = format!(
+        "#!/bin/sh\n{{ printf 'args:'; printf ' [%s]' \"$@\"; echo; cat; echo; }} >> '{}'\n",
+        log.display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+/// apprise, nsupdate and mikrotik run for real with stand-ins for
+/// apprise, nsupdate and ssh: what each would have received.
+#[tokio::test]
+async fn reporting_actions_run_their_programs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let cases = [
+        (
+            format!("apprise[apprise=\"{} -c /etc/a.conf\"]", stand_in(d, "apprise")),
+            "apprise",
+            vec![
+                "args: [-c] [/etc/a.conf] [-t] [[fail3ban] sshd: started on ".to_string(),
+                "] [-n] [warning] [-t] [[fail3ban] sshd: banned 2001:db8::7 on ".into(),
+                "The address 192.0.2.7 has been banned by fail3ban after 5 attempts against sshd.".into(),
+                "The jail sshd has been stopped.".into(),
+            ],
+        ),
+        (
+            format!(
+                "nsupdate[domain=dnsbl.example.com, keyfile=/etc/k.key, nsupdatecmd=\"{}\"]",
+                stand_in(d, "nsupdate")
+            ),
+            "nsupdate",
+            vec![
+                "args: [-k] [/etc/k.key]\nprereq nxrrset 7.2.0.192.dnsbl.example.com TXT\nupdate add 7.2.0.192.dnsbl.example.com 60 IN TXT \"Your IP has been banned\"\nsend\n".to_string(),
+                "update add 7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.dnsbl.example.com 60".into(),
+                "update delete 7.2.0.192.dnsbl.example.com\nsend\n".into(),
+            ],
+        ),
+        (
+            format!("mikrotik[command=\"{}\"]", stand_in(d, "ssh")),
+            "ssh",
+            vec![
+                "args: [/ip firewall address-list add list=\"Fail2Ban\" address=192.0.2.7 comment=f3b-sshd-192.0.2.7]".to_string(),
+                "args: [/ip firewall address-list remove [find list=\"Fail2Ban\" comment=f3b-sshd-192.0.2.7]]".into(),
+                "args: [/ip firewall address-list remove [find list=\"Fail2Ban\" comment~\"f3b-sshd-*\"]]".into(),
+            ],
+        ),
+    ];
+    for (spec, name, want) in &cases {
+        let rec = Recorder::here();
+        let (_tmp, mut a) = action(spec, rec.clone());
+        crate::own_tree::lifecycle(&mut a, &rec).await;
+        let got = std::fs::read_to_string(d.join(format!("{name}.log"))).unwrap_or_default();
+        for w in want {
+            assert!(got.contains(w.as_str()), "{spec}: {w:?} not in:\n{got}");
+        }
+    }
+}
+
+/// nginx-block-map on a map file of the test's: bans add `\<id> 1;`
+/// lines, an unban takes its own away (not one that only looks alike),
+/// an id that could write entries of its own into nginx's map is refused,
+/// and stop empties the file. nginx is not running (no pid file): no
+/// reload is tried.
+#[tokio::test]
+async fn nginx_block_map_writes_its_map() {
+    let tmp = tempfile::tempdir().unwrap();
+    let map = tmp.path().join("blacklisted-sessions.map");
+    let spec = format!(
+        "nginx-block-map[srv_cfg_path=\"{d}\", srv_pid=\"{d}/none.pid\"]",
+        d = tmp.path().display()
+    );
+    let rec = Recorder::here();
+    let (_tmp, mut a) = action(&spec, rec.clone());
+    let read = || std::fs::read_to_string(&map).unwrap();
+    let with_fid = |fid: &str| {
+        let mut b = ban("192.0.2.7");
+        b.fid = Some(fid.into());
+        b
+    };
+    a.start().await.unwrap();
+    assert_eq!(read(), "");
+    for fid in ["s.1", "s:1", "aB/+=9_~@-"] {
+        a.ban(&with_fid(fid)).await.unwrap();
+    }
+    assert_eq!(read(), "\\s.1 1;\n\\s:1 1;\n\\aB/+=9_~@- 1;\n");
+    for fid in ["x 0;\ndefault 1", "y;", "$(reboot)", ""] {
+        assert!(a.ban(&with_fid(fid)).await.is_err(), "{fid:?} banned");
+    }
+    a.unban(&with_fid("s.1")).await.unwrap();
+    assert_eq!(read(), "\\s:1 1;\n\\aB/+=9_~@- 1;\n");
+    a.stop().await.unwrap();
+    assert_eq!(read(), "");
+}
