@@ -349,3 +349,27 @@ fn corrupt_journal_file_is_an_error_not_a_panic() {
         );
     }
 }
+
+/// A journal file that someone other than root can write (and so shorten
+/// under the native reader's map, which would end the daemon with SIGBUS)
+/// is read through libsystemd instead, with the same lines.
+#[test]
+#[ignore = "needs systemd-journal-remote"]
+fn journal_file_others_can_write_is_read_by_libsystemd() {
+    use std::os::unix::fs::PermissionsExt;
+    crate::prereq::need(&[Need::JournalRemote]);
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("shared.journal");
+    journal(&p, 40, BOOT, T0, 1_000_000, &[]);
+    let files = p.to_str().unwrap();
+    let rt = rt();
+    let (trusted, was_native) = rt.block_on(read_all(opts(files, &[], JournalStart::Head, true)));
+    assert!(was_native, "a root-only journal file is read natively");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (shared, was_native) = rt.block_on(read_all(opts(files, &[], JournalStart::Head, true)));
+    assert!(
+        !was_native,
+        "a journal file anyone can write was mapped by the native reader"
+    );
+    assert_eq!(shared, trusted);
+}

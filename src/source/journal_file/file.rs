@@ -7,6 +7,7 @@
 //! store the offsets in entries and entry arrays as 32 bits.
 
 use std::fs::File;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -143,8 +144,21 @@ impl JournalFile {
     /// Opens and maps `path`; an error for anything this reader does not
     /// read (the caller falls back to libsystemd).
     pub(super) fn open(path: &Path) -> Result<JournalFile, FileError> {
-        let file = File::open(path).map_err(FileError::Io)?;
-        let len = file.metadata().map_err(FileError::Io)?.len();
+        // Non-blocking: a FIFO put where a journal file was must not stall
+        // the reader on open.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(FileError::Io)?;
+        let meta = file.metadata().map_err(FileError::Io)?;
+        // A mapped file that someone shortens takes the pages under the map
+        // with it (SIGBUS, which would end the daemon); libsystemd survives
+        // that, so it reads any file that someone other than root can write.
+        if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err(FileError::Untrusted);
+        }
+        let len = meta.len();
         let map = Map::new(
             &file,
             usize::try_from(len).map_err(|_| FileError::Bounds(len))?,

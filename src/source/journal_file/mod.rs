@@ -36,6 +36,10 @@ pub enum FileError {
     /// Opening, mapping or examining the file failed.
     #[error("{0}")]
     Io(std::io::Error),
+    /// Not a regular file, or one that someone other than root can write
+    /// (and so shorten under the map).
+    #[error("not a regular file that only root can write")]
+    Untrusted,
     /// The file does not start with a journal file's signature.
     #[error("not a journal file")]
     Signature,
