@@ -100,6 +100,44 @@ fn every_jail_enabled_tests_ok() {
     }
 }
 
+/// The own tree with every jail enabled starts, and `status` lists every
+/// jail (issue 18). Each jail reads an empty file and bans through the
+/// dummy action into the test's directory: nothing touches this host's
+/// firewall or journal.
+#[test]
+fn every_jail_enabled_starts_and_status_lists_every_jail() {
+    use crate::util::{Server, Tree};
+    let jails = all_jails();
+    let tree = Tree::new("");
+    std::fs::remove_dir_all(tree.conf()).unwrap();
+    std::fs::rename(own_tree(tree.dir()), tree.conf()).unwrap();
+    std::fs::write(tree.path("empty.log"), "").unwrap();
+    tree.write_conf(
+        "fail3ban.local",
+        "[Definition]\nloglevel = INFO\nlogtarget = @T@/server.log\nsocket = @T@/f3.sock\npidfile = @T@/f3.pid\ndbfile = @T@/f3.sqlite3\n",
+    );
+    let mut local = String::new();
+    for j in &jails {
+        local.push_str(&format!(
+            "[{j}]\nenabled = true\nbackend = auto\nlogpath = @T@/empty.log\naction = dummy[target=@T@/dummy]\n"
+        ));
+    }
+    tree.write_conf("jail.local", &local);
+    let mut server = Server::start(&tree);
+    let want = format!("Number of jail:\t{}", jails.len());
+    server.wait("every jail started", |s| s.ok(&["status"]).contains(&want));
+    let status = server.ok(&["status"]);
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("`- Jail list:\t"))
+        .unwrap_or_else(|| panic!("no jail list in:\n{status}"));
+    let listed: std::collections::BTreeSet<String> =
+        list.split(", ").map(str::to_string).collect();
+    assert_eq!(listed, jails, "{status}\n{}", tree.server_log());
+    println!("own tree: every jail enabled: {} jails running", listed.len());
+    server.stop();
+}
+
 /// Remembers commands; runs them after `prefix` (`ip netns exec <ns>`,
 /// or nothing: on this host) when one is given.
 pub(crate) struct Recorder {
