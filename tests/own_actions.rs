@@ -592,3 +592,102 @@ async fn firewallcmd_actions_ban_in_a_netns() {
     ban_cycle_in_netns(&fw.ns, &cases).await;
     assert!(!fw.log().contains("ERROR"), "{}", fw.log());
 }
+
+// Reporting actions: mail, mail through sendmail, abuse reports
+// (issue 18, rep9).
+
+/// What each reporting action must run, by step, as substrings of its
+/// commands.
+const RENDERED_MAIL: &[(&str, &[&str])] = &[
+    (
+        "mail[dest=admin@example.com]",
+        &[
+            "| mail -E 'set escape' -s \"[fail3ban] sshd: started on ",
+            "The address 192.0.2.7 has been banned by fail3ban after 5 attempts against sshd.",
+            "\"[fail3ban] sshd: banned 2001:db8::7 from ",
+            "\" admin@example.com",
+        ],
+    ),
+    (
+        "mail-whois",
+        &["whois 192.0.2.7 2>&1 || echo \"(whois not available)\"", "| mail -E 'set escape' -s \"[fail3ban] sshd: banned 192.0.2.7 from "],
+    ),
+    (
+        "mail-whois-lines[logpath=\"/var/log/a.log\", grepmax=7]",
+        &[
+            "whois 2001:db8::7",
+            "logpath=\"/var/log/a.log\"; grep -h -wF -e \"192.0.2.7\" -- $logpath 2>/dev/null | tail -n 7",
+        ],
+    ),
+    (
+        "mail-buffered[lines=3]",
+        &[
+            "printf '%s: %s (%s failures)\\n' \"$(date)\" \"192.0.2.7\" \"5\" >> \"/run/fail3ban/mail-buffered-sshd.txt\"",
+            "-ge 3 ]; then",
+            "cat \"/run/fail3ban/mail-buffered-sshd.txt\"",
+        ],
+    ),
+    (
+        "sendmail-buffered",
+        &[
+            ">> \"/run/fail3ban/sendmail-buffered-sshd.txt\"",
+            "| /usr/sbin/sendmail -f \"fail3ban\" \"root\" && rm -f \"/run/fail3ban/sendmail-buffered-sshd.txt\"",
+        ],
+    ),
+    (
+        "sendmail-whois-matches",
+        &["whois 192.0.2.7 2>&1", "printf '%s\\n' \"${f2bV_matches}\""],
+    ),
+    (
+        "sendmail-whois-ipmatches",
+        &["Matches with 5 failures of 2001:db8::7:", "\"${f2bV_ipmatches}\""],
+    ),
+    (
+        "sendmail-whois-ipjailmatches",
+        &["Matches in sshd with 5 failures of 192.0.2.7:", "\"${f2bV_ipjailmatches}\""],
+    ),
+    (
+        "sendmail-geoip-lines",
+        &[
+            "geoiplookup -f /usr/share/GeoIP/GeoIP.dat \"192.0.2.7\"",
+            "geoiplookup -f /usr/share/GeoIP/GeoIPASNum.dat \"2001:db8::7\"",
+            "grep -h -wF -e \"192.0.2.7\" -- $logpath",
+        ],
+    ),
+    (
+        "complain",
+        &[
+            "RESOLVER_ADDR=\"7.2.0.192.abuse-contacts.abusix.org\"",
+            "| mail -E 'set escape' -s \"Abuse from 192.0.2.7\"  -- $ADDRESSES",
+        ],
+    ),
+    (
+        "blocklist_de[email=\"admin@example.com\", apikey=\"k3y\", service=\"sshd\", agent=\"fail3ban/test\"]",
+        &[
+            "curl --silent --show-error --fail --max-time 30 --data-urlencode \"server=admin@example.com\" --data-urlencode \"apikey=k3y\" --data-urlencode \"service=sshd\" --data-urlencode \"ip=192.0.2.7\" --data-urlencode \"logs=${f2bV_matches}\n\"",
+            "\"https://www.blocklist.de/en/httpreports.html\"",
+        ],
+    ),
+    (
+        "dshield[userid=12345, port=\"%(port)s\"]",
+        &[
+            "\"12345\" \"5\" \"192.0.2.7\" \"???\" ",
+            "\"ssh,8080:8090\" \"$PROTOCOL\" \"\" >> \"/run/fail3ban/dshield-sshd.buffer\"",
+            "\"FORMAT DSHIELD USERID 12345 TZ $(date +%z",
+        ],
+    ),
+    (
+        "xarf-login-attack",
+        &[
+            "RESOLVER_ADDR=\"7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.abuse-contacts.abusix.org\"",
+            "REPORTID=1700000000.0@",
+            "printf '\\n%s\\n' \"${f2bV_ipmatches}\"",
+            "| /usr/sbin/sendmail -f fail3ban@",
+        ],
+    ),
+];
+
+#[tokio::test]
+async fn mail_actions_render_with_fail2ban_parameters() {
+    check_rendered(RENDERED_MAIL).await;
+}
