@@ -691,3 +691,178 @@ const RENDERED_MAIL: &[(&str, &[&str])] = &[
 async fn mail_actions_render_with_fail2ban_parameters() {
     check_rendered(RENDERED_MAIL).await;
 }
+
+/// A mail program of the test's: each run writes its arguments and its
+/// standard input to `sent.<n>` in the test's directory.
+struct FakeMail {
+    dir: tempfile::TempDir,
+}
+
+impl FakeMail {
+    fn new() -> FakeMail {
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("mail");
+        std::fs::write(
+            &prog,
+            format!(
+                "#!/bin/sh\nn=$(ls {d} | grep -c '^sent')\n\
+                 {{ printf 'ARGS'; printf ' [%s]' \"$@\"; printf '\\n'; cat; }} > {d}/sent.$n\n",
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FakeMail { dir }
+    }
+
+    fn prog(&self) -> String {
+        self.dir.path().join("mail").display().to_string()
+    }
+
+    /// The mails sent so far, in order.
+    fn sent(&self) -> Vec<String> {
+        (0..)
+            .map(|n| self.dir.path().join(format!("sent.{n}")))
+            .take_while(|p| p.exists())
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+}
+
+/// The mail actions for real, with a mail program of the test's: each
+/// mail goes to the right address with the right subject, and the log
+/// line (which holds `$(reboot)`) arrives in the body as it was written,
+/// never run. whois is the test's too: no traffic leaves the machine.
+#[tokio::test]
+async fn mail_actions_send_log_lines_as_data() {
+    let fake = FakeMail::new();
+    let m = fake.prog();
+    let d = fake.dir.path().display().to_string();
+    let log = fake.dir.path().join("auth.log");
+    std::fs::write(
+        &log,
+        "Failed password for $(reboot) from 192.0.2.7\nFailed password from 192.0.2.70\n",
+    )
+    .unwrap();
+    let whois = "_whois=\"echo WHOIS <ip>\"";
+    // What each must send; and what it must not (a line of another
+    // address that only begins alike).
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            format!("mail-whois-lines[mailcmd=\"{m} -s\", dest=admin@example.com, logpath=\"{}\", {whois}]", log.display()),
+            vec!["ARGS [-s] [[fail3ban] sshd: banned 192.0.2.7 from ", "] [admin@example.com]", "WHOIS 192.0.2.7", "\nFailed password for $(reboot) from 192.0.2.7\n"],
+        ),
+        (
+            format!("sendmail-whois-matches[mailcmd=\"{m} -f fail3ban admin@example.com\", {whois}]"),
+            vec!["ARGS [-f] [fail3ban] [admin@example.com]\nSubject: [fail3ban] sshd: banned 192.0.2.7 on ", "WHOIS 192.0.2.7", "Matches:\nFailed password for $(reboot) from 192.0.2.7\n"],
+        ),
+        (
+            format!("sendmail-whois-ipjailmatches[mailcmd=\"{m}\", {whois}]"),
+            vec!["Matches in sshd with 5 failures of 192.0.2.7:\nFailed password for $(reboot) from 192.0.2.7\n"],
+        ),
+        (
+            format!("mail-buffered[mailcmd=\"{m} -s\", lines=2, tmpfile=\"{d}/buffer\"]"),
+            vec!["ARGS [-s] [[fail3ban] sshd: summary from ", ": 192.0.2.7 (5 failures)\n", ": 2001:db8::7 (5 failures)\n"],
+        ),
+    ];
+    for (spec, want) in &cases {
+        let before = fake.sent().len();
+        let rec = Recorder::here();
+        let (_tmp, mut a) = action(spec, rec.clone());
+        a.start().await.unwrap();
+        a.ban(&ban("192.0.2.7")).await.unwrap();
+        a.ban(&ban("2001:db8::7")).await.unwrap();
+        a.stop().await.unwrap();
+        let sent = fake.sent()[before..].join("\n----\n");
+        for w in want {
+            assert!(sent.contains(w), "{spec}: {w:?} not in:\n{sent}");
+        }
+        assert!(!sent.contains("192.0.2.70"), "{spec}: {sent}");
+        println!("own actions: {spec}: {} mails", fake.sent().len() - before);
+    }
+    // The buffer went out in one mail and is gone.
+    assert!(!fake.dir.path().join("buffer").exists());
+}
+
+/// An HTTP server of the test's on 127.0.0.1 (Python's http.server;
+/// .ci/run installs python3 and curl):
+/// answers every POST with 200 and writes its path and body to `req`.
+/// Ended when dropped.
+struct HttpSink {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl HttpSink {
+    fn start() -> HttpSink {
+        let dir = tempfile::tempdir().unwrap();
+        let script = r#"import http.server, os, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers['Content-Length']))
+        with open(sys.argv[1] + '/req', 'wb') as f:
+            f.write(self.path.encode() + b'\n' + self.headers.get('User-Agent', '').encode() + b'\n' + body)
+        self.send_response(200)
+        self.end_headers()
+s = http.server.HTTPServer(('127.0.0.1', 0), H)
+open(sys.argv[1] + '/port.tmp', 'w').write(str(s.server_port))
+os.rename(sys.argv[1] + '/port.tmp', sys.argv[1] + '/port')
+s.serve_forever()
+"#;
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(dir.path())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let port_file = dir.path().join("port");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !port_file.exists() {
+            let gone = child.try_wait().unwrap();
+            assert!(
+                gone.is_none() && std::time::Instant::now() < deadline,
+                "http.server did not start: {gone:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let port = std::fs::read_to_string(port_file).unwrap().parse().unwrap();
+        HttpSink { child, dir, port }
+    }
+
+    fn request(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("req")).unwrap_or_default()
+    }
+}
+
+impl Drop for HttpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// blocklist_de for real against the test's HTTP server on loopback: the
+/// report carries the account, the address and the log line exactly as
+/// written ($(reboot) never run), form-encoded.
+#[tokio::test]
+async fn blocklist_de_reports_over_http() {
+    let sink = HttpSink::start();
+    let spec = format!(
+        "blocklist_de[email=\"admin@example.com\", apikey=\"k3y\", service=\"sshd\", agent=\"fail3ban/test\", url=\"http://127.0.0.1:{}/en/httpreports.html\"]",
+        sink.port
+    );
+    let rec = Recorder::here();
+    let (_tmp, mut a) = action(&spec, rec.clone());
+    a.start().await.unwrap();
+    assert!(a.ban(&ban("192.0.2.7")).await.is_ok());
+    let req = sink.request();
+    assert_eq!(
+        req,
+        "/en/httpreports.html\nfail3ban/test\n\
+         server=admin%40example.com&apikey=k3y&service=sshd&ip=192.0.2.7\
+         &logs=Failed+password+for+%24%28reboot%29+from+192.0.2.7%0A&format=text"
+    );
+    a.stop().await.unwrap();
+}
