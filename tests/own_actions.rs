@@ -765,6 +765,10 @@ async fn mail_actions_send_log_lines_as_data() {
             format!("mail-buffered[mailcmd=\"{m} -s\", lines=2, tmpfile=\"{d}/buffer\"]"),
             vec!["ARGS [-s] [[fail3ban] sshd: summary from ", ": 192.0.2.7 (5 failures)\n", ": 2001:db8::7 (5 failures)\n"],
         ),
+        (
+            format!("dshield[mailcmd=\"{m} -s\", lines=2, tmpfile=\"{d}/dshield\", port=22, myip=198.51.100.1]"),
+            vec!["ARGS [-s] [FORMAT DSHIELD USERID 0 TZ ", " fail3ban] [reports@dshield.org]\n", "\t0\t5\t192.0.2.7\t???\t198.51.100.1\t22\t6\t\n", "\t0\t5\t2001:db8::7\t???\t198.51.100.1\t22\t6\t\n"],
+        ),
     ];
     for (spec, want) in &cases {
         let before = fake.sent().len();
@@ -865,4 +869,59 @@ async fn blocklist_de_reports_over_http() {
          &logs=Failed+password+for+%24%28reboot%29+from+192.0.2.7%0A&format=text"
     );
     a.stop().await.unwrap();
+}
+
+/// complain for real, with a mail program and a dig of the test's: the
+/// abuse contacts the DNS answers get the complaint with the log line as
+/// written; what only poses as an address (an option for mail(1), a
+/// command) gets nothing.
+#[tokio::test]
+async fn complain_mails_only_what_looks_like_an_address() {
+    let fake = FakeMail::new();
+    let dig = fake.dir.path().join("dig");
+    std::fs::write(
+        &dig,
+        "#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/dig.args\"\n\
+         echo '\"abuse@example.net,-Ssendmail=/tmp/x,noc@example.org;reboot, hostmaster@example.com\"'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dig, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = fake.dir.path().join("auth.log");
+    std::fs::write(&log, "Failed password for $(reboot) from 192.0.2.7\n").unwrap();
+    let spec = format!(
+        "complain[mailcmd=\"{} -s\", dig=\"{}\", logpath=\"{}\"]",
+        fake.prog(),
+        dig.display(),
+        log.display()
+    );
+    let rec = Recorder::here();
+    let (_tmp, mut a) = action(&spec, rec.clone());
+    a.start().await.unwrap();
+    a.ban(&ban("192.0.2.7")).await.unwrap();
+    a.stop().await.unwrap();
+    let asked = std::fs::read_to_string(fake.dir.path().join("dig.args")).unwrap();
+    assert_eq!(
+        asked,
+        "+short -t txt -q 7.2.0.192.abuse-contacts.abusix.org\n"
+    );
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].starts_with(
+            "ARGS [-s] [Abuse from 192.0.2.7] [--] [abuse@example.net] [hostmaster@example.com]\n"
+        ),
+        "{}",
+        sent[0]
+    );
+    assert!(
+        sent[0].contains("from the address 192.0.2.7,"),
+        "{}",
+        sent[0]
+    );
+    assert!(
+        sent[0].contains("\nFailed password for $(reboot) from 192.0.2.7\n"),
+        "{}",
+        sent[0]
+    );
 }
