@@ -871,10 +871,10 @@ async fn blocklist_de_reports_over_http() {
     a.stop().await.unwrap();
 }
 
-/// complain for real, with a mail program and a dig of the test's: the
-/// abuse contacts the DNS answers get the complaint with the log line as
-/// written; what only poses as an address (an option for mail(1), a
-/// command) gets nothing.
+/// complain and xarf-login-attack for real, with a mail program and a dig
+/// of the test's: the abuse contacts the DNS answers get the report with
+/// the log line as written; what only poses as an address (an option for
+/// mail(1), a command) gets nothing.
 #[tokio::test]
 async fn complain_mails_only_what_looks_like_an_address() {
     let fake = FakeMail::new();
@@ -895,18 +895,26 @@ async fn complain_mails_only_what_looks_like_an_address() {
         dig.display(),
         log.display()
     );
-    let rec = Recorder::here();
-    let (_tmp, mut a) = action(&spec, rec.clone());
-    a.start().await.unwrap();
-    a.ban(&ban("192.0.2.7")).await.unwrap();
-    a.stop().await.unwrap();
+    // xarf-login-attack asks the same and mails through sendmail.
+    let xarf = format!(
+        "xarf-login-attack[mailcmd=\"{}\", dig=\"{}\", sender=fail3ban@example.com, service=ssh, port=22]",
+        fake.prog(),
+        dig.display()
+    );
+    for spec in [&spec, &xarf] {
+        let rec = Recorder::here();
+        let (_tmp, mut a) = action(spec, rec.clone());
+        a.start().await.unwrap();
+        a.ban(&ban("192.0.2.7")).await.unwrap();
+        a.stop().await.unwrap();
+    }
     let asked = std::fs::read_to_string(fake.dir.path().join("dig.args")).unwrap();
     assert_eq!(
         asked,
         "+short -t txt -q 7.2.0.192.abuse-contacts.abusix.org\n"
     );
     let sent = fake.sent();
-    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent.len(), 2, "{sent:?}");
     assert!(
         sent[0].starts_with(
             "ARGS [-s] [Abuse from 192.0.2.7] [--] [abuse@example.net] [hostmaster@example.com]\n"
@@ -924,4 +932,22 @@ async fn complain_mails_only_what_looks_like_an_address() {
         "{}",
         sent[0]
     );
+    let x = &sent[1];
+    assert!(
+        x.starts_with(
+            "ARGS [-f] [fail3ban@example.com] [--] [abuse@example.net] [hostmaster@example.com]\n\
+             Subject: abuse report about 192.0.2.7 - "
+        ),
+        "{x}"
+    );
+    for w in [
+        "\nReported-From: fail3ban@example.com\n",
+        "\nService: ssh\n",
+        "\nSource: 192.0.2.7\nPort: 22\n",
+        "\nOccurances: 5\n",
+        "\nFailed password for $(reboot) from 192.0.2.7\n",
+        "\n--Abuse1700000000.0-bfbb0f920793ac03cb8634bde14d8a1e--\n",
+    ] {
+        assert!(x.contains(w), "{w:?} not in:\n{x}");
+    }
 }
