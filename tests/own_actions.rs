@@ -956,3 +956,362 @@ async fn nginx_block_map_writes_its_map() {
     a.stop().await.unwrap();
     assert_eq!(read(), "");
 }
+
+// Reporting actions: mail, mail through sendmail, abuse reports
+// (issue 18, mail9).
+
+/// What each reporting action must run, by step, as substrings of its
+/// commands.
+const RENDERED_MAIL: &[(&str, &[&str])] = &[
+    (
+        "mail[dest=admin@example.com]",
+        &[
+            "| mail -E 'set escape' -s \"[fail3ban] sshd: started on ",
+            "The address 192.0.2.7 has been banned by fail3ban after 5 attempts against sshd.",
+            "\"[fail3ban] sshd: banned 2001:db8::7 from ",
+            "\" admin@example.com",
+        ],
+    ),
+    (
+        "mail-whois",
+        &["whois 192.0.2.7 2>&1 || echo \"(whois not available)\"", "| mail -E 'set escape' -s \"[fail3ban] sshd: banned 192.0.2.7 from "],
+    ),
+    (
+        "mail-whois-lines[logpath=\"/var/log/a.log\", grepmax=7]",
+        &[
+            "whois 2001:db8::7",
+            "logpath=\"/var/log/a.log\"; grep -h -wF -e \"192.0.2.7\" -- $logpath 2>/dev/null | tail -n 7",
+        ],
+    ),
+    (
+        "mail-buffered[lines=3]",
+        &[
+            "printf '%s: %s (%s failures)\\n' \"$(date)\" \"192.0.2.7\" \"5\" >> \"/run/fail3ban/mail-buffered-sshd.txt\"",
+            "-ge 3 ]; then",
+            "cat \"/run/fail3ban/mail-buffered-sshd.txt\"",
+        ],
+    ),
+    (
+        "sendmail-buffered",
+        &[
+            ">> \"/run/fail3ban/sendmail-buffered-sshd.txt\"",
+            "| /usr/sbin/sendmail -f \"fail3ban\" \"root\" && rm -f \"/run/fail3ban/sendmail-buffered-sshd.txt\"",
+        ],
+    ),
+    (
+        "sendmail-whois-matches",
+        &["whois 192.0.2.7 2>&1", "printf '%s\\n' \"${f2bV_matches}\""],
+    ),
+    (
+        "sendmail-whois-ipmatches",
+        &["Matches with 5 failures of 2001:db8::7:", "\"${f2bV_ipmatches}\""],
+    ),
+    (
+        "sendmail-whois-ipjailmatches",
+        &["Matches in sshd with 5 failures of 192.0.2.7:", "\"${f2bV_ipjailmatches}\""],
+    ),
+    (
+        "sendmail-geoip-lines",
+        &[
+            "geoiplookup -f /usr/share/GeoIP/GeoIP.dat \"192.0.2.7\"",
+            "geoiplookup -f /usr/share/GeoIP/GeoIPASNum.dat \"2001:db8::7\"",
+            "grep -h -wF -e \"192.0.2.7\" -- $logpath",
+        ],
+    ),
+    (
+        "complain",
+        &[
+            "RESOLVER_ADDR=\"7.2.0.192.abuse-contacts.abusix.org\"",
+            "| mail -E 'set escape' -s \"Abuse from 192.0.2.7\"  -- $ADDRESSES",
+        ],
+    ),
+    (
+        "blocklist_de[email=\"admin@example.com\", apikey=\"k3y\", service=\"sshd\", agent=\"fail3ban/test\"]",
+        &[
+            "curl --silent --show-error --fail --max-time 30 --data-urlencode \"server=admin@example.com\" --data-urlencode \"apikey=k3y\" --data-urlencode \"service=sshd\" --data-urlencode \"ip=192.0.2.7\" --data-urlencode \"logs=${f2bV_matches}\n\"",
+            "\"https://www.blocklist.de/en/httpreports.html\"",
+        ],
+    ),
+    (
+        "dshield[userid=12345, port=\"%(port)s\"]",
+        &[
+            "\"12345\" \"5\" \"192.0.2.7\" \"???\" ",
+            "\"ssh,8080:8090\" \"$PROTOCOL\" \"\" >> \"/run/fail3ban/dshield-sshd.buffer\"",
+            "\"FORMAT DSHIELD USERID 12345 TZ $(date +%z",
+        ],
+    ),
+    (
+        "xarf-login-attack",
+        &[
+            "RESOLVER_ADDR=\"7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.abuse-contacts.abusix.org\"",
+            "REPORTID=1700000000.0@",
+            "printf '\\n%s\\n' \"${f2bV_ipmatches}\"",
+            "| /usr/sbin/sendmail -f fail3ban@",
+        ],
+    ),
+];
+
+#[tokio::test]
+async fn mail_actions_render_with_fail2ban_parameters() {
+    check_rendered(RENDERED_MAIL).await;
+}
+
+/// A mail program of the test's: each run writes its arguments and its
+/// standard input to `sent.<n>` in the test's directory.
+struct FakeMail {
+    dir: tempfile::TempDir,
+}
+
+impl FakeMail {
+    fn new() -> FakeMail {
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("mail");
+        std::fs::write(
+            &prog,
+            format!(
+                "#!/bin/sh\nn=$(ls {d} | grep -c '^sent')\n\
+                 {{ printf 'ARGS'; printf ' [%s]' \"$@\"; printf '\\n'; cat; }} > {d}/sent.$n\n",
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FakeMail { dir }
+    }
+
+    fn prog(&self) -> String {
+        self.dir.path().join("mail").display().to_string()
+    }
+
+    /// The mails sent so far, in order.
+    fn sent(&self) -> Vec<String> {
+        (0..)
+            .map(|n| self.dir.path().join(format!("sent.{n}")))
+            .take_while(|p| p.exists())
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+}
+
+/// The mail actions for real, with a mail program of the test's: each
+/// mail goes to the right address with the right subject, and the log
+/// line (which holds `$(reboot)`) arrives in the body as it was written,
+/// never run. whois is the test's too: no traffic leaves the machine.
+#[tokio::test]
+async fn mail_actions_send_log_lines_as_data() {
+    let fake = FakeMail::new();
+    let m = fake.prog();
+    let d = fake.dir.path().display().to_string();
+    let log = fake.dir.path().join("auth.log");
+    std::fs::write(
+        &log,
+        "Failed password for $(reboot) from 192.0.2.7\nFailed password from 192.0.2.70\n",
+    )
+    .unwrap();
+    let whois = "_whois=\"echo WHOIS <ip>\"";
+    // What each must send; and what it must not (a line of another
+    // address that only begins alike).
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            format!("mail-whois-lines[mailcmd=\"{m} -s\", dest=admin@example.com, logpath=\"{}\", {whois}]", log.display()),
+            vec!["ARGS [-s] [[fail3ban] sshd: banned 192.0.2.7 from ", "] [admin@example.com]", "WHOIS 192.0.2.7", "\nFailed password for $(reboot) from 192.0.2.7\n"],
+        ),
+        (
+            format!("sendmail-whois-matches[mailcmd=\"{m} -f fail3ban admin@example.com\", {whois}]"),
+            vec!["ARGS [-f] [fail3ban] [admin@example.com]\nSubject: [fail3ban] sshd: banned 192.0.2.7 on ", "WHOIS 192.0.2.7", "Matches:\nFailed password for $(reboot) from 192.0.2.7\n"],
+        ),
+        (
+            format!("sendmail-whois-ipjailmatches[mailcmd=\"{m}\", {whois}]"),
+            vec!["Matches in sshd with 5 failures of 192.0.2.7:\nFailed password for $(reboot) from 192.0.2.7\n"],
+        ),
+        (
+            format!("mail-buffered[mailcmd=\"{m} -s\", lines=2, tmpfile=\"{d}/buffer\"]"),
+            vec!["ARGS [-s] [[fail3ban] sshd: summary from ", ": 192.0.2.7 (5 failures)\n", ": 2001:db8::7 (5 failures)\n"],
+        ),
+        (
+            format!("dshield[mailcmd=\"{m} -s\", lines=2, tmpfile=\"{d}/dshield\", port=22, myip=198.51.100.1]"),
+            vec!["ARGS [-s] [FORMAT DSHIELD USERID 0 TZ ", " fail3ban] [reports@dshield.org]\n", "\t0\t5\t192.0.2.7\t???\t198.51.100.1\t22\t6\t\n", "\t0\t5\t2001:db8::7\t???\t198.51.100.1\t22\t6\t\n"],
+        ),
+    ];
+    for (spec, want) in &cases {
+        let before = fake.sent().len();
+        let rec = Recorder::here();
+        let (_tmp, mut a) = action(spec, rec.clone());
+        a.start().await.unwrap();
+        a.ban(&ban("192.0.2.7")).await.unwrap();
+        a.ban(&ban("2001:db8::7")).await.unwrap();
+        a.stop().await.unwrap();
+        let sent = fake.sent()[before..].join("\n----\n");
+        for w in want {
+            assert!(sent.contains(w), "{spec}: {w:?} not in:\n{sent}");
+        }
+        assert!(!sent.contains("192.0.2.70"), "{spec}: {sent}");
+        println!("own actions: {spec}: {} mails", fake.sent().len() - before);
+    }
+    // The buffer went out in one mail and is gone.
+    assert!(!fake.dir.path().join("buffer").exists());
+}
+
+/// An HTTP server of the test's on 127.0.0.1 (Python's http.server;
+/// .ci/run installs python3 and curl):
+/// answers every POST with 200 and writes its path and body to `req`.
+/// Ended when dropped.
+struct HttpSink {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl HttpSink {
+    fn start() -> HttpSink {
+        let dir = tempfile::tempdir().unwrap();
+        let script = r#"import http.server, os, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers['Content-Length']))
+        with open(sys.argv[1] + '/req', 'wb') as f:
+            f.write(self.path.encode() + b'\n' + self.headers.get('User-Agent', '').encode() + b'\n' + body)
+        self.send_response(200)
+        self.end_headers()
+s = http.server.HTTPServer(('127.0.0.1', 0), H)
+open(sys.argv[1] + '/port.tmp', 'w').write(str(s.server_port))
+os.rename(sys.argv[1] + '/port.tmp', sys.argv[1] + '/port')
+s.serve_forever()
+"#;
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(dir.path())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let port_file = dir.path().join("port");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !port_file.exists() {
+            let gone = child.try_wait().unwrap();
+            assert!(
+                gone.is_none() && std::time::Instant::now() < deadline,
+                "http.server did not start: {gone:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let port = std::fs::read_to_string(port_file).unwrap().parse().unwrap();
+        HttpSink { child, dir, port }
+    }
+
+    fn request(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("req")).unwrap_or_default()
+    }
+}
+
+impl Drop for HttpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// blocklist_de for real against the test's HTTP server on loopback: the
+/// report carries the account, the address and the log line exactly as
+/// written ($(reboot) never run), form-encoded.
+#[tokio::test]
+async fn blocklist_de_reports_over_http() {
+    let sink = HttpSink::start();
+    let spec = format!(
+        "blocklist_de[email=\"admin@example.com\", apikey=\"k3y\", service=\"sshd\", agent=\"fail3ban/test\", url=\"http://127.0.0.1:{}/en/httpreports.html\"]",
+        sink.port
+    );
+    let rec = Recorder::here();
+    let (_tmp, mut a) = action(&spec, rec.clone());
+    a.start().await.unwrap();
+    assert!(a.ban(&ban("192.0.2.7")).await.is_ok());
+    let req = sink.request();
+    assert_eq!(
+        req,
+        "/en/httpreports.html\nfail3ban/test\n\
+         server=admin%40example.com&apikey=k3y&service=sshd&ip=192.0.2.7\
+         &logs=Failed+password+for+%24%28reboot%29+from+192.0.2.7%0A&format=text"
+    );
+    a.stop().await.unwrap();
+}
+
+/// complain and xarf-login-attack for real, with a mail program and a dig
+/// of the test's: the abuse contacts the DNS answers get the report with
+/// the log line as written; what only poses as an address (an option for
+/// mail(1), a command) gets nothing.
+#[tokio::test]
+async fn complain_mails_only_what_looks_like_an_address() {
+    let fake = FakeMail::new();
+    let dig = fake.dir.path().join("dig");
+    std::fs::write(
+        &dig,
+        "#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/dig.args\"\n\
+         echo '\"abuse@example.net,-Ssendmail=/tmp/x,noc@example.org;reboot, hostmaster@example.com\"'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dig, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = fake.dir.path().join("auth.log");
+    std::fs::write(&log, "Failed password for $(reboot) from 192.0.2.7\n").unwrap();
+    let spec = format!(
+        "complain[mailcmd=\"{} -s\", dig=\"{}\", logpath=\"{}\"]",
+        fake.prog(),
+        dig.display(),
+        log.display()
+    );
+    // xarf-login-attack asks the same and mails through sendmail.
+    let xarf = format!(
+        "xarf-login-attack[mailcmd=\"{}\", dig=\"{}\", sender=fail3ban@example.com, service=ssh, port=22]",
+        fake.prog(),
+        dig.display()
+    );
+    for spec in [&spec, &xarf] {
+        let rec = Recorder::here();
+        let (_tmp, mut a) = action(spec, rec.clone());
+        a.start().await.unwrap();
+        a.ban(&ban("192.0.2.7")).await.unwrap();
+        a.stop().await.unwrap();
+    }
+    let asked = std::fs::read_to_string(fake.dir.path().join("dig.args")).unwrap();
+    assert_eq!(
+        asked,
+        "+short -t txt -q 7.2.0.192.abuse-contacts.abusix.org\n"
+    );
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent[0].starts_with(
+            "ARGS [-s] [Abuse from 192.0.2.7] [--] [abuse@example.net] [hostmaster@example.com]\n"
+        ),
+        "{}",
+        sent[0]
+    );
+    assert!(
+        sent[0].contains("from the address 192.0.2.7,"),
+        "{}",
+        sent[0]
+    );
+    assert!(
+        sent[0].contains("\nFailed password for $(reboot) from 192.0.2.7\n"),
+        "{}",
+        sent[0]
+    );
+    let x = &sent[1];
+    assert!(
+        x.starts_with(
+            "ARGS [-f] [fail3ban@example.com] [--] [abuse@example.net] [hostmaster@example.com]\n\
+             Subject: abuse report about 192.0.2.7 - "
+        ),
+        "{x}"
+    );
+    for w in [
+        "\nReported-From: fail3ban@example.com\n",
+        "\nService: ssh\n",
+        "\nSource: 192.0.2.7\nPort: 22\n",
+        "\nOccurances: 5\n",
+        "\nFailed password for $(reboot) from 192.0.2.7\n",
+        "\n--Abuse1700000000.0-bfbb0f920793ac03cb8634bde14d8a1e--\n",
+    ] {
+        assert!(x.contains(w), "{w:?} not in:\n{x}");
+    }
+}
