@@ -131,10 +131,12 @@ fn every_jail_enabled_starts_and_status_lists_every_jail() {
         .lines()
         .find_map(|l| l.strip_prefix("`- Jail list:\t"))
         .unwrap_or_else(|| panic!("no jail list in:\n{status}"));
-    let listed: std::collections::BTreeSet<String> =
-        list.split(", ").map(str::to_string).collect();
+    let listed: std::collections::BTreeSet<String> = list.split(", ").map(str::to_string).collect();
     assert_eq!(listed, jails, "{status}\n{}", tree.server_log());
-    println!("own tree: every jail enabled: {} jails running", listed.len());
+    println!(
+        "own tree: every jail enabled: {} jails running",
+        listed.len()
+    );
     server.stop();
 }
 
