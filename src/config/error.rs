@@ -155,7 +155,7 @@ impl std::error::Error for ConfigError {}
 /// Python file's name.
 const PYTHON_ACTION_INSTEAD: &[(&str, &str)] = &[(
     "smtp.py",
-    "sendmail, sendmail-whois or sendmail-whois-lines (mail through the local sendmail)",
+    "smtp (the same options, mail through curl; matches is matchtype there)",
 )];
 
 fn python_action_text(file: &Path) -> String {
