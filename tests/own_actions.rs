@@ -331,7 +331,7 @@ action = smtp
         assert!(line.contains("jail.conf"), "{jail}: {line}");
         assert!(line.contains("action.d/smtp.py"), "{jail}: {line}");
         assert!(line.contains("Python"), "{jail}: {line}");
-        assert!(line.contains("sendmail"), "{jail}: {line}");
+        assert!(line.contains("use the action smtp "), "{jail}: {line}");
     }
     let mut s = Server::start(&tree);
     let status = s.ok(&["status"]);
@@ -1314,4 +1314,199 @@ async fn complain_mails_only_what_looks_like_an_address() {
     ] {
         assert!(x.contains(w), "{w:?} not in:\n{x}");
     }
+}
+
+// smtp: the native action for fail2ban's smtp.py (issue 18, smtp9).
+
+/// The password the tests give smtp; it must reach the server's AUTH and
+/// never curl's command line.
+const SMTP_PASSWORD: &str = "pw-s3cret-7";
+
+/// What smtp must run: curl's SMTP with one --mail-rcpt per recipient,
+/// the login only in the config on curl's stdin, STARTTLS required for
+/// ssl.
+const RENDERED_SMTP: &[(&str, &[&str])] = &[
+    (
+        "smtp[host=\"mail.example.com:587\", ssl=true, user=\"f3b\", password=\"pw-s3cret-7\", dest=\"a@example.com, b@example.com\", sender=\"f3b@example.com\", matchtype=ipjailmatches]",
+        &[
+            "subject=\"started on ",
+            "subject=\"banned 192.0.2.7 from ",
+            "\"The IP 192.0.2.7 has just been banned for 600 seconds\" \"by Fail3Ban after 5 attempts against sshd.\"",
+            "\"${f2bV_ipjailmatches}\"",
+            "printf 'user = \"%s:%s\"\\n' \"f3b\" \"pw-s3cret-7\"; fi | curl ",
+            "[Tt]rue|1|[Yy]es|on) echo --ssl-reqd",
+            "--url \"smtp://mail.example.com:587\" --mail-from \"f3b@example.com\" \"$@\" --upload-file /dev/fd/3 -K -",
+            "printf '%s' \"a@example.com, b@example.com\" | tr ',' ' '",
+        ],
+    ),
+    ("smtp", &["--url \"smtp://localhost:25\" --mail-from \"fail3ban\"", "if [ -n \"\" ]"]),
+];
+
+#[tokio::test]
+async fn smtp_renders_with_smtp_py_options() {
+    check_rendered(RENDERED_SMTP).await;
+    // The password is only an argument of the shell's builtin printf,
+    // never of curl (the one program the command runs that gets it).
+    let rec = Recorder::recording();
+    let (_tmp, mut a) = action(RENDERED_SMTP[0].0, rec.clone());
+    for step in crate::own_tree::lifecycle(&mut a, &rec).await.concat() {
+        for part in step.split('|').filter(|p| p.contains("curl ")) {
+            assert!(!part.contains(SMTP_PASSWORD), "{part}");
+        }
+    }
+}
+
+/// An SMTP server of the test's on 127.0.0.1 (python3), enough of one
+/// for curl: EHLO, AUTH PLAIN/LOGIN, MAIL, RCPT, DATA, QUIT. Each
+/// session goes to `session.<n>`: what the client said, the message as
+/// sent and the AUTH credentials decoded. Ended when dropped.
+struct SmtpSink {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+const SMTP_SINK: &str = r#"
+import base64, socket, sys
+out = sys.argv[1]
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(5)
+print(srv.getsockname()[1], flush=True)
+n = 0
+while True:
+    c, _ = srv.accept()
+    f = c.makefile("rb")
+    def say(s):
+        c.sendall(s.encode() + b"\r\n")
+    def line():
+        return f.readline().decode("utf-8", "replace").rstrip("\r\n")
+    log = []
+    say("220 sink ESMTP")
+    while True:
+        l = line()
+        log.append("C: " + l)
+        u = l.upper()
+        if u.startswith("EHLO"):
+            c.sendall(b"250-sink\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n")
+        elif u.startswith("AUTH PLAIN"):
+            arg = l[10:].strip()
+            if not arg:
+                say("334 ")
+                arg = line()
+            log.append("AUTH " + base64.b64decode(arg).decode().replace("\0", "|"))
+            say("235 ok")
+        elif u.startswith("AUTH LOGIN"):
+            say("334 VXNlcm5hbWU6")
+            user = base64.b64decode(line()).decode()
+            say("334 UGFzc3dvcmQ6")
+            pw = base64.b64decode(line()).decode()
+            log.append("AUTH |" + user + "|" + pw)
+            say("235 ok")
+        elif u.startswith("DATA"):
+            say("354 go")
+            data = []
+            while True:
+                d = line()
+                if d == ".":
+                    break
+                data.append(d[1:] if d.startswith(".") else d)
+            log.append("DATA\n" + "\n".join(data) + "\n.")
+            say("250 queued")
+        elif u.startswith("QUIT") or not l:
+            say("221 bye")
+            break
+        else:
+            say("250 ok")
+    c.close()
+    with open(f"{out}/session.{n}.tmp", "w") as o:
+        o.write("\n".join(log) + "\n")
+    import os
+    os.rename(f"{out}/session.{n}.tmp", f"{out}/session.{n}")
+    n += 1
+"#;
+
+impl SmtpSink {
+    fn start() -> SmtpSink {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(SMTP_SINK)
+            .arg(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the sink's port");
+        SmtpSink { child, dir, port }
+    }
+
+    /// The sessions so far, in order.
+    fn sessions(&self) -> Vec<String> {
+        (0..)
+            .map(|n| self.dir.path().join(format!("session.{n}")))
+            .take_while(|p| p.exists())
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// smtp for real against the test's SMTP server on loopback: start, a
+/// ban and stop each send one mail from the sender to every recipient,
+/// after AUTH with the password; the ban mail has the subject and the
+/// hostile log line as text (`$(reboot)` never run, a lone "." line
+/// not ending the message).
+#[tokio::test]
+async fn smtp_mails_through_a_loopback_server() {
+    let sink = SmtpSink::start();
+    let spec = format!(
+        "smtp[host=\"127.0.0.1:{}\", user=\"f3b\", password=\"{SMTP_PASSWORD}\", sender=\"f3b@example.com\", sendername=\"Fail Three\", dest=\"a@example.com, b@example.com\", matchtype=matches]",
+        sink.port
+    );
+    let rec = Recorder::here();
+    let (_tmp, mut a) = action(&spec, rec.clone());
+    let mut b = ban("192.0.2.7");
+    b.matches.push(".".into());
+    b.matches
+        .push("Failed password for `id` from 192.0.2.7".into());
+    a.start().await.unwrap();
+    a.ban(&b).await.unwrap();
+    a.stop().await.unwrap();
+    let s = sink.sessions();
+    assert_eq!(s.len(), 3, "{s:#?}");
+    for (session, subject) in s
+        .iter()
+        .zip(["started on ", "banned 192.0.2.7 from ", "stopped on "])
+    {
+        for w in [
+            &format!("AUTH |f3b|{SMTP_PASSWORD}\n") as &str,
+            "C: MAIL FROM:<f3b@example.com>",
+            "C: RCPT TO:<a@example.com>\nC: RCPT TO:<b@example.com>\n",
+            &format!("\nSubject: [Fail3Ban] sshd: {subject}"),
+            "\nFrom: Fail Three <f3b@example.com>\nTo: a@example.com, b@example.com\n",
+        ] {
+            assert!(session.contains(w), "{w:?} not in:\n{session}");
+        }
+    }
+    assert!(
+        s[1].contains(
+            "The IP 192.0.2.7 has just been banned for 600 seconds\nby Fail3Ban after 5 attempts against sshd.\n\n\
+             Matches for this ban:\nFailed password for $(reboot) from 192.0.2.7\n.\n\
+             Failed password for `id` from 192.0.2.7\n\nRegards,\nFail3Ban\n."
+        ),
+        "{}",
+        s[1]
+    );
 }
