@@ -1333,7 +1333,7 @@ const RENDERED_SMTP: &[(&str, &[&str])] = &[
             "subject=\"banned 192.0.2.7 from ",
             "\"The IP 192.0.2.7 has just been banned for 600 seconds\" \"by Fail3Ban after 5 attempts against sshd.\"",
             "\"${f2bV_ipjailmatches}\"",
-            "printf 'user = \"%s:%s\"\\n' \"f3b\" \"pw-s3cret-7\"; fi | curl ",
+            "pw=\"pw-s3cret-7\"; [ -z \"\" ] || IFS= read -r pw < \"\"; printf 'user = \"%s:%s\"\\n' \"f3b\" \"$pw\"; fi | curl ",
             "[Tt]rue|1|[Yy]es|on) echo --ssl-reqd",
             "--url \"smtp://mail.example.com:587\" --mail-from \"f3b@example.com\" \"$@\" --upload-file /dev/fd/3 -K -",
             "printf '%s' \"a@example.com, b@example.com\" | tr ',' ' '",
@@ -1477,6 +1477,30 @@ async fn smtp_mails_through_a_loopback_server() {
     );
     let rec = Recorder::here();
     let (_tmp, mut a) = action(&spec, rec.clone());
+    let s = smtp_cycle(&mut a, &sink).await;
+    assert_eq!(s.len(), 3, "{s:#?}");
+    // With passwordfile the password is in no script (no command line) at
+    // all, and still reaches AUTH.
+    let pwfile = sink.dir.path().join("pw");
+    std::fs::write(&pwfile, format!("{SMTP_PASSWORD}\n")).unwrap();
+    let spec = spec.replace(
+        &format!("password=\"{SMTP_PASSWORD}\""),
+        &format!("passwordfile=\"{}\"", pwfile.display()),
+    );
+    let rec = Recorder::here();
+    let (_tmp, mut a) = action(&spec, rec.clone());
+    let s = smtp_cycle(&mut a, &sink).await;
+    assert_eq!(s.len(), 3, "{s:#?}");
+    for c in rec.cmds.lock().unwrap().iter() {
+        assert!(!c.script.contains(SMTP_PASSWORD), "{}", c.script);
+        assert!(!c.args.iter().any(|a| a.contains(SMTP_PASSWORD)));
+    }
+}
+
+/// start, a ban with hostile log lines and stop of smtp `a`: checks the
+/// three mails `sink` gets and returns them.
+async fn smtp_cycle(a: &mut fail3ban::action::Action, sink: &SmtpSink) -> Vec<String> {
+    let before = sink.sessions().len();
     let mut b = ban("192.0.2.7");
     b.matches.push(".".into());
     b.matches
@@ -1484,7 +1508,7 @@ async fn smtp_mails_through_a_loopback_server() {
     a.start().await.unwrap();
     a.ban(&b).await.unwrap();
     a.stop().await.unwrap();
-    let s = sink.sessions();
+    let s = sink.sessions()[before..].to_vec();
     assert_eq!(s.len(), 3, "{s:#?}");
     for (session, subject) in s
         .iter()
@@ -1509,4 +1533,5 @@ async fn smtp_mails_through_a_loopback_server() {
         "{}",
         s[1]
     );
+    s
 }

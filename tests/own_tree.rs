@@ -143,7 +143,7 @@ fn every_jail_enabled_starts_and_status_lists_every_jail() {
 /// Remembers commands; runs them after `prefix` (`ip netns exec <ns>`,
 /// or nothing: on this host) when one is given.
 pub(crate) struct Recorder {
-    cmds: Mutex<Vec<ShellCommand>>,
+    pub(crate) cmds: Mutex<Vec<ShellCommand>>,
     prefix: Option<Vec<String>>,
 }
 
