@@ -9,9 +9,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::ai::access;
 use crate::prereq::Need;
 use crate::server::{fail, jail, st};
-use crate::util::{new_log, Server, Tree, WAIT};
+use crate::util::{append, new_log, Server, Tree, WAIT};
 
 /// A port free on loopback now (the OS picks it; it is released at once).
 fn free_port() -> u16 {
@@ -112,6 +113,34 @@ fn family_of(name: &str, kind: &str) -> String {
     }
 }
 
+/// Every metric of the README's table that `wanted` picks is in `text`,
+/// with its type and labels.
+fn assert_documented(text: &str, wanted: impl Fn(&str) -> bool) {
+    let rows = documented();
+    for (name, kind, labels) in rows.iter().filter(|r| wanted(&r.0)) {
+        let family = family_of(name, kind);
+        assert!(
+            text.contains(&format!("# TYPE {family} {kind}\n")),
+            "no `# TYPE {family} {kind}` for {name}:\n{text}"
+        );
+        let sample = if kind == "histogram" {
+            format!("{name}_count")
+        } else {
+            name.clone()
+        };
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{sample} ")) || l.starts_with(&format!("{sample}{{")))
+            .unwrap_or_else(|| panic!("no sample of {name}:\n{text}"));
+        for label in labels {
+            assert!(
+                line.contains(&format!("{label}=\"")),
+                "{name} lacks label {label}: {line}"
+            );
+        }
+    }
+}
+
 // ------------------------------------------------------------------ tests
 
 /// After real bans (and an unban), the endpoint has every metric the
@@ -137,28 +166,9 @@ fn metrics_show_every_documented_metric_after_a_ban() {
     });
     let text = scrape(&s, addr);
     assert!(text.ends_with("# EOF\n"), "{text}");
-    for (name, kind, labels) in documented() {
-        let family = family_of(&name, &kind);
-        assert!(
-            text.contains(&format!("# TYPE {family} {kind}\n")),
-            "no `# TYPE {family} {kind}` for {name}:\n{text}"
-        );
-        let sample = if kind == "histogram" {
-            format!("{name}_count")
-        } else {
-            name.clone()
-        };
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&format!("{sample} ")) || l.starts_with(&format!("{sample}{{")))
-            .unwrap_or_else(|| panic!("no sample of {name}:\n{text}"));
-        for label in &labels {
-            assert!(
-                line.contains(&format!("{label}=\"")),
-                "{name} lacks label {label}: {line}"
-            );
-        }
-    }
+    // The AI's metrics are shown (and checked) only while it runs.
+    assert!(!text.contains("fail3ban_ai_"), "{text}");
+    assert_documented(&text, |name| !name.starts_with("fail3ban_ai_"));
     let one = |name: &str| value(&text, &format!("{name}{{jail=\"one\"}}"));
     assert_eq!(one("fail3ban_bans_total"), Some(2.0), "{text}");
     assert_eq!(one("fail3ban_unbans_total"), Some(1.0), "{text}");
@@ -460,5 +470,65 @@ fn prometheus_reads_back_two_bans() {
         "{}",
         prom.log()
     );
+    s.stop();
+}
+
+/// Issue 19: with the AI on, the endpoint counts its requests and tokens
+/// as the model server sent and reported them, its verdicts by kind, its
+/// rules by status and its queue, every `fail3ban_ai_` row of the README
+/// included.
+#[test]
+fn metrics_count_the_ai_requests_tokens_verdicts_and_rules() {
+    let llm = crate::ai::xmlrpc_model();
+    let t = crate::ai::tree(&llm, "", "");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let local = t.conf().join("fail2ban.local");
+    let conf = std::fs::read_to_string(&local).unwrap();
+    t.write_conf(
+        "fail2ban.local",
+        &format!("{conf}\n[Definition]\nmetrics = {addr}\n"),
+    );
+    let mut s = Server::start(&t);
+    let log = t.path("access.log");
+    for ip in ["203.0.113.7", "203.0.113.8"] {
+        append(&log, &access(ip, "POST /xmlrpc.php HTTP/1.1"));
+        append(&log, &access(ip, "GET /about HTTP/1.1"));
+    }
+    let at = |text: &str, series: &str| value(text, series).unwrap_or(-1.0);
+    let mut text = String::new();
+    s.wait("both shapes are judged", |s| {
+        text = scrape(s, addr);
+        at(&text, "fail3ban_ai_verdicts_total{verdict=\"attack\"}") == 1.0
+            && at(&text, "fail3ban_ai_verdicts_total{verdict=\"benign\"}") == 1.0
+    });
+    assert_documented(&text, |name| name.starts_with("fail3ban_ai_"));
+    let requests = llm.requests() as f64;
+    assert_eq!(requests, 2.0, "one request per shape");
+    assert_eq!(at(&text, "fail3ban_ai_requests_total"), requests, "{text}");
+    // The scripted model reports 100 prompt and 50 completion tokens.
+    let tokens = |kind: &str| {
+        at(
+            &text,
+            &format!("fail3ban_ai_tokens_total{{kind=\"{kind}\"}}"),
+        )
+    };
+    assert_eq!(tokens("prompt"), 100.0 * requests, "{text}");
+    assert_eq!(tokens("completion"), 50.0 * requests, "{text}");
+    assert_eq!(
+        at(&text, "fail3ban_ai_verdicts_total{verdict=\"invalid\"}"),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        at(&text, "fail3ban_ai_rules{status=\"active\"}"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        at(&text, "fail3ban_ai_rules{status=\"pending\"}"),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(at(&text, "fail3ban_ai_queue_length"), 0.0, "{text}");
     s.stop();
 }

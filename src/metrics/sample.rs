@@ -53,6 +53,21 @@ pub fn source_lags(jails: &[JailSample]) -> Vec<SourceLag> {
         .collect()
 }
 
+/// The AI rule generator's numbers, since it started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AiSample {
+    /// Requests sent to the model.
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// (verdict, how many the model gave).
+    pub verdicts: Vec<(&'static str, u64)>,
+    /// (status, rules of it now).
+    pub rules: Vec<(&'static str, u64)>,
+    /// Lines waiting to be asked about.
+    pub queue: u64,
+}
+
 /// Everything one scrape encodes.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -62,4 +77,6 @@ pub struct Snapshot {
     pub actions: Vec<(String, String, ActionRuns)>,
     /// `None` when /proc could not be read.
     pub process: Option<ProcessSample>,
+    /// `None` while the AI rule generator is off.
+    pub ai: Option<AiSample>,
 }
