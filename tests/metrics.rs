@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::ai::access;
 use crate::prereq::Need;
 use crate::server::{fail, jail, st};
-use crate::util::{append, new_log, Server, Tree, WAIT};
+use crate::util::{append, make_journal_raw, new_log, Server, Tree, WAIT};
 
 /// A port free on loopback now (the OS picks it; it is released at once).
 fn free_port() -> u16 {
@@ -168,7 +168,10 @@ fn metrics_show_every_documented_metric_after_a_ban() {
     assert!(text.ends_with("# EOF\n"), "{text}");
     // The AI's metrics are shown (and checked) only while it runs.
     assert!(!text.contains("fail3ban_ai_"), "{text}");
-    assert_documented(&text, |name| !name.starts_with("fail3ban_ai_"));
+    // So are the journal's (a journal jail's test checks them).
+    assert_documented(&text, |name| {
+        !name.starts_with("fail3ban_ai_") && name != "fail3ban_source_lag_seconds"
+    });
     let one = |name: &str| value(&text, &format!("{name}{{jail=\"one\"}}"));
     assert_eq!(one("fail3ban_bans_total"), Some(2.0), "{text}");
     assert_eq!(one("fail3ban_unbans_total"), Some(1.0), "{text}");
@@ -530,5 +533,62 @@ fn metrics_count_the_ai_requests_tokens_verdicts_and_rules() {
         "{text}"
     );
     assert_eq!(at(&text, "fail3ban_ai_queue_length"), 0.0, "{text}");
+    s.stop();
+}
+
+/// Issue 19: a journal jail's lag is the seconds from the newest entry it
+/// read to the scrape: entries written 100 s ago show at least 100 s, and
+/// no more than the test took on top.
+#[test]
+#[ignore = "needs systemd-journal-remote"]
+fn metrics_journal_lag_is_seconds_since_the_newest_entry_read() {
+    crate::prereq::need(&[Need::JournalRemote]);
+    let (tree, addr) = tree_with_metrics(
+        "[one]
+enabled = true
+filter = test
+backend = systemd[journalpath=@T@/journal]
+journalmatch = _SYSTEMD_UNIT=test.service
+",
+    );
+    let started = Instant::now();
+    let usec = |ago: u64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        (now.as_micros() as u64 - ago * 1_000_000).to_string()
+    };
+    let entry = |i: u64, ago: u64| -> Vec<(&str, Vec<u8>)> {
+        [
+            ("__REALTIME_TIMESTAMP", usec(ago)),
+            ("__MONOTONIC_TIMESTAMP", (1_000_000 + i).to_string()),
+            ("_BOOT_ID", "0123456789abcdef0123456789abcdef".into()),
+            ("_HOSTNAME", "web1".into()),
+            ("_SYSTEMD_UNIT", "test.service".into()),
+            ("_COMM", "test".into()),
+            ("_PID", (100 + i).to_string()),
+            ("MESSAGE", "auth failure from 192.0.2.1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect()
+    };
+    let jdir = tree.path("journal");
+    std::fs::create_dir(&jdir).unwrap();
+    make_journal_raw(&jdir.join("one.journal"), &[entry(0, 200), entry(1, 100)]);
+    let mut s = Server::start(&tree);
+    s.wait_status("one", &st(1, 2, &[], 0));
+    let text = scrape(&s, addr);
+    let lag = value(
+        &text,
+        "fail3ban_source_lag_seconds{jail=\"one\",source=\"journal\"}",
+    )
+    .unwrap_or_else(|| panic!("no journal lag:\n{text}"));
+    let most = 100.0 + started.elapsed().as_secs_f64() + 1.0;
+    assert!(
+        (100.0..most).contains(&lag),
+        "lag {lag}, at most {most}:\n{text}"
+    );
+    assert_documented(&text, |name| name == "fail3ban_source_lag_seconds");
     s.stop();
 }

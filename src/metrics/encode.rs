@@ -137,6 +137,19 @@ impl Collector for Snapshot {
             let labels = [("jail", escaped(&s.jail)), ("source", escaped(&s.source))];
             ConstGauge::new(s.bytes as i64).encode(family.encode_family(&labels)?)?;
         }
+        let mut family = enc.encode_descriptor(
+            "fail3ban_source_lag",
+            "Seconds from the newest journal entry the jail read to now.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        for (jail, seconds) in &self.journal_lags {
+            let labels = [
+                ("jail", escaped(jail)),
+                ("source", Cow::Borrowed("journal")),
+            ];
+            ConstGauge::new(*seconds).encode(family.encode_family(&labels)?)?;
+        }
         self.encode_actions(&mut enc)?;
         self.encode_ai(&mut enc)?;
         self.encode_process(&mut enc)

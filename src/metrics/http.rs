@@ -97,6 +97,7 @@ async fn answer<S: Sampler>(
     let text = tokio::task::spawn_blocking(move || {
         super::encode::render(Snapshot {
             ai: sampler.sample_ai(),
+            journal_lags: super::sample::journal_lags(&jails, crate::ai::pipeline::now()),
             sources: super::sample::source_lags(&jails),
             jails,
             actions: super::actions::snapshot(),
