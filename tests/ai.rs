@@ -204,7 +204,7 @@ impl Llm {
         llm
     }
 
-    fn requests(&self) -> usize {
+    pub(crate) fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
 
@@ -241,7 +241,7 @@ pub(crate) fn access(ip: &str, request: &str) -> String {
 }
 
 /// A tree with one nginx jail that has no filter yet, only the AI.
-fn tree(llm: &Llm, ai: &str, extra_jail: &str) -> Tree {
+pub(crate) fn tree(llm: &Llm, ai: &str, extra_jail: &str) -> Tree {
     tree_at(&llm.base_url(), &format!("timeout = 2\n{ai}"), extra_jail)
 }
 
@@ -1626,7 +1626,7 @@ fn learned_xmlrpc_jail(t: &Tree) -> (Server<'_>, String) {
     (s, name)
 }
 
-fn xmlrpc_model() -> Llm {
+pub(crate) fn xmlrpc_model() -> Llm {
     Llm::start(|line| {
         if line.contains("POST /xmlrpc.php") {
             attack(XMLRPC)

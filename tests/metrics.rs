@@ -9,9 +9,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::ai::access;
 use crate::prereq::Need;
 use crate::server::{fail, jail, st};
-use crate::util::{new_log, Server, Tree, WAIT};
+use crate::util::{append, make_journal_raw, new_log, Server, Tree, WAIT};
 
 /// A port free on loopback now (the OS picks it; it is released at once).
 fn free_port() -> u16 {
@@ -112,6 +113,34 @@ fn family_of(name: &str, kind: &str) -> String {
     }
 }
 
+/// Every metric of the README's table that `wanted` picks is in `text`,
+/// with its type and labels.
+fn assert_documented(text: &str, wanted: impl Fn(&str) -> bool) {
+    let rows = documented();
+    for (name, kind, labels) in rows.iter().filter(|r| wanted(&r.0)) {
+        let family = family_of(name, kind);
+        assert!(
+            text.contains(&format!("# TYPE {family} {kind}\n")),
+            "no `# TYPE {family} {kind}` for {name}:\n{text}"
+        );
+        let sample = if kind == "histogram" {
+            format!("{name}_count")
+        } else {
+            name.clone()
+        };
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{sample} ")) || l.starts_with(&format!("{sample}{{")))
+            .unwrap_or_else(|| panic!("no sample of {name}:\n{text}"));
+        for label in labels {
+            assert!(
+                line.contains(&format!("{label}=\"")),
+                "{name} lacks label {label}: {line}"
+            );
+        }
+    }
+}
+
 // ------------------------------------------------------------------ tests
 
 /// After real bans (and an unban), the endpoint has every metric the
@@ -137,28 +166,12 @@ fn metrics_show_every_documented_metric_after_a_ban() {
     });
     let text = scrape(&s, addr);
     assert!(text.ends_with("# EOF\n"), "{text}");
-    for (name, kind, labels) in documented() {
-        let family = family_of(&name, &kind);
-        assert!(
-            text.contains(&format!("# TYPE {family} {kind}\n")),
-            "no `# TYPE {family} {kind}` for {name}:\n{text}"
-        );
-        let sample = if kind == "histogram" {
-            format!("{name}_count")
-        } else {
-            name.clone()
-        };
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&format!("{sample} ")) || l.starts_with(&format!("{sample}{{")))
-            .unwrap_or_else(|| panic!("no sample of {name}:\n{text}"));
-        for label in &labels {
-            assert!(
-                line.contains(&format!("{label}=\"")),
-                "{name} lacks label {label}: {line}"
-            );
-        }
-    }
+    // The AI's metrics are shown (and checked) only while it runs.
+    assert!(!text.contains("fail3ban_ai_"), "{text}");
+    // So are the journal's (a journal jail's test checks them).
+    assert_documented(&text, |name| {
+        !name.starts_with("fail3ban_ai_") && name != "fail3ban_source_lag_seconds"
+    });
     let one = |name: &str| value(&text, &format!("{name}{{jail=\"one\"}}"));
     assert_eq!(one("fail3ban_bans_total"), Some(2.0), "{text}");
     assert_eq!(one("fail3ban_unbans_total"), Some(1.0), "{text}");
@@ -460,5 +473,122 @@ fn prometheus_reads_back_two_bans() {
         "{}",
         prom.log()
     );
+    s.stop();
+}
+
+/// Issue 19: with the AI on, the endpoint counts its requests and tokens
+/// as the model server sent and reported them, its verdicts by kind, its
+/// rules by status and its queue, every `fail3ban_ai_` row of the README
+/// included.
+#[test]
+fn metrics_count_the_ai_requests_tokens_verdicts_and_rules() {
+    let llm = crate::ai::xmlrpc_model();
+    let t = crate::ai::tree(&llm, "", "");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let local = t.conf().join("fail2ban.local");
+    let conf = std::fs::read_to_string(&local).unwrap();
+    t.write_conf(
+        "fail2ban.local",
+        &format!("{conf}\n[Definition]\nmetrics = {addr}\n"),
+    );
+    let mut s = Server::start(&t);
+    let log = t.path("access.log");
+    for ip in ["203.0.113.7", "203.0.113.8"] {
+        append(&log, &access(ip, "POST /xmlrpc.php HTTP/1.1"));
+        append(&log, &access(ip, "GET /about HTTP/1.1"));
+    }
+    let at = |text: &str, series: &str| value(text, series).unwrap_or(-1.0);
+    let mut text = String::new();
+    s.wait("both shapes are judged", |s| {
+        text = scrape(s, addr);
+        at(&text, "fail3ban_ai_verdicts_total{verdict=\"attack\"}") == 1.0
+            && at(&text, "fail3ban_ai_verdicts_total{verdict=\"benign\"}") == 1.0
+    });
+    assert_documented(&text, |name| name.starts_with("fail3ban_ai_"));
+    let requests = llm.requests() as f64;
+    assert_eq!(requests, 2.0, "one request per shape");
+    assert_eq!(at(&text, "fail3ban_ai_requests_total"), requests, "{text}");
+    // The scripted model reports 100 prompt and 50 completion tokens.
+    let tokens = |kind: &str| {
+        at(
+            &text,
+            &format!("fail3ban_ai_tokens_total{{kind=\"{kind}\"}}"),
+        )
+    };
+    assert_eq!(tokens("prompt"), 100.0 * requests, "{text}");
+    assert_eq!(tokens("completion"), 50.0 * requests, "{text}");
+    assert_eq!(
+        at(&text, "fail3ban_ai_verdicts_total{verdict=\"invalid\"}"),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        at(&text, "fail3ban_ai_rules{status=\"active\"}"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        at(&text, "fail3ban_ai_rules{status=\"pending\"}"),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(at(&text, "fail3ban_ai_queue_length"), 0.0, "{text}");
+    s.stop();
+}
+
+/// Issue 19: a journal jail's lag is the seconds from the newest entry it
+/// read to the scrape: entries written 100 s ago show at least 100 s, and
+/// no more than the test took on top.
+#[test]
+#[ignore = "needs systemd-journal-remote"]
+fn metrics_journal_lag_is_seconds_since_the_newest_entry_read() {
+    crate::prereq::need(&[Need::JournalRemote]);
+    let (tree, addr) = tree_with_metrics(
+        "[one]
+enabled = true
+filter = test
+backend = systemd[journalpath=@T@/journal]
+journalmatch = _SYSTEMD_UNIT=test.service
+",
+    );
+    let started = Instant::now();
+    let usec = |ago: u64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        (now.as_micros() as u64 - ago * 1_000_000).to_string()
+    };
+    let entry = |i: u64, ago: u64| -> Vec<(&str, Vec<u8>)> {
+        [
+            ("__REALTIME_TIMESTAMP", usec(ago)),
+            ("__MONOTONIC_TIMESTAMP", (1_000_000 + i).to_string()),
+            ("_BOOT_ID", "0123456789abcdef0123456789abcdef".into()),
+            ("_HOSTNAME", "web1".into()),
+            ("_SYSTEMD_UNIT", "test.service".into()),
+            ("_COMM", "test".into()),
+            ("_PID", (100 + i).to_string()),
+            ("MESSAGE", "auth failure from 192.0.2.1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect()
+    };
+    let jdir = tree.path("journal");
+    std::fs::create_dir(&jdir).unwrap();
+    make_journal_raw(&jdir.join("one.journal"), &[entry(0, 200), entry(1, 100)]);
+    let mut s = Server::start(&tree);
+    s.wait_status("one", &st(1, 2, &[], 0));
+    let text = scrape(&s, addr);
+    let lag = value(
+        &text,
+        "fail3ban_source_lag_seconds{jail=\"one\",source=\"journal\"}",
+    )
+    .unwrap_or_else(|| panic!("no journal lag:\n{text}"));
+    let most = 100.0 + started.elapsed().as_secs_f64() + 1.0;
+    assert!(
+        (100.0..most).contains(&lag),
+        "lag {lag}, at most {most}:\n{text}"
+    );
+    assert_documented(&text, |name| name == "fail3ban_source_lag_seconds");
     s.stop();
 }

@@ -2,7 +2,7 @@
 //! async-openai. What is asked is [`super::prompt`]'s.
 
 use std::os::unix::fs::MetadataExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_openai::config::OpenAIConfig;
@@ -192,6 +192,25 @@ pub struct LlmClient {
     /// Cleared once the server refused structured outputs and answered in
     /// JSON mode: remembered for this server, for as long as the AI runs.
     json_schema: AtomicBool,
+    /// Requests sent and tokens answered, since the start, for the metrics.
+    usage: Usage,
+}
+
+/// What the model was asked and answered since the AI started: counted
+/// where each request is sent, whoever asks (the pipeline or `ai test`).
+#[derive(Debug, Default)]
+struct Usage {
+    requests: AtomicU64,
+    prompt_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
+}
+
+/// [`LlmClient::usage`]: requests sent, prompt and completion tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageCounts {
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -280,12 +299,23 @@ impl LlmClient {
             base_url: s.base_url.clone(),
             timeout: s.timeout,
             json_schema: AtomicBool::new(true),
+            usage: Usage::default(),
         }
     }
 
     /// The model asked.
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// Requests sent and tokens answered so far.
+    pub fn usage(&self) -> UsageCounts {
+        let u = &self.usage;
+        UsageCounts {
+            requests: u.requests.load(Ordering::Relaxed),
+            prompt_tokens: u.prompt_tokens.load(Ordering::Relaxed),
+            completion_tokens: u.completion_tokens.load(Ordering::Relaxed),
+        }
     }
 
     fn request(&self, user: String, schema: bool) -> CreateChatCompletionRequest {
@@ -320,6 +350,7 @@ impl LlmClient {
 
     async fn send(&self, req: CreateChatCompletionRequest) -> Result<Reply, Failed> {
         let chat = self.client.chat();
+        self.usage.requests.fetch_add(1, Ordering::Relaxed);
         let resp = match tokio::time::timeout(self.timeout, chat.create(req)).await {
             Err(_) => {
                 return Err(Failed {
@@ -329,7 +360,15 @@ impl LlmClient {
             }
             Ok(r) => r?,
         };
-        let tokens = resp.usage.map(|u| u64::from(u.total_tokens)).unwrap_or(0);
+        let tokens = match &resp.usage {
+            Some(u) => {
+                let count = |n: &AtomicU64, v: u32| n.fetch_add(u64::from(v), Ordering::Relaxed);
+                count(&self.usage.prompt_tokens, u.prompt_tokens);
+                count(&self.usage.completion_tokens, u.completion_tokens);
+                u64::from(u.total_tokens)
+            }
+            None => 0,
+        };
         let content = resp
             .choices
             .into_iter()

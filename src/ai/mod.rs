@@ -21,6 +21,7 @@ pub mod client;
 pub mod commands;
 pub mod evidence;
 pub mod intake;
+mod metrics;
 pub mod pipeline;
 pub mod prescreen;
 pub mod prompt;

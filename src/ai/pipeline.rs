@@ -19,6 +19,7 @@ use super::budget::Budget;
 use super::client::{CallError, KeyError, LlmClient, Reply};
 use super::evidence;
 use super::intake::Intake;
+use super::metrics::{Given, Verdicts};
 use super::prompt::{self, Question};
 use super::records::{self, Judged};
 use super::shape::{self, Client};
@@ -121,6 +122,8 @@ pub struct Ai {
     pub(super) budget: Mutex<Budget>,
     pub(super) dropped: Arc<AtomicU64>,
     pub(super) cache_hits: AtomicU64,
+    /// The model's verdicts, for the metrics.
+    pub(super) verdicts: Verdicts,
     pub(super) last_error: Mutex<Option<String>>,
     pub(super) wake: Notify,
 }
@@ -205,6 +208,7 @@ impl Ai {
             budget: Mutex::new(budget),
             dropped: dropped.clone(),
             cache_hits: AtomicU64::new(0),
+            verdicts: Verdicts::default(),
             last_error: Mutex::new(None),
             wake: Notify::new(),
         });
@@ -480,6 +484,7 @@ impl Ai {
     fn reject_answer(&self, a: &Asked<'_>, tokens: u64, reason: &str, detail: Value) {
         let q = a.q;
         tracing::warn!("[{}] AI answer rejected: {reason}", q.jail);
+        self.verdicts.count(Given::Invalid);
         let again = !a.retried;
         let id = rule_id(&q.template);
         let kept = self.db().rule(&id).ok().flatten();
@@ -525,6 +530,7 @@ impl Ai {
             Err(e) => return self.reject_answer(asked, tokens, &e.to_string(), Value::Null),
         };
         if a.verdict == Judgement::Benign {
+            self.verdicts.count(Given::Benign);
             self.put_verdict(&q.template, "benign", tokens, self.settings.benign_ttl);
             self.audit(
                 Some(&q.jail),
@@ -585,6 +591,7 @@ impl Ai {
         if let Err(e) = self.install(&rule) {
             return self.reject_answer(asked, tokens, &format!("cannot write: {e}"), Value::Null);
         }
+        self.verdicts.count(Given::Attack);
         self.put_verdict(&q.template, "attack", tokens, FOREVER);
         self.audit(
             Some(&q.jail),

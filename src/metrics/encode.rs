@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -43,6 +43,24 @@ fn escaped(value: &str) -> Cow<'_, str> {
     }
     Cow::Owned(out)
 }
+
+/// A count as a counter or a gauge.
+fn encode_count(sample: MetricEncoder, kind: MetricType, n: u64) -> Result<(), std::fmt::Error> {
+    match kind {
+        MetricType::Counter => ConstCounter::new(n).encode(sample),
+        _ => ConstGauge::new(n as i64).encode(sample),
+    }
+}
+
+/// A family of counts under one label: name, help, label, type, and
+/// (label value, count).
+type Labelled<'a> = (
+    &'static str,
+    &'static str,
+    &'static str,
+    MetricType,
+    Vec<(&'a str, u64)>,
+);
 
 /// One count of an action's runs.
 type RunCount = fn(&super::actions::ActionRuns) -> u64;
@@ -106,12 +124,7 @@ impl Collector for Snapshot {
             let mut family = enc.encode_descriptor(m.name, m.help, None, m.kind)?;
             for j in &self.jails {
                 let labels = [("jail", escaped(&j.jail))];
-                let sample = family.encode_family(&labels)?;
-                let v = (m.value)(j);
-                match m.kind {
-                    MetricType::Counter => ConstCounter::new(v).encode(sample)?,
-                    _ => ConstGauge::new(v as i64).encode(sample)?,
-                }
+                encode_count(family.encode_family(&labels)?, m.kind, (m.value)(j))?;
             }
         }
         let mut family = enc.encode_descriptor(
@@ -124,7 +137,21 @@ impl Collector for Snapshot {
             let labels = [("jail", escaped(&s.jail)), ("source", escaped(&s.source))];
             ConstGauge::new(s.bytes as i64).encode(family.encode_family(&labels)?)?;
         }
+        let mut family = enc.encode_descriptor(
+            "fail3ban_source_lag",
+            "Seconds from the newest journal entry the jail read to now.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        for (jail, seconds) in &self.journal_lags {
+            let labels = [
+                ("jail", escaped(jail)),
+                ("source", Cow::Borrowed("journal")),
+            ];
+            ConstGauge::new(*seconds).encode(family.encode_family(&labels)?)?;
+        }
         self.encode_actions(&mut enc)?;
+        self.encode_ai(&mut enc)?;
         self.encode_process(&mut enc)
     }
 }
@@ -170,6 +197,60 @@ impl Snapshot {
                 .encode_histogram::<NoLabelSet>(runs.seconds, runs.runs, &buckets, None)?;
         }
         Ok(())
+    }
+
+    /// The AI's metrics, absent while it is off.
+    fn encode_ai(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(ai) = &self.ai else {
+            return Ok(());
+        };
+        let family = enc.encode_descriptor(
+            "fail3ban_ai_requests",
+            "Requests sent to the model.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(ai.requests).encode(family)?;
+        let labelled: [Labelled; 3] = [
+            (
+                "fail3ban_ai_tokens",
+                "Tokens the model's answers cost, as it reported them.",
+                "kind",
+                MetricType::Counter,
+                vec![
+                    ("prompt", ai.prompt_tokens),
+                    ("completion", ai.completion_tokens),
+                ],
+            ),
+            (
+                "fail3ban_ai_verdicts",
+                "Answers of the model: attack (a rule that passed the checks), benign, invalid.",
+                "verdict",
+                MetricType::Counter,
+                ai.verdicts.clone(),
+            ),
+            (
+                "fail3ban_ai_rules",
+                "AI rules in the store, by status.",
+                "status",
+                MetricType::Gauge,
+                ai.rules.clone(),
+            ),
+        ];
+        for (name, help, label, kind, values) in labelled {
+            let mut family = enc.encode_descriptor(name, help, None, kind)?;
+            for (value, n) in values {
+                let labels = [(label, value)];
+                encode_count(family.encode_family(&labels)?, kind, n)?;
+            }
+        }
+        let family = enc.encode_descriptor(
+            "fail3ban_ai_queue_length",
+            "Lines waiting to be asked about.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(ai.queue as i64).encode(family)
     }
 
     fn encode_process(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {

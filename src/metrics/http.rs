@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
-use super::sample::{JailSample, Snapshot};
+use super::sample::{AiSample, JailSample, Snapshot};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -37,6 +37,9 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 pub trait Sampler: Send + Sync + 'static {
     /// Every jail's counts now. Takes each jail's lock only to copy them.
     fn sample_jails(&self) -> impl Future<Output = Vec<JailSample>> + Send;
+    /// The AI rule generator's numbers, `None` while it is off. Blocking
+    /// (it reads the store): called off the runtime threads.
+    fn sample_ai(&self) -> Option<AiSample>;
 }
 
 /// Serves the endpoint on `listener` until the task is dropped.
@@ -89,10 +92,12 @@ async fn answer<S: Sampler>(
         ));
     }
     let jails = sampler.sample_jails().await;
-    // stat of the logs, /proc reads and the encoding (91 jails: some KiB of text) off the
-    // runtime threads.
+    // stat of the logs, /proc reads, the AI's store and the encoding (91
+    // jails: some KiB of text) off the runtime threads.
     let text = tokio::task::spawn_blocking(move || {
         super::encode::render(Snapshot {
+            ai: sampler.sample_ai(),
+            journal_lags: super::sample::journal_lags(&jails, crate::ai::pipeline::now()),
             sources: super::sample::source_lags(&jails),
             jails,
             actions: super::actions::snapshot(),

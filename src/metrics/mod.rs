@@ -19,4 +19,4 @@ pub mod sample;
 pub use actions::enabled;
 pub use address::{parse_address, AddressError};
 pub use http::{serve, Sampler};
-pub use sample::{JailSample, Snapshot, SourceLag};
+pub use sample::{AiSample, JailSample, Snapshot, SourceLag};

@@ -23,6 +23,8 @@ pub struct JailSample {
     pub banned: u64,
     /// Each file the jail follows and the offset it has read it to.
     pub read_to: Vec<(Arc<Path>, u64)>,
+    /// The time of the newest journal entry read (journal jails only).
+    pub journal_read_at: Option<f64>,
 }
 
 /// How far one source is behind its log.
@@ -53,13 +55,41 @@ pub fn source_lags(jails: &[JailSample]) -> Vec<SourceLag> {
         .collect()
 }
 
+/// The AI rule generator's numbers, since it started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AiSample {
+    /// Requests sent to the model.
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// (verdict, how many the model gave).
+    pub verdicts: Vec<(&'static str, u64)>,
+    /// (status, rules of it now).
+    pub rules: Vec<(&'static str, u64)>,
+    /// Lines waiting to be asked about.
+    pub queue: u64,
+}
+
+/// The journal sources' lag: (jail, seconds from the newest entry read
+/// to `now`). A journal that writes nothing new shows its quiet time too.
+pub fn journal_lags(jails: &[JailSample], now: f64) -> Vec<(String, f64)> {
+    jails
+        .iter()
+        .filter_map(|j| Some((j.jail.clone(), (now - j.journal_read_at?).max(0.0))))
+        .collect()
+}
+
 /// Everything one scrape encodes.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub jails: Vec<JailSample>,
     pub sources: Vec<SourceLag>,
+    /// (jail, seconds) of each journal source: [`journal_lags`].
+    pub journal_lags: Vec<(String, f64)>,
     /// (jail, action, runs).
     pub actions: Vec<(String, String, ActionRuns)>,
     /// `None` when /proc could not be read.
     pub process: Option<ProcessSample>,
+    /// `None` while the AI rule generator is off.
+    pub ai: Option<AiSample>,
 }

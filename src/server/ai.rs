@@ -98,6 +98,14 @@ impl Server {
         jail.set_ai((mode != Mode::Off).then_some(handle));
     }
 
+    /// The AI's numbers for a metrics scrape, `None` while it is off
+    /// (never started here: a scrape does not turn it on). Blocks on
+    /// SQLite.
+    pub(super) fn ai_metrics(&self) -> Option<crate::metrics::AiSample> {
+        let running = self.ai.running.lock().expect("ai lock").clone();
+        running.map(|(ai, _)| ai.metrics_sample())
+    }
+
     /// `ai status|list|show <id>|approve <id>|reject <id>|test <line> [jail]`.
     pub(super) async fn ai_command(&self, args: &[String]) -> Result<Value, CommandError> {
         let Some((ai, _)) = self.running_ai() else {

@@ -799,6 +799,10 @@ impl crate::metrics::Sampler for Server {
         let jails: Vec<Arc<Jail>> = self.jails.read().await.values().cloned().collect();
         jails.iter().map(|j| j.metrics_sample()).collect()
     }
+
+    fn sample_ai(&self) -> Option<crate::metrics::AiSample> {
+        self.ai_metrics()
+    }
 }
 
 /// Opens the metrics endpoint when the configuration asks for one; a bind

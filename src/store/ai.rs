@@ -64,7 +64,8 @@ pub enum RuleStatus {
 }
 
 impl RuleStatus {
-    const ALL: [RuleStatus; 6] = [
+    /// Every status, in the order `ai list` and the metrics show them.
+    pub const ALL: [RuleStatus; 6] = [
         RuleStatus::Observed,
         RuleStatus::Pending,
         RuleStatus::Active,
@@ -194,6 +195,8 @@ pub trait AiStore: Send + Sync {
     fn rules(&self) -> Result<Vec<Rule>>;
     /// How many verdicts the cache holds.
     fn verdict_count(&self) -> Result<u64>;
+    /// How many rules there are of each status that has any.
+    fn rule_counts(&self) -> Result<Vec<(RuleStatus, u64)>>;
     /// Keeps `lines` in one transaction, then drops the oldest lines of
     /// each jail, kind and shape they touched beyond `bound(kind)`.
     fn add_evidence(
@@ -326,6 +329,14 @@ impl AiStore for SqliteStore {
 
     fn verdict_count(&self) -> Result<u64> {
         self.read(|conn, _| conn.query_row("SELECT count(*) FROM ai_verdicts", [], |r| r.get(0)))
+    }
+
+    fn rule_counts(&self) -> Result<Vec<(RuleStatus, u64)>> {
+        self.read(|conn, _| {
+            conn.prepare_cached("SELECT status, count(*) FROM ai_rules GROUP BY status")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
     }
 
     fn add_evidence(

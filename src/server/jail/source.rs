@@ -262,6 +262,12 @@ impl Source for JournalSource {
     }
 
     fn count(batch: &JournalBatch, st: &mut JailState, now: f64) -> Processed {
+        if crate::metrics::enabled() {
+            let newest = batch.lines.iter().map(|l| l.time).fold(f64::MIN, f64::max);
+            if st.journal_read_at.is_none_or(|t| t < newest) {
+                st.journal_read_at = Some(newest);
+            }
+        }
         st.process_journal(&batch.lines, now)
     }
 

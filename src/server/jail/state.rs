@@ -64,6 +64,9 @@ pub(super) struct JailState {
     /// How far each file is read, kept only while the metrics endpoint is
     /// on (its lag behind the log).
     pub(super) read_to: Vec<(Arc<std::path::Path>, u64)>,
+    /// The time of the newest journal entry read, kept only while the
+    /// metrics endpoint is on (the journal's lag).
+    pub(super) journal_read_at: Option<f64>,
 }
 
 /// What a batch of lines leaves to do once the jail's lock is released.
@@ -97,6 +100,7 @@ impl JailState {
             lines_read: 0,
             lines_matched: 0,
             read_to: Vec::new(),
+            journal_read_at: None,
         })
     }
 
@@ -293,6 +297,7 @@ impl JailState {
             unbans_total: self.engine.ban_manager.unban_total(),
             banned: self.engine.ban_manager.size() as u64,
             read_to: self.read_to.clone(),
+            journal_read_at: self.journal_read_at,
         }
     }
 
