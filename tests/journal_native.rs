@@ -12,19 +12,11 @@ use std::time::{Duration, Instant};
 use fail3ban::source::{JournalLine, JournalOptions, JournalSource, JournalStart};
 
 use crate::prereq::Need;
-use crate::util::{make_journal_env, WAIT};
+use crate::util::{make_journal_env, rt, WAIT};
 
 const BOOT: &str = "0123456789abcdef0123456789abcdef";
 const OTHER_BOOT: &str = "fedcba9876543210fedcba9876543210";
 const T0: u64 = 1_700_000_000_000_000;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 type Entry = Vec<(&'static str, Vec<u8>)>;
 

@@ -14,16 +14,9 @@ use fail3ban::source::{
 };
 
 use crate::prereq::Need;
+use crate::util::rt;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn append(p: &Path, data: &[u8]) {
     let mut f = OpenOptions::new()

@@ -14,6 +14,15 @@ use std::time::{Duration, Instant};
 /// Longest wait for anything the server should do "at once".
 pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
+/// A two-worker runtime for tests that drive sources from plain `#[test]`s.
+pub(crate) fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub(crate) const SERVER: &str = env!("CARGO_BIN_EXE_fail3ban-server");
 pub(crate) const CLIENT: &str = env!("CARGO_BIN_EXE_fail3ban-client");
 
